@@ -1,0 +1,55 @@
+# MueJam Edge. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO        ?= go
+BIN       := bin
+CADDY     := $(BIN)/caddy
+APPSERVER := $(BIN)/appserver
+RUN_DIR   := .run
+
+GO_SOURCES := go.mod go.sum $(shell find . -name '*.go' -not -path './.run/*' -not -path './bin/*' -not -name '*_test.go') \
+	$(shell find appserver/migrate/sql -name '*.sql')
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(CADDY): xcaddy.json $(GO_SOURCES)
+	$(GO) run ./scripts/caddybuild -config xcaddy.json -o $@
+
+$(APPSERVER): $(GO_SOURCES)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./appserver
+
+.PHONY: caddy
+caddy: $(CADDY) ## build the custom Caddy from xcaddy.json into bin/caddy
+	@$(CADDY) list-modules --skip-standard --packages | grep -v '^$$'
+
+.PHONY: appserver
+appserver: $(APPSERVER) ## build the app server into bin/appserver
+
+.PHONY: services-up
+services-up: ## start Postgres primary + replica and Valkey under .run/ (installs what is missing)
+	@scripts/services.sh up
+
+.PHONY: services-down
+services-down: ## stop the services started by services-up
+	@scripts/services.sh down
+
+.PHONY: run
+run: $(CADDY) $(APPSERVER) services-up ## run the whole stack: services, app server on :8081, edge on :8080
+	@scripts/run.sh
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+.PHONY: test
+test: services-up $(CADDY) $(APPSERVER) lint ## every test, against real services and the built binaries
+	$(GO) test -race -count=1 -timeout 8m ./...
+
+.PHONY: clean
+clean: ## remove build outputs (not .run/)
+	rm -rf $(BIN)

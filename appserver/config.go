@@ -1,0 +1,177 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap/zapcore"
+)
+
+// config is everything the app server reads from its environment and flags. Flags win over
+// environment variables; defaults live in defaultConfig and nowhere else.
+type config struct {
+	Addr            string        // APP_ADDR, -addr
+	MetricsAddr     string        // APP_METRICS_ADDR, -metrics-addr
+	DatabaseURL     string        // DATABASE_URL, -database-url
+	ReplicaURLs     []string      // DATABASE_REPLICA_URLS (comma-separated), -replica-urls
+	ValkeyAddr      string        // VALKEY_ADDR, -valkey-addr
+	Migrate         bool          // MIGRATE_ON_START, -migrate
+	LogLevel        zapcore.Level // LOG_LEVEL, -log-level
+	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT, -shutdown-timeout
+	HealthTimeout   time.Duration // HEALTH_CHECK_TIMEOUT, -health-timeout
+
+	primary  *pgxpool.Config
+	replicas []*pgxpool.Config
+}
+
+func defaultConfig() config {
+	return config{
+		Addr:            "127.0.0.1:8081",
+		MetricsAddr:     "127.0.0.1:9081",
+		DatabaseURL:     "postgres://postgres@127.0.0.1:55432/muejam?sslmode=disable",
+		ReplicaURLs:     []string{"postgres://postgres@127.0.0.1:55433/muejam?sslmode=disable"},
+		ValkeyAddr:      "127.0.0.1:56379",
+		LogLevel:        zapcore.InfoLevel,
+		ShutdownTimeout: 15 * time.Second,
+		HealthTimeout:   2 * time.Second,
+	}
+}
+
+// usageError is a mistake in the configuration or the command line: main prints it as one
+// line and exits with status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// parseConfig reads the environment through getenv, then the flags in args.
+func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+
+	env := func(key string, p *string) {
+		if v := getenv(key); v != "" {
+			*p = v
+		}
+	}
+	env("APP_ADDR", &cfg.Addr)
+	env("APP_METRICS_ADDR", &cfg.MetricsAddr)
+	env("DATABASE_URL", &cfg.DatabaseURL)
+	env("VALKEY_ADDR", &cfg.ValkeyAddr)
+	replicas := strings.Join(cfg.ReplicaURLs, ",")
+	env("DATABASE_REPLICA_URLS", &replicas)
+	migrate := strconv.FormatBool(cfg.Migrate)
+	env("MIGRATE_ON_START", &migrate)
+	level := cfg.LogLevel.String()
+	env("LOG_LEVEL", &level)
+	shutdown := cfg.ShutdownTimeout.String()
+	env("SHUTDOWN_TIMEOUT", &shutdown)
+	healthTimeout := cfg.HealthTimeout.String()
+	env("HEALTH_CHECK_TIMEOUT", &healthTimeout)
+
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "API listen address (APP_ADDR)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "internal metrics and pprof listen address (APP_METRICS_ADDR)")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "primary PostgreSQL URL (DATABASE_URL)")
+	fs.StringVar(&replicas, "replica-urls", replicas, "comma-separated replica PostgreSQL URLs (DATABASE_REPLICA_URLS)")
+	fs.StringVar(&cfg.ValkeyAddr, "valkey-addr", cfg.ValkeyAddr, "Valkey host:port (VALKEY_ADDR)")
+	fs.StringVar(&migrate, "migrate", migrate, "apply migrations at start (MIGRATE_ON_START)")
+	fs.StringVar(&level, "log-level", level, "debug, info, warn or error (LOG_LEVEL)")
+	fs.StringVar(&shutdown, "shutdown-timeout", shutdown, "how long SIGTERM waits for in-flight requests (SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&healthTimeout, "health-timeout", healthTimeout, "timeout of each health check (HEALTH_CHECK_TIMEOUT)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+		}
+		return cfg, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return cfg, usagef("unexpected argument %q", fs.Arg(0))
+	}
+
+	var err error
+	if cfg.Migrate, err = strconv.ParseBool(migrate); err != nil {
+		return cfg, usagef("invalid MIGRATE_ON_START/-migrate %q: want true or false", migrate)
+	}
+	if cfg.LogLevel, err = zapcore.ParseLevel(level); err != nil {
+		return cfg, usagef("invalid LOG_LEVEL/-log-level %q: want debug, info, warn or error", level)
+	}
+	if cfg.ShutdownTimeout, err = parsePositiveDuration("SHUTDOWN_TIMEOUT/-shutdown-timeout", shutdown); err != nil {
+		return cfg, err
+	}
+	if cfg.HealthTimeout, err = parsePositiveDuration("HEALTH_CHECK_TIMEOUT/-health-timeout", healthTimeout); err != nil {
+		return cfg, err
+	}
+	for _, a := range []struct{ name, addr string }{
+		{"APP_ADDR/-addr", cfg.Addr}, {"APP_METRICS_ADDR/-metrics-addr", cfg.MetricsAddr}, {"VALKEY_ADDR/-valkey-addr", cfg.ValkeyAddr},
+	} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			return cfg, usagef("invalid %s %q: want host:port", a.name, a.addr)
+		}
+	}
+	if cfg.primary, err = parseDatabaseURL("DATABASE_URL", cfg.DatabaseURL); err != nil {
+		return cfg, err
+	}
+	cfg.ReplicaURLs = nil
+	for u := range strings.SplitSeq(replicas, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		pc, err := parseDatabaseURL("DATABASE_REPLICA_URLS", u)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.ReplicaURLs = append(cfg.ReplicaURLs, u)
+		cfg.replicas = append(cfg.replicas, pc)
+	}
+	return cfg, nil
+}
+
+func parsePositiveDuration(name, s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, usagef("invalid %s %q: want a positive duration such as 15s", name, s)
+	}
+	return d, nil
+}
+
+// parseDatabaseURL accepts postgres:// URLs only (a key=value string is easy to get wrong
+// in an environment variable) and never repeats the password in an error.
+func parseDatabaseURL(name, raw string) (*pgxpool.Config, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		return nil, usagef("invalid %s %q: want postgres://user[:password]@host:port/dbname", name, redactURL(raw))
+	}
+	pc, err := pgxpool.ParseConfig(raw)
+	if err != nil {
+		return nil, usagef("invalid %s %q: %s", name, redactURL(raw), firstLine(err.Error()))
+	}
+	return pc, nil
+}
+
+// redactURL masks the password of a URL for printing; input that does not parse is replaced
+// whole, since it may hold one anywhere.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "[unparsable URL]"
+	}
+	return u.Redacted()
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+)
+
+func envMap(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	cfg, err := parseConfig("appserver", nil, envMap(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := defaultConfig()
+	if cfg.Addr != def.Addr || cfg.MetricsAddr != def.MetricsAddr || cfg.ValkeyAddr != def.ValkeyAddr ||
+		cfg.DatabaseURL != def.DatabaseURL || cfg.ShutdownTimeout != def.ShutdownTimeout || cfg.Migrate {
+		t.Errorf("defaults not applied: %+v", cfg)
+	}
+	if len(cfg.replicas) != 1 || cfg.replicas[0].ConnConfig.Port != 55433 {
+		t.Errorf("default replica not parsed: %v", cfg.ReplicaURLs)
+	}
+	if cfg.primary.ConnConfig.Port != 55432 || cfg.primary.ConnConfig.Database != "muejam" {
+		t.Errorf("primary = %+v", cfg.primary.ConnConfig)
+	}
+}
+
+func TestParseConfigEnvAndFlags(t *testing.T) {
+	env := envMap(map[string]string{
+		"APP_ADDR":              "127.0.0.1:1111",
+		"DATABASE_URL":          "postgres://u:secret@db.internal:5433/app",
+		"DATABASE_REPLICA_URLS": "postgres://u@r1:5432/app, postgres://u@r2:5432/app",
+		"MIGRATE_ON_START":      "true",
+		"LOG_LEVEL":             "debug",
+		"SHUTDOWN_TIMEOUT":      "3s",
+	})
+	cfg, err := parseConfig("appserver", []string{"-addr", "127.0.0.1:2222", "-health-timeout=500ms"}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:2222" {
+		t.Errorf("flag did not win over env: addr %s", cfg.Addr)
+	}
+	if !cfg.Migrate || cfg.LogLevel != zapcore.DebugLevel || cfg.ShutdownTimeout != 3*time.Second || cfg.HealthTimeout != 500*time.Millisecond {
+		t.Errorf("env not applied: %+v", cfg)
+	}
+	if len(cfg.replicas) != 2 || cfg.replicas[1].ConnConfig.Host != "r2" {
+		t.Errorf("replicas = %v", cfg.ReplicaURLs)
+	}
+	if cfg.primary.ConnConfig.Password != "secret" {
+		t.Errorf("password not parsed")
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+	}{
+		{"unknown flag", []string{"-bogus"}, nil, "flag provided but not defined: -bogus"},
+		{"extra argument", []string{"serve"}, nil, `unexpected argument "serve"`},
+		{"malformed url", nil, map[string]string{"DATABASE_URL": "postgres//nohost"}, "invalid DATABASE_URL"},
+		{"not a postgres url", nil, map[string]string{"DATABASE_URL": "mysql://u@h/db"}, "invalid DATABASE_URL"},
+		{"bad port in url", nil, map[string]string{"DATABASE_URL": "postgres://u:hunter2@h:99999/db"}, "invalid DATABASE_URL"},
+		{"bad replica", nil, map[string]string{"DATABASE_REPLICA_URLS": "postgres://u@h/db,nope"}, "invalid DATABASE_REPLICA_URLS"},
+		{"bad duration", nil, map[string]string{"SHUTDOWN_TIMEOUT": "soon"}, "invalid SHUTDOWN_TIMEOUT"},
+		{"negative duration", []string{"-health-timeout", "-1s"}, nil, "invalid HEALTH_CHECK_TIMEOUT"},
+		{"bad level", nil, map[string]string{"LOG_LEVEL": "loud"}, "invalid LOG_LEVEL"},
+		{"bad bool", []string{"-migrate", "maybe"}, nil, "invalid MIGRATE_ON_START"},
+		{"bad addr", []string{"-addr", "8081"}, nil, "invalid APP_ADDR"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseConfig("appserver", tt.args, envMap(tt.env), io.Discard)
+			var ue usageError
+			if !errors.As(err, &ue) {
+				t.Fatalf("err = %v, want a usageError", err)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("err = %q, want it to contain %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error repeats the password: %q", err)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is more than one line: %q", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/muejam/edge/appserver/health"
+	"github.com/muejam/edge/appserver/httpjson"
+	"github.com/muejam/edge/appserver/httpmetrics"
+	"github.com/muejam/edge/appserver/migrate"
+)
+
+// newLogger returns the JSON logger of the app server, writing to w.
+func newLogger(w io.Writer, level zapcore.Level) *zap.Logger {
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey = "ts"
+	enc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), level)
+	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w))))
+}
+
+// listen opens a TCP listener; failing to is a configuration error (a port in use, an
+// address not on this machine).
+func listen(name, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, usagef("cannot listen on %s %s: %v", name, addr, errors.Unwrap(err))
+	}
+	return ln, nil
+}
+
+// pools opens one lazily connecting pool per node: the primary first, then the replicas.
+func pools(ctx context.Context, cfg config) ([]*pgxpool.Pool, error) {
+	all := make([]*pgxpool.Pool, 0, 1+len(cfg.replicas))
+	for _, pc := range append([]*pgxpool.Config{cfg.primary}, cfg.replicas...) {
+		p, err := pgxpool.NewWithConfig(ctx, pc)
+		if err != nil {
+			for _, q := range all {
+				q.Close()
+			}
+			return nil, err
+		}
+		all = append(all, p)
+	}
+	return all, nil
+}
+
+func runMigrate(ctx context.Context, cfg config, stdout io.Writer) error {
+	pool, err := pgxpool.NewWithConfig(ctx, cfg.primary)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	applied, err := migrate.Up(ctx, pool)
+	for _, v := range applied {
+		fmt.Fprintf(stdout, "applied migration %04d\n", v)
+	}
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(stdout, "database is up to date")
+	}
+	return nil
+}
+
+func serve(ctx context.Context, cfg config, stdout io.Writer) error {
+	log := newLogger(stdout, cfg.LogLevel)
+	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush at exit
+
+	apiLn, err := listen("APP_ADDR", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	defer apiLn.Close()
+	metricsLn, err := listen("APP_METRICS_ADDR", cfg.MetricsAddr)
+	if err != nil {
+		return err
+	}
+	defer metricsLn.Close()
+
+	nodes, err := pools(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, p := range nodes {
+			p.Close()
+		}
+	}()
+	if cfg.Migrate {
+		applied, err := migrate.Up(ctx, nodes[0])
+		if err != nil {
+			return err
+		}
+		log.Info("migrations applied", zap.Int64s("versions", applied))
+	}
+
+	vk := health.NewValkey(cfg.ValkeyAddr, cfg.HealthTimeout)
+	defer vk.Close()
+	checks := []health.Check{{Name: "primary", Probe: health.Postgres(nodes[0], true)}}
+	for i, p := range nodes[1:] {
+		checks = append(checks, health.Check{Name: fmt.Sprintf("replica-%d", i+1), Probe: health.Postgres(p, false)})
+	}
+	checks = append(checks, health.Check{Name: "valkey", Probe: vk.Probe})
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	api := &http.Server{
+		Handler:           routes(health.New(cfg.HealthTimeout, checks...), httpmetrics.New(reg)),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+	internal := &http.Server{
+		Handler:           internalRoutes(reg),
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          zap.NewStdLog(log.Named("internal")),
+	}
+
+	log.Info("app server listening",
+		zap.String("addr", apiLn.Addr().String()),
+		zap.String("metrics_addr", metricsLn.Addr().String()),
+		zap.String("database", redactURL(cfg.DatabaseURL)),
+		zap.Int("replicas", len(cfg.replicas)),
+		zap.String("valkey", cfg.ValkeyAddr))
+	go func() {
+		if err := internal.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("internal listener stopped", zap.Error(err))
+		}
+	}()
+	defer internal.Close()
+	err = serveUntilDone(ctx, api, apiLn, cfg.ShutdownTimeout)
+	log.Info("app server stopped", zap.Error(err))
+	return err
+}
+
+// serveUntilDone serves on ln until ctx is done, then stops accepting and waits up to
+// timeout for in-flight requests to finish.
+func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+		return fmt.Errorf("shutdown: in-flight requests still running after %s: %w", timeout, err)
+	}
+	return nil
+}
+
+// routes is the API: every route of the app server is registered here.
+func routes(hc *health.Checker, m *httpmetrics.Metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /v1/health", hc)
+	return m.Wrap(jsonErrors(mux))
+}
+
+// jsonErrors answers requests that match no route with the API's JSON error body: 404, or
+// 405 with the Allow header when the path exists under other methods.
+func jsonErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &headerOnly{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		if allow := probe.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		switch probe.status {
+		case http.StatusMethodNotAllowed:
+			httpjson.Error(w, probe.status, "method_not_allowed", "method "+r.Method+" is not allowed here", nil)
+		case http.StatusNotFound:
+			httpjson.Error(w, probe.status, "not_found", "no such resource", nil)
+		default: // a redirect to the cleaned path
+			mux.ServeHTTP(w, r)
+		}
+	})
+}
+
+// headerOnly records the status and headers the mux would send for an unmatched request.
+type headerOnly struct {
+	header http.Header
+	status int
+}
+
+func (h *headerOnly) Header() http.Header         { return h.header }
+func (h *headerOnly) Write(b []byte) (int, error) { return len(b), nil }
+func (h *headerOnly) WriteHeader(code int)        { h.status = code }
+
+// internalRoutes serves metrics and pprof; it is bound to an internal address, never routed
+// through the edge.
+func internalRoutes(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}

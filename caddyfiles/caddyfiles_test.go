@@ -1,0 +1,223 @@
+// Package caddyfiles_test checks every Caddyfile operators edit with the built custom Caddy
+// (bin/caddy, from `make caddy`) and runs the dev stack end to end: bin/caddy with
+// dev.Caddyfile in front of bin/appserver, against the real services of `make services-up`.
+package caddyfiles_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/muejam/edge"
+	"github.com/muejam/edge/appserver/health"
+	"github.com/muejam/edge/internal/testenv"
+	"github.com/muejam/edge/modules/edgeadmin"
+)
+
+// binary returns the path of a built binary under bin/.
+func binary(t *testing.T, name string) string {
+	t.Helper()
+	p := filepath.Join(testenv.RepoRoot(t), "bin", name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s is missing: build it with `make %s` (make test does)", p, name)
+	}
+	return p
+}
+
+func caddyfiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob("*.Caddyfile")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no Caddyfiles found (%v)", err)
+	}
+	return files
+}
+
+func TestCaddyfilesValidateAndAreFormatted(t *testing.T) {
+	caddy := binary(t, "caddy")
+	for _, f := range caddyfiles(t) {
+		t.Run(f, func(t *testing.T) {
+			if out, err := exec.Command(caddy, "validate", "--config", f, "--adapter", "caddyfile").CombinedOutput(); err != nil {
+				t.Errorf("caddy validate %s: %v\n%s", f, err, out)
+			}
+			if out, err := exec.Command(caddy, "fmt", "--diff", f).CombinedOutput(); err != nil {
+				t.Errorf("%s is not formatted (caddy fmt --overwrite %s): %v\n%s", f, f, err, out)
+			}
+		})
+	}
+}
+
+func TestBinaryCarriesPinnedCaddyAndOurModules(t *testing.T) {
+	caddy := binary(t, "caddy")
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "xcaddy.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var manifest struct {
+		CaddyVersion string `json:"caddy_version"`
+	}
+	if err := json.Unmarshal(raw, &manifest); err != nil {
+		t.Fatal(err)
+	}
+	info, err := exec.Command(caddy, "build-info").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "dep\tgithub.com/caddyserver/caddy/v2\t" + manifest.CaddyVersion + "\t"; !strings.Contains(string(info), want) {
+		t.Errorf("build-info does not show Caddy %s:\n%s", manifest.CaddyVersion, info)
+	}
+	out, err := exec.Command(caddy, "list-modules", "--skip-standard").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := strings.Fields(string(out))
+	// This test binary imports the root package, so it registers every module of ours.
+	for _, m := range edgeadmin.EdgeModules() {
+		if !slices.Contains(listed, m.ID) {
+			t.Errorf("bin/caddy list-modules does not list %s (is bin/caddy stale? make caddy)", m.ID)
+		}
+	}
+}
+
+// process is a binary run by a test, its output kept for the failure report.
+type process struct {
+	cmd *exec.Cmd
+	out bytes.Buffer
+}
+
+func start(t *testing.T, env []string, bin string, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(bin, args...)}
+	p.cmd.Dir = testenv.RepoRoot(t)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+			p.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(bin), p.out.String())
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and expects a clean exit.
+func (p *process) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("%s exited with %v after SIGTERM", p.cmd.Path, err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Errorf("%s did not exit within 20s of SIGTERM", p.cmd.Path)
+	}
+}
+
+func waitHTTP(t *testing.T, url string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s did not answer within 20s", url)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func requireFree(t *testing.T, addrs ...string) {
+	t.Helper()
+	for _, a := range addrs {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			t.Fatalf("%s is taken (is `make run` running?): %v", a, err)
+		}
+		ln.Close()
+	}
+}
+
+func TestDevStackEndToEnd(t *testing.T) {
+	requireFree(t, "127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:9081", "127.0.0.1:2019")
+	db := testenv.NewDatabase(t)
+	env := []string{
+		"DATABASE_URL=" + db.PrimaryURL,
+		"DATABASE_REPLICA_URLS=" + db.ReplicaURL,
+		"VALKEY_ADDR=" + testenv.ValkeyAddr,
+	}
+	appserver := binary(t, "appserver")
+	if out, err := exec.Command(appserver, "migrate", "-database-url", db.PrimaryURL).CombinedOutput(); err != nil {
+		t.Fatalf("appserver migrate: %v\n%s", err, out)
+	}
+	app := start(t, env, appserver)
+	edge := start(t, nil, binary(t, "caddy"), "run", "--config", "caddyfiles/dev.Caddyfile", "--adapter", "caddyfile")
+	waitHTTP(t, "http://127.0.0.1:8081/v1/health")
+	waitHTTP(t, "http://127.0.0.1:2019/config/")
+
+	resp, err := http.Get("http://127.0.0.1:8080/v1/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep health.Report
+	err = json.NewDecoder(resp.Body).Decode(&rep)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || rep.Status != "healthy" {
+		t.Errorf("GET :8080/v1/health = %d %+v, want 200 healthy", resp.StatusCode, rep)
+	}
+	for _, name := range []string{"primary", "replica-1", "valkey"} {
+		if rep.Checks[name].Status != "up" {
+			t.Errorf("check %s = %+v", name, rep.Checks[name])
+		}
+	}
+	if via := resp.Header.Get("Via"); !strings.Contains(via, "Caddy") {
+		t.Errorf("response did not come through the edge: Via %q", via)
+	}
+
+	resp, err = http.Get("http://127.0.0.1:2019/edge/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st edgeadmin.Status
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /edge/status: %d %v", resp.StatusCode, err)
+	}
+	if !strings.HasPrefix(st.CaddyVersion, "v2.") || st.Edge.Version != "v0.0.0" || len(st.Modules) == 0 {
+		t.Errorf("/edge/status from bin/caddy = %+v", st)
+	}
+	if got, want := fmt.Sprint(st.Modules), fmt.Sprint(edgeadmin.EdgeModules()); got != want {
+		t.Errorf("bin/caddy reports modules %s, the source registers %s", got, want)
+	}
+
+	edge.stop(t)
+	app.stop(t)
+}

@@ -1,0 +1,8 @@
+// Package edge is the root of MueJam Edge: importing it registers every Caddy module of
+// MueJam Edge. The custom Caddy build (xcaddy.json, `make caddy`) imports this package and each
+// module package it lists; a test keeps this list, xcaddy.json and modules/ in step.
+package edge
+
+import (
+	_ "github.com/muejam/edge/modules/edgeadmin"
+)

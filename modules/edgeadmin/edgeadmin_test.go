@@ -1,0 +1,70 @@
+package edgeadmin
+
+import (
+	"encoding/json"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+func TestStatusThroughCaddyAdmin(t *testing.T) {
+	tester := caddytest.NewTester(t)
+	tester.InitServer(`
+	{
+		admin localhost:2999
+		http_port 9080
+		https_port 9443
+	}
+	`, "caddyfile")
+
+	resp, err := tester.Client.Get("http://localhost:2999/edge/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /edge/status: status %d, want 200", resp.StatusCode)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q, want application/json", ct)
+	}
+	var st Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatalf("decoding body: %v", err)
+	}
+	if st.GoVersion != runtime.Version() {
+		t.Errorf("go_version = %q, want %q", st.GoVersion, runtime.Version())
+	}
+	// A test binary carries no module versions, so Caddy reports "unknown" here; the
+	// end-to-end test checks the pinned version through the built bin/caddy.
+	if _, full := caddy.Version(); st.CaddyVersion != full {
+		t.Errorf("caddy_version = %q, want %q", st.CaddyVersion, full)
+	}
+	if st.Edge.Path != "github.com/muejam/edge" {
+		t.Errorf("edge.path = %q", st.Edge.Path)
+	}
+	want := ModuleInfo{ID: "admin.api.edge", Package: "github.com/muejam/edge/modules/edgeadmin"}
+	found := false
+	for _, m := range st.Modules {
+		if !strings.HasPrefix(m.Package, ModulePrefix) {
+			t.Errorf("module %s from %s is not one of ours", m.ID, m.Package)
+		}
+		found = found || m == want
+	}
+	if !found {
+		t.Errorf("modules %+v do not include %+v", st.Modules, want)
+	}
+
+	post, err := tester.Client.Post("http://localhost:2999/edge/status", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post.Body.Close()
+	if post.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /edge/status: status %d, want 405", post.StatusCode)
+	}
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# run.sh — `make run`: migrate, then run the app server and the edge in the foreground until
+# Ctrl-C, which stops both. The services are already up (make services-up).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin/appserver migrate
+bin/appserver &
+app=$!
+bin/caddy run --config caddyfiles/dev.Caddyfile --adapter caddyfile &
+edge=$!
+
+stop() {
+	trap - INT TERM EXIT
+	kill -TERM "$edge" "$app" 2>/dev/null || true
+	wait "$edge" "$app" 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+for _ in $(seq 1 50); do
+	curl -fsS -o /dev/null http://127.0.0.1:8080/v1/health 2>/dev/null && break
+	sleep 0.2
+done
+cat >&2 <<MSG
+
+  MueJam Edge is running. Ctrl-C stops the app server and the edge (make services-down stops the databases).
+    edge        http://localhost:8080/v1/health
+    edge admin  http://localhost:2019/edge/status   (metrics: http://localhost:2019/metrics)
+    app server  http://localhost:8081/v1/health     (metrics: http://localhost:9081/metrics)
+
+MSG
+# Either process exiting ends the run.
+wait -n "$app" "$edge"
