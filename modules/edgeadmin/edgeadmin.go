@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -22,9 +24,29 @@ func init() {
 const ModulePrefix = "github.com/muejam/edge/"
 
 // Admin is admin.api.edge: it serves GET /edge/status on Caddy's admin endpoint with the
-// build information of the running binary and the Caddy modules MueJam Edge compiled in.
-// Caddy loads every admin.api module by itself; there is nothing to configure.
+// build information of the running binary and the Caddy modules MueJam Edge compiled in, and
+// the /edge/ routes other MueJam modules register with Register (breakers, limiter state,
+// purge). Caddy loads every admin.api module by itself; there is nothing to configure.
 type Admin struct{}
+
+var (
+	routesMu sync.Mutex
+	routes   []caddy.AdminRoute
+)
+
+// Register adds a route under /edge/ to admin.api.edge. Packages call it from init; a
+// pattern outside /edge/ or registered twice panics, as a programming error.
+func Register(pattern string, h caddy.AdminHandler) {
+	routesMu.Lock()
+	defer routesMu.Unlock()
+	if !strings.HasPrefix(pattern, "/edge/") {
+		panic("edgeadmin: route " + pattern + " is outside /edge/")
+	}
+	if pattern == "/edge/status" || slices.ContainsFunc(routes, func(r caddy.AdminRoute) bool { return r.Pattern == pattern }) {
+		panic("edgeadmin: route " + pattern + " registered twice")
+	}
+	routes = append(routes, caddy.AdminRoute{Pattern: pattern, Handler: h})
+}
 
 // CaddyModule returns the Caddy module information.
 func (Admin) CaddyModule() caddy.ModuleInfo {
@@ -36,10 +58,12 @@ func (Admin) CaddyModule() caddy.ModuleInfo {
 
 // Routes returns the /edge/ routes of the admin API.
 func (Admin) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{
+	routesMu.Lock()
+	defer routesMu.Unlock()
+	return append([]caddy.AdminRoute{{
 		Pattern: "/edge/status",
 		Handler: caddy.AdminHandlerFunc(handleStatus),
-	}}
+	}}, routes...)
 }
 
 // Status is the body of GET /edge/status.

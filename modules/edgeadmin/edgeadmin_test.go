@@ -68,3 +68,25 @@ func TestStatusThroughCaddyAdmin(t *testing.T) {
 		t.Errorf("POST /edge/status: status %d, want 405", post.StatusCode)
 	}
 }
+
+func TestRegisterAddsRoutesUnderEdge(t *testing.T) {
+	h := caddy.AdminHandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	Register("/edge/test-route", h)
+	var patterns []string
+	for _, r := range (Admin{}).Routes() {
+		patterns = append(patterns, r.Pattern)
+	}
+	if len(patterns) < 2 || patterns[0] != "/edge/status" || patterns[len(patterns)-1] != "/edge/test-route" {
+		t.Errorf("routes = %v", patterns)
+	}
+	for _, bad := range []string{"/config/x", "/edge/test-route", "/edge/status"} { // outside, twice, reserved
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Register(%q) did not panic", bad)
+				}
+			}()
+			Register(bad, h)
+		}()
+	}
+}
