@@ -1,0 +1,24 @@
+# syntax=docker/dockerfile:1
+# The edge of MueJam Edge: the custom Caddy built from xcaddy.json by scripts/caddybuild, run
+# with docker/compose.Caddyfile. The build context is the repository root:
+#
+#	docker build -f docker/edge.Dockerfile .
+#
+# go.mod asks for Go 1.26.8; the golang:1.26 tag follows the newest 1.26 patch release, and the
+# image sets GOTOOLCHAIN=local, so an older image fails the build instead of fetching a toolchain.
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+# xcaddy's builder compiles with CGO_ENABLED=0: the binary is static.
+RUN --mount=type=cache,target=/root/.cache/go-build \
+	go run ./scripts/caddybuild -config xcaddy.json -o /out/caddy
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/caddy /usr/bin/caddy
+COPY docker/compose.Caddyfile /etc/caddy/Caddyfile
+# 8080: the site; 2019: the admin endpoint (metrics, /edge/status).
+EXPOSE 8080 2019
+USER nonroot:nonroot
+CMD ["/usr/bin/caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]
