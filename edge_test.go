@@ -52,7 +52,8 @@ func modulePackages(t *testing.T) []string {
 	return pkgs
 }
 
-func TestManifestListsEveryModulePackage(t *testing.T) {
+func loadManifest(t *testing.T) manifest {
+	t.Helper()
 	data, err := os.ReadFile("xcaddy.json")
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +62,11 @@ func TestManifestListsEveryModulePackage(t *testing.T) {
 	if err := json.Unmarshal(data, &m); err != nil {
 		t.Fatalf("xcaddy.json: %v", err)
 	}
+	return m
+}
+
+func TestManifestListsEveryModulePackage(t *testing.T) {
+	m := loadManifest(t)
 	listed := map[string]bool{}
 	for _, p := range m.Plugins {
 		listed[p.ModulePath] = true
@@ -88,14 +94,7 @@ func TestManifestListsEveryModulePackage(t *testing.T) {
 // TestCaddyVersionMatchesGoMod keeps the binary and the tests on one Caddy: xcaddy.json pins
 // the version the custom build uses, go.mod the one every test compiles against.
 func TestCaddyVersionMatchesGoMod(t *testing.T) {
-	data, err := os.ReadFile("xcaddy.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatal(err)
-	}
+	m := loadManifest(t)
 	gomod, err := os.ReadFile("go.mod")
 	if err != nil {
 		t.Fatal(err)
