@@ -13,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/muejam/edge/appserver/secrets"
 )
 
 // config is everything the app server reads from its environment and flags. Flags win over
@@ -28,6 +30,12 @@ type config struct {
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT, -shutdown-timeout
 	HealthTimeout   time.Duration // HEALTH_CHECK_TIMEOUT, -health-timeout
 
+	// DatabasePassword, when set, is a secret reference (env:NAME, file:PATH,
+	// aws-sm:SECRET_ID[#json_key]) for the database password, for the pools' BeforeConnect.
+	// It is a reference, not a password: printing it reveals nothing.
+	DatabasePassword string        // DATABASE_PASSWORD, -database-password
+	SecretsCacheTTL  time.Duration // SECRETS_CACHE_TTL, -secrets-cache-ttl
+
 	primary  *pgxpool.Config
 	replicas []*pgxpool.Config
 }
@@ -42,6 +50,7 @@ func defaultConfig() config {
 		LogLevel:        zapcore.InfoLevel,
 		ShutdownTimeout: 15 * time.Second,
 		HealthTimeout:   2 * time.Second,
+		SecretsCacheTTL: secrets.DefaultTTL,
 	}
 }
 
@@ -80,6 +89,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	env("SHUTDOWN_TIMEOUT", &shutdown)
 	healthTimeout := cfg.HealthTimeout.String()
 	env("HEALTH_CHECK_TIMEOUT", &healthTimeout)
+	env("DATABASE_PASSWORD", &cfg.DatabasePassword)
+	secretsTTL := cfg.SecretsCacheTTL.String()
+	env("SECRETS_CACHE_TTL", &secretsTTL)
 
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "API listen address (APP_ADDR)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "internal metrics and pprof listen address (APP_METRICS_ADDR)")
@@ -90,6 +102,8 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	fs.StringVar(&level, "log-level", level, "debug, info, warn or error (LOG_LEVEL)")
 	fs.StringVar(&shutdown, "shutdown-timeout", shutdown, "how long SIGTERM waits for in-flight requests (SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&healthTimeout, "health-timeout", healthTimeout, "timeout of each health check (HEALTH_CHECK_TIMEOUT)")
+	fs.StringVar(&cfg.DatabasePassword, "database-password", cfg.DatabasePassword, "database password as a secret reference: env:NAME, file:PATH or aws-sm:SECRET_ID[#json_key] (DATABASE_PASSWORD)")
+	fs.StringVar(&secretsTTL, "secrets-cache-ttl", secretsTTL, "how long a resolved secret is cached before it is fetched again (SECRETS_CACHE_TTL)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stderr)
@@ -113,6 +127,15 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	if cfg.HealthTimeout, err = parsePositiveDuration("HEALTH_CHECK_TIMEOUT/-health-timeout", healthTimeout); err != nil {
 		return cfg, err
+	}
+	if cfg.SecretsCacheTTL, err = parsePositiveDuration("SECRETS_CACHE_TTL/-secrets-cache-ttl", secretsTTL); err != nil {
+		return cfg, err
+	}
+	if cfg.DatabasePassword != "" {
+		// The error repeats nothing of a value without a known scheme: it may be a password.
+		if _, err := secrets.ParseRef(cfg.DatabasePassword); err != nil {
+			return cfg, usagef("invalid DATABASE_PASSWORD/-database-password: %v", err)
+		}
 	}
 	for _, a := range []struct{ name, addr string }{
 		{"APP_ADDR/-addr", cfg.Addr}, {"APP_METRICS_ADDR/-metrics-addr", cfg.MetricsAddr}, {"VALKEY_ADDR/-valkey-addr", cfg.ValkeyAddr},

@@ -77,6 +77,12 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad level", nil, map[string]string{"LOG_LEVEL": "loud"}, "invalid LOG_LEVEL"},
 		{"bad bool", []string{"-migrate", "maybe"}, nil, "invalid MIGRATE_ON_START"},
 		{"bad addr", []string{"-addr", "8081"}, nil, "invalid APP_ADDR"},
+		{"password instead of its reference", nil, map[string]string{"DATABASE_PASSWORD": "hunter2"}, "invalid DATABASE_PASSWORD"},
+		{"password with a colon", nil, map[string]string{"DATABASE_PASSWORD": "hunter2:x"}, "not a secret reference"},
+		{"empty env reference", []string{"-database-password", "env:"}, nil, "invalid DATABASE_PASSWORD"},
+		{"aws-sm reference with empty key", nil, map[string]string{"DATABASE_PASSWORD": "aws-sm:muejam/db#"}, "invalid DATABASE_PASSWORD"},
+		{"zero secrets ttl", nil, map[string]string{"SECRETS_CACHE_TTL": "0s"}, "invalid SECRETS_CACHE_TTL"},
+		{"bad secrets ttl", []string{"-secrets-cache-ttl", "often"}, nil, "invalid SECRETS_CACHE_TTL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,5 +101,49 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Errorf("error is more than one line: %q", err)
 			}
 		})
+	}
+}
+
+func TestParseConfigSecrets(t *testing.T) {
+	cfg, err := parseConfig("appserver", nil, envMap(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DatabasePassword != "" || cfg.SecretsCacheTTL != 5*time.Minute {
+		t.Errorf("defaults: password ref %q, ttl %v; want none and 5m", cfg.DatabasePassword, cfg.SecretsCacheTTL)
+	}
+
+	env := envMap(map[string]string{
+		"DATABASE_PASSWORD": "aws-sm:muejam/production/database#password",
+		"SECRETS_CACHE_TTL": "30s",
+	})
+	if cfg, err = parseConfig("appserver", nil, env, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DatabasePassword != "aws-sm:muejam/production/database#password" || cfg.SecretsCacheTTL != 30*time.Second {
+		t.Errorf("env not applied: password ref %q, ttl %v", cfg.DatabasePassword, cfg.SecretsCacheTTL)
+	}
+
+	args := []string{"-database-password", "file:/run/secrets/db_password", "-secrets-cache-ttl", "1m"}
+	if cfg, err = parseConfig("appserver", args, env, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DatabasePassword != "file:/run/secrets/db_password" || cfg.SecretsCacheTTL != time.Minute {
+		t.Errorf("flags did not win over env: password ref %q, ttl %v", cfg.DatabasePassword, cfg.SecretsCacheTTL)
+	}
+}
+
+// TestParseConfigDatabasePasswordExitsTwo runs the real main: a password where its reference
+// belongs is a usage error, one line, exit status 2, and the password is not repeated.
+func TestParseConfigDatabasePasswordExitsTwo(t *testing.T) {
+	code, stderr := runMain(t, []string{"DATABASE_PASSWORD=hunter2", "APP_METRICS_ADDR=127.0.0.1:0"})
+	if code != 2 {
+		t.Errorf("exit status %d, want 2 (stderr %q)", code, stderr)
+	}
+	if !strings.HasPrefix(stderr, "appserver: invalid DATABASE_PASSWORD") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("stderr = %q, want one line starting with appserver: invalid DATABASE_PASSWORD", stderr)
+	}
+	if strings.Contains(stderr, "hunter2") {
+		t.Errorf("stderr repeats the password: %q", stderr)
 	}
 }
