@@ -4,27 +4,24 @@
 package docker
 
 import (
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"gopkg.in/yaml.v3"
+
+	"github.com/muejam/edge/internal/testenv"
 )
 
 const (
 	composePath  = "docker-compose.yml"
-	configGo     = "../appserver/config.go"
 	devCaddyfile = "../caddyfiles/dev.Caddyfile"
 	loopbackIP   = "127.0.0.1"
 )
@@ -92,7 +89,7 @@ func TestBuildInputsExist(t *testing.T) {
 // TestAppserverEnvironmentIsRead checks that compose and the app server's Dockerfile set only
 // environment variables that appserver/config.go reads.
 func TestAppserverEnvironmentIsRead(t *testing.T) {
-	read := appEnv(t)
+	read := testenv.AppServerEnv(t)
 	svc := buildService(t, "appserver")
 	sources := map[string]map[string]string{
 		composePath:          svc.Environment,
@@ -101,7 +98,7 @@ func TestAppserverEnvironmentIsRead(t *testing.T) {
 	for file, env := range sources {
 		for name := range env {
 			if _, ok := read[name]; !ok {
-				t.Errorf("%s sets %s for the app server, which reads only %v (%s)", file, name, slices.Sorted(maps.Keys(read)), configGo)
+				t.Errorf("%s sets %s for the app server, which reads only %v (%s)", file, name, slices.Sorted(maps.Keys(read)), testenv.AppServerConfig)
 			}
 		}
 	}
@@ -110,14 +107,14 @@ func TestAppserverEnvironmentIsRead(t *testing.T) {
 // TestAppserverPorts checks that the app server container listens on every interface on the
 // ports of defaultConfig, and that compose publishes and the Dockerfile exposes exactly those.
 func TestAppserverPorts(t *testing.T) {
-	read := appEnv(t)
+	read := testenv.AppServerEnv(t)
 	svc := buildService(t, "appserver")
 	df := svcDockerfile(t, svc)
 	var want []string
 	for _, name := range listenEnv {
 		def := read[name]
 		if def == "" {
-			t.Fatalf("%s: found no env(%q, &cfg.Field) whose field defaultConfig sets to a string", configGo, name)
+			t.Fatalf("%s: found no env(%q, &cfg.Field) whose field defaultConfig sets to a string", testenv.AppServerConfig, name)
 		}
 		// The container's value: the image's ENV, overridden by the compose environment.
 		addr := def
@@ -330,68 +327,6 @@ func caddyListeners(t *testing.T, path string) []string {
 		addrs = append(addrs, admin)
 	}
 	return addrs
-}
-
-// appEnv parses config.go of the app server and returns the names of the environment
-// variables it reads, from its env("NAME", &cfg.Field) calls, each mapped to the string that
-// defaultConfig sets Field to, or to "" when there is none. It fails when it finds no name.
-func appEnv(t *testing.T) map[string]string {
-	t.Helper()
-	file, err := parser.ParseFile(token.NewFileSet(), configGo, nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defaults := map[string]string{}
-	env := map[string]string{}
-	for _, decl := range file.Decls {
-		if fn, ok := decl.(*ast.FuncDecl); ok && fn.Name.Name == "defaultConfig" {
-			ast.Inspect(fn, func(n ast.Node) bool {
-				if kv, ok := n.(*ast.KeyValueExpr); ok {
-					if key, ok := kv.Key.(*ast.Ident); ok {
-						defaults[key.Name] = stringLit(kv.Value)
-					}
-				}
-				return true
-			})
-		}
-	}
-	ast.Inspect(file, func(n ast.Node) bool {
-		call, ok := n.(*ast.CallExpr)
-		if !ok || len(call.Args) != 2 {
-			return true
-		}
-		if fun, ok := call.Fun.(*ast.Ident); !ok || fun.Name != "env" {
-			return true
-		}
-		name := stringLit(call.Args[0])
-		if name == "" {
-			return true
-		}
-		env[name] = ""
-		if ptr, ok := call.Args[1].(*ast.UnaryExpr); ok && ptr.Op == token.AND {
-			if sel, ok := ptr.X.(*ast.SelectorExpr); ok {
-				env[name] = defaults[sel.Sel.Name]
-			}
-		}
-		return true
-	})
-	if len(env) == 0 {
-		t.Fatalf("%s: found no env(\"NAME\", ...) call; has the app server's configuration moved?", configGo)
-	}
-	return env
-}
-
-// stringLit returns the value of a string literal expression, or "" when e is none.
-func stringLit(e ast.Expr) string {
-	lit, ok := e.(*ast.BasicLit)
-	if !ok || lit.Kind != token.STRING {
-		return ""
-	}
-	s, err := strconv.Unquote(lit.Value)
-	if err != nil {
-		return ""
-	}
-	return s
 }
 
 // parsePublished splits a published port in the short syntax HOST_IP:HOST_PORT:CONTAINER_PORT

@@ -1,0 +1,52 @@
+variable "name" {
+  description = "Name of the load balancer and prefix of its target group, e.g. muejam-staging (at most 26 characters)."
+  type        = string
+}
+
+variable "vpc_id" {
+  description = "ID of the VPC of the target group."
+  type        = string
+}
+
+variable "subnet_ids" {
+  description = "Public subnets of the load balancer, in at least two availability zones."
+  type        = list(string)
+}
+
+variable "security_group_id" {
+  description = "Security group of the load balancer."
+  type        = string
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate of the HTTPS listener. Empty: plain HTTP only, for an environment without a domain."
+  type        = string
+  default     = ""
+}
+
+variable "target_port" {
+  description = "Port of the edge containers the load balancer forwards to."
+  type        = number
+}
+
+variable "health_check_path" {
+  description = "Path the load balancer requests from each edge task."
+  type        = string
+}
+
+variable "deletion_protection" {
+  description = "Refuse to delete the load balancer."
+  type        = bool
+}
+
+variable "alarm_actions" {
+  description = "SNS topics notified when an alarm fires; empty for no alarms."
+  type        = list(string)
+  default     = []
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}

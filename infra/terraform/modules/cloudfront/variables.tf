@@ -1,0 +1,47 @@
+variable "name" {
+  description = "Name prefix, e.g. muejam-staging."
+  type        = string
+}
+
+variable "origin_domain_name" {
+  description = "DNS name of the load balancer in front of the edge."
+  type        = string
+}
+
+variable "origin_https" {
+  description = "The load balancer has an HTTPS listener: CloudFront talks HTTPS to it."
+  type        = bool
+}
+
+variable "aliases" {
+  description = "Domain names of the distribution; empty for the cloudfront.net name only."
+  type        = list(string)
+  default     = []
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate in us-east-1 covering aliases; empty with no aliases."
+  type        = string
+  default     = ""
+}
+
+variable "static_path_pattern" {
+  description = "Paths served from the static assets bucket and cached at the edge locations."
+  type        = string
+}
+
+variable "price_class" {
+  description = "CloudFront price class."
+  type        = string
+}
+
+variable "waf_rate_limit" {
+  description = "Requests per client IP per 5 minutes above which WAF blocks (volumetric abuse, DDoS)."
+  type        = number
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,229 @@
+# One Fargate service (the edge or the app server): its image repository, task definition,
+# roles, logs, autoscaling on CPU and memory, and the seed's CPU/memory warnings.
+
+locals {
+  family      = "muejam-${var.environment_name}-${var.name}"
+  autoscaling = var.max_capacity > var.min_capacity
+
+  ports = concat(
+    [{ name = "http", containerPort = var.container_port, protocol = "tcp" }],
+    var.metrics_port > 0 ? [{ name = "metrics", containerPort = var.metrics_port, protocol = "tcp" }] : [],
+  )
+}
+
+resource "aws_ecr_repository" "this" {
+  name                 = "muejam/${var.name}"
+  image_tag_mutability = "IMMUTABLE"
+  tags                 = var.tags
+
+  image_scanning_configuration {
+    scan_on_push = true
+  }
+}
+
+resource "aws_ecr_lifecycle_policy" "this" {
+  repository = aws_ecr_repository.this.name
+  policy = jsonencode({
+    rules = [{
+      rulePriority = 1
+      description  = "Keep the last 50 images: enough to roll back through scripts/deployment/rollback.sh."
+      selection    = { tagStatus = "any", countType = "imageCountMoreThan", countNumber = 50 }
+      action       = { type = "expire" }
+    }]
+  })
+}
+
+resource "aws_cloudwatch_log_group" "this" {
+  name              = "/ecs/muejam/${var.environment_name}/${var.name}"
+  retention_in_days = var.log_retention_days
+  tags              = var.tags
+}
+
+data "aws_iam_policy_document" "assume_ecs_tasks" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "execution" {
+  name               = "${local.family}-execution"
+  assume_role_policy = data.aws_iam_policy_document.assume_ecs_tasks.json
+  tags               = var.tags
+}
+
+resource "aws_iam_role_policy" "execution" {
+  name   = "ecs-task-execution"
+  role   = aws_iam_role.execution.id
+  policy = var.execution_policy
+}
+
+resource "aws_iam_role" "task" {
+  name               = "${local.family}-task"
+  assume_role_policy = data.aws_iam_policy_document.assume_ecs_tasks.json
+  tags               = var.tags
+}
+
+resource "aws_iam_role_policy" "task" {
+  for_each = var.task_policies
+  name     = each.key
+  role     = aws_iam_role.task.id
+  policy   = each.value
+}
+
+resource "aws_ecs_task_definition" "this" {
+  family                   = local.family
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = var.cpu
+  memory                   = var.memory
+  execution_role_arn       = aws_iam_role.execution.arn
+  task_role_arn            = aws_iam_role.task.arn
+  tags                     = var.tags
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = "X86_64"
+  }
+
+  container_definitions = jsonencode([{
+    name                   = var.name
+    image                  = "${aws_ecr_repository.this.repository_url}:${var.image_tag}"
+    essential              = true
+    command                = length(var.command) > 0 ? var.command : null
+    portMappings           = local.ports
+    environment            = [for k in sort(keys(var.environment)) : { name = k, value = var.environment[k] }]
+    readonlyRootFilesystem = var.read_only_root_filesystem
+    stopTimeout            = var.stop_timeout
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.this.name
+        awslogs-region        = var.region
+        awslogs-stream-prefix = var.name
+      }
+    }
+  }])
+}
+
+resource "aws_ecs_service" "this" {
+  name                               = var.name
+  cluster                            = var.cluster_id
+  task_definition                    = aws_ecs_task_definition.this.arn
+  desired_count                      = var.desired_count
+  launch_type                        = "FARGATE"
+  deployment_minimum_healthy_percent = 100
+  deployment_maximum_percent         = 200
+  health_check_grace_period_seconds  = var.load_balanced ? 60 : null
+  propagate_tags                     = "SERVICE"
+  tags                               = var.tags
+
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+
+  network_configuration {
+    subnets          = var.subnet_ids
+    security_groups  = var.security_group_ids
+    assign_public_ip = false
+  }
+
+  dynamic "load_balancer" {
+    for_each = var.load_balanced ? [1] : []
+    content {
+      target_group_arn = var.target_group_arn
+      container_name   = var.name
+      container_port   = var.container_port
+    }
+  }
+
+  service_connect_configuration {
+    enabled   = true
+    namespace = var.service_connect_namespace_arn
+
+    dynamic "service" {
+      for_each = var.discovery_name == "" ? [] : [1]
+      content {
+        port_name      = "http"
+        discovery_name = var.discovery_name
+        client_alias {
+          port     = var.container_port
+          dns_name = var.discovery_name
+        }
+      }
+    }
+  }
+
+  # deploy.sh registers task definition revisions and autoscaling moves the count: a later
+  # terraform apply must not undo either.
+  lifecycle {
+    ignore_changes = [task_definition, desired_count]
+  }
+}
+
+resource "aws_appautoscaling_target" "this" {
+  count              = local.autoscaling ? 1 : 0
+  service_namespace  = "ecs"
+  scalable_dimension = "ecs:service:DesiredCount"
+  resource_id        = "service/${var.cluster_name}/${aws_ecs_service.this.name}"
+  min_capacity       = var.min_capacity
+  max_capacity       = var.max_capacity
+}
+
+resource "aws_appautoscaling_policy" "cpu" {
+  count              = local.autoscaling ? 1 : 0
+  name               = "${local.family}-cpu"
+  policy_type        = "TargetTrackingScaling"
+  service_namespace  = aws_appautoscaling_target.this[0].service_namespace
+  scalable_dimension = aws_appautoscaling_target.this[0].scalable_dimension
+  resource_id        = aws_appautoscaling_target.this[0].resource_id
+
+  target_tracking_scaling_policy_configuration {
+    target_value       = var.cpu_target
+    scale_out_cooldown = 60
+    scale_in_cooldown  = 300
+    predefined_metric_specification {
+      predefined_metric_type = "ECSServiceAverageCPUUtilization"
+    }
+  }
+}
+
+resource "aws_appautoscaling_policy" "memory" {
+  count              = local.autoscaling ? 1 : 0
+  name               = "${local.family}-memory"
+  policy_type        = "TargetTrackingScaling"
+  service_namespace  = aws_appautoscaling_target.this[0].service_namespace
+  scalable_dimension = aws_appautoscaling_target.this[0].scalable_dimension
+  resource_id        = aws_appautoscaling_target.this[0].resource_id
+
+  target_tracking_scaling_policy_configuration {
+    target_value       = var.memory_target
+    scale_out_cooldown = 60
+    scale_in_cooldown  = 300
+    predefined_metric_specification {
+      predefined_metric_type = "ECSServiceAverageMemoryUtilization"
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "utilization" {
+  for_each            = length(var.alarm_actions) > 0 ? toset(["CPUUtilization", "MemoryUtilization"]) : toset([])
+  alarm_name          = "${local.family}-${each.key}-warning"
+  alarm_description   = "${var.name}: average ${each.key} above 80 % (seed: warning)."
+  namespace           = "AWS/ECS"
+  metric_name         = each.key
+  dimensions          = { ClusterName = var.cluster_name, ServiceName = aws_ecs_service.this.name }
+  statistic           = "Average"
+  period              = 60
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 80
+  evaluation_periods  = 10
+  datapoints_to_alarm = 8
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+  tags                = var.tags
+}

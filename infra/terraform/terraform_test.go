@@ -1,0 +1,913 @@
+// Package terraform checks the Terraform of infra/terraform without AWS and without
+// downloading providers (terraform init cannot reach the provider registry here):
+// terraform fmt, then a parse of every file with HCL and checks of every reference, every
+// module call and every terraform.tfvars, then the seed's requirements on the values each
+// environment sets, the IAM policies the Terraform attaches, and the environment variables
+// it passes to the containers.
+package terraform
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/muejam/edge/internal/testenv"
+)
+
+const (
+	modulesDir       = "modules"
+	environmentsDir  = "environments"
+	bootstrapDir     = "bootstrap"
+	policiesDir      = "../iam-policies"
+	composeCaddyfile = "../../docker/compose.Caddyfile"
+	tfvarsFile       = "terraform.tfvars"
+)
+
+// environments are the seed's three environments, each a directory of environmentsDir.
+var environments = []string{"dev", "staging", "production"}
+
+// sharedFiles are identical in every environment: the environments differ only in
+// terraform.tfvars and backend.tf.
+var sharedFiles = []string{"main.tf", "variables.tf", "outputs.tf"}
+
+// moduleMeta are the arguments of a module block that are not variables of the module.
+var moduleMeta = []string{"source", "version", "count", "for_each", "providers", "depends_on"}
+
+// builtinRoots are the roots of references that name no variable, local, module or resource.
+var builtinRoots = []string{"count", "each", "path", "self", "terraform"}
+
+// tfModule is one directory of .tf files: a module or an environment (a root module).
+type tfModule struct {
+	dir       string
+	variables map[string]*hclsyntax.Block // by name
+	locals    map[string]hclsyntax.Expression
+	resources map[string]*hclsyntax.Block // by TYPE.NAME
+	data      map[string]*hclsyntax.Block // by TYPE.NAME
+	modules   map[string]*hclsyntax.Block // by name
+	outputs   map[string]*hclsyntax.Block // by name
+	terraform []*hclsyntax.Block          // the terraform blocks
+	bodies    []*hclsyntax.Body           // one per file
+}
+
+// TestFormat runs terraform fmt -check over infra/terraform, or OpenTofu's tofu fmt, which
+// formats the same, where there is no terraform.
+func TestFormat(t *testing.T) {
+	var bin string
+	for _, name := range []string{"terraform", "tofu"} {
+		if path, err := exec.LookPath(name); err == nil {
+			bin = path
+			break
+		}
+	}
+	if bin == "" {
+		t.Fatal("neither terraform nor tofu is on PATH: install Terraform (>= 1.10) or OpenTofu to check the formatting of infra/terraform")
+	}
+	out, err := exec.Command(bin, "fmt", "-check", "-recursive", "-diff", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s fmt -check -recursive infra/terraform: %v; run %[1]s fmt -recursive infra/terraform\n%s", filepath.Base(bin), err, out)
+	}
+}
+
+// TestReferences checks every module and environment: every var., local., module., data. and
+// resource reference names something declared (and module.NAME.OUTPUT an output of the
+// module), every local module source exists, every module call passes only variables of the
+// module and all its required ones, and every file() names an existing file.
+func TestReferences(t *testing.T) {
+	for _, m := range loadAll(t) {
+		t.Run(m.dir, func(t *testing.T) {
+			checkReferences(t, m)
+			checkModuleCalls(t, m)
+			for _, path := range fileCalls(t, m) {
+				if _, err := os.Stat(path); err != nil {
+					t.Errorf("%s: file(%q): %v", m.dir, path, err)
+				}
+			}
+		})
+	}
+}
+
+// TestProvidersPinned checks that every module and environment pins the version of each
+// provider it requires.
+func TestProvidersPinned(t *testing.T) {
+	for _, m := range loadAll(t) {
+		var found bool
+		for _, tf := range m.terraform {
+			for _, b := range tf.Body.Blocks {
+				if b.Type != "required_providers" {
+					continue
+				}
+				for name, attr := range b.Body.Attributes {
+					found = true
+					items := objectItems(attr.Expr)
+					if items["source"] == nil || items["version"] == nil {
+						t.Errorf("%s: required provider %s needs a source and a version", m.dir, name)
+					}
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: no required_providers", m.dir)
+		}
+	}
+}
+
+// TestEnvironments checks the layout of each environment: the files the issue names, the
+// shared files identical across environments, terraform.tfvars setting every required
+// variable and only declared ones, and a state backend of its own in S3 with a DynamoDB lock,
+// which the bootstrap creates.
+func TestEnvironments(t *testing.T) {
+	shared := map[string][]byte{}
+	backends := map[string]string{}
+	bootstrap := loadModule(t, bootstrapDir)
+	for _, env := range environments {
+		dir := filepath.Join(environmentsDir, env)
+		for _, name := range append(slices.Clone(sharedFiles), tfvarsFile, "backend.tf") {
+			data, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(sharedFiles, name) {
+				continue
+			}
+			if first, ok := shared[name]; !ok {
+				shared[name] = data
+			} else if !bytes.Equal(first, data) {
+				t.Errorf("%s differs from %s in %s: the environments share it; put the difference in %s",
+					filepath.Join(dir, name), name, environments[0], tfvarsFile)
+			}
+		}
+
+		m := loadModule(t, dir)
+		vars := tfvars(t, dir)
+		for name := range vars {
+			if _, ok := m.variables[name]; !ok {
+				t.Errorf("%s/%s sets %s, which variables.tf does not declare", dir, tfvarsFile, name)
+			}
+		}
+		for name, v := range m.variables {
+			if _, set := vars[name]; !set && v.Body.Attributes["default"] == nil {
+				t.Errorf("%s/%s does not set the required variable %s", dir, tfvarsFile, name)
+			}
+		}
+		if got := vars["environment"]; got.Type() != cty.String || got.AsString() != env {
+			t.Errorf("%s/%s: environment = %#v, want %q", dir, tfvarsFile, got, env)
+		}
+
+		backend := s3Backend(t, m)
+		for _, attr := range []string{"bucket", "key", "dynamodb_table"} {
+			v, ok := backend[attr]
+			if !ok || !strings.Contains(v.AsString(), env) {
+				t.Errorf("%s: the s3 backend's %s must name the environment %s", dir, attr, env)
+				continue
+			}
+			if other, dup := backends[attr+"="+v.AsString()]; dup {
+				t.Errorf("%s and %s share the backend %s %q", other, env, attr, v.AsString())
+			}
+			backends[attr+"="+v.AsString()] = env
+		}
+		if v, ok := backend["encrypt"]; !ok || v.False() {
+			t.Errorf("%s: the s3 backend must set encrypt = true", dir)
+		}
+
+		ctx := evalContext(t, bootstrap, nil)
+		ctx.Variables["each"] = cty.ObjectVal(map[string]cty.Value{"key": cty.StringVal(env)})
+		made := map[string]cty.Value{
+			"bucket":         eval(t, resourceAttr(t, bootstrap, "aws_s3_bucket.state", "bucket"), ctx),
+			"dynamodb_table": eval(t, resourceAttr(t, bootstrap, "aws_dynamodb_table.lock", "name"), ctx),
+			"region":         ctx.Variables["var"].GetAttr("region"),
+		}
+		for attr, v := range made {
+			if !backend[attr].RawEquals(v) {
+				t.Errorf("%s: the s3 backend's %s is %s, but %s makes %s", dir, attr, show(backend[attr]), bootstrapDir, show(v))
+			}
+		}
+		if !slices.ContainsFunc(ctx.Variables["var"].GetAttr("environments").AsValueSlice(), cty.StringVal(env).RawEquals) {
+			t.Errorf("%s: environments does not default to include %s", bootstrapDir, env)
+		}
+	}
+}
+
+// TestSeedRequirements checks the values of the seed's tables in each environment:
+// environments (dev single instance, debug logging, no CDN; staging reduced but with CDN and
+// full monitoring; production HA), scaling (min 2, max 20, 70 % CPU) and backups (Multi-AZ,
+// two read replicas, 30 days of point-in-time recovery, cross-region replication), and that
+// the modules turn those values into the resources that implement them.
+func TestSeedRequirements(t *testing.T) {
+	type want map[string]cty.Value
+	n, yes, no := cty.NumberIntVal, cty.True, cty.False
+	services := []string{"appserver", "edge"}
+	cases := []struct {
+		env     string
+		modules map[string]want // module => argument => value
+		count   map[string]int  // module => count
+		appEnv  map[string]string
+	}{
+		{
+			env: "dev",
+			modules: map[string]want{
+				"appserver": {"desired_count": n(1), "min_capacity": n(1), "max_capacity": n(1)},
+				"edge":      {"desired_count": n(1), "min_capacity": n(1), "max_capacity": n(1)},
+				"rds":       {"multi_az": no, "replica_count": n(0)},
+				"valkey":    {"cluster_mode": no, "replicas_per_shard": n(0)},
+			},
+			count:  map[string]int{"cloudfront": 0},
+			appEnv: map[string]string{"LOG_LEVEL": "debug"},
+		},
+		{
+			env: "staging",
+			modules: map[string]want{
+				"appserver": {"desired_count": n(2), "min_capacity": n(2), "cpu_target": n(70)},
+				"edge":      {"desired_count": n(2), "min_capacity": n(2), "cpu_target": n(70)},
+				"rds":       {"backup_replication": no},
+			},
+			count: map[string]int{"cloudfront": 1},
+		},
+		{
+			env: "production",
+			modules: map[string]want{
+				"appserver": {"min_capacity": n(2), "max_capacity": n(20), "cpu_target": n(70)},
+				"edge":      {"min_capacity": n(2), "max_capacity": n(20), "cpu_target": n(70)},
+				"rds": {"multi_az": yes, "replica_count": n(2), "backup_retention_days": n(30),
+					"backup_replication": yes},
+				"valkey": {"cluster_mode": yes},
+			},
+			count: map[string]int{"cloudfront": 1},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.env, func(t *testing.T) {
+			dir := filepath.Join(environmentsDir, c.env)
+			m := loadModule(t, dir)
+			ctx := evalContext(t, m, tfvars(t, dir))
+			for mod, args := range c.modules {
+				for arg, w := range args {
+					if got := moduleArg(t, m, ctx, mod, arg); !got.RawEquals(w) {
+						t.Errorf("%s: module %s: %s = %s, want %s", dir, mod, arg, show(got), show(w))
+					}
+				}
+			}
+			for mod, w := range c.count {
+				if got := moduleArg(t, m, ctx, mod, "count"); !got.RawEquals(cty.NumberIntVal(int64(w))) {
+					t.Errorf("%s: module %s: count = %s, want %d", dir, mod, show(got), w)
+				}
+			}
+			items := objectItems(m.modules["appserver"].Body.Attributes["environment"].Expr)
+			for name, w := range c.appEnv {
+				expr, ok := items[name]
+				if !ok {
+					t.Errorf("%s: the app server's environment does not set %s", dir, name)
+					continue
+				}
+				if got := eval(t, expr, ctx); !got.RawEquals(cty.StringVal(w)) {
+					t.Errorf("%s: the app server's %s = %s, want %q", dir, name, show(got), w)
+				}
+			}
+			vars := ctx.Variables["var"]
+			monitored := vars.GetAttr("container_insights").True() && vars.GetAttr("alerting").True()
+			if c.env != "dev" && !monitored {
+				t.Errorf("%s: full monitoring: container_insights and alerting must be true", dir)
+			}
+			if c.env == "production" && vars.GetAttr("backup_region").RawEquals(vars.GetAttr("region")) {
+				t.Errorf("%s: multi-region backup: backup_region must differ from region", dir)
+			}
+			for _, svc := range services {
+				if got := moduleArg(t, m, ctx, svc, "max_capacity"); got.LessThan(moduleArg(t, m, ctx, svc, "min_capacity")).True() {
+					t.Errorf("%s: module %s: max_capacity below min_capacity", dir, svc)
+				}
+			}
+		})
+	}
+
+	// The modules wire those arguments to the resources that implement them.
+	wiring := []struct {
+		module, resource string
+		path             []string // nested blocks, then the attribute
+		want             string   // a reference or a quoted literal
+	}{
+		{"ecs-service", "aws_appautoscaling_target.this", []string{"min_capacity"}, "var.min_capacity"},
+		{"ecs-service", "aws_appautoscaling_target.this", []string{"max_capacity"}, "var.max_capacity"},
+		{"ecs-service", "aws_appautoscaling_policy.cpu", []string{"target_tracking_scaling_policy_configuration", "target_value"}, "var.cpu_target"},
+		{"ecs-service", "aws_appautoscaling_policy.cpu", []string{"target_tracking_scaling_policy_configuration", "predefined_metric_specification", "predefined_metric_type"}, `"ECSServiceAverageCPUUtilization"`},
+		{"rds", "aws_db_instance.primary", []string{"multi_az"}, "var.multi_az"},
+		{"rds", "aws_db_instance.primary", []string{"backup_retention_period"}, "var.backup_retention_days"},
+		{"rds", "aws_db_instance.replica", []string{"count"}, "var.replica_count"},
+		{"rds", "aws_db_instance.replica", []string{"replicate_source_db"}, "aws_db_instance.primary.identifier"},
+		{"rds", "aws_db_instance_automated_backups_replication.this", []string{"retention_period"}, "var.backup_retention_days"},
+		{"cloudfront", "aws_cloudfront_distribution.this", []string{"web_acl_id"}, "aws_wafv2_web_acl.this.arn"},
+	}
+	for _, w := range wiring {
+		m := loadModule(t, filepath.Join(modulesDir, w.module))
+		block, ok := m.resources[w.resource]
+		if !ok {
+			t.Errorf("module %s has no resource %s", w.module, w.resource)
+			continue
+		}
+		if got := exprAt(block.Body, w.path); got != w.want {
+			t.Errorf("module %s: %s.%s = %s, want %s", w.module, w.resource, strings.Join(w.path, "."), got, w.want)
+		}
+	}
+}
+
+// TestPolicies checks every IAM policy in infra/iam-policies: the Terraform of every
+// environment attaches it with file() (so what is reviewed is what is deployed), and it is
+// least privilege: Allow statements only, no wildcard in any action, every resource under
+// muejam (muejam/..., muejam-...), except "*" for the few actions that AWS authorizes on no
+// resource.
+func TestPolicies(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(policiesDir, "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no policy in %s (%v)", policiesDir, err)
+	}
+	for _, env := range environments {
+		used := fileCalls(t, loadModule(t, filepath.Join(environmentsDir, env)))
+		for _, f := range files {
+			abs, _ := filepath.Abs(f)
+			if !slices.Contains(used, abs) {
+				t.Errorf("%s is not attached by environments/%s: attach it with file() or remove it", f, env)
+			}
+		}
+	}
+	for _, f := range files {
+		checkPolicy(t, f)
+	}
+}
+
+// TestContainerEnvironment checks that the environment variables the Terraform passes to the
+// app server are exactly ones appserver/config.go reads, that none of the app server's
+// loopback defaults is left in place, and that the edge gets only variables its Caddyfile
+// (docker/compose.Caddyfile, baked into the image) reads.
+func TestContainerEnvironment(t *testing.T) {
+	read := testenv.AppServerEnv(t)
+	caddyfile, err := os.ReadFile(composeCaddyfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgeRead := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\{(?:\$|env\.)([A-Za-z_][A-Za-z0-9_]*)`).FindAllStringSubmatch(string(caddyfile), -1) {
+		edgeRead[m[1]] = true
+	}
+	for _, env := range environments {
+		dir := filepath.Join(environmentsDir, env)
+		m := loadModule(t, dir)
+		app := containerEnv(t, m, "appserver")
+		for name := range app {
+			if _, ok := read[name]; !ok {
+				t.Errorf("%s passes %s to the app server, which reads only %v (%s)", dir, name, slices.Sorted(maps.Keys(read)), testenv.AppServerConfig)
+			}
+		}
+		for name, def := range read {
+			if strings.Contains(def, "127.0.0.1") && !app[name] {
+				t.Errorf("%s does not set %s for the app server, whose default %q is loopback", dir, name, def)
+			}
+		}
+		for name := range containerEnv(t, m, "edge") {
+			if !edgeRead[name] {
+				t.Errorf("%s passes %s to the edge, which %s does not read", dir, name, composeCaddyfile)
+			}
+		}
+	}
+}
+
+// containerEnv returns the names of the environment variables that the module call name of
+// m passes to its container (the ecs-service module's environment argument).
+func containerEnv(t *testing.T, m *tfModule, name string) map[string]bool {
+	t.Helper()
+	call, ok := m.modules[name]
+	if !ok {
+		t.Fatalf("%s: no module %q", m.dir, name)
+	}
+	names := map[string]bool{}
+	if attr, ok := call.Body.Attributes["environment"]; ok {
+		for k := range objectItems(attr.Expr) {
+			names[k] = true
+		}
+	}
+	return names
+}
+
+// loadAll loads every module, every environment and the bootstrap of the state backends.
+func loadAll(t *testing.T) []*tfModule {
+	t.Helper()
+	all := []*tfModule{loadModule(t, bootstrapDir)}
+	for _, parent := range []string{modulesDir, environmentsDir} {
+		entries, err := os.ReadDir(parent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.IsDir() {
+				all = append(all, loadModule(t, filepath.Join(parent, e.Name())))
+			}
+		}
+	}
+	if len(all) < len(environments) {
+		t.Fatalf("found only %d modules and environments", len(all))
+	}
+	return all
+}
+
+// loadModule parses the .tf files of dir.
+func loadModule(t *testing.T, dir string) *tfModule {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.tf"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("%s: no .tf files (%v)", dir, err)
+	}
+	m := &tfModule{
+		dir:       dir,
+		variables: map[string]*hclsyntax.Block{},
+		locals:    map[string]hclsyntax.Expression{},
+		resources: map[string]*hclsyntax.Block{},
+		data:      map[string]*hclsyntax.Block{},
+		modules:   map[string]*hclsyntax.Block{},
+		outputs:   map[string]*hclsyntax.Block{},
+	}
+	parser := hclparse.NewParser()
+	for _, path := range files {
+		f, diags := parser.ParseHCLFile(path)
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		body := f.Body.(*hclsyntax.Body)
+		m.bodies = append(m.bodies, body)
+		if len(body.Attributes) > 0 {
+			t.Errorf("%s: top-level attributes are not Terraform", path)
+		}
+		for _, b := range body.Blocks {
+			var into map[string]*hclsyntax.Block
+			key := strings.Join(b.Labels, ".")
+			switch b.Type {
+			case "variable":
+				into = m.variables
+			case "resource":
+				into = m.resources
+			case "data":
+				into = m.data
+			case "module":
+				into = m.modules
+			case "output":
+				into = m.outputs
+			case "locals":
+				for name, attr := range b.Body.Attributes {
+					m.locals[name] = attr.Expr
+				}
+				continue
+			case "terraform":
+				m.terraform = append(m.terraform, b)
+				continue
+			case "provider":
+				continue
+			default:
+				t.Errorf("%s: unexpected block %s", path, b.Type)
+				continue
+			}
+			if _, dup := into[key]; dup {
+				t.Errorf("%s: %s %s declared twice", path, b.Type, key)
+			}
+			into[key] = b
+		}
+	}
+	return m
+}
+
+// tfvars parses terraform.tfvars of the environment in dir.
+func tfvars(t *testing.T, dir string) map[string]cty.Value {
+	t.Helper()
+	f, diags := hclparse.NewParser().ParseHCLFile(filepath.Join(dir, tfvarsFile))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	attrs, diags := f.Body.JustAttributes()
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	vals := map[string]cty.Value{}
+	for name, attr := range attrs {
+		vals[name] = eval(t, attr.Expr, nil)
+	}
+	return vals
+}
+
+// notReferences are the arguments whose expressions name types, provider configurations or
+// attributes rather than objects of the module, by the type of the block that holds them.
+var notReferences = map[string][]string{
+	"variable":  {"type"},
+	"resource":  {"provider"},
+	"data":      {"provider"},
+	"module":    {"providers"},
+	"lifecycle": {"ignore_changes"},
+}
+
+// checkReferences checks every reference in m against its declarations. The terraform
+// blocks (versions, backend) hold no references.
+func checkReferences(t *testing.T, m *tfModule) {
+	t.Helper()
+	for _, body := range m.bodies {
+		for _, b := range body.Blocks {
+			if b.Type == "terraform" {
+				continue
+			}
+			walkBlock(b, nil, func(blockType string, attr *hclsyntax.Attribute, iterators []string) {
+				if slices.Contains(notReferences[blockType], attr.Name) {
+					return
+				}
+				for _, tr := range attr.Expr.Variables() {
+					if err := checkTraversal(t, m, tr, iterators); err != "" {
+						t.Errorf("%s: %s", tr.SourceRange(), err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// walkBlock calls fn with each attribute of b and of the blocks nested in it, the type of the
+// block that holds it, and the names of the iterators of the dynamic blocks around it.
+func walkBlock(b *hclsyntax.Block, iterators []string, fn func(string, *hclsyntax.Attribute, []string)) {
+	for _, attr := range b.Body.Attributes {
+		fn(b.Type, attr, iterators)
+	}
+	for _, nested := range b.Body.Blocks {
+		inner := iterators
+		if nested.Type == "dynamic" && len(nested.Labels) == 1 {
+			inner = append(slices.Clone(iterators), nested.Labels[0])
+		}
+		walkBlock(nested, inner, fn)
+	}
+}
+
+// checkTraversal returns what is wrong with the reference tr in m, or "".
+func checkTraversal(t *testing.T, m *tfModule, tr hcl.Traversal, iterators []string) string {
+	t.Helper()
+	names := attrNames(tr)
+	need := func(n int) bool { return len(names) >= n }
+	switch root := names[0]; {
+	case root == "var":
+		if !need(2) || m.variables[names[1]] == nil {
+			return fmt.Sprintf("%s: no such variable in %s", show(tr), m.dir)
+		}
+	case root == "local":
+		if !need(2) || m.locals[names[1]] == nil {
+			return fmt.Sprintf("%s: no such local in %s", show(tr), m.dir)
+		}
+	case root == "data":
+		if !need(3) || m.data[names[1]+"."+names[2]] == nil {
+			return fmt.Sprintf("%s: no such data source in %s", show(tr), m.dir)
+		}
+	case root == "module":
+		if !need(2) || m.modules[names[1]] == nil {
+			return fmt.Sprintf("%s: no such module call in %s", show(tr), m.dir)
+		}
+		if need(3) {
+			child := loadModule(t, moduleSource(t, m, names[1]))
+			if child.outputs[names[2]] == nil {
+				return fmt.Sprintf("%s: module %s has no output %s", show(tr), child.dir, names[2])
+			}
+		}
+	case slices.Contains(builtinRoots, root), slices.Contains(iterators, root):
+	default:
+		if !need(2) || m.resources[root+"."+names[1]] == nil {
+			return fmt.Sprintf("%s: no such resource in %s", show(tr), m.dir)
+		}
+	}
+	return ""
+}
+
+// checkModuleCalls checks the module blocks of m against the modules they call.
+func checkModuleCalls(t *testing.T, m *tfModule) {
+	t.Helper()
+	for name, call := range m.modules {
+		child := loadModule(t, moduleSource(t, m, name))
+		for arg := range call.Body.Attributes {
+			if !slices.Contains(moduleMeta, arg) && child.variables[arg] == nil {
+				t.Errorf("%s: module %s passes %s, which %s does not declare", m.dir, name, arg, child.dir)
+			}
+		}
+		for v, block := range child.variables {
+			if _, ok := call.Body.Attributes[v]; !ok && block.Body.Attributes["default"] == nil {
+				t.Errorf("%s: module %s does not pass the required variable %s of %s", m.dir, name, v, child.dir)
+			}
+		}
+	}
+}
+
+// moduleSource returns the directory of the local module that the module call name of m
+// calls; it fails for a registry module, which this repository does not use.
+func moduleSource(t *testing.T, m *tfModule, name string) string {
+	t.Helper()
+	attr, ok := m.modules[name].Body.Attributes["source"]
+	if !ok {
+		t.Fatalf("%s: module %s has no source", m.dir, name)
+	}
+	src := eval(t, attr.Expr, nil).AsString()
+	if !strings.HasPrefix(src, "./") && !strings.HasPrefix(src, "../") {
+		t.Fatalf("%s: module %s: source %q is not a local directory", m.dir, name, src)
+	}
+	dir := filepath.Join(m.dir, src)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		t.Fatalf("%s: module %s: source %s does not exist", m.dir, name, dir)
+	}
+	return dir
+}
+
+// fileCalls returns the absolute paths of the file() calls of m.
+func fileCalls(t *testing.T, m *tfModule) []string {
+	t.Helper()
+	ctx := evalContext(t, m, nil)
+	var paths []string
+	for _, body := range m.bodies {
+		diags := hclsyntax.VisitAll(body, func(n hclsyntax.Node) hcl.Diagnostics {
+			call, ok := n.(*hclsyntax.FunctionCallExpr)
+			if !ok || call.Name != "file" || len(call.Args) != 1 {
+				return nil
+			}
+			v, diags := call.Args[0].Value(ctx)
+			if diags.HasErrors() || !v.IsKnown() {
+				t.Errorf("%s: file() needs a path made of path.module, locals and literals", call.Range())
+				return nil
+			}
+			abs, err := filepath.Abs(v.AsString())
+			if err != nil {
+				t.Fatal(err)
+			}
+			paths = append(paths, abs)
+			return nil
+		})
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+	}
+	return paths
+}
+
+// evalContext returns the values of path.module, of the variables (vars, over the defaults)
+// and of the locals of m that follow from them alone; everything else is unknown to it.
+func evalContext(t *testing.T, m *tfModule, vars map[string]cty.Value) *hcl.EvalContext {
+	t.Helper()
+	all := map[string]cty.Value{}
+	for name, b := range m.variables {
+		if def, ok := b.Body.Attributes["default"]; ok {
+			all[name] = eval(t, def.Expr, nil)
+		}
+	}
+	maps.Copy(all, vars)
+	ctx := &hcl.EvalContext{Variables: map[string]cty.Value{
+		"path": cty.ObjectVal(map[string]cty.Value{"module": cty.StringVal(m.dir)}),
+		"var":  cty.ObjectVal(all),
+	}}
+	locals := map[string]cty.Value{}
+	for name, expr := range m.locals {
+		if v, diags := expr.Value(ctx); !diags.HasErrors() {
+			locals[name] = v
+		}
+	}
+	ctx.Variables["local"] = cty.ObjectVal(locals)
+	return ctx
+}
+
+// moduleArg evaluates the argument arg of the module call mod of m.
+func moduleArg(t *testing.T, m *tfModule, ctx *hcl.EvalContext, mod, arg string) cty.Value {
+	t.Helper()
+	call, ok := m.modules[mod]
+	if !ok {
+		t.Fatalf("%s: no module %q", m.dir, mod)
+	}
+	attr, ok := call.Body.Attributes[arg]
+	if !ok {
+		t.Fatalf("%s: module %s does not set %s", m.dir, mod, arg)
+	}
+	return eval(t, attr.Expr, ctx)
+}
+
+// resourceAttr returns the expression of the argument attr of the resource res (TYPE.NAME)
+// of m.
+func resourceAttr(t *testing.T, m *tfModule, res, attr string) hcl.Expression {
+	t.Helper()
+	block, ok := m.resources[res]
+	if !ok {
+		t.Fatalf("%s: no resource %s", m.dir, res)
+	}
+	a, ok := block.Body.Attributes[attr]
+	if !ok {
+		t.Fatalf("%s: resource %s does not set %s", m.dir, res, attr)
+	}
+	return a.Expr
+}
+
+// eval evaluates expr, which must depend on nothing ctx does not know.
+func eval(t *testing.T, expr hcl.Expression, ctx *hcl.EvalContext) cty.Value {
+	t.Helper()
+	v, diags := expr.Value(ctx)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	return v
+}
+
+// objectItems returns the items of the object constructors in expr by key, looking into
+// function calls (merge) and both results of conditionals.
+func objectItems(expr hcl.Expression) map[string]hclsyntax.Expression {
+	items := map[string]hclsyntax.Expression{}
+	e, ok := expr.(hclsyntax.Expression)
+	if !ok {
+		return items
+	}
+	hclsyntax.VisitAll(e, func(n hclsyntax.Node) hcl.Diagnostics {
+		obj, ok := n.(*hclsyntax.ObjectConsExpr)
+		if !ok {
+			return nil
+		}
+		for _, item := range obj.Items {
+			if key := hcl.ExprAsKeyword(item.KeyExpr); key != "" {
+				items[key] = item.ValueExpr
+			} else if k, diags := item.KeyExpr.Value(nil); !diags.HasErrors() && k.Type() == cty.String {
+				items[k.AsString()] = item.ValueExpr
+			}
+		}
+		return nil
+	})
+	return items
+}
+
+// exprAt returns the attribute at path (nested block types, then the attribute name) of body
+// as a reference (var.x) or a quoted literal, or "<missing>".
+func exprAt(body *hclsyntax.Body, path []string) string {
+	for _, blockType := range path[:len(path)-1] {
+		var next *hclsyntax.Body
+		for _, b := range body.Blocks {
+			if b.Type == blockType {
+				next = b.Body
+			}
+		}
+		if next == nil {
+			return "<missing>"
+		}
+		body = next
+	}
+	attr, ok := body.Attributes[path[len(path)-1]]
+	if !ok {
+		return "<missing>"
+	}
+	switch e := attr.Expr.(type) {
+	case *hclsyntax.ScopeTraversalExpr:
+		return strings.Join(attrNames(e.Traversal), ".")
+	case *hclsyntax.TemplateExpr:
+		if v, diags := e.Value(nil); !diags.HasErrors() && v.Type() == cty.String {
+			return fmt.Sprintf("%q", v.AsString())
+		}
+	}
+	return fmt.Sprintf("<expression at %s>", attr.Expr.Range())
+}
+
+// s3Backend returns the literal arguments of the s3 backend of m.
+func s3Backend(t *testing.T, m *tfModule) map[string]cty.Value {
+	t.Helper()
+	for _, tf := range m.terraform {
+		for _, b := range tf.Body.Blocks {
+			if b.Type == "backend" && len(b.Labels) == 1 && b.Labels[0] == "s3" {
+				args := map[string]cty.Value{}
+				for name, attr := range b.Body.Attributes {
+					args[name] = eval(t, attr.Expr, nil)
+				}
+				return args
+			}
+		}
+	}
+	t.Fatalf("%s: no backend \"s3\"", m.dir)
+	return nil
+}
+
+// attrNames returns the root name and the attribute names of tr, without index steps:
+// module.cloudfront[0].domain_name gives module, cloudfront, domain_name.
+func attrNames(tr hcl.Traversal) []string {
+	names := []string{tr.RootName()}
+	for _, step := range tr[1:] {
+		if a, ok := step.(hcl.TraverseAttr); ok {
+			names = append(names, a.Name)
+		}
+	}
+	return names
+}
+
+// show formats a traversal or a value for a message.
+func show(x any) string {
+	switch x := x.(type) {
+	case hcl.Traversal:
+		return strings.Join(attrNames(x), ".")
+	case cty.Value:
+		if !x.IsKnown() || x.IsNull() {
+			return x.GoString()
+		}
+		switch x.Type() {
+		case cty.String:
+			return fmt.Sprintf("%q", x.AsString())
+		case cty.Number:
+			return x.AsBigFloat().String()
+		case cty.Bool:
+			return fmt.Sprint(x.True())
+		}
+		return x.GoString()
+	}
+	return fmt.Sprint(x)
+}
+
+// unscopedActions are the actions AWS authorizes on no resource: a statement of these only
+// may name the resource "*".
+var unscopedActions = []string{
+	"ecr:GetAuthorizationToken",
+	"ecs:DescribeTaskDefinition",
+	"ecs:RegisterTaskDefinition",
+}
+
+// muejamResource matches an ARN under muejam: a name or path segment starting muejam/ or
+// muejam-.
+var muejamResource = regexp.MustCompile(`^arn:aws:[a-z0-9-]+:[^:]*:[^:]*:.*[:/]muejam[/-]`)
+
+// policyDoc is an IAM policy document.
+type policyDoc struct {
+	Version   string
+	Statement []struct {
+		Sid         string
+		Effect      string
+		Action      stringList
+		NotAction   stringList
+		Resource    stringList
+		NotResource stringList
+		Principal   any
+		Condition   map[string]map[string]any
+	}
+}
+
+// stringList is a policy element that is a string or a list of strings.
+type stringList []string
+
+// UnmarshalJSON accepts a string or a list of strings.
+func (s *stringList) UnmarshalJSON(data []byte) error {
+	var one string
+	if err := json.Unmarshal(data, &one); err == nil {
+		*s = stringList{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(data, &many); err != nil {
+		return err
+	}
+	*s = many
+	return nil
+}
+
+// checkPolicy checks that the IAM policy in path is valid and least privilege.
+func checkPolicy(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var p policyDoc
+	if err := dec.Decode(&p); err != nil {
+		t.Errorf("%s: not an IAM policy: %v", path, err)
+		return
+	}
+	if p.Version != "2012-10-17" || len(p.Statement) == 0 {
+		t.Errorf("%s: want Version 2012-10-17 and at least one statement", path)
+	}
+	for i, s := range p.Statement {
+		where := fmt.Sprintf("%s: statement %d %s", path, i, s.Sid)
+		if s.Effect != "Allow" || s.Principal != nil || len(s.NotAction) > 0 || len(s.NotResource) > 0 {
+			t.Errorf("%s: want an Allow statement with Action and Resource (no Principal, NotAction, NotResource)", where)
+		}
+		if len(s.Action) == 0 || len(s.Resource) == 0 {
+			t.Errorf("%s: needs Action and Resource", where)
+		}
+		unscoped := true
+		for _, a := range s.Action {
+			if strings.Contains(a, "*") || !strings.Contains(a, ":") {
+				t.Errorf("%s: action %q: name each action, no wildcard", where, a)
+			}
+			unscoped = unscoped && slices.Contains(unscopedActions, a)
+		}
+		for _, r := range s.Resource {
+			if r == "*" && unscoped {
+				continue
+			}
+			if !muejamResource.MatchString(r) {
+				t.Errorf("%s: resource %q is not under muejam (muejam/... or muejam-...)", where, r)
+			}
+		}
+	}
+}
