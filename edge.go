@@ -4,5 +4,6 @@
 package edge
 
 import (
+	_ "github.com/muejam/edge/modules/circuitbreaker"
 	_ "github.com/muejam/edge/modules/edgeadmin"
 )
