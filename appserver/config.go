@@ -30,6 +30,16 @@ type config struct {
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT, -shutdown-timeout
 	HealthTimeout   time.Duration // HEALTH_CHECK_TIMEOUT, -health-timeout
 
+	DBPoolMaxConns     int           // DB_POOL_MAX_CONNS, -db-pool-max-conns: connections per node
+	DBConnectTimeout   time.Duration // DB_CONNECT_TIMEOUT, -db-connect-timeout
+	DBStatementTimeout time.Duration // DB_STATEMENT_TIMEOUT, -db-statement-timeout
+	DBPoolHealthCheck  time.Duration // DB_POOL_HEALTH_CHECK_PERIOD, -db-pool-health-check-period
+	DBMaxConnLifetime  time.Duration // DB_MAX_CONN_LIFETIME, -db-max-conn-lifetime
+	DBCheckInterval    time.Duration // DB_CHECK_INTERVAL, -db-check-interval: node role and lag checks
+	DBMaxLag           time.Duration // DB_MAX_LAG, -db-max-lag: replicas further behind serve no reads
+	DBSlowQuery        time.Duration // DB_SLOW_QUERY, -db-slow-query: queries slower than this are logged
+	ReadYourWritesTTL  time.Duration // READ_YOUR_WRITES_TTL, -read-your-writes-ttl
+
 	// DatabasePassword, when set, is a secret reference (env:NAME, file:PATH,
 	// aws-sm:SECRET_ID[#json_key]) for the database password, for the pools' BeforeConnect.
 	// It is a reference, not a password: printing it reveals nothing.
@@ -38,6 +48,7 @@ type config struct {
 
 	primary  *pgxpool.Config
 	replicas []*pgxpool.Config
+	getenv   func(string) string // resolves env: secret references
 }
 
 func defaultConfig() config {
@@ -51,6 +62,16 @@ func defaultConfig() config {
 		ShutdownTimeout: 15 * time.Second,
 		HealthTimeout:   2 * time.Second,
 		SecretsCacheTTL: secrets.DefaultTTL,
+
+		DBPoolMaxConns:     10,
+		DBConnectTimeout:   5 * time.Second,
+		DBStatementTimeout: 10 * time.Second,
+		DBPoolHealthCheck:  30 * time.Second,
+		DBMaxConnLifetime:  30 * time.Minute,
+		DBCheckInterval:    time.Second,
+		DBMaxLag:           10 * time.Second,
+		DBSlowQuery:        200 * time.Millisecond,
+		ReadYourWritesTTL:  30 * time.Second,
 	}
 }
 
@@ -66,6 +87,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 // parseConfig reads the environment through getenv, then the flags in args.
 func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	cfg := defaultConfig()
+	cfg.getenv = getenv
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -89,6 +111,28 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	env("SHUTDOWN_TIMEOUT", &shutdown)
 	healthTimeout := cfg.HealthTimeout.String()
 	env("HEALTH_CHECK_TIMEOUT", &healthTimeout)
+	maxConns := strconv.Itoa(cfg.DBPoolMaxConns)
+	env("DB_POOL_MAX_CONNS", &maxConns)
+	// Durations of the database router: environment variable, flag, destination, value.
+	dbDurations := []struct {
+		env, flag, usage string
+		dst              *time.Duration
+		val              string
+	}{
+		{"DB_CONNECT_TIMEOUT", "db-connect-timeout", "timeout of opening one database connection", &cfg.DBConnectTimeout, ""},
+		{"DB_STATEMENT_TIMEOUT", "db-statement-timeout", "statement_timeout, and the deadline of queries that have none", &cfg.DBStatementTimeout, ""},
+		{"DB_POOL_HEALTH_CHECK_PERIOD", "db-pool-health-check-period", "how often each pool checks its idle connections", &cfg.DBPoolHealthCheck, ""},
+		{"DB_MAX_CONN_LIFETIME", "db-max-conn-lifetime", "age at which a database connection is replaced", &cfg.DBMaxConnLifetime, ""},
+		{"DB_CHECK_INTERVAL", "db-check-interval", "how often every database node's role and lag are checked", &cfg.DBCheckInterval, ""},
+		{"DB_MAX_LAG", "db-max-lag", "replication lag above which a replica serves no reads", &cfg.DBMaxLag, ""},
+		{"DB_SLOW_QUERY", "db-slow-query", "queries slower than this are logged (SQL normalized, no values)", &cfg.DBSlowQuery, ""},
+		{"READ_YOUR_WRITES_TTL", "read-your-writes-ttl", "how long a read-your-writes token pins reads", &cfg.ReadYourWritesTTL, ""},
+	}
+	for i := range dbDurations {
+		d := &dbDurations[i]
+		d.val = d.dst.String()
+		env(d.env, &d.val)
+	}
 	env("DATABASE_PASSWORD", &cfg.DatabasePassword)
 	secretsTTL := cfg.SecretsCacheTTL.String()
 	env("SECRETS_CACHE_TTL", &secretsTTL)
@@ -102,6 +146,11 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	fs.StringVar(&level, "log-level", level, "debug, info, warn or error (LOG_LEVEL)")
 	fs.StringVar(&shutdown, "shutdown-timeout", shutdown, "how long SIGTERM waits for in-flight requests (SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&healthTimeout, "health-timeout", healthTimeout, "timeout of each health check (HEALTH_CHECK_TIMEOUT)")
+	fs.StringVar(&maxConns, "db-pool-max-conns", maxConns, "connections per database node (DB_POOL_MAX_CONNS)")
+	for i := range dbDurations {
+		d := &dbDurations[i]
+		fs.StringVar(&d.val, d.flag, d.val, d.usage+" ("+d.env+")")
+	}
 	fs.StringVar(&cfg.DatabasePassword, "database-password", cfg.DatabasePassword, "database password as a secret reference: env:NAME, file:PATH or aws-sm:SECRET_ID[#json_key] (DATABASE_PASSWORD)")
 	fs.StringVar(&secretsTTL, "secrets-cache-ttl", secretsTTL, "how long a resolved secret is cached before it is fetched again (SECRETS_CACHE_TTL)")
 	if err := fs.Parse(args); err != nil {
@@ -127,6 +176,14 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	if cfg.HealthTimeout, err = parsePositiveDuration("HEALTH_CHECK_TIMEOUT/-health-timeout", healthTimeout); err != nil {
 		return cfg, err
+	}
+	if cfg.DBPoolMaxConns, err = strconv.Atoi(maxConns); err != nil || cfg.DBPoolMaxConns < 1 || cfg.DBPoolMaxConns > 10000 {
+		return cfg, usagef("invalid DB_POOL_MAX_CONNS/-db-pool-max-conns %q: want a number from 1 to 10000", maxConns)
+	}
+	for _, d := range dbDurations {
+		if *d.dst, err = parsePositiveDuration(d.env+"/-"+d.flag, d.val); err != nil {
+			return cfg, err
+		}
 	}
 	if cfg.SecretsCacheTTL, err = parsePositiveDuration("SECRETS_CACHE_TTL/-secrets-cache-ttl", secretsTTL); err != nil {
 		return cfg, err

@@ -77,6 +77,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad level", nil, map[string]string{"LOG_LEVEL": "loud"}, "invalid LOG_LEVEL"},
 		{"bad bool", []string{"-migrate", "maybe"}, nil, "invalid MIGRATE_ON_START"},
 		{"bad addr", []string{"-addr", "8081"}, nil, "invalid APP_ADDR"},
+		{"bad pool size", nil, map[string]string{"DB_POOL_MAX_CONNS": "0"}, "invalid DB_POOL_MAX_CONNS"},
+		{"bad max lag", []string{"-db-max-lag", "ten"}, nil, "invalid DB_MAX_LAG/-db-max-lag"},
+		{"zero check interval", nil, map[string]string{"DB_CHECK_INTERVAL": "0s"}, "invalid DB_CHECK_INTERVAL"},
 		{"password instead of its reference", nil, map[string]string{"DATABASE_PASSWORD": "hunter2"}, "invalid DATABASE_PASSWORD"},
 		{"password with a colon", nil, map[string]string{"DATABASE_PASSWORD": "hunter2:x"}, "not a secret reference"},
 		{"empty env reference", []string{"-database-password", "env:"}, nil, "invalid DATABASE_PASSWORD"},
@@ -145,5 +148,39 @@ func TestParseConfigDatabasePasswordExitsTwo(t *testing.T) {
 	}
 	if strings.Contains(stderr, "hunter2") {
 		t.Errorf("stderr repeats the password: %q", stderr)
+	}
+}
+
+func TestParseConfigDatabaseRouter(t *testing.T) {
+	cfg, err := parseConfig("appserver", nil, envMap(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DBPoolMaxConns != 10 || cfg.DBMaxLag != 10*time.Second || cfg.DBCheckInterval != time.Second ||
+		cfg.DBStatementTimeout != 10*time.Second || cfg.ReadYourWritesTTL != 30*time.Second {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	env := envMap(map[string]string{
+		"DB_POOL_MAX_CONNS":           "25",
+		"DB_CONNECT_TIMEOUT":          "2s",
+		"DB_STATEMENT_TIMEOUT":        "3s",
+		"DB_POOL_HEALTH_CHECK_PERIOD": "4s",
+		"DB_MAX_CONN_LIFETIME":        "5m",
+		"DB_CHECK_INTERVAL":           "250ms",
+		"DB_MAX_LAG":                  "6s",
+		"DB_SLOW_QUERY":               "7ms",
+		"READ_YOUR_WRITES_TTL":        "8s",
+	})
+	cfg, err = parseConfig("appserver", []string{"-db-max-lag", "9s", "-db-pool-max-conns=30"}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DBPoolMaxConns != 30 || cfg.DBMaxLag != 9*time.Second {
+		t.Errorf("flags did not win: %+v", cfg)
+	}
+	if cfg.DBConnectTimeout != 2*time.Second || cfg.DBStatementTimeout != 3*time.Second || cfg.DBPoolHealthCheck != 4*time.Second ||
+		cfg.DBMaxConnLifetime != 5*time.Minute || cfg.DBCheckInterval != 250*time.Millisecond || cfg.DBSlowQuery != 7*time.Millisecond ||
+		cfg.ReadYourWritesTTL != 8*time.Second {
+		t.Errorf("env not applied: %+v", cfg)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -17,10 +18,12 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/health"
 	"github.com/muejam/edge/appserver/httpjson"
 	"github.com/muejam/edge/appserver/httpmetrics"
 	"github.com/muejam/edge/appserver/migrate"
+	"github.com/muejam/edge/appserver/secrets"
 )
 
 // newLogger returns the JSON logger of the app server, writing to w.
@@ -42,29 +45,63 @@ func listen(name, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// pools opens one lazily connecting pool per node: the primary first, then the replicas.
-func pools(ctx context.Context, cfg config) ([]*pgxpool.Pool, error) {
-	all := make([]*pgxpool.Pool, 0, 1+len(cfg.replicas))
-	for _, pc := range append([]*pgxpool.Config{cfg.primary}, cfg.replicas...) {
-		p, err := pgxpool.NewWithConfig(ctx, pc)
-		if err != nil {
-			for _, q := range all {
-				q.Close()
-			}
-			return nil, err
-		}
-		all = append(all, p)
+// openRouter opens the database router: the primary first, then the replicas, named as in
+// the health report ("primary", "replica-1", ...).
+func openRouter(ctx context.Context, cfg config, log *zap.Logger, reg prometheus.Registerer) (*dbrouter.Router, error) {
+	nodes := []dbrouter.Node{{Name: "primary", Config: cfg.primary}}
+	for i, pc := range cfg.replicas {
+		nodes = append(nodes, dbrouter.Node{Name: fmt.Sprintf("replica-%d", i+1), Config: pc})
 	}
-	return all, nil
+	password, refresh := passwordHooks(cfg)
+	return dbrouter.New(ctx, dbrouter.Config{
+		Nodes:                 nodes,
+		MaxConns:              int32(cfg.DBPoolMaxConns),
+		ConnectTimeout:        cfg.DBConnectTimeout,
+		StatementTimeout:      cfg.DBStatementTimeout,
+		PoolHealthCheckPeriod: cfg.DBPoolHealthCheck,
+		MaxConnLifetime:       cfg.DBMaxConnLifetime,
+		CheckInterval:         cfg.DBCheckInterval,
+		CheckTimeout:          min(cfg.HealthTimeout, cfg.DBCheckInterval),
+		MaxLag:                cfg.DBMaxLag,
+		SlowQuery:             cfg.DBSlowQuery,
+		TokenTTL:              cfg.ReadYourWritesTTL,
+		Password:              password,
+		OnAuthFailure:         refresh,
+		Logger:                log.Named("db"),
+		Registerer:            reg,
+	})
+}
+
+// passwordHooks resolves DATABASE_PASSWORD, when set, through the secrets package: the
+// password for each new connection, and the refresh to call when the database refuses it
+// (a rotated secret). Both are nil without DATABASE_PASSWORD: the URLs' passwords apply.
+func passwordHooks(cfg config) (password func(context.Context) (string, error), refresh func()) {
+	if cfg.DatabasePassword == "" {
+		return nil, nil
+	}
+	res := secrets.New(secrets.Options{TTL: cfg.SecretsCacheTTL, Getenv: cfg.getenv})
+	return res.Func(cfg.DatabasePassword), func() { res.Invalidate(cfg.DatabasePassword) }
+}
+
+// migrateUp applies the migrations to the configured primary through a pool of its own.
+func migrateUp(ctx context.Context, cfg config) ([]int64, error) {
+	pc := cfg.primary.Copy()
+	if password, _ := passwordHooks(cfg); password != nil {
+		pc.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) (err error) {
+			cc.Password, err = password(ctx)
+			return err
+		}
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	return migrate.Up(ctx, pool)
 }
 
 func runMigrate(ctx context.Context, cfg config, stdout io.Writer) error {
-	pool, err := pgxpool.NewWithConfig(ctx, cfg.primary)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	applied, err := migrate.Up(ctx, pool)
+	applied, err := migrateUp(ctx, cfg)
 	for _, v := range applied {
 		fmt.Fprintf(stdout, "applied migration %04d\n", v)
 	}
@@ -92,33 +129,30 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	defer metricsLn.Close()
 
-	nodes, err := pools(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		for _, p := range nodes {
-			p.Close()
-		}
-	}()
 	if cfg.Migrate {
-		applied, err := migrate.Up(ctx, nodes[0])
+		applied, err := migrateUp(ctx, cfg)
 		if err != nil {
 			return err
 		}
 		log.Info("migrations applied", zap.Int64s("versions", applied))
 	}
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	db, err := openRouter(ctx, cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
 	vk := health.NewValkey(cfg.ValkeyAddr, cfg.HealthTimeout)
 	defer vk.Close()
-	checks := []health.Check{{Name: "primary", Probe: health.Postgres(nodes[0], true)}}
-	for i, p := range nodes[1:] {
-		checks = append(checks, health.Check{Name: fmt.Sprintf("replica-%d", i+1), Probe: health.Postgres(p, false)})
+	var checks []health.Check
+	for _, s := range db.Status() {
+		checks = append(checks, health.Check{Name: s.Name, Probe: health.DatabaseNode(db, s.Name)})
 	}
 	checks = append(checks, health.Check{Name: "valkey", Probe: vk.Probe})
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	api := &http.Server{
 		Handler:           routes(health.New(cfg.HealthTimeout, checks...), httpmetrics.New(reg)),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -170,11 +204,12 @@ func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, time
 	return nil
 }
 
-// routes is the API: every route of the app server is registered here.
+// routes is the API: every route of the app server is registered here. Handlers find the
+// request's read-your-writes token in its context (dbrouter.Middleware).
 func routes(hc *health.Checker, m *httpmetrics.Metrics) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/health", hc)
-	return m.Wrap(jsonErrors(mux))
+	return m.Wrap(dbrouter.Middleware(jsonErrors(mux)))
 }
 
 // jsonErrors answers requests that match no route with the API's JSON error body: 404, or

@@ -115,6 +115,7 @@ func startServer(t *testing.T, env map[string]string) string {
 		}
 		select {
 		case err := <-done:
+			done <- nil // for the cleanup, which waits for run to return
 			t.Fatalf("app server exited: %v", err)
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -188,6 +189,9 @@ func TestHealthFollowsDependencies(t *testing.T) {
 	if rep.Checks["primary"].Details["role"] != "primary" || rep.Checks["replica-1"].Details["role"] != "replica" {
 		t.Errorf("roles: %+v", rep.Checks)
 	}
+	if d := rep.Checks["replica-1"].Details; d["in_rotation"] != true || d["lag_bytes"] == nil || d["lag_seconds"] == nil {
+		t.Errorf("replica details: %+v", d)
+	}
 
 	valkey.Down()
 	assertHealth(http.StatusServiceUnavailable, "valkey")
@@ -245,6 +249,32 @@ func TestUnknownRoutesAnswerJSON(t *testing.T) {
 		}
 		if tt.code == http.StatusMethodNotAllowed && resp.Header.Get("Allow") == "" {
 			t.Errorf("405 without Allow")
+		}
+	}
+}
+
+func TestMetricsExposeDatabaseRouter(t *testing.T) {
+	db := testenv.NewDatabase(t)
+	env := map[string]string{"DATABASE_URL": db.PrimaryURL, "DATABASE_REPLICA_URLS": db.ReplicaURL}
+	startServer(t, env)
+	resp, err := http.Get("http://" + env["APP_METRICS_ADDR"] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`muejam_db_node_up{node="primary"} 1`,
+		`muejam_db_node_up{node="replica-1"} 1`,
+		`muejam_db_node_role{node="replica-1",role="replica"} 1`,
+		`muejam_db_replication_lag_bytes{node="replica-1"}`,
+		`muejam_db_pool_conns{node="primary",state="idle"}`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
 		}
 	}
 }

@@ -7,27 +7,33 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/valkey-io/valkey-go"
+
+	"github.com/muejam/edge/appserver/dbrouter"
 )
 
-// Postgres probes a PostgreSQL node through its pool and checks its role: a node expected to
-// be the primary must not be in recovery, a replica must be.
-func Postgres(pool *pgxpool.Pool, wantPrimary bool) Probe {
+// DatabaseNode probes the database node of the router named name: it runs a router check
+// (concurrent probes share one) and reports the node's role, replication lag and whether it
+// serves reads. The probe fails when the node is unreachable; a lagging replica is up (the
+// router sends its reads elsewhere).
+func DatabaseNode(r *dbrouter.Router, name string) Probe {
 	return func(ctx context.Context) (map[string]any, error) {
-		var inRecovery bool
-		if err := pool.QueryRow(ctx, "select pg_is_in_recovery()").Scan(&inRecovery); err != nil {
-			return nil, err
+		for _, s := range r.Check(ctx) {
+			if s.Name != name {
+				continue
+			}
+			details := map[string]any{
+				"role":        s.Role(),
+				"lag_bytes":   s.LagBytes,
+				"lag_seconds": s.LagSeconds,
+				"in_rotation": s.InRotation,
+			}
+			if !s.Up {
+				return details, fmt.Errorf("node unreachable: %s", s.Error)
+			}
+			return details, nil
 		}
-		role := "primary"
-		if inRecovery {
-			role = "replica"
-		}
-		details := map[string]any{"role": role}
-		if wantPrimary == inRecovery {
-			return details, fmt.Errorf("node is a %s, expected the other role", role)
-		}
-		return details, nil
+		return nil, fmt.Errorf("no database node %q", name)
 	}
 }
 

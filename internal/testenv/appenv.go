@@ -4,7 +4,6 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -15,14 +14,15 @@ import (
 const AppServerConfig = "appserver/config.go"
 
 // AppServerEnv parses the app server's configuration (AppServerConfig) and returns the names
-// of the environment variables it reads, from its env("NAME", &cfg.Field) calls, each mapped
-// to the string that defaultConfig sets Field to, or to "" when there is none. Files that pass
+// of the environment variables it reads, from its env("NAME", &cfg.Field) calls and its tables
+// of options with an env column, each mapped to the string that defaultConfig sets Field to,
+// or to "" when there is none. Files that pass
 // environment variables to the app server (Dockerfiles, compose, Terraform) check their names
 // against it. It fails the test when it finds no name, so a moved configuration cannot make
 // those checks pass vacuously. It works from any package directory of the module.
 func AppServerEnv(t testing.TB) map[string]string {
 	t.Helper()
-	path := filepath.Join(moduleRoot(t), AppServerConfig)
+	path := filepath.Join(RepoRoot(t), AppServerConfig)
 	file, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -42,6 +42,12 @@ func AppServerEnv(t testing.TB) map[string]string {
 		}
 	}
 	ast.Inspect(file, func(n ast.Node) bool {
+		if lit, ok := n.(*ast.CompositeLit); ok {
+			for _, name := range envTable(lit) {
+				env[name] = ""
+			}
+			return true
+		}
 		call, ok := n.(*ast.CallExpr)
 		if !ok || len(call.Args) != 2 {
 			return true
@@ -67,24 +73,30 @@ func AppServerEnv(t testing.TB) map[string]string {
 	return env
 }
 
-// moduleRoot returns the directory of go.mod above the working directory, which go test sets
-// to the directory of the package under test.
-func moduleRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
+// envTable returns the names in the first column of a table of options whose element type
+// is a struct with "env" as its first field, such as
+//
+//	[]struct{ env, flag string; ... }{{"DB_MAX_LAG", "db-max-lag", ...}, ...}
+//
+// which configuration reads in a loop.
+func envTable(lit *ast.CompositeLit) []string {
+	arr, ok := lit.Type.(*ast.ArrayType)
+	if !ok {
+		return nil
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the working directory")
-		}
-		dir = parent
+	st, ok := arr.Elt.(*ast.StructType)
+	if !ok || len(st.Fields.List) == 0 || len(st.Fields.List[0].Names) == 0 || st.Fields.List[0].Names[0].Name != "env" {
+		return nil
 	}
+	var names []string
+	for _, elt := range lit.Elts {
+		if row, ok := elt.(*ast.CompositeLit); ok && len(row.Elts) > 0 {
+			if name := stringLit(row.Elts[0]); name != "" {
+				names = append(names, name)
+			}
+		}
+	}
+	return names
 }
 
 // stringLit returns the value of a string literal expression, or "" when e is none.

@@ -1,0 +1,177 @@
+package dbrouter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+func TestNormalizeSQL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"select * from t where id = $1", "select * from t where id = $1"},
+		{"SELECT  a,\n\tb FROM t WHERE x = 'secret' AND y = 42", "SELECT a, b FROM t WHERE x = ? AND y = ?"},
+		{"select 'it''s' || E'a\\'b' from t1", "select ? || E? from t1"},
+		{"select 'a\\' , 'secret2'", "select ? , ?"},
+		{"select $$body 'x'$$, $tag$secret$tag$ -- note 123\nfrom t /* 99 */ where n > 1.5e3", "select ?, ? from t where n > ?"},
+		{"insert into t2(v) values (3.14), (-7)", "insert into t2(v) values (?), (-?)"},
+	}
+	for _, tt := range tests {
+		if got := normalizeSQL(tt.in); got != tt.want {
+			t.Errorf("normalizeSQL(%q)\n got %q\nwant %q", tt.in, got, tt.want)
+		}
+	}
+	long := "select " + strings.Repeat("col, ", 1000) + "x"
+	if got := normalizeSQL(long); len(got) > maxLoggedSQL+len("…") {
+		t.Errorf("long SQL not truncated: %d bytes", len(got))
+	}
+}
+
+func TestTokenRoundTrip(t *testing.T) {
+	tok := Token{lsn: 0x1_0000_00ff, issued: time.UnixMilli(time.Now().UnixMilli())}
+	got, ok := ParseToken(tok.String())
+	if !ok || got != tok {
+		t.Fatalf("ParseToken(String()) = %v %v, want %v", got, ok, tok)
+	}
+	for _, bad := range []string{"", "garbage!", "AQ", Token{}.String(), strings.Repeat("A", 23)} {
+		if got, ok := ParseToken(bad); ok || !got.IsZero() {
+			t.Errorf("ParseToken(%q) = %v %v, want ignored", bad, got, ok)
+		}
+	}
+	r := &Router{cfg: Config{TokenTTL: time.Minute}}
+	if r.validToken(tok).IsZero() {
+		t.Error("fresh token refused")
+	}
+	old := Token{lsn: 5, issued: time.Now().Add(-2 * time.Minute)}
+	future := Token{lsn: 5, issued: time.Now().Add(time.Hour)}
+	if !r.validToken(old).IsZero() || !r.validToken(future).IsZero() {
+		t.Error("expired or future token honoured")
+	}
+}
+
+func TestTokenHTTP(t *testing.T) {
+	r := &Router{cfg: Config{TokenTTL: 30 * time.Second}}
+	tok := Token{lsn: 42, issued: time.UnixMilli(time.Now().UnixMilli())}
+	rec := httptest.NewRecorder()
+	r.SetToken(rec, tok)
+	if rec.Header().Get(TokenHeader) != tok.String() {
+		t.Fatalf("header %q", rec.Header().Get(TokenHeader))
+	}
+	cookies := rec.Result().Cookies()
+	if len(cookies) != 1 || cookies[0].Name != TokenCookie || cookies[0].MaxAge != 30 || !cookies[0].HttpOnly {
+		t.Fatalf("cookies %+v", cookies)
+	}
+
+	var seen Token
+	h := Middleware(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		seen, _ = TokenFrom(req.Context())
+	}))
+	tests := []struct {
+		name   string
+		header string
+		cookie *http.Cookie
+		want   Token
+	}{
+		{"cookie", "", cookies[0], tok},
+		{"header", tok.String(), nil, tok},
+		{"bad header falls back to cookie", "nonsense", cookies[0], tok},
+		{"bad cookie ignored", "", &http.Cookie{Name: TokenCookie, Value: "%%%"}, Token{}},
+		{"none", "", nil, Token{}},
+	}
+	for _, tt := range tests {
+		seen = Token{}
+		req := httptest.NewRequest("GET", "/", nil)
+		if tt.header != "" {
+			req.Header.Set(TokenHeader, tt.header)
+		}
+		if tt.cookie != nil {
+			req.AddCookie(tt.cookie)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		if seen != tt.want {
+			t.Errorf("%s: token %v, want %v", tt.name, seen, tt.want)
+		}
+	}
+}
+
+func TestWriteError(t *testing.T) {
+	rec := httptest.NewRecorder()
+	err := fmt.Errorf("saving story: %w", &PrimaryUnavailableError{RetryAfter: 1500 * time.Millisecond})
+	if !errors.Is(err, ErrPrimaryUnavailable) {
+		t.Fatal("errors.Is(ErrPrimaryUnavailable) is false")
+	}
+	if !WriteError(rec, err) {
+		t.Fatal("WriteError did not handle ErrPrimaryUnavailable")
+	}
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "2" ||
+		!strings.Contains(rec.Body.String(), `"database_unavailable"`) {
+		t.Errorf("response %d %v %s", rec.Code, rec.Header(), rec.Body)
+	}
+	if WriteError(httptest.NewRecorder(), errors.New("other")) {
+		t.Error("WriteError handled an unrelated error")
+	}
+}
+
+func TestErrorClasses(t *testing.T) {
+	pg := func(code string) error { return fmt.Errorf("q: %w", &pgconn.PgError{Code: code}) }
+	if !isConnError(pg("57P01")) || !isConnError(pg("08006")) || !isConnError(io.ErrUnexpectedEOF) {
+		t.Error("connection errors not recognised")
+	}
+	if isConnError(pg("23505")) || isConnError(nil) || isConnError(fmt.Errorf("x: %w", errContext)) {
+		t.Error("statement error taken for a connection error")
+	}
+	if !isRetryableTx(pg("40001")) || !isRetryableTx(pg("40P01")) || isRetryableTx(pg("23505")) {
+		t.Error("serialization failures")
+	}
+	if !isAuthFailure(pg("28P01")) || isAuthFailure(pg("28000")) {
+		t.Error("auth failures")
+	}
+}
+
+var errContext = contextCanceled()
+
+func TestLagEstimate(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var h lsnHistory
+	if b, s := h.lag(t0, 10, nil); b != 0 || s != 0 {
+		t.Errorf("empty history: %d %v", b, s)
+	}
+	h.add(t0, 100)
+	h.add(t0.Add(time.Second), 100) // idle primary: no new sample
+	h.add(t0.Add(2*time.Second), 150)
+	h.add(t0.Add(3*time.Second), 120) // older than the last: ignored
+	age := 60.0
+	tests := []struct {
+		name  string
+		now   time.Time
+		lsn   uint64
+		bytes int64
+		secs  float64
+	}{
+		{"caught up, idle for long", t0.Add(time.Hour), 150, 0, 0},
+		{"behind the last write", t0.Add(5 * time.Second), 100, 50, 3},
+		{"behind since before the history", t0.Add(5 * time.Second), 90, 60, 60},
+	}
+	for _, tt := range tests {
+		b, s := h.lag(tt.now, tt.lsn, &age)
+		if b != tt.bytes || s != tt.secs {
+			t.Errorf("%s: lag = %d bytes %vs, want %d %vs", tt.name, b, s, tt.bytes, tt.secs)
+		}
+	}
+	if len(h.samples) != 2 {
+		t.Errorf("samples %v, want only positions that moved", h.samples)
+	}
+}
+
+func contextCanceled() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx.Err()
+}

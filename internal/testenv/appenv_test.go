@@ -1,0 +1,18 @@
+package testenv
+
+import "testing"
+
+func TestAppServerEnvFindsCallsAndTables(t *testing.T) {
+	env := AppServerEnv(t)
+	for name, want := range map[string]string{
+		"APP_ADDR":              "127.0.0.1:8081", // env call with a default
+		"DATABASE_REPLICA_URLS": "",               // env call on a local
+		"DB_MAX_LAG":            "",               // option table
+		"READ_YOUR_WRITES_TTL":  "",
+	} {
+		got, ok := env[name]
+		if !ok || got != want {
+			t.Errorf("AppServerEnv()[%q] = %q, %v; want %q", name, got, ok, want)
+		}
+	}
+}
