@@ -7,6 +7,7 @@ BIN       := bin
 CADDY     := $(BIN)/caddy
 APPSERVER := $(BIN)/appserver
 RUN_DIR   := .run
+DEV_JWT   := $(RUN_DIR)/dev-jwt
 
 GO_SOURCES := go.mod go.sum $(shell find . -name '*.go' -not -path './.run/*' -not -path './bin/*' -not -name '*_test.go') \
 	$(shell find appserver/migrate/sql -name '*.sql')
@@ -39,6 +40,10 @@ services-down: ## stop the services started by services-up
 .PHONY: run
 run: $(CADDY) $(APPSERVER) services-up ## run the whole stack: services, app server on :8081, edge on :8080
 	@scripts/run.sh
+
+.PHONY: token
+token: ## print a dev JWT for USER (make token USER=alice), signed by the dev key in .run/dev-jwt/
+	@$(GO) run ./scripts/devtoken -dir $(DEV_JWT) -user "$(USER)"
 
 .PHONY: lint
 lint: ## gofmt and go vet

@@ -6,4 +6,5 @@ package edge
 import (
 	_ "github.com/muejam/edge/modules/circuitbreaker"
 	_ "github.com/muejam/edge/modules/edgeadmin"
+	_ "github.com/muejam/edge/modules/jwtauth"
 )

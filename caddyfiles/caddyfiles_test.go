@@ -201,6 +201,18 @@ func TestDevStackEndToEnd(t *testing.T) {
 		t.Errorf("response did not come through the edge: Via %q", via)
 	}
 
+	// The jwt provider lets anonymous requests through and refuses a bad token at the edge.
+	req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:8080/v1/health", nil)
+	req.Header.Set("Authorization", "Bearer not.a.token")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+		t.Errorf("bad token through the edge: %d, WWW-Authenticate %q; want 401 Bearer", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+
 	resp, err = http.Get("http://127.0.0.1:2019/edge/status")
 	if err != nil {
 		t.Fatal(err)
