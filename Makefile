@@ -55,6 +55,10 @@ lint: ## gofmt and go vet
 test: services-up $(CADDY) $(APPSERVER) lint ## every test, against real services and the built binaries
 	$(GO) test -race -count=1 -timeout 8m ./...
 
+.PHONY: bench
+bench: ## the edge against stock Caddy and peer plugins on loopback (QUICK=1: under 2 min, PIN=1: taskset); results in .run/bench/
+	@$(GO) run ./scripts/bench $(if $(filter 1,$(QUICK)),-quick) $(if $(filter 1,$(PIN)),-pin)
+
 .PHONY: clean
 clean: ## remove build outputs (not .run/)
 	rm -rf $(BIN)

@@ -1,0 +1,433 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"image/png"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// wrkOutput is what Debian's wrk 4.1.0 printed for `wrk -t1 -c8 -d1s --latency`.
+const wrkOutput = `Running 1s test @ http://127.0.0.1:41234/data
+  1 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     4.12ms   12.18ms  79.78ms   92.45%
+    Req/Sec    21.29k    13.60k   34.32k    80.00%
+  Latency Distribution
+     50%  212.00us
+     75%    0.99ms
+     90%    8.73ms
+     99%   66.82ms
+  21188 requests in 1.00s, 25.10MB read
+Requests/sec:  21121.99
+Transfer/sec:     25.02MB
+`
+
+func TestParseWrk(t *testing.T) {
+	got, err := parseWrk(wrkOutput)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := WrkResult{Requests: 21188, Seconds: 1, RPS: 21121.99, P50ms: 0.212, P99ms: 66.82}
+	if !near(got.P50ms, want.P50ms) || !near(got.P99ms, want.P99ms) || !near(got.Seconds, want.Seconds) ||
+		got.Requests != want.Requests || got.RPS != want.RPS || got.Non2xx != 0 || got.SocketErrors != 0 {
+		t.Errorf("parseWrk = %+v, want %+v", got, want)
+	}
+
+	errorsOut := strings.Replace(wrkOutput, "Requests/sec:",
+		"  Socket errors: connect 1, read 2, write 3, timeout 16\n  Non-2xx or 3xx responses: 12\nRequests/sec:", 1)
+	errorsOut = strings.Replace(errorsOut, "99%   66.82ms", "99%    2.00s", 1)
+	got, err = parseWrk(errorsOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SocketErrors != 22 || got.Non2xx != 12 || got.P99ms != 2000 {
+		t.Errorf("with errors: socket errors %d (want 22), non-2xx %d (want 12), p99 %v ms (want 2000)", got.SocketErrors, got.Non2xx, got.P99ms)
+	}
+
+	for name, out := range map[string]string{
+		"no --latency":  strings.Replace(strings.Replace(wrkOutput, "     50%  212.00us\n", "", 1), "     99%   66.82ms\n", "", 1),
+		"no req/s":      strings.Replace(wrkOutput, "Requests/sec:  21121.99\n", "", 1),
+		"bad unit":      strings.Replace(wrkOutput, "99%   66.82ms", "99%   66.82xx", 1),
+		"bad count":     strings.Replace(wrkOutput, "21188 requests", "2x188 requests", 1),
+		"empty":         "",
+		"connect error": "unable to connect to 127.0.0.1:1 Connection refused\n",
+	} {
+		if _, err := parseWrk(out); err == nil {
+			t.Errorf("%s: parseWrk accepted it", name)
+		}
+	}
+}
+
+func TestParseWrkDuration(t *testing.T) {
+	for in, want := range map[string]float64{"812.00us": 0.812, "1.23ms": 1.23, "2.00s": 2000, "1.50m": 90000, "0.99ms": 0.99} {
+		got, err := parseWrkDuration(in)
+		if err != nil || !near(got, want) {
+			t.Errorf("parseWrkDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "12", "ms", "1.2.3ms"} {
+		if _, err := parseWrkDuration(in); err == nil {
+			t.Errorf("parseWrkDuration(%q) accepted it", in)
+		}
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	// Fields after the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt
+	// cmajflt utime stime cutime cstime ...; a name may hold spaces and parentheses.
+	stat := "4242 (caddy (x) y) S 1 4242 4242 0 -1 4194560 8000 0 3 0 1234 567 99 88 20 0 12 0 100 2000000 3000"
+	got, err := parseProcStat(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != 1234+567 {
+		t.Errorf("parseProcStat = %d, want %d (utime+stime, not children's)", got, 1234+567)
+	}
+	for _, bad := range []string{"", "4242 caddy S 1", "4242 (caddy) S 1 2 3", "4242 (caddy) S 1 4242 4242 0 -1 4194560 8000 0 3 0 x 567 99"} {
+		if _, err := parseProcStat(bad); err == nil {
+			t.Errorf("parseProcStat(%q) accepted it", bad)
+		}
+	}
+}
+
+func TestCPUTicksGrowWithWork(t *testing.T) {
+	start, err := cpuTicks(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	x := 1.0
+	for time.Now().Before(deadline) {
+		for i := 0; i < 1e6; i++ {
+			x = math.Sqrt(x + float64(i))
+		}
+		now, err := cpuTicks(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now > start {
+			return
+		}
+	}
+	t.Errorf("5 s of work did not move utime+stime of this process (%v)", x)
+}
+
+func TestCPUMicrosPerRequest(t *testing.T) {
+	// 250 ticks = 2.5 s of CPU over 50,000 requests = 50 µs each.
+	if got := cpuMicrosPerRequest(250, 50000); !near(got, 50) {
+		t.Errorf("cpuMicrosPerRequest(250, 50000) = %v, want 50", got)
+	}
+	if got := cpuMicrosPerRequest(250, 0); got != 0 {
+		t.Errorf("no requests: %v, want 0", got)
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	nan := math.NaN()
+	for _, tc := range []struct {
+		in   []float64
+		want Summary
+	}{
+		{[]float64{3, 1, 2}, Summary{2, 1, 3}},
+		{[]float64{4, 1, 3, 2}, Summary{2.5, 1, 4}},
+		{[]float64{nan, 5, nan}, Summary{5, 5, 5}},
+		{[]float64{7}, Summary{7, 7, 7}},
+	} {
+		if got := summarize(tc.in); got != tc.want {
+			t.Errorf("summarize(%v) = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+	if got := summarize([]float64{nan}); !math.IsNaN(got.Median) || !math.IsNaN(got.Min) || !math.IsNaN(got.Max) {
+		t.Errorf("summarize(NaN) = %+v, want all NaN", got)
+	}
+	b, err := json.Marshal(map[string]Summary{"x": summarize(nil), "y": {1, 0.5, 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != `{"x":null,"y":{"median":1,"min":0.5,"max":2}}` {
+		t.Errorf("JSON = %s", b)
+	}
+}
+
+func TestRatiosAreTakenRoundByRound(t *testing.T) {
+	nan := math.NaN()
+	got := ratios([]float64{10, 20, 30, nan, 5}, []float64{30, 10, 20, 4, 0})
+	want := []float64{1.0 / 3, 2, 1.5, nan, nan}
+	for i := range want {
+		if !(near(got[i], want[i]) || math.IsNaN(got[i]) && math.IsNaN(want[i])) {
+			t.Errorf("ratios[%d] = %v, want %v", i, got[i], want[i])
+		}
+	}
+
+	// The median of per-round ratios (1.5) differs from the ratio of medians (20/20 = 1).
+	r := &Report{Plan: plan{Rounds: 3}}
+	base := r.add(Scenario{ID: "2", Title: "proxy", Build: "stock"})
+	s := r.add(Scenario{ID: "7", Title: "limiter", Build: "ratelimit", Baseline: "2"})
+	for i, v := range []float64{30, 10, 20} {
+		base.Rounds = append(base.Rounds, RoundResult{WrkResult: WrkResult{RPS: v, P99ms: 1}, CPUMicros: 100})
+		s.Rounds = append(s.Rounds, RoundResult{WrkResult: WrkResult{RPS: []float64{10, 20, 30}[i], P99ms: 2}, CPUMicros: 150})
+	}
+	s.Rounds[2].Error = "wrk failed"
+	lim := r.add(Scenario{ID: "6", Title: "our limiter", Build: "edge", Baseline: "7"})
+	lim.Rounds = append(lim.Rounds, RoundResult{WrkResult: WrkResult{RPS: 5}}, RoundResult{WrkResult: WrkResult{RPS: 5}})
+	r.finish(3)
+	q := s.Ratios["2"]
+	if !near(q.RPS.Median, (1.0/3+2)/2) || !near(q.P99ms.Median, 2) || !near(q.CPUMicros.Median, 1.5) {
+		t.Errorf("ratios to 2 = %+v; want rps median of 1/3 and 2 (round 3 failed), p99 2, CPU 1.5", q)
+	}
+	if q, ok := lim.Ratios["7"]; !ok || !near(q.RPS.Median, (0.5+0.25)/2) {
+		t.Errorf("ratios of 6 to its own baseline 7: %+v, %v", q, ok)
+	}
+	if _, ok := s.Ratios["1"]; ok {
+		t.Error("a ratio to scenario 1, which did not run")
+	}
+	if _, ok := base.Ratios["2"]; ok {
+		t.Error("a scenario has a ratio to itself")
+	}
+	if !near(s.RPS.Median, 15) || s.RPS.Min != 10 || s.RPS.Max != 20 {
+		t.Errorf("rps summary %+v, want median 15 of rounds 1-2", s.RPS)
+	}
+}
+
+func TestEveryScenarioRenders(t *testing.T) {
+	d := TemplateData{Addr: "127.0.0.1:40001", Admin: "127.0.0.1:40002", Upstream: "127.0.0.1:40003",
+		Body: upstreamBody(), LogFile: "/tmp/bench/access.log"}
+	ids := map[string]bool{}
+	for _, s := range Scenarios {
+		if ids[s.ID] {
+			t.Errorf("scenario ID %s twice", s.ID)
+		}
+		ids[s.ID] = true
+		if _, ok := buildByName(s.Build); !ok {
+			t.Errorf("scenario %s: unknown build %q", s.ID, s.Build)
+		}
+		if s.Baseline != "" && !slices.ContainsFunc(Scenarios, func(b Scenario) bool { return b.ID == s.Baseline }) {
+			t.Errorf("scenario %s: baseline %q is not registered", s.ID, s.Baseline)
+		}
+		if !strings.HasPrefix(s.Path, "/") {
+			t.Errorf("scenario %s: path %q", s.ID, s.Path)
+		}
+		out, err := s.render(d)
+		if err != nil {
+			t.Errorf("scenario %s: %v", s.ID, err)
+			continue
+		}
+		if strings.Contains(out, "<no value>") || !strings.Contains(out, "http://"+d.Addr) || !strings.Contains(out, "admin "+d.Admin) {
+			t.Errorf("scenario %s: rendered Caddyfile lacks its site address or admin endpoint:\n%s", s.ID, out)
+		}
+		blocks, err := caddyfile.Parse(s.Template, []byte(out))
+		if err != nil {
+			t.Errorf("scenario %s: %v\n%s", s.ID, err, out)
+			continue
+		}
+		if len(blocks) != 2 || len(blocks[1].Keys) != 1 || blocks[1].Keys[0].Text != "http://"+d.Addr {
+			t.Errorf("scenario %s: want a global options block and one site on %s, got %d blocks", s.ID, d.Addr, len(blocks))
+		}
+	}
+	for _, id := range stockBaselines {
+		if !ids[id] {
+			t.Errorf("baseline scenario %s is not registered", id)
+		}
+	}
+	if _, err := (Scenario{ID: "x", Template: "respond.Caddyfile"}).render(TemplateData{Body: "a`b"}); err == nil {
+		t.Error("a body with a backtick was rendered into a backtick-quoted token")
+	}
+	if _, err := (Scenario{ID: "x", Template: "missing.Caddyfile"}).render(d); err == nil {
+		t.Error("a missing template rendered")
+	}
+}
+
+func TestRespondBodyIsTheUpstreamBody(t *testing.T) {
+	s := Scenarios[0]
+	out, err := s.render(TemplateData{Addr: "127.0.0.1:1", Admin: "off", Body: upstreamBody()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, err := caddyfile.Parse(s.Template, []byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, seg := range blocks[1].Segments {
+		if seg.Directive() == "respond" && len(seg) > 1 && seg[1].Text == upstreamBody() {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("scenario 1 does not respond with the upstream's body:\n%s", out)
+	}
+}
+
+func TestSelectScenarios(t *testing.T) {
+	ids := func(ss []Scenario) string {
+		var out []string
+		for _, s := range ss {
+			out = append(out, s.ID)
+		}
+		return strings.Join(out, ",")
+	}
+	all := []Scenario{{ID: "1", Quick: true}, {ID: "2", Baseline: "1", Quick: true}, {ID: "2m", Baseline: "2"}, {ID: "9", Baseline: "2m", Quick: true}}
+	for _, tc := range []struct {
+		only  string
+		quick bool
+		want  string
+	}{
+		{"", false, "1,2,2m,9"},
+		{"", true, "1,2,2m,9"}, // 9 is quick and needs 2m, which is not but is 9's baseline
+		{"2", false, "1,2"},
+		{" 9 ", true, "1,2,2m,9"},
+		{"1", false, "1"},
+	} {
+		got, err := selectScenarios(all, tc.only, tc.quick)
+		if err != nil || ids(got) != tc.want {
+			t.Errorf("selectScenarios(%q, quick=%v) = %s, %v; want %s", tc.only, tc.quick, ids(got), err, tc.want)
+		}
+	}
+	quickOnly := []Scenario{{ID: "1", Quick: true}, {ID: "3", Baseline: "1"}}
+	if got, _ := selectScenarios(quickOnly, "", true); ids(got) != "1" {
+		t.Errorf("quick run took %s, want 1", ids(got))
+	}
+	if _, err := selectScenarios(all, "1,nope", false); err == nil {
+		t.Error("an unknown scenario was accepted")
+	}
+}
+
+func TestPlanStaysWithinBudget(t *testing.T) {
+	for _, tc := range []struct {
+		n     int
+		quick bool
+		limit time.Duration
+	}{{5, true, 90 * time.Second}, {1, true, 90 * time.Second}, {6, false, 8 * time.Minute}, {20, false, 8 * time.Minute}, {1, false, 8 * time.Minute}} {
+		p := makePlan(tc.n, tc.quick)
+		total := time.Duration(tc.n) * (p.Warmup + time.Duration(p.Rounds)*p.Duration)
+		if total > tc.limit || p.Duration < 2*time.Second || p.Warmup < time.Second || p.Duration%time.Second != 0 {
+			t.Errorf("makePlan(%d, quick=%v) = %+v: %s of load (limit %s)", tc.n, tc.quick, p, total, tc.limit)
+		}
+	}
+	if q, f := makePlan(5, true), makePlan(5, false); q.Rounds >= f.Rounds || q.Duration > f.Duration {
+		t.Errorf("quick plan %+v is not smaller than full %+v", q, f)
+	}
+}
+
+func TestUpstream(t *testing.T) {
+	body := upstreamBody()
+	if !json.Valid([]byte(body)) || len(body) < 1024 || len(body) > 1200 {
+		t.Errorf("upstream body: valid JSON %v, %d bytes; want about 1 KiB of JSON", json.Valid([]byte(body)), len(body))
+	}
+	srv := httptest.NewServer(upstreamHandler())
+	defer srv.Close()
+	for _, tc := range []struct {
+		path, cacheControl string
+		status             int
+	}{
+		{"/data", "public, max-age=300", 200},
+		{"/slow?ms=1", "no-store", 200},
+		{"/slow?ms=x", "", 400},
+		{"/slow?ms=10001", "", 400},
+		{"/nope", "", 404},
+	} {
+		resp, err := http.Get(srv.URL + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || (tc.cacheControl != "" && resp.Header.Get("Cache-Control") != tc.cacheControl) {
+			t.Errorf("GET %s: %d, Cache-Control %q; want %d, %q", tc.path, resp.StatusCode, resp.Header.Get("Cache-Control"), tc.status, tc.cacheControl)
+		}
+	}
+	if err := serveUpstream(context.Background(), "0.0.0.0:1"); err == nil {
+		t.Error("the upstream agreed to listen beyond loopback")
+	}
+}
+
+func TestProbe(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Status", "Souin; hit; ttl=299")
+		w.Write([]byte(strings.Repeat("x", 100)))
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	if err := (Probe{MinBody: 100, Header: "Cache-Status", HeaderContains: "HIT"}).check(ctx, srv.URL); err != nil {
+		t.Errorf("a matching response failed: %v", err)
+	}
+	for _, p := range []Probe{{MinBody: 101}, {Status: 404}, {Header: "Cache-Status", HeaderContains: "miss"}, {Header: "X-None", HeaderContains: "a"}} {
+		if err := p.check(ctx, srv.URL); err == nil {
+			t.Errorf("%+v passed", p)
+		}
+	}
+}
+
+func TestMarkdownAndChart(t *testing.T) {
+	r := newReport("v2.11.9", true, plan{Rounds: 2, Warmup: time.Second, Duration: 2 * time.Second}, wrkLoad{Threads: 1, Connections: 32})
+	r.Builds["stock"] = describeBuild(Build{Name: "stock"}, "v2.11.9")
+	one := r.add(Scenario{ID: "1", Title: "respond", Build: "stock"})
+	two := r.add(Scenario{ID: "2", Title: "proxy", Build: "stock", Baseline: "1"})
+	r.add(Scenario{ID: "5", Title: "cache", Build: "cachehandler", Baseline: "1"}).Skipped = "build failed: boom"
+	for _, v := range []float64{12000, 14000} {
+		one.Rounds = append(one.Rounds, RoundResult{WrkResult: WrkResult{RPS: v, P50ms: 1, P99ms: 4}, CPUMicros: 30})
+		two.Rounds = append(two.Rounds, RoundResult{WrkResult: WrkResult{RPS: v / 4, P50ms: 3, P99ms: 8, Non2xx: 1}, CPUMicros: 90})
+	}
+	r.finish(2)
+	md := r.markdown()
+	for _, want := range []string{
+		"| 1 | respond | 13,000 (12,000–14,000) |",
+		"| 2 | proxy | 3,250 (3,000–3,500) | 0.25 | 1 | 0.25 (0.25–0.25) | 3.00 | 8.00 (8.00–8.00) | 2.00 | 90.0 (90.0–90.0) | 3.00 (3.00–3.00) |",
+		"| 5 | cache | not measured |",
+		"5 not measured: build failed: boom",
+		"2: 2 responses were not 2xx/3xx",
+		"stock = Caddy v2.11.9 (xcaddy)",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	b, err := r.chart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, h := img.Bounds().Dx(), img.Bounds().Dy(); w != chartWidth || h < 3*2*rowHeight {
+		t.Errorf("chart is %d×%d", w, h)
+	}
+	if _, err := json.Marshal(r); err != nil {
+		t.Errorf("the report does not encode as JSON: %v", err)
+	}
+}
+
+func TestFmtNum(t *testing.T) {
+	for _, tc := range []struct {
+		x    float64
+		prec int
+		want string
+	}{{12345.678, 2, "12,345.68"}, {999, 0, "999"}, {1234567, 0, "1,234,567"}, {-1234.5, 1, "-1,234.5"}, {math.NaN(), 2, "–"}} {
+		if got := fmtNum(tc.x, tc.prec); got != tc.want {
+			t.Errorf("fmtNum(%v, %d) = %q, want %q", tc.x, tc.prec, got, tc.want)
+		}
+	}
+}
+
+func TestCacheKey(t *testing.T) {
+	b, _ := buildByName("ratelimit")
+	if got := cacheKey("v2.11.9", b.Plugins, "go1.26.8"); got != "caddy-v2.11.9_caddy-ratelimit-v0.1.0_go1.26.8" {
+		t.Errorf("cacheKey = %q", got)
+	}
+	if got := cacheKey("v2.11.9", nil, "go1.26.8"); got != "caddy-v2.11.9_go1.26.8" {
+		t.Errorf("stock cacheKey = %q", got)
+	}
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-9*math.Max(1, math.Abs(b)) }

@@ -1,0 +1,272 @@
+// Command bench is `make bench`: it measures Caddy configurations under identical load on
+// loopback, side by side in alternating rounds, and writes a Markdown table, JSON and a PNG
+// chart under .run/bench/.
+//
+//	go run ./scripts/bench            # every scenario, under 10 minutes
+//	go run ./scripts/bench -quick     # the quick ones, under 2 minutes once the builds are cached
+//	go run ./scripts/bench -only 2,7  # some scenarios (and the baselines they refer to)
+//
+// Builds: stock Caddy at the version xcaddy.json pins and Caddy with pinned peer plugins, each
+// made once with xcaddy's library from the Go module proxy and cached by version under
+// .run/bench/build/; our bin/caddy through `make caddy`. Scenarios are Caddyfile templates
+// (templates/) listed in Scenarios; README.md beside this file says how to add one.
+//
+// Method: wrk (installed from Debian when missing) from one thread and 32 connections against
+// 127.0.0.1, every server running at once on its own free port; a warm-up per scenario, then
+// rounds that visit the scenarios in the same order. Each figure is a median over rounds with
+// its min–max: requests/s, p50 and p99 latency, and the server's CPU time per request (utime +
+// stime from /proc/PID/stat over the round, divided by the requests wrk completed), also as
+// ratios to scenarios 1, 2 and 2m of the same round.
+//
+// The upstream is this same program, started by it as `bench -upstream 127.0.0.1:PORT`.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) == 3 && os.Args[1] == "-upstream" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := serveUpstream(ctx, os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench upstream:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// plan is how long a run loads each scenario.
+type plan struct {
+	Rounds   int           `json:"rounds"`
+	Warmup   time.Duration `json:"warmup_ns"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// makePlan sizes warm-ups and rounds so that the load of a whole run stays within budget
+// however many scenarios there are: quick runs 3 rounds of at most 4 s in about 75 s of load,
+// full runs 5 rounds of at most 10 s in about 7 minutes. wrk takes whole seconds; a round is
+// never shorter than 2 s.
+func makePlan(n int, quick bool) plan {
+	p := plan{Rounds: 5, Warmup: 3 * time.Second, Duration: 10 * time.Second}
+	budget := 7 * time.Minute
+	if quick {
+		p = plan{Rounds: 3, Warmup: time.Second, Duration: 4 * time.Second}
+		budget = 75 * time.Second
+	}
+	if n <= 0 {
+		return p
+	}
+	p.Warmup = max(time.Second, min(p.Warmup, budget/8/time.Duration(n)).Truncate(time.Second))
+	load := budget - p.Warmup*time.Duration(n)
+	p.Duration = max(2*time.Second, min(p.Duration, load/time.Duration(n*p.Rounds)).Truncate(time.Second))
+	return p
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	quick := fs.Bool("quick", os.Getenv("QUICK") == "1", "quick run: fewer scenarios, rounds and seconds (also QUICK=1)")
+	only := fs.String("only", "", "comma-separated scenario IDs to run (their baselines are added)")
+	pin := fs.Bool("pin", os.Getenv("PIN") == "1", "pin wrk to the last CPU and the servers to the others with taskset (also PIN=1)")
+	out := fs.String("out", ".run/bench", "output directory (results.md, results.json, results.png, build/, run/)")
+	list := fs.Bool("list", false, "list the scenarios and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *list {
+		for _, s := range Scenarios {
+			fmt.Fprintf(stdout, "%-4s %-13s quick=%-5v vs %-3s %s\n", s.ID, s.Build, s.Quick, s.Baseline, s.Title)
+		}
+		return nil
+	}
+	selected, err := selectScenarios(Scenarios, *only, *quick)
+	if err != nil {
+		return err
+	}
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	caddyVersion, err := manifestCaddyVersion(filepath.Join(root, "xcaddy.json"))
+	if err != nil {
+		return fmt.Errorf("run from the checkout's root: %w", err)
+	}
+	outDir, err := filepath.Abs(*out)
+	if err != nil {
+		return err
+	}
+	if err := ensureWrk(ctx, stderr); err != nil {
+		return err
+	}
+
+	load := wrkLoad{Threads: 1, Connections: 32}
+	var serverCPUs string
+	if *pin {
+		if n := runtime.NumCPU(); n >= 2 {
+			load.CPU = fmt.Sprint(n - 1)
+			serverCPUs = fmt.Sprintf("0-%d", n-2)
+		} else {
+			fmt.Fprintln(stderr, "bench: one CPU, not pinning")
+		}
+	}
+	p := makePlan(len(selected), *quick)
+	rep := newReport(caddyVersion, *quick, p, load)
+	fmt.Fprintf(stderr, "bench: %d scenarios, warm-up %s, %d rounds of %s each; load average %s\n",
+		len(selected), p.Warmup, p.Rounds, p.Duration, rep.Machine.LoadBefore)
+
+	bl := builder{root: root, dir: filepath.Join(outDir, "build"), caddyVersion: caddyVersion, log: stderr}
+	bins := map[string]string{}
+	buildErr := map[string]error{}
+	for _, s := range selected {
+		if _, done := bins[s.Build]; done || buildErr[s.Build] != nil {
+			continue
+		}
+		b, ok := buildByName(s.Build)
+		if !ok {
+			return fmt.Errorf("scenario %s names unknown build %q", s.ID, s.Build)
+		}
+		path, err := bl.binary(ctx, b)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			buildErr[s.Build] = err
+			fmt.Fprintf(stderr, "bench: build %s failed, its scenarios are skipped: %v\n", s.Build, err)
+			continue
+		}
+		bins[s.Build] = path
+		rep.Builds[s.Build] = describeBuild(b, caddyVersion)
+	}
+
+	runDir := filepath.Join(outDir, "run")
+	if err := os.RemoveAll(runDir); err != nil {
+		return err
+	}
+	procs := &procSet{}
+	defer procs.stopAll()
+
+	upAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	up, err := procs.start(filepath.Join(runDir, "upstream"), serverCPUs, self, "-upstream", upAddr)
+	if err != nil {
+		return err
+	}
+	if err := up.waitReady(ctx, "http://"+upAddr+"/data"); err != nil {
+		return fmt.Errorf("upstream: %w", err)
+	}
+
+	body := upstreamBody()
+	var live []*liveScenario
+	for _, s := range selected {
+		res := rep.add(s)
+		if err := buildErr[s.Build]; err != nil {
+			res.Skipped = "build failed: " + firstLine(err.Error())
+			continue
+		}
+		ls, err := startScenario(ctx, procs, s, bins[s.Build], filepath.Join(runDir, s.ID), serverCPUs, upAddr, body)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			res.Skipped = firstLine(err.Error())
+			fmt.Fprintf(stderr, "bench: scenario %s skipped: %v\n", s.ID, err)
+			continue
+		}
+		ls.res = res
+		live = append(live, ls)
+	}
+
+	for _, ls := range live {
+		fmt.Fprintf(stderr, "bench: warm-up %s (%s)\n", ls.s.ID, ls.s.Title)
+		if _, err := load.run(ctx, ls.url, p.Warmup); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			ls.res.Skipped = "warm-up failed: " + firstLine(err.Error())
+			fmt.Fprintf(stderr, "bench: scenario %s skipped: %v\n", ls.s.ID, err)
+		}
+	}
+	for r := 0; r < p.Rounds; r++ {
+		for _, ls := range live {
+			if ls.res.Skipped != "" {
+				continue
+			}
+			rr, err := ls.measure(ctx, load, p.Duration)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				fmt.Fprintf(stderr, "bench: round %d, scenario %s: %v\n", r+1, ls.s.ID, err)
+				rr = RoundResult{Error: firstLine(err.Error())}
+			} else {
+				fmt.Fprintf(stderr, "bench: round %d/%d %-3s %8.0f req/s  p99 %6.2f ms  %6.1f µs CPU/req\n",
+					r+1, p.Rounds, ls.s.ID, rr.RPS, rr.P99ms, rr.CPUMicros)
+			}
+			ls.res.Rounds = append(ls.res.Rounds, rr)
+		}
+	}
+	procs.stopAll()
+	rep.finish(p.Rounds)
+
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return err
+	}
+	md := rep.markdown()
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	png, err := rep.chart()
+	if err != nil {
+		return err
+	}
+	for name, data := range map[string][]byte{"results.md": []byte(md), "results.json": append(js, '\n'), "results.png": png} {
+		if err := os.WriteFile(filepath.Join(outDir, name), data, 0o644); err != nil {
+			return err
+		}
+	}
+	fmt.Fprint(stdout, md)
+	fmt.Fprintf(stderr, "bench: wrote %s/results.{md,json,png}\n", *out)
+	var skipped []string
+	for _, res := range rep.Scenarios {
+		if res.Skipped != "" {
+			skipped = append(skipped, res.ID)
+		}
+	}
+	if len(skipped) > 0 {
+		return errors.New("scenarios not measured: " + strings.Join(skipped, ", ") + " (see the table's notes)")
+	}
+	return nil
+}
+
+// firstLine returns s up to its first newline.
+func firstLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
+}

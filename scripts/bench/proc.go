@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// reservedPorts are ports other people's tests and services on this machine use; freeAddr never
+// returns them even when they happen to be free.
+var reservedPorts = []int{2019, 2997, 2998, 2999, 8080, 8081, 9080, 9081, 9180, 9443, 9543, 55432, 55433, 56379}
+
+// freeAddr returns 127.0.0.1:PORT for a port the kernel reports free and nobody reserved.
+func freeAddr() (string, error) {
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !slices.Contains(reservedPorts, port) {
+			return "127.0.0.1:" + strconv.Itoa(port), nil
+		}
+	}
+	return "", errors.New("no free port outside the reserved ones")
+}
+
+// proc is a server process the bench started; its output goes to a log file in its run
+// directory.
+type proc struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, once done is closed
+}
+
+// procSet is every process the bench started, so that all of them stop however the run ends.
+type procSet struct{ procs []*proc }
+
+// start runs name with args, its output in dir/out.log, pinned to cpus when cpus is set. The
+// process gets SIGTERM if the bench dies first.
+func (ps *procSet) start(dir, cpus, name string, args ...string) (*proc, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, "out.log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if cpus != "" {
+		args = append([]string{"-c", cpus, name}, args...)
+		name = "taskset"
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	ps.procs = append(ps.procs, p)
+	return p, nil
+}
+
+// stopAll sends SIGTERM to every process still running and waits up to 5 s for each before
+// killing it.
+func (ps *procSet) stopAll() {
+	for _, p := range ps.procs {
+		p.stop()
+	}
+	ps.procs = nil
+}
+
+func (p *proc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// exited reports why the process is gone, with the end of its log, or nil while it runs.
+func (p *proc) exited() error {
+	select {
+	case <-p.done:
+		tail, _ := os.ReadFile(p.log)
+		if len(tail) > 1500 {
+			tail = tail[len(tail)-1500:]
+		}
+		return fmt.Errorf("process exited (%v); end of %s:\n%s", p.err, p.log, tail)
+	default:
+		return nil
+	}
+}
+
+// waitReady polls url until it answers anything, the process exits, or 30 s pass.
+func (p *proc) waitReady(ctx context.Context, url string) error {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if err := p.exited(); err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not answer within 30 s: %w (log: %s)", url, err, p.log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// check sends one GET to url and compares the response with pr.
+func (pr Probe) check(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	want := pr.Status
+	if want == 0 {
+		want = http.StatusOK
+	}
+	switch {
+	case resp.StatusCode != want:
+		return fmt.Errorf("probe: status %d, want %d", resp.StatusCode, want)
+	case len(body) < pr.MinBody:
+		return fmt.Errorf("probe: body of %d bytes, want at least %d", len(body), pr.MinBody)
+	case pr.Header != "" && !strings.Contains(strings.ToLower(resp.Header.Get(pr.Header)), strings.ToLower(pr.HeaderContains)):
+		return fmt.Errorf("probe: header %s is %q, want it to contain %q", pr.Header, resp.Header.Get(pr.Header), pr.HeaderContains)
+	}
+	return nil
+}
+
+// liveScenario is a scenario whose server is running and passed its probe.
+type liveScenario struct {
+	s   Scenario
+	p   *proc
+	url string
+	res *ScenarioResult
+}
+
+// startScenario renders s's Caddyfile into dir, starts bin on it, waits until it answers and
+// checks the probe (retrying for up to 3 s: a cache may store a response asynchronously).
+func startScenario(ctx context.Context, ps *procSet, s Scenario, bin, dir, cpus, upstream, body string) (*liveScenario, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	d := TemplateData{Addr: addr, Admin: admin, Upstream: upstream, Body: body, LogFile: filepath.Join(dir, "access.log")}
+	caddyfile, err := s.render(d)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfg, []byte(caddyfile), 0o644); err != nil {
+		return nil, err
+	}
+	p, err := ps.start(dir, cpus, bin, "run", "--config", cfg, "--adapter", "caddyfile")
+	if err != nil {
+		return nil, err
+	}
+	url := "http://" + addr + s.Path
+	if err := p.waitReady(ctx, url); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		err = s.Probe.check(ctx, url)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &liveScenario{s: s, p: p, url: url}, nil
+}
+
+// RoundResult is one scenario's figures in one round.
+type RoundResult struct {
+	WrkResult
+	// CPUMicros is the server's CPU time per request, in µs.
+	CPUMicros float64 `json:"cpu_us_per_request"`
+	// Error says why the round has no figures.
+	Error string `json:"error,omitempty"`
+}
+
+// measure loads the scenario for d and charges the server's CPU time over the run to the
+// requests wrk completed.
+func (ls *liveScenario) measure(ctx context.Context, load wrkLoad, d time.Duration) (RoundResult, error) {
+	pid := ls.p.cmd.Process.Pid
+	before, err := cpuTicks(pid)
+	if err != nil {
+		return RoundResult{}, err
+	}
+	w, err := load.run(ctx, ls.url, d)
+	if err != nil {
+		return RoundResult{}, err
+	}
+	after, err := cpuTicks(pid)
+	if err != nil {
+		return RoundResult{}, err
+	}
+	if err := ls.p.exited(); err != nil {
+		return RoundResult{}, err
+	}
+	return RoundResult{WrkResult: w, CPUMicros: cpuMicrosPerRequest(after-before, w.Requests)}, nil
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"strings"
+	"text/template"
+)
+
+// Scenario is one configuration measured under load: a Caddyfile template, the build it runs
+// on, the path wrk requests, and what a single request must show before any load is sent.
+// Adding a scenario is a template under templates/ and an entry in Scenarios (see README.md).
+type Scenario struct {
+	// ID is the short name used in tables, ratios and -only ("1", "2m", "5").
+	ID string
+	// Title says what is measured, in a few words.
+	Title string
+	// Build names the binary (see Builds).
+	Build string
+	// Template is a file under templates/, rendered with TemplateData.
+	Template string
+	// Baseline is the ID of the scenario this one is compared with in the vs columns: a stock
+	// one ("1", "2", "2m") or any other registered scenario (our chain without a limiter, for
+	// the limiter). Empty for scenario 1 itself. It is always run along.
+	Baseline string
+	// Path is the request path and query wrk sends.
+	Path string
+	// Probe is checked on one request after a priming one, before the warm-up.
+	Probe Probe
+	// Quick includes the scenario in QUICK=1 runs.
+	Quick bool
+}
+
+// Probe is what one response must show for a scenario to be measured at all, so that a run
+// never reports the speed of a misconfiguration (a 404, a cache that never hits, a 429).
+type Probe struct {
+	// Status is the expected status code. Default: 200.
+	Status int
+	// MinBody is the smallest acceptable body, in bytes.
+	MinBody int
+	// Header, when set, names a response header that must be present.
+	Header string
+	// HeaderContains is what Header must contain, case-insensitively.
+	HeaderContains string
+}
+
+// Scenarios is the registry, in the order of every round. Scenarios of later issues (our full
+// chain, our cache hit, our limiter local and Valkey, breaker open, app-server feeds) are added
+// here, each with its template.
+var Scenarios = []Scenario{
+	{ID: "1", Title: "stock respond 1 KiB", Build: "stock", Template: "respond.Caddyfile",
+		Path: "/", Probe: Probe{MinBody: 1024}, Quick: true},
+	{ID: "2", Title: "stock reverse_proxy", Build: "stock", Template: "proxy.Caddyfile",
+		Baseline: "1", Path: "/data", Probe: Probe{MinBody: 1024}, Quick: true},
+	{ID: "2m", Title: "stock reverse_proxy + metrics + JSON log", Build: "stock", Template: "proxy-metrics-log.Caddyfile",
+		Baseline: "2", Path: "/data", Probe: Probe{MinBody: 1024}, Quick: true},
+	{ID: "2e", Title: "bin/caddy, same config as 2m", Build: "edge", Template: "proxy-metrics-log.Caddyfile",
+		Baseline: "2m", Path: "/data", Probe: Probe{MinBody: 1024}},
+	{ID: "5", Title: "cache-handler v0.16.0 hit", Build: "cachehandler", Template: "cache-handler.Caddyfile",
+		Baseline: "1", Path: "/data", Probe: Probe{MinBody: 1024, Header: "Cache-Status", HeaderContains: "hit"}, Quick: true},
+	{ID: "7", Title: "caddy-ratelimit v0.1.0, in memory", Build: "ratelimit", Template: "caddy-ratelimit.Caddyfile",
+		Baseline: "2", Path: "/data", Probe: Probe{MinBody: 1024}, Quick: true},
+}
+
+//go:embed templates/*.Caddyfile
+var templates embed.FS
+
+// TemplateData is what a scenario's Caddyfile template can use.
+type TemplateData struct {
+	// Addr is the 127.0.0.1:PORT the site listens on.
+	Addr string
+	// Admin is the 127.0.0.1:PORT of Caddy's admin endpoint (or "off" in a template).
+	Admin string
+	// Upstream is the 127.0.0.1:PORT of the bench upstream.
+	Upstream string
+	// Body is the upstream's JSON body, for scenarios that answer it themselves.
+	Body string
+	// LogFile is a file for an access log, inside the scenario's run directory.
+	LogFile string
+}
+
+// render returns the scenario's Caddyfile for d. It fails on a missing template, a field the
+// template names but TemplateData lacks, and a body that cannot be a backtick-quoted token.
+func (s Scenario) render(d TemplateData) (string, error) {
+	if strings.Contains(d.Body, "`") {
+		return "", fmt.Errorf("scenario %s: body contains a backtick", s.ID)
+	}
+	t, err := template.New(s.Template).Option("missingkey=error").ParseFS(templates, "templates/"+s.Template)
+	if err != nil {
+		return "", fmt.Errorf("scenario %s: %w", s.ID, err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, d); err != nil {
+		return "", fmt.Errorf("scenario %s: %w", s.ID, err)
+	}
+	return b.String(), nil
+}
+
+// selectScenarios returns the scenarios to run: those named in only (comma-separated IDs), or
+// every scenario, or the quick ones. A baseline a selected scenario refers to is always added,
+// so that every ratio has its denominator from the same round.
+func selectScenarios(all []Scenario, only string, quick bool) ([]Scenario, error) {
+	want := map[string]bool{}
+	byID := map[string]Scenario{}
+	for _, s := range all {
+		byID[s.ID] = s
+	}
+	if only != "" {
+		for _, id := range strings.Split(only, ",") {
+			id = strings.TrimSpace(id)
+			if _, ok := byID[id]; !ok {
+				return nil, fmt.Errorf("unknown scenario %q", id)
+			}
+			want[id] = true
+		}
+	} else {
+		for _, s := range all {
+			if s.Quick || !quick {
+				want[s.ID] = true
+			}
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for id := range want {
+			if b := byID[id].Baseline; b != "" && !want[b] {
+				want[b], changed = true, true
+			}
+		}
+	}
+	var out []Scenario
+	for _, s := range all {
+		if want[s.ID] {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
