@@ -235,7 +235,6 @@ func TestHandlerOpensShortCircuitsProbesAndCloses(t *testing.T) {
 		t.Errorf("state gauge %v, want %d (open)", got, breaker.Open)
 	}
 
-
 	// After the open time: the upstream is healthy again, and holds the probes in flight.
 	up.status.Store(http.StatusOK)
 	g := newGate()
