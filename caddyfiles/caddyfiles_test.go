@@ -230,6 +230,13 @@ func TestDevStackEndToEnd(t *testing.T) {
 		t.Errorf("bin/caddy reports modules %s, the source registers %s", got, want)
 	}
 
+	// The deployment smoke tests pass against the local stack too.
+	smoke := exec.Command(filepath.Join(testenv.RepoRoot(t), "scripts/deployment/smoke-tests.sh"), "http://127.0.0.1:8080")
+	smoke.Env = append(os.Environ(), "EDGE_METRICS_URL=http://127.0.0.1:2019/metrics", "APP_METRICS_URL=http://127.0.0.1:9081/metrics")
+	if out, err := smoke.CombinedOutput(); err != nil {
+		t.Errorf("smoke-tests.sh against the local stack: %v\n%s", err, out)
+	}
+
 	edge.stop(t)
 	app.stop(t)
 }
