@@ -45,6 +45,15 @@ run: $(CADDY) $(APPSERVER) services-up ## run the whole stack: services, app ser
 token: ## print a dev JWT for USER (make token USER=alice), signed by the dev key in .run/dev-jwt/
 	@$(GO) run ./scripts/devtoken -dir $(DEV_JWT) -user "$(USER)"
 
+.PHONY: monitoring-tools
+monitoring-tools: ## promtool and amtool for the monitoring tests (Debian packages unpacked under .run/tools/, no service started)
+	@scripts/promtool.sh promtool >/dev/null && scripts/promtool.sh amtool >/dev/null
+
+.PHONY: prometheus
+prometheus: ## run Prometheus on 127.0.0.1:9090 against the local stack (make run in another terminal)
+	@$$(scripts/promtool.sh prometheus) --config.file=infra/monitoring/prometheus.yml \
+		--web.listen-address=127.0.0.1:9090 --storage.tsdb.path=$(RUN_DIR)/prometheus
+
 .PHONY: lint
 lint: ## gofmt and go vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
@@ -52,7 +61,7 @@ lint: ## gofmt and go vet
 	$(GO) vet ./...
 
 .PHONY: test
-test: services-up $(CADDY) $(APPSERVER) lint ## every test, against real services and the built binaries
+test: services-up $(CADDY) $(APPSERVER) monitoring-tools lint ## every test, against real services and the built binaries
 	$(GO) test -race -count=1 -timeout 8m ./...
 
 .PHONY: bench

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/muejam/edge/appserver/identity"
 	"github.com/muejam/edge/appserver/secrets"
 )
 
@@ -46,6 +49,10 @@ type config struct {
 	DatabasePassword string        // DATABASE_PASSWORD, -database-password
 	SecretsCacheTTL  time.Duration // SECRETS_CACHE_TTL, -secrets-cache-ttl
 
+	// TrustedEdgeCIDRs are the networks of the edge: only requests from them may name their
+	// user in X-Auth-User.
+	TrustedEdgeCIDRs []netip.Prefix // TRUSTED_EDGE_CIDRS (comma-separated), -trusted-edge-cidrs
+
 	primary  *pgxpool.Config
 	replicas []*pgxpool.Config
 	getenv   func(string) string // resolves env: secret references
@@ -72,6 +79,8 @@ func defaultConfig() config {
 		DBMaxLag:           10 * time.Second,
 		DBSlowQuery:        200 * time.Millisecond,
 		ReadYourWritesTTL:  30 * time.Second,
+
+		TrustedEdgeCIDRs: slices.Clone(identity.DefaultTrusted),
 	}
 }
 
@@ -136,6 +145,8 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	env("DATABASE_PASSWORD", &cfg.DatabasePassword)
 	secretsTTL := cfg.SecretsCacheTTL.String()
 	env("SECRETS_CACHE_TTL", &secretsTTL)
+	trusted := joinPrefixes(cfg.TrustedEdgeCIDRs)
+	env("TRUSTED_EDGE_CIDRS", &trusted)
 
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "API listen address (APP_ADDR)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "internal metrics and pprof listen address (APP_METRICS_ADDR)")
@@ -153,6 +164,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	fs.StringVar(&cfg.DatabasePassword, "database-password", cfg.DatabasePassword, "database password as a secret reference: env:NAME, file:PATH or aws-sm:SECRET_ID[#json_key] (DATABASE_PASSWORD)")
 	fs.StringVar(&secretsTTL, "secrets-cache-ttl", secretsTTL, "how long a resolved secret is cached before it is fetched again (SECRETS_CACHE_TTL)")
+	fs.StringVar(&trusted, "trusted-edge-cidrs", trusted, "comma-separated networks of the edge, whose X-Auth-User is trusted (TRUSTED_EDGE_CIDRS)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stderr)
@@ -194,6 +206,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 			return cfg, usagef("invalid DATABASE_PASSWORD/-database-password: %v", err)
 		}
 	}
+	if cfg.TrustedEdgeCIDRs, err = parsePrefixes("TRUSTED_EDGE_CIDRS/-trusted-edge-cidrs", trusted); err != nil {
+		return cfg, err
+	}
 	for _, a := range []struct{ name, addr string }{
 		{"APP_ADDR/-addr", cfg.Addr}, {"APP_METRICS_ADDR/-metrics-addr", cfg.MetricsAddr}, {"VALKEY_ADDR/-valkey-addr", cfg.ValkeyAddr},
 	} {
@@ -217,6 +232,33 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 		cfg.replicas = append(cfg.replicas, pc)
 	}
 	return cfg, nil
+}
+
+// parsePrefixes parses a comma-separated list of CIDRs; at least one is needed.
+func parsePrefixes(name, s string) ([]netip.Prefix, error) {
+	var ps []netip.Prefix
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, usagef("invalid %s %q: want CIDRs such as 10.0.0.0/8,::1/128", name, f)
+		}
+		ps = append(ps, p.Masked())
+	}
+	if len(ps) == 0 {
+		return nil, usagef("invalid %s %q: want at least one CIDR", name, s)
+	}
+	return ps, nil
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
 }
 
 func parsePositiveDuration(name, s string) (time.Duration, error) {

@@ -86,6 +86,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"aws-sm reference with empty key", nil, map[string]string{"DATABASE_PASSWORD": "aws-sm:muejam/db#"}, "invalid DATABASE_PASSWORD"},
 		{"zero secrets ttl", nil, map[string]string{"SECRETS_CACHE_TTL": "0s"}, "invalid SECRETS_CACHE_TTL"},
 		{"bad secrets ttl", []string{"-secrets-cache-ttl", "often"}, nil, "invalid SECRETS_CACHE_TTL"},
+		{"bad trusted cidr", nil, map[string]string{"TRUSTED_EDGE_CIDRS": "10.0.0.0/8,10.0.0.300/32"}, `invalid TRUSTED_EDGE_CIDRS/-trusted-edge-cidrs "10.0.0.300/32"`},
+		{"bare ip as trusted cidr", []string{"-trusted-edge-cidrs", "10.0.0.1"}, nil, "invalid TRUSTED_EDGE_CIDRS"},
+		{"no trusted cidr", []string{"-trusted-edge-cidrs", " , "}, nil, "want at least one CIDR"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -182,5 +185,28 @@ func TestParseConfigDatabaseRouter(t *testing.T) {
 		cfg.DBMaxConnLifetime != 5*time.Minute || cfg.DBCheckInterval != 250*time.Millisecond || cfg.DBSlowQuery != 7*time.Millisecond ||
 		cfg.ReadYourWritesTTL != 8*time.Second {
 		t.Errorf("env not applied: %+v", cfg)
+	}
+}
+
+func TestParseConfigTrustedEdgeCIDRs(t *testing.T) {
+	cfg, err := parseConfig("appserver", nil, envMap(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := joinPrefixes(cfg.TrustedEdgeCIDRs); got != "127.0.0.0/8,::1/128" {
+		t.Errorf("default TrustedEdgeCIDRs = %s, want loopback", got)
+	}
+	env := envMap(map[string]string{"TRUSTED_EDGE_CIDRS": "10.1.2.3/16, fd00::/8"})
+	if cfg, err = parseConfig("appserver", nil, env, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if got := joinPrefixes(cfg.TrustedEdgeCIDRs); got != "10.1.0.0/16,fd00::/8" {
+		t.Errorf("TRUSTED_EDGE_CIDRS gave %s", got)
+	}
+	if cfg, err = parseConfig("appserver", []string{"-trusted-edge-cidrs", "192.0.2.0/24"}, env, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if got := joinPrefixes(cfg.TrustedEdgeCIDRs); got != "192.0.2.0/24" {
+		t.Errorf("flag did not win over env: %s", got)
 	}
 }

@@ -8,6 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
+	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,16 +25,38 @@ import (
 	"github.com/muejam/edge/appserver/health"
 	"github.com/muejam/edge/appserver/httpjson"
 	"github.com/muejam/edge/appserver/httpmetrics"
+	"github.com/muejam/edge/appserver/identity"
+	"github.com/muejam/edge/appserver/logscrub"
 	"github.com/muejam/edge/appserver/migrate"
+	"github.com/muejam/edge/appserver/profiles"
 	"github.com/muejam/edge/appserver/secrets"
+	"github.com/muejam/edge/appserver/stories"
+	"github.com/muejam/edge/internal/pii"
 )
 
-// newLogger returns the JSON logger of the app server, writing to w.
+// piiRedactions counts the values the log scrubber replaces, by kind; never a value.
+var piiRedactions = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "muejam_app_pii_redactions_total",
+	Help: "Values replaced in the app server's log lines by the PII scrubber, by kind of personal data.",
+}, []string{"kind"})
+
+// logScrubber scrubs every log line of the app server (the defaults of internal/pii, the
+// same detectors as the edge's access logs), counting in piiRedactions.
+var logScrubber = func() *pii.Scrubber {
+	s, err := pii.New(pii.Config{OnRedact: func(k pii.Kind) { piiRedactions.WithLabelValues(k.String()).Inc() }})
+	if err != nil {
+		panic(err) // the zero Config always builds
+	}
+	return s
+}()
+
+// newLogger returns the JSON logger of the app server, writing to w; no personal data
+// reaches w (see logscrub).
 func newLogger(w io.Writer, level zapcore.Level) *zap.Logger {
 	enc := zap.NewProductionEncoderConfig()
 	enc.TimeKey = "ts"
 	enc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), level)
+	core := logscrub.Wrap(zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), level), logScrubber)
 	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w))))
 }
 
@@ -138,7 +163,8 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
+	reg.MustRegister(piiRedactions)
 	db, err := openRouter(ctx, cfg, log, reg)
 	if err != nil {
 		return err
@@ -154,7 +180,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	checks = append(checks, health.Check{Name: "valkey", Probe: vk.Probe})
 
 	api := &http.Server{
-		Handler:           routes(health.New(cfg.HealthTimeout, checks...), httpmetrics.New(reg)),
+		Handler:           routes(health.New(cfg.HealthTimeout, checks...), httpmetrics.New(reg), db, cfg.TrustedEdgeCIDRs, log.Named("api")),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -185,6 +211,27 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	return err
 }
 
+// buildInfo is muejam_app_build_info: always 1, labelled with the app server's module version,
+// VCS revision and Go version (one series per process), so dashboards can show what runs.
+func buildInfo() prometheus.Collector {
+	version, revision := "unknown", "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		version = bi.Main.Version
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				revision = s.Value
+			}
+		}
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "muejam_app_build_info",
+		Help:        "Always 1; the labels say which build of the app server is running.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": runtime.Version()},
+	})
+	g.Set(1)
+	return g
+}
+
 // serveUntilDone serves on ln until ctx is done, then stops accepting and waits up to
 // timeout for in-flight requests to finish.
 func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.Duration) error {
@@ -205,11 +252,14 @@ func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, time
 }
 
 // routes is the API: every route of the app server is registered here. Handlers find the
-// request's read-your-writes token in its context (dbrouter.Middleware).
-func routes(hc *health.Checker, m *httpmetrics.Metrics) http.Handler {
+// request's read-your-writes token in its context (dbrouter.Middleware) and its user, when
+// the edge at a trusted address named one, with identity.User.
+func routes(hc *health.Checker, m *httpmetrics.Metrics, db *dbrouter.Router, trusted []netip.Prefix, log *zap.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /v1/health", hc)
-	return m.Wrap(dbrouter.Middleware(jsonErrors(mux)))
+	profiles.New(db, log).Register(mux) // /v1/me, /v1/users/{handle}
+	stories.New(db, log).Register(mux)  // /v1/stories/..., /v1/me/stories
+	return m.Wrap(dbrouter.Middleware(identity.Middleware(trusted)(jsonErrors(mux))))
 }
 
 // jsonErrors answers requests that match no route with the API's JSON error body: 404, or

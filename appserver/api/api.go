@@ -1,0 +1,161 @@
+// Package api holds what every handler of the /v1 API shares: the response envelope
+// ({"data": ..., "next_cursor": ...}), request decoding and validation with per-field
+// details, errors mapped to statuses in one place, opaque pagination cursors, optimistic
+// concurrency preconditions (version / If-Match) and the edge's cache headers.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+
+	"github.com/muejam/edge/appserver/dbrouter"
+	"github.com/muejam/edge/appserver/httpjson"
+)
+
+// MaxBodyBytes bounds a request body.
+const MaxBodyBytes = 1 << 20
+
+// Error is an error a client can act on: an HTTP status, a stable code, a message and
+// optional details (for validation, a map from field name to problem).
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	Details any
+}
+
+// Error returns the code and the message.
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf returns an *Error with a formatted message.
+func Errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Errors every package uses.
+var (
+	ErrNotFound             = &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such resource"}
+	ErrVersionConflict      = &Error{Status: http.StatusConflict, Code: "version_conflict", Message: "the resource changed since that version; reload it and try again"}
+	ErrPreconditionFailed   = &Error{Status: http.StatusPreconditionFailed, Code: "precondition_failed", Message: "If-Match does not match the current ETag"}
+	ErrPreconditionRequired = &Error{Status: http.StatusPreconditionRequired, Code: "precondition_required", Message: `send the version you edited, as "version" in the body or an If-Match header`}
+)
+
+// Write sends {"data": v} with the given status.
+func Write(w http.ResponseWriter, status int, v any) {
+	httpjson.Write(w, status, struct {
+		Data any `json:"data"`
+	}{v})
+}
+
+// WriteList sends {"data": items, "next_cursor": next}; next is null when next is "".
+func WriteList[T any](w http.ResponseWriter, items []T, next string) {
+	if items == nil {
+		items = []T{}
+	}
+	var cursor *string
+	if next != "" {
+		cursor = &next
+	}
+	httpjson.Write(w, http.StatusOK, struct {
+		Data       []T     `json:"data"`
+		NextCursor *string `json:"next_cursor"`
+	}{items, cursor})
+}
+
+// Fail answers a failed request: an *Error as it says, a write that found no primary with
+// 503 and Retry-After (dbrouter.WriteError), a cancelled request with nothing, anything else
+// with 500 "internal error" after logging it.
+func Fail(w http.ResponseWriter, r *http.Request, log *zap.Logger, err error) {
+	w.Header().Set("Cache-Control", "no-store")
+	var ae *Error
+	switch {
+	case errors.As(err, &ae):
+		httpjson.Error(w, ae.Status, ae.Code, ae.Message, ae.Details)
+	case dbrouter.WriteError(w, err):
+	case r.Context().Err() != nil:
+		// The client is gone; nobody reads the answer.
+	default:
+		log.Error("request failed", zap.String("method", r.Method), zap.String("route", r.Pattern), zap.Error(err))
+		httpjson.Error(w, http.StatusInternalServerError, "internal", "internal error", nil)
+	}
+}
+
+// Decode reads the JSON request body into dst. Unknown fields, trailing data, a body over
+// MaxBodyBytes and a content type other than JSON are errors (400 or 415).
+func Decode(w http.ResponseWriter, r *http.Request, dst any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		return Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as application/json")
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
+		err = errors.New("trailing data after the JSON value")
+	}
+	if err == nil {
+		return nil
+	}
+	var tooBig *http.MaxBytesError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &tooBig):
+		return Errorf(http.StatusRequestEntityTooLarge, "body_too_large", "the body is larger than %d bytes", MaxBodyBytes)
+	case errors.As(err, &typeErr) && typeErr.Field != "":
+		return &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "validation failed",
+			Details: map[string]string{typeErr.Field: "must be a " + jsonType(typeErr.Type.Kind().String())}}
+	case errors.Is(err, io.EOF):
+		return Errorf(http.StatusBadRequest, "invalid_json", "the body is empty; send a JSON object")
+	default:
+		return Errorf(http.StatusBadRequest, "invalid_json", "the body is not valid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+}
+
+func jsonType(kind string) string {
+	switch kind {
+	case "string":
+		return "string"
+	case "slice", "array":
+		return "list"
+	case "struct", "map":
+		return "object"
+	case "bool":
+		return "boolean"
+	default:
+		return "number"
+	}
+}
+
+// Validator collects per-field problems; Err turns them into one 400 error.
+type Validator map[string]string
+
+// Check records msg for field when ok is false, unless the field already has a problem.
+func (v Validator) Check(ok bool, field, msg string) {
+	if !ok {
+		if _, dup := v[field]; !dup {
+			v[field] = msg
+		}
+	}
+}
+
+// Err returns nil when every check passed, else a 400 "invalid_request" *Error whose
+// details map each failing field to its problem.
+func (v Validator) Err() error {
+	if len(v) == 0 {
+		return nil
+	}
+	return &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "validation failed", Details: map[string]string(v)}
+}
+
+// IsUniqueViolation reports whether err is a unique violation (23505) of the named
+// constraint or index.
+func IsUniqueViolation(err error, constraint string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == constraint
+}

@@ -1,0 +1,62 @@
+package identity
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestMiddlewareTrustsOnlyEdgeNetworks(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("::1/128")}
+	tests := []struct {
+		name, remote, header string
+		want                 string
+	}{
+		{"trusted v4", "10.1.2.3:5000", "alice", "alice"},
+		{"trusted v6", "[::1]:5000", "alice", "alice"},
+		{"v4-mapped v6 in a trusted v4 net", "[::ffff:10.1.2.3]:5000", "alice", "alice"},
+		{"untrusted", "10.2.0.1:5000", "alice", ""},
+		{"loopback not configured", "127.0.0.1:5000", "alice", ""},
+		{"no header", "10.1.2.3:5000", "", ""},
+		{"control character", "10.1.2.3:5000", "al\x00ice", ""},
+		{"too long", "10.1.2.3:5000", strings.Repeat("a", MaxUserIDLen+1), ""},
+		{"garbage remote", "nonsense", "alice", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got, seen string
+			h := Middleware(trusted)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got, _ = User(r.Context())
+				seen = r.Header.Get(Header)
+			}))
+			r := httptest.NewRequest("GET", "/", nil)
+			r.RemoteAddr = tt.remote
+			if tt.header != "" {
+				r.Header.Set(Header, tt.header)
+			}
+			h.ServeHTTP(httptest.NewRecorder(), r)
+			if got != tt.want {
+				t.Errorf("user = %q, want %q", got, tt.want)
+			}
+			if seen != "" {
+				t.Errorf("handler still sees %s: %q", Header, seen)
+			}
+		})
+	}
+}
+
+func TestRequire(t *testing.T) {
+	h := Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), `"code":"unauthenticated"`) {
+		t.Errorf("anonymous: %d %s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil).WithContext(WithUser(t.Context(), "alice")))
+	if rec.Code != http.StatusNoContent {
+		t.Errorf("signed in: %d", rec.Code)
+	}
+}

@@ -1,0 +1,284 @@
+package stories
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/muejam/edge/appserver/api"
+	"github.com/muejam/edge/appserver/identity"
+	"github.com/muejam/edge/appserver/markdown"
+)
+
+// MaxContent bounds a chapter's markdown, in characters.
+const MaxContent = 200_000
+
+// Chapter is a chapter of a story. Lists leave out the content; ContentMarkdown, the source
+// as written, is shown to the author only.
+type Chapter struct {
+	StoryID         int64     `json:"story_id"`
+	Number          int       `json:"number"`
+	Title           string    `json:"title"`
+	ContentHTML     string    `json:"content_html,omitempty"`
+	ContentMarkdown string    `json:"content_markdown,omitempty"`
+	Version         int64     `json:"version"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
+}
+
+const chapterColumns = "story_id, number, title, content_md, content_html, version, created_at, updated_at"
+
+func scanChapter(row pgx.Row) (Chapter, error) {
+	var c Chapter
+	err := row.Scan(&c.StoryID, &c.Number, &c.Title, &c.ContentMarkdown, &c.ContentHTML, &c.Version, &c.CreatedAt, &c.UpdatedAt)
+	return c, err
+}
+
+// chapterInput is the body of POST .../chapters and PATCH .../chapters/{n}; absent fields of
+// a PATCH are left as they are. Content is markdown.
+type chapterInput struct {
+	Title   *string `json:"title"`
+	Content *string `json:"content"`
+	Version *int64  `json:"version"`
+
+	html string // Content rendered and sanitized
+}
+
+func (in *chapterInput) validate(creating bool) error {
+	v := api.Validator{}
+	if creating {
+		v.Check(in.Title != nil, "title", "is required")
+		v.Check(in.Content != nil, "content", "is required")
+		v.Check(in.Version == nil, "version", "is not accepted when creating")
+	}
+	if in.Title != nil {
+		*in.Title = strings.TrimSpace(*in.Title)
+		n := utf8.RuneCountInString(*in.Title)
+		v.Check(n >= 1 && n <= MaxTitle, "title", "must be 1 to 200 characters")
+		v.Check(!strings.ContainsFunc(*in.Title, unicode.IsControl), "title", "must not contain control characters")
+	}
+	if in.Content != nil {
+		n := utf8.RuneCountInString(*in.Content)
+		v.Check(strings.TrimSpace(*in.Content) != "", "content", "must not be empty")
+		v.Check(n <= MaxContent, "content", "must be at most 200000 characters")
+		v.Check(utf8.ValidString(*in.Content) && !strings.ContainsRune(*in.Content, 0), "content", "must be valid UTF-8 text")
+	}
+	if err := v.Err(); err != nil {
+		return err
+	}
+	if in.Content != nil {
+		var err error
+		if in.html, err = markdown.Render(*in.Content); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// view fits a chapter to its viewer: the markdown source is the author's only.
+func view(c Chapter, author bool) Chapter {
+	if !author {
+		c.ContentMarkdown = ""
+	}
+	return c
+}
+
+// chapterCursor is the position in a story's list of chapters.
+type chapterCursor struct {
+	Number int `json:"n"`
+}
+
+// storyAccess reads who wrote story id and whether anyone may see it, and checks that
+// viewer may: api.ErrNotFound otherwise. It reports whether viewer is the author.
+func storyAccess(ctx context.Context, q querier, id int64, viewer string) (author bool, err error) {
+	var authorID string
+	var public bool
+	err = q.QueryRow(ctx, "select author_id, published_at is not null and deleted_at is null from stories where id = $1", id).
+		Scan(&authorID, &public)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, api.ErrNotFound
+	}
+	if err != nil {
+		return false, err
+	}
+	author = viewer != "" && viewer == authorID
+	if !public && !author {
+		return false, api.ErrNotFound
+	}
+	return author, nil
+}
+
+// cacheChapters sets the cache headers of a chapter view.
+func cacheChapters(w http.ResponseWriter, id int64, author bool) {
+	if author {
+		api.Private(w)
+	} else {
+		api.Public(w, StoryMaxAge, CacheTag(id))
+	}
+}
+
+func (h *Handler) createChapter(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	uid, _ := identity.User(ctx)
+	id, err := pathInt(r, "id")
+	var in chapterInput
+	if err == nil {
+		err = api.Decode(w, r, &in)
+	}
+	if err == nil {
+		err = in.validate(true)
+	}
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	var c Chapter
+	_, tok, err := h.authorTx(ctx, id, uid, func(tx pgx.Tx, s *Story) error {
+		// The story row is locked: the next number is ours alone.
+		if err := tx.QueryRow(ctx, "update stories set chapter_seq = chapter_seq + 1, updated_at = now() where id = $1 returning chapter_seq",
+			id).Scan(&s.ChapterCount); err != nil {
+			return err
+		}
+		var err error
+		c, err = scanChapter(tx.QueryRow(ctx, `insert into chapters (story_id, number, title, content_md, content_html)
+			values ($1, $2, $3, $4, $5) returning `+chapterColumns, id, s.ChapterCount, *in.Title, *in.Content, in.html))
+		return err
+	})
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	h.db.SetToken(w, tok)
+	api.Purge(w, CacheTag(id)) // the story (chapter count, list) and its chapters
+	api.Private(w)
+	w.Header().Set("Location", "/v1/stories/"+strconv.FormatInt(id, 10)+"/chapters/"+strconv.Itoa(c.Number))
+	w.Header().Set("ETag", api.ETag(c.Version))
+	api.Write(w, http.StatusCreated, c)
+}
+
+func (h *Handler) listChapters(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	viewer, _ := identity.User(ctx)
+	id, err := pathInt(r, "id")
+	var page api.Page
+	if err == nil {
+		page, err = api.ParsePage(r)
+	}
+	var after chapterCursor
+	if err == nil {
+		_, err = page.After(&after)
+	}
+	q := h.db.Reader(ctx)
+	var author bool
+	if err == nil {
+		author, err = storyAccess(ctx, q, id, viewer)
+	}
+	var list []Chapter
+	if err == nil {
+		var rows pgx.Rows
+		rows, err = q.Query(ctx, `select story_id, number, title, '', '', version, created_at, updated_at
+			from chapters where story_id = $1 and number > $2 order by number limit $3`, id, after.Number, page.Limit+1)
+		if err == nil {
+			list, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Chapter, error) { return scanChapter(row) })
+		}
+	}
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	list, next := api.Trim(page, list, func(c Chapter) any { return chapterCursor{c.Number} })
+	cacheChapters(w, id, author)
+	api.WriteList(w, list, next)
+}
+
+func (h *Handler) getChapter(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	viewer, _ := identity.User(ctx)
+	id, err := pathInt(r, "id")
+	var n int64
+	if err == nil {
+		n, err = pathInt(r, "n")
+	}
+	q := h.db.Reader(ctx)
+	var author bool
+	if err == nil {
+		author, err = storyAccess(ctx, q, id, viewer)
+	}
+	var c Chapter
+	if err == nil {
+		c, err = scanChapter(q.QueryRow(ctx, "select "+chapterColumns+" from chapters where story_id = $1 and number = $2", id, n))
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = api.ErrNotFound
+		}
+	}
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	cacheChapters(w, id, author)
+	w.Header().Set("ETag", api.ETag(c.Version))
+	api.Write(w, http.StatusOK, view(c, author))
+}
+
+func (h *Handler) updateChapter(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	uid, _ := identity.User(ctx)
+	id, err := pathInt(r, "id")
+	var n int64
+	if err == nil {
+		n, err = pathInt(r, "n")
+	}
+	var in chapterInput
+	if err == nil {
+		err = api.Decode(w, r, &in)
+	}
+	if err == nil {
+		err = in.validate(false)
+	}
+	var pre api.Precondition
+	if err == nil {
+		pre, err = api.ParsePrecondition(r, in.Version)
+	}
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	var c Chapter
+	_, tok, err := h.authorTx(ctx, id, uid, func(tx pgx.Tx, _ *Story) error {
+		var err error
+		c, err = scanChapter(tx.QueryRow(ctx, "select "+chapterColumns+" from chapters where story_id = $1 and number = $2 for update", id, n))
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return api.ErrNotFound
+		case err != nil:
+			return err
+		case !pre.Matches(c.Version):
+			return pre.Failed()
+		}
+		var html *string
+		if in.Content != nil {
+			html = &in.html
+		}
+		c, err = scanChapter(tx.QueryRow(ctx, `update chapters set title = coalesce($3, title),
+				content_md = coalesce($4, content_md), content_html = coalesce($5, content_html),
+				version = version + 1, updated_at = now()
+			where story_id = $1 and number = $2 returning `+chapterColumns, id, n, in.Title, in.Content, html))
+		return err
+	})
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	h.db.SetToken(w, tok)
+	api.Purge(w, CacheTag(id)) // the story (chapter count, list) and its chapters
+	api.Private(w)
+	w.Header().Set("ETag", api.ETag(c.Version))
+	api.Write(w, http.StatusOK, c)
+}
