@@ -7,4 +7,5 @@ import (
 	_ "github.com/muejam/edge/modules/circuitbreaker"
 	_ "github.com/muejam/edge/modules/edgeadmin"
 	_ "github.com/muejam/edge/modules/jwtauth"
+	_ "github.com/muejam/edge/modules/piiscrub"
 )
