@@ -8,4 +8,5 @@ import (
 	_ "github.com/muejam/edge/modules/edgeadmin"
 	_ "github.com/muejam/edge/modules/jwtauth"
 	_ "github.com/muejam/edge/modules/piiscrub"
+	_ "github.com/muejam/edge/modules/ratelimit"
 )

@@ -1,0 +1,158 @@
+package ratelimit
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	for _, tc := range []struct {
+		name, input string
+		wantErr     string
+		check       func(*testing.T, *Handler)
+	}{
+		{name: "zones and options", input: `edge_rate_limit {
+			zone user {
+				key {http.auth.user.id}
+				events 100
+				window 1m
+			}
+			zone global {
+				key all
+				events 1000
+				window 1m
+				dry_run
+			}
+			valkey 127.0.0.1:56379
+			fallback_share 3
+		}`, check: func(t *testing.T, h *Handler) {
+			if len(h.Zones) != 2 || h.Zones[0].Name != "user" || h.Zones[0].Events != 100 ||
+				time.Duration(h.Zones[0].Window) != time.Minute || !h.Zones[1].DryRun ||
+				h.Valkey != "127.0.0.1:56379" || h.FallbackShare != 3 {
+				t.Errorf("parsed %+v", h)
+			}
+		}},
+		{name: "no zone", input: `edge_rate_limit {
+			valkey 127.0.0.1:56379
+		}`, wantErr: "at least one zone"},
+		{name: "zero window", input: `edge_rate_limit {
+			zone a {
+				key all
+				events 1
+				window 0s
+			}
+		}`, wantErr: "window"},
+		{name: "missing window", input: `edge_rate_limit {
+			zone a {
+				key all
+				events 1
+			}
+		}`, wantErr: "window must be positive"},
+		{name: "negative events", input: `edge_rate_limit {
+			zone a {
+				key all
+				events -1
+				window 1m
+			}
+		}`, wantErr: "must not be negative"},
+		{name: "zero events", input: `edge_rate_limit {
+			zone a {
+				key all
+				events 0
+				window 1m
+			}
+		}`, wantErr: "at least 1"},
+		{name: "unknown placeholder", input: `edge_rate_limit {
+			zone a {
+				key {http.auth.usr.id}{cookie.x}
+				events 1
+				window 1m
+			}
+		}`, wantErr: "unknown placeholder {cookie.x}"},
+		{name: "duplicate zone", input: `edge_rate_limit {
+			zone a {
+				key all
+				events 1
+				window 1m
+			}
+			zone a {
+				key all
+				events 1
+				window 1m
+			}
+		}`, wantErr: "defined twice"},
+		{name: "bad zone name", input: `edge_rate_limit {
+			zone a:b {
+				key all
+				events 1
+				window 1m
+			}
+		}`, wantErr: "zone name"},
+		{name: "unknown option", input: `edge_rate_limit {
+			burst 3
+		}`, wantErr: "unrecognized"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := new(Handler)
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, h)
+		})
+	}
+}
+
+// TestAdaptErrorsHaveFileAndLine: `caddy adapt`/`caddy validate` name the file and line of
+// a bad value.
+func TestAdaptErrorsHaveFileAndLine(t *testing.T) {
+	src := "http://127.0.0.1:9280 {\n\tedge_rate_limit {\n\t\tzone a {\n\t\t\tkey {foo.bar}\n\t\t\tevents 1\n\t\t\twindow 1m\n\t\t}\n\t}\n}\n"
+	_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
+	if err == nil || !strings.Contains(err.Error(), "Caddyfile:4") || !strings.Contains(err.Error(), "unknown placeholder {foo.bar}") {
+		t.Fatalf("err = %v, want Caddyfile:4 and the placeholder", err)
+	}
+}
+
+func TestValidateJSON(t *testing.T) {
+	for name, h := range map[string]*Handler{
+		"no zones":       {},
+		"zero window":    {Zones: []*Zone{{Name: "a", Key: "all", Events: 1}}},
+		"negative share": {Zones: []*Zone{{Name: "a", Key: "all", Events: 1, Window: 1}}, FallbackShare: -1},
+		"bad key":        {Zones: []*Zone{{Name: "a", Key: "{query.u}", Events: 1, Window: 1}}},
+	} {
+		if err := h.Validate(); err == nil {
+			t.Errorf("%s: Validate accepted %+v", name, h)
+		}
+	}
+}
+
+func TestTemplateRender(t *testing.T) {
+	vals := map[string]string{"http.auth.user.id": "alice", "http.vars.client_ip": "192.0.2.1"}
+	get := func(k string) (string, bool) { v, ok := vals[k]; return v, ok }
+	for tmpl, want := range map[string]string{
+		"all":                 "all",
+		"{http.auth.user.id}": "alice",
+		"u:{http.auth.user.id}@{http.vars.client_ip}": "u:alice@192.0.2.1",
+		"{http.request.header.X}":                     "", // unset: the zone does not apply
+		"u:{http.request.header.X}":                   "",
+	} {
+		tp, err := parseTemplate(tmpl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := tp.render(get)
+		if got != want || ok != (want != "") {
+			t.Errorf("%s → %q %v, want %q", tmpl, got, ok, want)
+		}
+	}
+}

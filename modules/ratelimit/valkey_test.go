@@ -1,0 +1,300 @@
+package ratelimit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/muejam/edge/internal/testenv"
+)
+
+// uniqueZone returns a zone name no earlier run has used, so that Valkey holds no events
+// of it.
+func uniqueZone(prefix string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return prefix + "-" + hex.EncodeToString(b)
+}
+
+// provision provisions h as Caddy would and cleans it up when the test ends.
+func provision(t testing.TB, h *Handler) *Handler {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(func() {
+		_ = h.Cleanup()
+		cancel()
+	})
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+var okHandler = caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+})
+
+// serve sends one request with the given user id (empty for none) through h.
+func serve(h *Handler, user string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	repl := caddy.NewReplacer()
+	if user != "" {
+		repl.Set("http.auth.user.id", user)
+	}
+	r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+	w := httptest.NewRecorder()
+	if err := h.ServeHTTP(w, r, okHandler); err != nil {
+		w.Code = caddyhttp.Error(0, err).StatusCode
+		if w.Code == 0 {
+			w.Code = http.StatusInternalServerError
+		}
+	}
+	return w
+}
+
+func userZone(name string, events int, window time.Duration) *Zone {
+	return &Zone{Name: name, Key: "{http.auth.user.id}", Events: events, Window: caddy.Duration(window)}
+}
+
+// waitFor polls cond every 10 ms until it holds or the deadline passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, within)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, not an assertion
+	}
+}
+
+// waitConnected waits for the handler's first Valkey connection.
+func waitConnected(t *testing.T, h *Handler) {
+	t.Helper()
+	waitFor(t, 5*time.Second, "connect to valkey", func() bool { return h.remote.client.Load() != nil })
+}
+
+// TestValkeyExact: through Valkey, the (N+1)-th request of a window is refused and the key
+// is admitted again once the window has slid past its oldest event, not before.
+func TestValkeyExact(t *testing.T) {
+	const n, win = 5, time.Second
+	zone := uniqueZone("exact")
+	h := provision(t, &Handler{Valkey: testenv.ValkeyAddr, Zones: []*Zone{userZone(zone, n, win)}})
+	waitConnected(t, h)
+	first := time.Now()
+	for i := range n {
+		if w := serve(h, "alice"); w.Code != http.StatusNoContent {
+			t.Fatalf("request %d: %d", i+1, w.Code)
+		}
+	}
+	w := serve(h, "alice")
+	if w.Code != http.StatusTooManyRequests {
+		t.Fatalf("request %d: %d, want 429", n+1, w.Code)
+	}
+	if got := w.Header().Get("Ratelimit"); got != `"`+zone+`";r=0;t=1` {
+		t.Errorf("RateLimit = %q", got)
+	}
+	if f := testutil.ToFloat64(fallbacks.WithLabelValues(zone)); f != 0 {
+		t.Fatalf("%v fallbacks with Valkey up", f)
+	}
+	waitFor(t, 3*win, "admitted again", func() bool { return serve(h, "alice").Code == http.StatusNoContent })
+	if since := time.Since(first); since < win-50*time.Millisecond {
+		t.Fatalf("admitted again after %v, before the window slid", since)
+	}
+}
+
+// admission is when one admitted request was decided: between start and end.
+type admission struct{ start, end time.Time }
+
+// maxInWindow returns the most admissions certainly inside one window-long span: those
+// decided wholly within [a.start, a.start+window) for some a.
+func maxInWindow(adm []admission, window time.Duration) int {
+	slices.SortFunc(adm, func(a, b admission) int { return a.start.Compare(b.start) })
+	most := 0
+	for i, a := range adm {
+		n := 0
+		for _, b := range adm[i:] {
+			if b.start.Sub(a.start) >= window {
+				break
+			}
+			if b.end.Before(a.start.Add(window)) {
+				n++
+			}
+		}
+		most = max(most, n)
+	}
+	return most
+}
+
+// load sends requests of one user through each handler from workers goroutines until
+// stop is closed, and returns the admissions and the statuses other than 204 and 429.
+func load(hs []*Handler, workers int, user string, stop <-chan struct{}) (adm []admission, bad []int, lat []time.Duration) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, h := range hs {
+		for range workers {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					start := time.Now()
+					code := serve(h, user).Code
+					end := time.Now()
+					mu.Lock()
+					lat = append(lat, end.Sub(start))
+					switch code {
+					case http.StatusNoContent:
+						adm = append(adm, admission{start, end})
+					case http.StatusTooManyRequests:
+					default:
+						bad = append(bad, code)
+					}
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return adm, bad, lat
+}
+
+// TestValkeyTwoNodesShareLimit: two limiter instances (two edge nodes: separate local
+// windows and Valkey connections) under concurrent load for 3 s never admit more than N in
+// any span of one window, and together admit about N per window.
+func TestValkeyTwoNodesShareLimit(t *testing.T) {
+	const n, win = 50, time.Second
+	zone := uniqueZone("shared")
+	// Distinct max_keys and valkey_retry keep the nodes' pooled state apart. A generous
+	// timeout: this test is about sharing, and the race detector on 2 cores can make a call
+	// take longer than 25 ms (which would fall back, as TestValkeyDiesAndReturns tests).
+	timeout := caddy.Duration(time.Second)
+	a := provision(t, &Handler{Valkey: testenv.ValkeyAddr, ValkeyTimeout: timeout, MaxKeys: 1000,
+		Zones: []*Zone{userZone(zone, n, win)}})
+	b := provision(t, &Handler{Valkey: testenv.ValkeyAddr, ValkeyTimeout: timeout, MaxKeys: 1001,
+		ValkeyRetry: caddy.Duration(2 * time.Second), Zones: []*Zone{userZone(zone, n, win)}})
+	if a.remote == b.remote || a.Zones[0].state == b.Zones[0].state {
+		t.Fatal("the two nodes share state in this process")
+	}
+	waitConnected(t, a)
+	waitConnected(t, b)
+	stop := make(chan struct{})
+	time.AfterFunc(3*time.Second, func() { close(stop) })
+	adm, bad, _ := load([]*Handler{a, b}, 4, "carol", stop)
+	if len(bad) > 0 {
+		t.Fatalf("statuses other than 204/429: %v", bad[:min(10, len(bad))])
+	}
+	most := maxInWindow(adm, win)
+	t.Logf("two nodes, 3 s: %d admitted, at most %d in one window (limit %d)", len(adm), most, n)
+	if most > n {
+		t.Errorf("%d admitted within one window, limit %d", most, n)
+	}
+	if len(adm) < 2*n || len(adm) > 4*n {
+		t.Errorf("%d admitted in 3 s of windows of %d", len(adm), n)
+	}
+	if f := testutil.ToFloat64(fallbacks.WithLabelValues(zone)); f != 0 {
+		t.Errorf("%v fallbacks with Valkey up", f)
+	}
+}
+
+// TestValkeyDiesAndReturns: Valkey cut mid-load (a proxy in front of it goes down): no
+// request fails, p99 of the limiter's decisions stays under the Valkey timeout, the limit
+// holds on the local windows, and once Valkey is back, decisions are shared again.
+func TestValkeyDiesAndReturns(t *testing.T) {
+	const n, win = 20, 2 * time.Second
+	timeout := 25 * time.Millisecond
+	zone := uniqueZone("fallback")
+	proxy := testenv.NewProxy(t, testenv.ValkeyAddr)
+	h := provision(t, &Handler{Valkey: proxy.Addr, ValkeyTimeout: caddy.Duration(timeout), ValkeyRetry: caddy.Duration(200 * time.Millisecond),
+		MaxKeys: 1002, Zones: []*Zone{userZone(zone, n, win)}})
+	waitConnected(t, h)
+
+	stop := make(chan struct{})
+	var result struct {
+		adm []admission
+		bad []int
+		lat []time.Duration
+	}
+	done := make(chan struct{})
+	go func() {
+		result.adm, result.bad, result.lat = load([]*Handler{h}, 4, "dave", stop)
+		close(done)
+	}()
+	waitFor(t, 5*time.Second, "valkey decisions", func() bool {
+		return testutil.ToFloat64(decisions.WithLabelValues(zone, "denied")) > 0
+	})
+	proxy.Down()
+	waitFor(t, 5*time.Second, "fallbacks", func() bool { return testutil.ToFloat64(fallbacks.WithLabelValues(zone)) > 100 })
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	waitFor(t, 2*time.Second, "1.5 s of fallback load", func() bool { return time.Now().After(deadline) })
+	close(stop)
+	<-done
+
+	if len(result.bad) > 0 {
+		t.Fatalf("statuses other than 204/429 while Valkey was down: %v", result.bad[:min(10, len(result.bad))])
+	}
+	slices.Sort(result.lat)
+	p99 := result.lat[len(result.lat)*99/100]
+	t.Logf("%d decisions, p99 %v, max %v, %v fallbacks", len(result.lat), p99, result.lat[len(result.lat)-1],
+		testutil.ToFloat64(fallbacks.WithLabelValues(zone)))
+	if p99 >= timeout {
+		t.Errorf("p99 %v, not under the Valkey timeout %v", p99, timeout)
+	}
+	if most := maxInWindow(result.adm, win); most > n {
+		t.Errorf("%d admitted within one window across the outage, limit %d", most, n)
+	}
+
+	proxy.Up(t)
+	// Back on Valkey: a fresh user's requests are decided by Valkey again (no fallback) and
+	// a second node sees them.
+	waitFor(t, 10*time.Second, "valkey decisions again", func() bool {
+		before := testutil.ToFloat64(fallbacks.WithLabelValues(zone))
+		serve(h, "erin")
+		return testutil.ToFloat64(fallbacks.WithLabelValues(zone)) == before
+	})
+	other := provision(t, &Handler{Valkey: testenv.ValkeyAddr, MaxKeys: 1003, Zones: []*Zone{userZone(zone, n, win)}})
+	waitConnected(t, other)
+	for serve(h, "frank").Code == http.StatusNoContent {
+	}
+	if w := serve(other, "frank"); w.Code != http.StatusTooManyRequests {
+		t.Fatalf("the other node admitted a user the first used up: %d", w.Code)
+	}
+}
+
+// TestFallbackShare: with Valkey unreachable from the start (nothing listens at its
+// address), every decision is local and at once, and each node admits events ÷
+// fallback_share.
+func TestFallbackShare(t *testing.T) {
+	zone := uniqueZone("share")
+	h := provision(t, &Handler{Valkey: testenv.FreeAddr(t), FallbackShare: 4, MaxKeys: 1004,
+		Zones: []*Zone{userZone(zone, 18, time.Minute)}})
+	admitted := 0
+	start := time.Now()
+	for range 20 {
+		if serve(h, "gina").Code == http.StatusNoContent {
+			admitted++
+		}
+	}
+	if took := time.Since(start); took > 20*defaultTimeout {
+		t.Errorf("20 decisions took %v with Valkey unreachable", took)
+	}
+	if admitted != 5 { // ceil(18 / 4)
+		t.Errorf("%d admitted, want 5 (18 events shared by 4 nodes)", admitted)
+	}
+	if f := testutil.ToFloat64(fallbacks.WithLabelValues(zone)); f != 20 {
+		t.Errorf("%v fallbacks counted, want 20", f)
+	}
+}
