@@ -4,8 +4,6 @@
 package caddyfiles_test
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -15,25 +13,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	_ "github.com/muejam/edge"
 	"github.com/muejam/edge/appserver/health"
 	"github.com/muejam/edge/internal/testenv"
 	"github.com/muejam/edge/modules/edgeadmin"
 )
-
-// binary returns the path of a built binary under bin/.
-func binary(t *testing.T, name string) string {
-	t.Helper()
-	p := filepath.Join(testenv.RepoRoot(t), "bin", name)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s is missing: build it with `make %s` (make test does)", p, name)
-	}
-	return p
-}
 
 func caddyfiles(t *testing.T) []string {
 	t.Helper()
@@ -45,7 +31,7 @@ func caddyfiles(t *testing.T) []string {
 }
 
 func TestCaddyfilesValidateAndAreFormatted(t *testing.T) {
-	caddy := binary(t, "caddy")
+	caddy := testenv.Binary(t, "caddy")
 	for _, f := range caddyfiles(t) {
 		t.Run(f, func(t *testing.T) {
 			if out, err := exec.Command(caddy, "validate", "--config", f, "--adapter", "caddyfile").CombinedOutput(); err != nil {
@@ -59,7 +45,7 @@ func TestCaddyfilesValidateAndAreFormatted(t *testing.T) {
 }
 
 func TestBinaryCarriesPinnedCaddyAndOurModules(t *testing.T) {
-	caddy := binary(t, "caddy")
+	caddy := testenv.Binary(t, "caddy")
 	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "xcaddy.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -90,67 +76,6 @@ func TestBinaryCarriesPinnedCaddyAndOurModules(t *testing.T) {
 	}
 }
 
-// process is a binary run by a test, its output kept for the failure report.
-type process struct {
-	cmd *exec.Cmd
-	out bytes.Buffer
-}
-
-func start(t *testing.T, env []string, bin string, args ...string) *process {
-	t.Helper()
-	p := &process{cmd: exec.Command(bin, args...)}
-	p.cmd.Dir = testenv.RepoRoot(t)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			p.cmd.Process.Kill()
-			p.cmd.Wait()
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", filepath.Base(bin), p.out.String())
-		}
-	})
-	return p
-}
-
-// stop sends SIGTERM and expects a clean exit.
-func (p *process) stop(t *testing.T) {
-	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("%s exited with %v after SIGTERM", p.cmd.Path, err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Errorf("%s did not exit within 20s of SIGTERM", p.cmd.Path)
-	}
-}
-
-func waitHTTP(t *testing.T, url string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s did not answer within 20s", url)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 func requireFree(t *testing.T, addrs ...string) {
 	t.Helper()
 	for _, a := range addrs {
@@ -168,16 +93,17 @@ func TestDevStackEndToEnd(t *testing.T) {
 	env := []string{
 		"DATABASE_URL=" + db.PrimaryURL,
 		"DATABASE_REPLICA_URLS=" + db.ReplicaURL,
-		"VALKEY_ADDR=" + testenv.ValkeyAddr,
+		// A private Valkey: the edge's limiter counters never leak between tests or runs.
+		"VALKEY_ADDR=" + testenv.NewValkey(t),
 	}
-	appserver := binary(t, "appserver")
+	appserver := testenv.Binary(t, "appserver")
 	if out, err := exec.Command(appserver, "migrate", "-database-url", db.PrimaryURL).CombinedOutput(); err != nil {
 		t.Fatalf("appserver migrate: %v\n%s", err, out)
 	}
-	app := start(t, env, appserver)
-	edge := start(t, nil, binary(t, "caddy"), "run", "--config", "caddyfiles/dev.Caddyfile", "--adapter", "caddyfile")
-	waitHTTP(t, "http://127.0.0.1:8081/v1/health")
-	waitHTTP(t, "http://127.0.0.1:2019/config/")
+	app := testenv.Start(t, env, appserver)
+	edge := testenv.Start(t, env, testenv.Binary(t, "caddy"), "run", "--config", "caddyfiles/dev.Caddyfile", "--adapter", "caddyfile")
+	testenv.WaitHTTP(t, "http://127.0.0.1:8081/v1/health")
+	testenv.WaitHTTP(t, "http://127.0.0.1:2019/config/")
 
 	resp, err := http.Get("http://127.0.0.1:8080/v1/health")
 	if err != nil {
@@ -237,6 +163,6 @@ func TestDevStackEndToEnd(t *testing.T) {
 		t.Errorf("smoke-tests.sh against the local stack: %v\n%s", err, out)
 	}
 
-	edge.stop(t)
-	app.stop(t)
+	edge.Stop(t)
+	app.Stop(t)
 }

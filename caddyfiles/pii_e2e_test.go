@@ -85,8 +85,8 @@ func TestPIIEndToEnd(t *testing.T) {
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	edge := start(t, nil, binary(t, "caddy"), "run", "--config", confFile, "--adapter", "caddyfile")
-	waitHTTP(t, "http://"+admin+"/config/")
+	edge := testenv.Start(t, []string{"VALKEY_ADDR=" + testenv.NewValkey(t)}, testenv.Binary(t, "caddy"), "run", "--config", confFile, "--adapter", "caddyfile")
+	testenv.WaitHTTP(t, "http://"+admin+"/config/")
 
 	req, err := http.NewRequest(http.MethodGet,
 		"http://"+site+"/v1/profiles/lookup?email="+url.QueryEscape(email)+"&limit=20", nil)
@@ -112,7 +112,7 @@ func TestPIIEndToEnd(t *testing.T) {
 	default:
 		t.Fatal("the request did not reach the upstream handler")
 	}
-	edge.stop(t) // flushes and closes the access log
+	edge.Stop(t) // flushes and closes the access log
 
 	secrets := []string{email, url.QueryEscape(email), "alice.liddell", card, strings.ReplaceAll(card, " ", ""), token}
 	for _, part := range strings.Split(token, ".") {

@@ -2,8 +2,6 @@ package monitoring_test
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,72 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/muejam/edge/internal/testenv"
 )
-
-// binary returns the path of a built binary under bin/, failing when it is missing.
-func binary(t *testing.T, name string) string {
-	t.Helper()
-	p := filepath.Join(testenv.RepoRoot(t), "bin", name)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s is missing: run make caddy appserver (make test builds them first)", p)
-	}
-	return p
-}
-
-// process is a binary run by a test, its output kept for the failure report.
-type process struct {
-	cmd *exec.Cmd
-	out bytes.Buffer
-}
-
-func start(t *testing.T, env []string, bin string, args ...string) *process {
-	t.Helper()
-	p := &process{cmd: exec.Command(bin, args...)}
-	p.cmd.Dir = testenv.RepoRoot(t)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { p.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			p.cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", filepath.Base(bin), p.out.String())
-		}
-	})
-	return p
-}
-
-func waitHTTP(t *testing.T, url string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s did not answer within 20s", url)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
 
 // stack is the edge and the app server running on free loopback ports.
 type stack struct {
@@ -135,7 +71,7 @@ func port(hostport string) string { return hostport[strings.LastIndexByte(hostpo
 // Caddyfile, both on free ports, and waits until both answer.
 func startStack(t *testing.T) stack {
 	t.Helper()
-	appserver, caddy := binary(t, "appserver"), binary(t, "caddy")
+	appserver, caddy := testenv.Binary(t, "appserver"), testenv.Binary(t, "caddy")
 	s := stack{
 		Edge:       testenv.FreeAddr(t),
 		EdgeAdmin:  testenv.FreeAddr(t),
@@ -144,15 +80,16 @@ func startStack(t *testing.T) stack {
 		Dead:       testenv.FreeAddr(t),
 	}
 	db := testenv.NewDatabase(t)
+	valkey := testenv.NewValkey(t) // the edge's limiter counters stay private to this test
 	if out, err := exec.Command(appserver, "migrate", "-database-url", db.PrimaryURL).CombinedOutput(); err != nil {
 		t.Fatalf("appserver migrate: %v\n%s", err, out)
 	}
-	start(t, []string{
+	testenv.Start(t, []string{
 		"APP_ADDR=" + s.App,
 		"APP_METRICS_ADDR=" + s.AppMetrics,
 		"DATABASE_URL=" + db.PrimaryURL,
 		"DATABASE_REPLICA_URLS=" + db.ReplicaURL,
-		"VALKEY_ADDR=" + testenv.ValkeyAddr,
+		"VALKEY_ADDR=" + valkey,
 		"LOG_LEVEL=warn",
 	}, appserver)
 
@@ -160,10 +97,10 @@ func startStack(t *testing.T) stack {
 	if err := os.WriteFile(cfPath, []byte(devCaddyfile(t, s)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	start(t, nil, caddy, "run", "--config", cfPath, "--adapter", "caddyfile")
-	waitHTTP(t, "http://"+s.App+"/v1/health")
-	waitHTTP(t, "http://"+s.EdgeAdmin+"/config/")
-	waitHTTP(t, "http://"+s.Edge+"/v1/health")
+	testenv.Start(t, []string{"VALKEY_ADDR=" + valkey}, caddy, "run", "--config", cfPath, "--adapter", "caddyfile")
+	testenv.WaitHTTP(t, "http://"+s.App+"/v1/health")
+	testenv.WaitHTTP(t, "http://"+s.EdgeAdmin+"/config/")
+	testenv.WaitHTTP(t, "http://"+s.Edge+"/v1/health")
 	return s
 }
 

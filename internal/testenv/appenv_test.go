@@ -16,3 +16,13 @@ func TestAppServerEnvFindsCallsAndTables(t *testing.T) {
 		}
 	}
 }
+
+func TestNewValkeyAnswers(t *testing.T) {
+	addr := NewValkey(t)
+	if !ping(addr) {
+		t.Fatalf("private Valkey on %s does not answer", addr)
+	}
+	if addr == ValkeyAddr {
+		t.Fatal("NewValkey returned the shared server")
+	}
+}

@@ -2,8 +2,6 @@ package jwtauth
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,7 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/muejam/edge/internal/adapttest"
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
@@ -163,26 +162,5 @@ func TestAuthenticationDirective(t *testing.T) {
 	}
 }
 
-// TestCaddyfileAdapt compares the JSON of each testdata/adapt/*.caddyfiletest (a Caddyfile,
-// a line of dashes, the JSON it must adapt to).
-func TestCaddyfileAdapt(t *testing.T) {
-	files, err := filepath.Glob("testdata/adapt/*.caddyfiletest")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no adapt tests (%v)", err)
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, want, ok := strings.Cut(string(data), "----------\n")
-			if !ok {
-				t.Fatalf("%s has no ---------- separator", f)
-			}
-			if !caddytest.CompareAdapt(t, f, body, "caddyfile", want) {
-				t.Errorf("%s: adapted JSON differs (diff above)", f)
-			}
-		})
-	}
-}
+// TestCaddyfileAdapt compares the JSON of each testdata/adapt/*.caddyfiletest.
+func TestCaddyfileAdapt(t *testing.T) { adapttest.Run(t) }

@@ -1,0 +1,116 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Binary returns the path of a binary built under bin/ (bin/caddy, bin/appserver), failing
+// the test when it is missing.
+func Binary(t testing.TB, name string) string {
+	t.Helper()
+	p := filepath.Join(RepoRoot(t), "bin", name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s is missing: run make caddy appserver (make test builds them first)", p)
+	}
+	return p
+}
+
+// Process is a binary a test runs from the repository root, its output kept for the failure
+// report.
+type Process struct {
+	cmd  *exec.Cmd
+	out  lockedBuffer
+	once sync.Once
+	err  error
+}
+
+// Start runs bin with args and the test's environment plus env. When the test ends the
+// process gets SIGTERM (SIGKILL 10 s later), and its output is logged if the test failed.
+func Start(t testing.TB, env []string, bin string, args ...string) *Process {
+	t.Helper()
+	p := &Process{cmd: exec.Command(bin, args...)}
+	p.cmd.Dir = RepoRoot(t)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.terminate(10 * time.Second)
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(bin), p.out.String())
+		}
+	})
+	return p
+}
+
+// Stop sends SIGTERM and fails the test unless the process exits cleanly within 20 s.
+func (p *Process) Stop(t testing.TB) {
+	t.Helper()
+	if err := p.terminate(20 * time.Second); err != nil {
+		t.Errorf("%s after SIGTERM: %v", p.cmd.Path, err)
+	}
+}
+
+// terminate signals the process once and waits for it; later calls return the same result.
+func (p *Process) terminate(grace time.Duration) error {
+	p.once.Do(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- p.cmd.Wait() }()
+		select {
+		case p.err = <-done:
+		case <-time.After(grace):
+			p.cmd.Process.Kill()
+			<-done
+			p.err = context.DeadlineExceeded
+		}
+	})
+	return p.err
+}
+
+// lockedBuffer is a bytes.Buffer safe for the process's two output streams and the test.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// WaitHTTP waits up to 20 s for url to answer at all (any status).
+func WaitHTTP(t testing.TB, url string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s did not answer within 20s", url)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
