@@ -39,8 +39,11 @@ const (
 // environments are the seed's three environments, each a directory of environmentsDir.
 var environments = []string{"dev", "staging", "production"}
 
-// sharedFiles are identical in every environment: the environments differ only in
-// terraform.tfvars and backend.tf.
+// rootDir holds the root module every environment shares: each environment's sharedFiles
+// are links to it, so the environments differ only in terraform.tfvars and backend.tf.
+const rootDir = "root"
+
+// sharedFiles are the files of rootDir that every environment links.
 var sharedFiles = []string{"main.tf", "variables.tf", "outputs.tf"}
 
 // moduleMeta are the arguments of a module block that are not variables of the module.
@@ -125,28 +128,24 @@ func TestProvidersPinned(t *testing.T) {
 }
 
 // TestEnvironments checks the layout of each environment: the files the issue names, the
-// shared files identical across environments, terraform.tfvars setting every required
+// shared files linked from root/, terraform.tfvars setting every required
 // variable and only declared ones, and a state backend of its own in S3 with a DynamoDB lock,
 // which the bootstrap creates.
 func TestEnvironments(t *testing.T) {
-	shared := map[string][]byte{}
 	backends := map[string]string{}
 	bootstrap := loadModule(t, bootstrapDir)
 	for _, env := range environments {
 		dir := filepath.Join(environmentsDir, env)
 		for _, name := range append(slices.Clone(sharedFiles), tfvarsFile, "backend.tf") {
-			data, err := os.ReadFile(filepath.Join(dir, name))
-			if err != nil {
+			if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 				t.Fatal(err)
 			}
 			if !slices.Contains(sharedFiles, name) {
 				continue
 			}
-			if first, ok := shared[name]; !ok {
-				shared[name] = data
-			} else if !bytes.Equal(first, data) {
-				t.Errorf("%s differs from %s in %s: the environments share it; put the difference in %s",
-					filepath.Join(dir, name), name, environments[0], tfvarsFile)
+			if link, err := os.Readlink(filepath.Join(dir, name)); err != nil || link != filepath.Join("..", "..", rootDir, name) {
+				t.Errorf("%s must be a link to %s/%s (got %q, %v): the environments share it; put the difference in %s",
+					filepath.Join(dir, name), rootDir, name, link, err, tfvarsFile)
 			}
 		}
 

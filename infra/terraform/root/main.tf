@@ -1,0 +1,279 @@
+# One MueJam Edge environment on AWS. dev, staging and production link this root module's
+# files (environments/*/main.tf, variables.tf, outputs.tf); their differences are in terraform.tfvars, and each has
+# its own state in backend.tf. CloudFront -> ALB -> edge (custom Caddy) on ECS Fargate ->
+# app server on ECS Fargate -> RDS PostgreSQL primary and read replicas, ElastiCache Valkey.
+
+terraform {
+  required_version = ">= 1.10.0"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = "~> 6.0"
+    }
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.7"
+    }
+  }
+}
+
+provider "aws" {
+  region = var.region
+  default_tags {
+    tags = local.tags
+  }
+}
+
+# CloudFront's certificate and WAF web ACL live in us-east-1.
+provider "aws" {
+  alias  = "us_east_1"
+  region = "us-east-1"
+  default_tags {
+    tags = local.tags
+  }
+}
+
+# Replicated database backups (production: another region than var.region).
+provider "aws" {
+  alias  = "backup"
+  region = var.backup_region
+  default_tags {
+    tags = local.tags
+  }
+}
+
+locals {
+  name     = "muejam-${var.environment}"
+  policies = "${path.module}/../../../iam-policies"
+  tags = {
+    Project     = "muejam"
+    Environment = var.environment
+    ManagedBy   = "terraform"
+  }
+  alarm_actions = var.alerting ? [aws_sns_topic.alerts[0].arn] : []
+  # Every database connection uses TLS (the rds module sets rds.force_ssl).
+  db_path = "muejam?sslmode=require"
+}
+
+module "network" {
+  source              = "../../modules/network"
+  name                = local.name
+  cidr_block          = var.vpc_cidr
+  az_count            = var.az_count
+  single_nat_gateway  = var.single_nat_gateway
+  alb_cloudfront_only = var.enable_cdn
+}
+
+module "secrets" {
+  source               = "../../modules/secrets"
+  environment_name     = var.environment
+  database_username    = var.db_username
+  recovery_window_days = var.secret_recovery_window_days
+}
+
+module "rds" {
+  source = "../../modules/rds"
+  providers = {
+    aws        = aws
+    aws.backup = aws.backup
+  }
+  name                  = local.name
+  engine_version        = var.db_engine_version
+  instance_class        = var.db_instance_class
+  allocated_storage     = var.db_allocated_storage
+  max_allocated_storage = var.db_max_allocated_storage
+  database_name         = "muejam"
+  username              = var.db_username
+  password              = module.secrets.database_password
+  multi_az              = var.db_multi_az
+  replica_count         = var.db_replica_count
+  backup_retention_days = var.db_backup_retention_days
+  backup_replication    = var.db_backup_replication
+  performance_insights  = var.db_performance_insights
+  subnet_ids            = module.network.private_subnet_ids
+  security_group_id     = module.network.security_group_ids["database"]
+  deletion_protection   = var.deletion_protection
+  alarm_actions         = local.alarm_actions
+}
+
+module "valkey" {
+  source                  = "../../modules/valkey"
+  name                    = local.name
+  engine_version          = var.valkey_engine_version
+  node_type               = var.valkey_node_type
+  cluster_mode            = var.valkey_cluster_mode
+  shards                  = var.valkey_shards
+  replicas_per_shard      = var.valkey_replicas_per_shard
+  snapshot_retention_days = var.valkey_snapshot_retention_days
+  subnet_ids              = module.network.private_subnet_ids
+  security_group_id       = module.network.security_group_ids["valkey"]
+}
+
+module "alb" {
+  source              = "../../modules/alb"
+  name                = local.name
+  vpc_id              = module.network.vpc_id
+  subnet_ids          = module.network.public_subnet_ids
+  security_group_id   = module.network.security_group_ids["alb"]
+  certificate_arn     = var.alb_certificate_arn
+  target_port         = 8080
+  health_check_path   = "/v1/health"
+  deletion_protection = var.deletion_protection
+  alarm_actions       = local.alarm_actions
+}
+
+module "cloudfront" {
+  source = "../../modules/cloudfront"
+  count  = var.enable_cdn ? 1 : 0
+  providers = {
+    aws           = aws
+    aws.us_east_1 = aws.us_east_1
+  }
+  name                = local.name
+  origin_domain_name  = var.alb_domain_name != "" ? var.alb_domain_name : module.alb.dns_name
+  origin_https        = module.alb.https
+  aliases             = var.cdn_aliases
+  certificate_arn     = var.cdn_certificate_arn
+  static_path_pattern = "/static/*"
+  price_class         = var.cdn_price_class
+  waf_rate_limit      = var.waf_rate_limit
+}
+
+resource "aws_sns_topic" "alerts" {
+  count = var.alerting ? 1 : 0
+  name  = "${local.name}-alerts"
+}
+
+resource "aws_service_discovery_http_namespace" "this" {
+  name        = "${local.name}.internal"
+  description = "Service Connect names of ${local.name}: the edge reaches the app server as appserver:8081."
+}
+
+resource "aws_ecs_cluster" "this" {
+  name = local.name
+
+  setting {
+    name  = "containerInsights"
+    value = var.container_insights ? "enhanced" : "disabled"
+  }
+
+  service_connect_defaults {
+    namespace = aws_service_discovery_http_namespace.this.arn
+  }
+}
+
+# The app server. Its environment holds only variables appserver/config.go reads (a test
+# checks). The database URLs carry no password: the app server reads it from Secrets Manager
+# (DATABASE_PASSWORD, an aws-sm: reference) with its task role. Without replicas the flag
+# -replica-urls= turns off the image's loopback default (an empty variable would not).
+module "appserver" {
+  source           = "../../modules/ecs-service"
+  name             = "appserver"
+  environment_name = var.environment
+  region           = var.region
+  cluster_id       = aws_ecs_cluster.this.arn
+  cluster_name     = aws_ecs_cluster.this.name
+  image_tag        = var.image_tag
+  cpu              = var.app_cpu
+  memory           = var.app_memory
+  container_port   = 8081
+  metrics_port     = 9081
+  command          = var.db_replica_count > 0 ? [] : ["-replica-urls="]
+  environment = merge(
+    {
+      APP_ADDR          = "0.0.0.0:8081"
+      APP_METRICS_ADDR  = "0.0.0.0:9081"
+      DATABASE_URL      = "postgres://${var.db_username}@${module.rds.address}:${module.rds.port}/${local.db_path}"
+      DATABASE_PASSWORD = "aws-sm:${module.secrets.database_secret_name}#password"
+      VALKEY_ADDR       = module.valkey.address
+      LOG_LEVEL         = var.log_level
+      MIGRATE_ON_START  = "true"
+    },
+    var.db_replica_count > 0 ? {
+      DATABASE_REPLICA_URLS = join(",", [for host in module.rds.replica_addresses : "postgres://${var.db_username}@${host}:${module.rds.port}/${local.db_path}"])
+    } : {},
+  )
+  desired_count                 = var.app_desired_count
+  min_capacity                  = var.app_min_capacity
+  max_capacity                  = var.app_max_capacity
+  cpu_target                    = var.autoscaling_cpu_target
+  memory_target                 = var.autoscaling_memory_target
+  subnet_ids                    = module.network.private_subnet_ids
+  security_group_ids            = [module.network.security_group_ids["appserver"]]
+  service_connect_namespace_arn = aws_service_discovery_http_namespace.this.arn
+  discovery_name                = "appserver"
+  execution_policy              = file("${local.policies}/ecs-task-execution-policy.json")
+  task_policies = {
+    secrets-manager = file("${local.policies}/secrets-manager-policy.json")
+  }
+  log_retention_days = var.log_retention_days
+  alarm_actions      = local.alarm_actions
+}
+
+# The edge: the custom Caddy image with docker/compose.Caddyfile, which proxies to
+# appserver:8081 (Service Connect). It calls no AWS API: its task role has no policy.
+module "edge" {
+  source           = "../../modules/ecs-service"
+  name             = "edge"
+  environment_name = var.environment
+  region           = var.region
+  cluster_id       = aws_ecs_cluster.this.arn
+  cluster_name     = aws_ecs_cluster.this.name
+  image_tag        = var.image_tag
+  cpu              = var.edge_cpu
+  memory           = var.edge_memory
+  container_port   = 8080
+  metrics_port     = 2019
+  # Caddy writes its autosaved config and its storage under $HOME.
+  read_only_root_filesystem     = false
+  desired_count                 = var.edge_desired_count
+  min_capacity                  = var.edge_min_capacity
+  max_capacity                  = var.edge_max_capacity
+  cpu_target                    = var.autoscaling_cpu_target
+  memory_target                 = var.autoscaling_memory_target
+  subnet_ids                    = module.network.private_subnet_ids
+  security_group_ids            = [module.network.security_group_ids["edge"]]
+  load_balanced                 = true
+  target_group_arn              = module.alb.target_group_arn
+  service_connect_namespace_arn = aws_service_discovery_http_namespace.this.arn
+  execution_policy              = file("${local.policies}/ecs-task-execution-policy.json")
+  log_retention_days            = var.log_retention_days
+  alarm_actions                 = local.alarm_actions
+}
+
+# The role GitHub Actions assumes (OpenID Connect, no stored keys) to run
+# scripts/deployment/deploy.sh and rollback.sh from the GitHub environment of the same name.
+data "aws_iam_openid_connect_provider" "github" {
+  url = "https://token.actions.githubusercontent.com"
+}
+
+data "aws_iam_policy_document" "assume_deploy" {
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+    principals {
+      type        = "Federated"
+      identifiers = [data.aws_iam_openid_connect_provider.github.arn]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "token.actions.githubusercontent.com:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "token.actions.githubusercontent.com:sub"
+      values   = ["repo:${var.github_repository}:environment:${var.environment}"]
+    }
+  }
+}
+
+resource "aws_iam_role" "deploy" {
+  name               = "${local.name}-deploy"
+  assume_role_policy = data.aws_iam_policy_document.assume_deploy.json
+}
+
+resource "aws_iam_role_policy" "deploy" {
+  name   = "deploy"
+  role   = aws_iam_role.deploy.id
+  policy = file("${local.policies}/deploy-policy.json")
+}

@@ -1,0 +1,270 @@
+# Every knob of an environment. dev, staging and production share this file; each sets the
+# values in its terraform.tfvars.
+
+variable "environment" {
+  description = "dev, staging or production: names the resources (muejam-ENVIRONMENT) and the secrets (muejam/ENVIRONMENT/...)."
+  type        = string
+
+  validation {
+    condition     = contains(["dev", "staging", "production"], var.environment)
+    error_message = "environment must be dev, staging or production."
+  }
+}
+
+variable "region" {
+  description = "AWS region of the environment."
+  type        = string
+}
+
+variable "backup_region" {
+  description = "Region the database backups are replicated to when db_backup_replication is set."
+  type        = string
+}
+
+variable "github_repository" {
+  description = "owner/name of the GitHub repository whose deploy workflow may assume the deploy role."
+  type        = string
+}
+
+variable "image_tag" {
+  description = "Image tag of the first task definitions; deploy.sh pushes and deploys later ones."
+  type        = string
+  default     = "bootstrap"
+}
+
+# Network
+
+variable "vpc_cidr" {
+  description = "CIDR block of the VPC."
+  type        = string
+}
+
+variable "az_count" {
+  description = "Availability zones used (at least 2)."
+  type        = number
+}
+
+variable "single_nat_gateway" {
+  description = "One NAT gateway for every zone instead of one per zone."
+  type        = bool
+}
+
+# Edge, CDN and monitoring
+
+variable "enable_cdn" {
+  description = "Put CloudFront (with WAF and the static assets bucket) in front of the load balancer, which then admits CloudFront only."
+  type        = bool
+}
+
+variable "alb_certificate_arn" {
+  description = "ACM certificate of the load balancer's HTTPS listener; empty for HTTP only."
+  type        = string
+  default     = ""
+}
+
+variable "alb_domain_name" {
+  description = "DNS name (a Route 53 alias of the load balancer) that alb_certificate_arn covers: CloudFront's origin when set, so that it can verify the certificate."
+  type        = string
+  default     = ""
+}
+
+variable "cdn_aliases" {
+  description = "Domain names of the CloudFront distribution."
+  type        = list(string)
+  default     = []
+}
+
+variable "cdn_certificate_arn" {
+  description = "ACM certificate in us-east-1 for cdn_aliases."
+  type        = string
+  default     = ""
+}
+
+variable "cdn_price_class" {
+  description = "CloudFront price class."
+  type        = string
+  default     = "PriceClass_100"
+}
+
+variable "waf_rate_limit" {
+  description = "Requests per client IP per 5 minutes above which WAF blocks."
+  type        = number
+  default     = 2000
+}
+
+variable "container_insights" {
+  description = "ECS Container Insights (CPU, memory, network and disk per task and service)."
+  type        = bool
+}
+
+variable "alerting" {
+  description = "Create the alerts SNS topic and the seed's CloudWatch alarms (5xx rate, p95 latency, CPU, memory, database down, replica lag)."
+  type        = bool
+}
+
+variable "log_level" {
+  description = "LOG_LEVEL of the app server: debug, info, warn or error."
+  type        = string
+}
+
+variable "log_retention_days" {
+  description = "Retention of the container logs in CloudWatch Logs."
+  type        = number
+}
+
+# ECS services
+
+variable "app_cpu" {
+  description = "CPU units of an app server task."
+  type        = number
+}
+
+variable "app_memory" {
+  description = "Memory of an app server task, in MiB."
+  type        = number
+}
+
+variable "app_desired_count" {
+  description = "App server tasks at creation."
+  type        = number
+}
+
+variable "app_min_capacity" {
+  description = "Fewest app server tasks."
+  type        = number
+}
+
+variable "app_max_capacity" {
+  description = "Most app server tasks."
+  type        = number
+}
+
+variable "edge_cpu" {
+  description = "CPU units of an edge task."
+  type        = number
+}
+
+variable "edge_memory" {
+  description = "Memory of an edge task, in MiB."
+  type        = number
+}
+
+variable "edge_desired_count" {
+  description = "Edge tasks at creation."
+  type        = number
+}
+
+variable "edge_min_capacity" {
+  description = "Fewest edge tasks."
+  type        = number
+}
+
+variable "edge_max_capacity" {
+  description = "Most edge tasks."
+  type        = number
+}
+
+variable "autoscaling_cpu_target" {
+  description = "Average CPU utilization (%) autoscaling tracks."
+  type        = number
+}
+
+variable "autoscaling_memory_target" {
+  description = "Average memory utilization (%) autoscaling tracks."
+  type        = number
+}
+
+# Database
+
+variable "db_engine_version" {
+  description = "PostgreSQL major version."
+  type        = string
+}
+
+variable "db_instance_class" {
+  description = "Instance class of the primary and the replicas."
+  type        = string
+}
+
+variable "db_allocated_storage" {
+  description = "Initial database storage, in GiB."
+  type        = number
+}
+
+variable "db_max_allocated_storage" {
+  description = "Database storage autoscaling ceiling, in GiB."
+  type        = number
+}
+
+variable "db_username" {
+  description = "Master user of the database."
+  type        = string
+  default     = "muejam"
+}
+
+variable "db_multi_az" {
+  description = "Multi-AZ primary with automatic failover."
+  type        = bool
+}
+
+variable "db_replica_count" {
+  description = "Read replicas."
+  type        = number
+}
+
+variable "db_backup_retention_days" {
+  description = "Days of automated backups and point-in-time recovery."
+  type        = number
+}
+
+variable "db_backup_replication" {
+  description = "Replicate the automated backups to backup_region."
+  type        = bool
+}
+
+variable "db_performance_insights" {
+  description = "Performance Insights on the database (not on db.t4g.micro/small)."
+  type        = bool
+}
+
+variable "deletion_protection" {
+  description = "Protect the database and the load balancer from deletion (and keep a final database snapshot)."
+  type        = bool
+}
+
+variable "secret_recovery_window_days" {
+  description = "Days a deleted secret can be restored."
+  type        = number
+}
+
+# Valkey
+
+variable "valkey_engine_version" {
+  description = "Valkey version."
+  type        = string
+}
+
+variable "valkey_node_type" {
+  description = "Cache node type."
+  type        = string
+}
+
+variable "valkey_cluster_mode" {
+  description = "Valkey cluster mode (sharded)."
+  type        = bool
+}
+
+variable "valkey_shards" {
+  description = "Shards in cluster mode."
+  type        = number
+}
+
+variable "valkey_replicas_per_shard" {
+  description = "Replicas per shard (or of the single primary)."
+  type        = number
+}
+
+variable "valkey_snapshot_retention_days" {
+  description = "Days of Valkey snapshots."
+  type        = number
+}
