@@ -280,7 +280,9 @@ func dashboardExprs(t *testing.T, path string) map[string][]string {
 func TestDashboards(t *testing.T) {
 	records, _ := rules(t)
 	want := map[string][]string{ // what each service's dashboard must show
-		"dashboards/edge.json":      {"caddy_http_request_duration_seconds_count", "job:http_error_ratio:rate5m", "job:http_request_duration_seconds:p95_5m", "muejam_edge_circuit_breaker_state", "caddy_reverse_proxy_upstreams_healthy"},
+		"dashboards/edge.json": {"caddy_http_request_duration_seconds_count", "job:http_error_ratio:rate5m", "job:http_request_duration_seconds:p95_5m", "muejam_edge_circuit_breaker_state", "caddy_reverse_proxy_upstreams_healthy",
+			"muejam_edge_rate_limit_decisions_total", "zone:muejam_edge_rate_limit_denied:ratio_rate5m", "muejam_edge_rate_limit_fallbacks_total",
+			"muejam_edge_rate_limit_valkey_seconds_bucket", "muejam_edge_pii_redactions_total", "muejam_app_pii_redactions_total"},
 		"dashboards/appserver.json": {"muejam_app_http_requests_total", "job:http_error_ratio:rate5m", "muejam_app_http_request_duration_seconds_bucket"},
 		"dashboards/database.json":  {"muejam_db_node_up", "muejam_db_replication_lag_seconds", "muejam_db_pool_conns", "muejam_db_pool_acquire_wait_seconds_total"},
 	}
@@ -392,9 +394,11 @@ func referenced(t *testing.T) map[string][]string {
 var synthetic = map[string]bool{"up": true, "ALERTS": true}
 
 // TestRulesAndDashboardsUseExportedMetrics runs bin/appserver and bin/caddy (dev.Caddyfile on
-// free ports, plus a route whose upstream is dead so the breakers trip), drives traffic
-// through the edge, scrapes both /metrics and fails on any metric a rule or dashboard names
-// that neither exports, or that the wrong one exports.
+// free ports, its ip zone lowered to ipLimit, plus a route whose upstream is dead so the
+// breakers trip), drives traffic through the edge (200, 404, 401, 429, 502, 503, an email in a
+// query), scrapes both /metrics and fails on any metric a rule or dashboard names that
+// neither exports, or that the wrong one exports, and on limiter and redaction counters
+// that did not count that traffic.
 func TestRulesAndDashboardsUseExportedMetrics(t *testing.T) {
 	refs := referenced(t)
 	s := startStack(t)
@@ -421,7 +425,13 @@ func TestRulesAndDashboardsUseExportedMetrics(t *testing.T) {
 	for range 3 { // dial error (502) trips both breakers; then the handler answers 503
 		codes[get(tripPath)]++
 	}
-	for _, c := range []int{200, 404, 401, 502, 503} {
+	// An email in the query: the edge's pii_scrub access log replaces it (kind email).
+	codes[get("/v1/health?email=alice.liddell%40example.com")]++
+	// Anonymous traffic from one IP past the ip zone's limit (ipLimit a minute): 429.
+	for i := 0; i <= ipLimit && codes[http.StatusTooManyRequests] == 0; i++ {
+		codes[get("/v1/health")]++
+	}
+	for _, c := range []int{200, 404, 401, 429, 502, 503} {
 		if codes[c] == 0 {
 			t.Errorf("traffic through the edge got no %d (got %v)", c, codes)
 		}
@@ -449,6 +459,33 @@ func TestRulesAndDashboardsUseExportedMetrics(t *testing.T) {
 	for _, n := range missing {
 		t.Errorf("%s is named by %s but neither bin/caddy nor bin/appserver exports it (stale binary? make caddy appserver)", n, strings.Join(refs[n], "; "))
 	}
+	// The limiter and the scrubbers counted that traffic, not just declared their series:
+	// every anonymous request but the bad token's (refused before the limiter) met the ip
+	// zone; Valkey admitted exactly ipLimit, and a decision that fell back to the node's
+	// local window (Valkey slower than its 25 ms timeout, seen on the first decisions after
+	// start) may have admitted one more each; the email was redacted at the edge, and the
+	// app server's scrubber replaced something in its own log.
+	ipFallbacks := sample(t, edgeURL, "muejam_edge_rate_limit_fallbacks_total", `zone="ip"`)
+	if ipFallbacks > 0 {
+		t.Logf("the ip zone fell back to local windows %v times with Valkey up", ipFallbacks)
+	}
+	for _, c := range []struct {
+		url, name string
+		labels    []string
+		ok        func(float64) bool
+		want      string
+	}{
+		{edgeURL, "muejam_edge_rate_limit_decisions_total", []string{`zone="ip"`, `outcome="allowed"`}, func(v float64) bool { return v >= ipLimit && v <= ipLimit+ipFallbacks }, fmt.Sprintf("%d (+ at most %v fallbacks)", ipLimit, ipFallbacks)},
+		{edgeURL, "muejam_edge_rate_limit_decisions_total", []string{`zone="ip"`, `outcome="denied"`}, func(v float64) bool { return v >= 1 }, ">= 1"},
+		{edgeURL, "muejam_edge_rate_limit_valkey_seconds_count", []string{`zone="ip"`}, func(v float64) bool { return v > ipLimit }, fmt.Sprintf("> %d", ipLimit)},
+		{edgeURL, "muejam_edge_pii_redactions_total", []string{`kind="email"`}, func(v float64) bool { return v >= 1 }, ">= 1"},
+		{appURL, "muejam_app_pii_redactions_total", nil, func(v float64) bool { return v >= 1 }, ">= 1"},
+	} {
+		if v := sample(t, c.url, c.name, c.labels...); !c.ok(v) {
+			t.Errorf("%s%v = %v, want %s", c.name, c.labels, v, c.want)
+		}
+	}
+
 	// Each family where its job is scraped from.
 	for n := range refs {
 		switch {

@@ -35,9 +35,11 @@ func devCaddyfile(t *testing.T, s stack) string {
 		{"admin localhost:2019", "admin " + s.EdgeAdmin},
 		{"http://:8080", "http://:" + port(s.Edge)},
 		{"reverse_proxy 127.0.0.1:8081", "reverse_proxy " + s.App},
+		// The anonymous per-IP zone down to ipLimit, so the test's traffic meets a 429.
+		{"events 60\n", fmt.Sprintf("events %d\n", ipLimit)},
 	} {
-		if !strings.Contains(cf, r.old) {
-			t.Fatalf("dev.Caddyfile no longer contains %q: update devCaddyfile in %s", r.old, "infra/monitoring/stack_test.go")
+		if strings.Count(cf, r.old) != 1 {
+			t.Fatalf("dev.Caddyfile no longer contains %q exactly once: update devCaddyfile in %s", r.old, "infra/monitoring/stack_test.go")
 		}
 		cf = strings.ReplaceAll(cf, r.old, r.new)
 	}
@@ -61,6 +63,10 @@ func devCaddyfile(t *testing.T, s stack) string {
 	}
 	return strings.Replace(cf, at, trip+at, 1)
 }
+
+// ipLimit is the events per minute of the ip zone (anonymous requests per client IP) in
+// devCaddyfile: dev.Caddyfile's 60, lowered so a few dozen requests meet the limit.
+const ipLimit = 30
 
 // tripPath is the route of devCaddyfile whose upstream never answers.
 const tripPath = "/monitoring-trip/x"
@@ -90,7 +96,10 @@ func startStack(t *testing.T) stack {
 		"DATABASE_URL=" + db.PrimaryURL,
 		"DATABASE_REPLICA_URLS=" + db.ReplicaURL,
 		"VALKEY_ADDR=" + valkey,
-		"LOG_LEVEL=warn",
+		// info: the startup line names the database URL, whose password (already masked by
+		// net/url) the log scrubber still replaces, so muejam_app_pii_redactions_total has a
+		// series without the test needing a request that makes the app log personal data.
+		"LOG_LEVEL=info",
 	}, appserver)
 
 	cfPath := filepath.Join(t.TempDir(), "monitoring.Caddyfile")
@@ -136,4 +145,40 @@ func scrape(t *testing.T, url string) map[string]bool {
 		t.Fatalf("GET %s: no samples", url)
 	}
 	return names
+}
+
+// sample returns the sum of the samples of a text exposition whose name is name and whose
+// labels contain every one of labels (e.g. `zone="ip"`).
+func sample(t *testing.T, url, name string, labels ...string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+next:
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		for _, l := range labels {
+			if !strings.Contains(line[:sp], l) {
+				continue next
+			}
+		}
+		var v float64
+		if _, err := fmt.Sscan(line[sp+1:], &v); err != nil {
+			t.Fatalf("%s: sample %q: %v", url, line, err)
+		}
+		sum += v
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return sum
 }

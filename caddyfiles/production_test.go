@@ -1,0 +1,134 @@
+package caddyfiles_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/muejam/edge/internal/testenv"
+)
+
+// adapt returns the JSON config bin/caddy adapts a Caddyfile of this folder to, with env
+// added to the environment.
+func adapt(t *testing.T, file string, env ...string) map[string]any {
+	t.Helper()
+	cmd := exec.Command(testenv.Binary(t, "caddy"), "adapt", "--config", file, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("caddy adapt %s: %v", file, err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatalf("caddy adapt %s: %v\n%s", file, err, out)
+	}
+	return cfg
+}
+
+// handlers returns every object of cfg whose "handler" is name, at any depth.
+func handlers(cfg any, name string) []map[string]any {
+	var found []map[string]any
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if v["handler"] == name {
+				found = append(found, v)
+			}
+			for _, c := range v {
+				walk(c)
+			}
+		case []any:
+			for _, c := range v {
+				walk(c)
+			}
+		}
+	}
+	walk(cfg)
+	return found
+}
+
+func one(t *testing.T, file string, cfg any, name string) map[string]any {
+	t.Helper()
+	hs := handlers(cfg, name)
+	if len(hs) != 1 {
+		t.Fatalf("%s: %d %s handlers, want 1", file, len(hs), name)
+	}
+	return hs[0]
+}
+
+// TestProductionLimitsAreDevs: production.Caddyfile enforces the same MueJam zones (names,
+// keys, events, windows, matchers) as dev.Caddyfile, which the end-to-end tests run.
+func TestProductionLimitsAreDevs(t *testing.T) {
+	dev := one(t, "dev.Caddyfile", adapt(t, "dev.Caddyfile"), "edge_rate_limit")
+	prod := one(t, "production.Caddyfile", adapt(t, "production.Caddyfile"), "edge_rate_limit")
+	if !reflect.DeepEqual(dev["zones"], prod["zones"]) {
+		d, _ := json.MarshalIndent(dev["zones"], "", " ")
+		p, _ := json.MarshalIndent(prod["zones"], "", " ")
+		t.Errorf("production.Caddyfile's zones differ from dev.Caddyfile's:\ndev %s\nproduction %s", d, p)
+	}
+}
+
+// TestProductionCaddyfile checks what production.Caddyfile adapts to, with the environment
+// ECS gives the edge task.
+func TestProductionCaddyfile(t *testing.T) {
+	const f = "production.Caddyfile"
+	cfg := adapt(t, f,
+		"EDGE_ADMIN_ADDR=10.0.3.7:2019",
+		"JWKS_URL=https://id.example.test/jwks.json",
+		"JWT_ISSUER=https://id.example.test/",
+		"VALKEY_ADDR=valkey.muejam.internal:6379",
+		"EDGE_EXPECTED_NODES=5",
+		"APP_UPSTREAMS=10.0.1.5:8081 10.0.2.5:8081",
+		"PII_PSEUDONYM_KEY=must-never-appear-in-the-config",
+	)
+	raw, _ := json.Marshal(cfg)
+	if strings.Contains(string(raw), "must-never-appear-in-the-config") {
+		t.Errorf("%s writes the pseudonym key into the adapted config: read it at run time with {env.PII_PSEUDONYM_KEY}", f)
+	}
+	get := func(v any, path ...string) any {
+		for _, p := range path {
+			m, _ := v.(map[string]any)
+			v = m[p]
+		}
+		return v
+	}
+	str := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+	srv := get(cfg, "apps", "http", "servers", "srv0")
+	for _, c := range []struct {
+		what string
+		got  any
+		want string
+	}{
+		{"admin", get(cfg, "admin", "listen"), `"10.0.3.7:2019"`},
+		{"site", get(srv, "listen"), `[":8080"]`},
+		{"metrics per host", get(cfg, "apps", "http", "metrics", "per_host"), `true`},
+		{"trusted proxies", get(srv, "trusted_proxies"), `{"ranges":["192.168.0.0/16","172.16.0.0/12","10.0.0.0/8","127.0.0.1/8","fd00::/8","::1"],"source":"static"}`},
+		{"client IP header", get(srv, "client_ip_headers"), `["X-Forwarded-For"]`},
+		{"access log encoder", get(cfg, "logging", "logs", "log0", "encoder"), `{"format":"pii_scrub","modes":{"email":"pseudonym"},"pseudonym_key":"{env.PII_PSEUDONYM_KEY}","wrap":{"format":"json"}}`},
+		{"jwt", get(one(t, f, cfg, "authentication"), "providers", "jwt"), `{"allow_anonymous":true,"audiences":["muejam-edge"],"issuers":["https://id.example.test/"],"jwks_url":"https://id.example.test/jwks.json"}`},
+		{"valkey", get(one(t, f, cfg, "edge_rate_limit"), "valkey"), `"valkey.muejam.internal:6379"`},
+		{"fallback share", get(one(t, f, cfg, "edge_rate_limit"), "fallback_share"), `5`},
+		{"upstreams", get(one(t, f, cfg, "reverse_proxy"), "upstreams"), `[{"dial":"10.0.1.5:8081"},{"dial":"10.0.2.5:8081"}]`},
+		{"passive health only", get(one(t, f, cfg, "reverse_proxy"), "health_checks"), `{"passive":{"fail_duration":10000000000}}`},
+		{"transport", get(one(t, f, cfg, "reverse_proxy"), "transport", "protocol"), `"circuit_breaker"`},
+		{"lb_retries", get(one(t, f, cfg, "reverse_proxy"), "load_balancing", "retries"), `2`},
+	} {
+		if got := str(c.got); got != c.want {
+			t.Errorf("%s: %s is %s, want %s", f, c.what, got, c.want)
+		}
+	}
+	if len(handlers(cfg, "circuit_breaker")) != 1 {
+		t.Errorf("%s: no circuit_breaker handler in front of reverse_proxy", f)
+	}
+	// X-Auth-User comes only from the verified token: stripped from the request, set upstream.
+	if got := str(get(one(t, f, cfg, "headers"), "request", "delete")); got != `["X-Auth-User"]` {
+		t.Errorf("%s: request_header deletes %s, want X-Auth-User", f, got)
+	}
+	if got := str(get(one(t, f, cfg, "reverse_proxy"), "headers", "request", "set", "X-Auth-User")); got != `["{http.auth.user.id}"]` {
+		t.Errorf("%s: reverse_proxy sets X-Auth-User to %s", f, got)
+	}
+}
