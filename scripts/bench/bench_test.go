@@ -3,12 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"image/png"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -202,7 +207,8 @@ func TestRatiosAreTakenRoundByRound(t *testing.T) {
 
 func TestEveryScenarioRenders(t *testing.T) {
 	d := TemplateData{Addr: "127.0.0.1:40001", Admin: "127.0.0.1:40002", Upstream: "127.0.0.1:40003",
-		Body: upstreamBody(), LogFile: "/tmp/bench/access.log"}
+		Body: upstreamBody(), LogFile: "/tmp/bench/access.log", DeadUpstream: "127.0.0.1:40004", Valkey: "127.0.0.1:40005",
+		JWTSecret: benchJWTSecret, JWTIssuer: benchJWTIssuer, JWTAudience: benchJWTAudience}
 	ids := map[string]bool{}
 	for _, s := range Scenarios {
 		if ids[s.ID] {
@@ -212,8 +218,13 @@ func TestEveryScenarioRenders(t *testing.T) {
 		if _, ok := buildByName(s.Build); !ok {
 			t.Errorf("scenario %s: unknown build %q", s.ID, s.Build)
 		}
-		if s.Baseline != "" && !slices.ContainsFunc(Scenarios, func(b Scenario) bool { return b.ID == s.Baseline }) {
-			t.Errorf("scenario %s: baseline %q is not registered", s.ID, s.Baseline)
+		for _, b := range append([]string{s.Baseline}, s.Compare...) {
+			if b != "" && !slices.ContainsFunc(Scenarios, func(o Scenario) bool { return o.ID == b }) {
+				t.Errorf("scenario %s: baseline or comparison %q is not registered", s.ID, b)
+			}
+		}
+		if s.Needs != "" && s.Needs != "valkey" {
+			t.Errorf("scenario %s: needs unknown service %q", s.ID, s.Needs)
 		}
 		if !strings.HasPrefix(s.Path, "/") {
 			t.Errorf("scenario %s: path %q", s.ID, s.Path)
@@ -294,6 +305,10 @@ func TestSelectScenarios(t *testing.T) {
 			t.Errorf("selectScenarios(%q, quick=%v) = %s, %v; want %s", tc.only, tc.quick, ids(got), err, tc.want)
 		}
 	}
+	withCompare := []Scenario{{ID: "1"}, {ID: "2m", Baseline: "1"}, {ID: "7", Baseline: "2m"}, {ID: "6a", Baseline: "2m", Compare: []string{"7"}}, {ID: "6b", Baseline: "2m", Compare: []string{"6a"}}}
+	if got, err := selectScenarios(withCompare, "6b", false); err != nil || ids(got) != "1,2m,7,6a,6b" {
+		t.Errorf("selectScenarios(6b) = %s, %v; want its comparisons' comparisons too: 1,2m,7,6a,6b", ids(got), err)
+	}
 	quickOnly := []Scenario{{ID: "1", Quick: true}, {ID: "3", Baseline: "1"}}
 	if got, _ := selectScenarios(quickOnly, "", true); ids(got) != "1" {
 		t.Errorf("quick run took %s, want 1", ids(got))
@@ -358,11 +373,11 @@ func TestProbe(t *testing.T) {
 	}))
 	defer srv.Close()
 	ctx := context.Background()
-	if err := (Probe{MinBody: 100, Header: "Cache-Status", HeaderContains: "HIT"}).check(ctx, srv.URL); err != nil {
+	if err := (Probe{MinBody: 100, Header: "Cache-Status", HeaderContains: "HIT"}).check(ctx, srv.URL, nil); err != nil {
 		t.Errorf("a matching response failed: %v", err)
 	}
 	for _, p := range []Probe{{MinBody: 101}, {Status: 404}, {Header: "Cache-Status", HeaderContains: "miss"}, {Header: "X-None", HeaderContains: "a"}} {
-		if err := p.check(ctx, srv.URL); err == nil {
+		if err := p.check(ctx, srv.URL, nil); err == nil {
 			t.Errorf("%+v passed", p)
 		}
 	}
@@ -431,3 +446,78 @@ func TestCacheKey(t *testing.T) {
 }
 
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-9*math.Max(1, math.Abs(b)) }
+
+func TestBenchTokenIsAValidHS256JWT(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	tok := benchToken(now, time.Hour)
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("token %q has %d parts", tok, len(parts))
+	}
+	mac := hmac.New(sha256.New, []byte(benchJWTSecret))
+	mac.Write([]byte(parts[0] + "." + parts[1]))
+	if want := base64.RawURLEncoding.EncodeToString(mac.Sum(nil)); parts[2] != want {
+		t.Errorf("signature %q, want %q", parts[2], want)
+	}
+	var header map[string]string
+	var claims map[string]any
+	for i, v := range []any{&header, &claims} {
+		raw, err := base64.RawURLEncoding.DecodeString(parts[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(raw, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if header["alg"] != "HS256" || claims["sub"] != benchJWTSubject || claims["iss"] != benchJWTIssuer ||
+		claims["aud"] != benchJWTAudience || claims["exp"] != float64(now.Add(time.Hour).Unix()) {
+		t.Errorf("header %v, claims %v", header, claims)
+	}
+	if len(benchJWTSecret) < 32 {
+		t.Errorf("the HS256 secret has %d bytes; the jwt provider wants at least 32", len(benchJWTSecret))
+	}
+}
+
+func TestParseScriptCallsAndMetrics(t *testing.T) {
+	info := "# Commandstats\r\ncmdstat_ping:calls=3,usec=1,usec_per_call=0.33\r\n" +
+		"cmdstat_evalsha:calls=1200,usec=9000,usec_per_call=7.50,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_eval:calls=1,usec=50,usec_per_call=50.00\r\ncmdstat_evalsha_ro:calls=99\r\n"
+	if got := parseScriptCalls(info); got != 1201 {
+		t.Errorf("parseScriptCalls = %d, want 1201", got)
+	}
+	metrics := "# HELP x\nmuejam_edge_rate_limit_fallbacks_total{zone=\"a\"} 2\n" +
+		"muejam_edge_rate_limit_fallbacks_total{zone=\"b\"} 3\nmuejam_edge_rate_limit_fallbacks_total_other 7\n" +
+		"muejam_edge_rate_limit_fallbacks_total 1\n"
+	if got := parseMetricSum(metrics, "muejam_edge_rate_limit_fallbacks_total"); got != 6 {
+		t.Errorf("parseMetricSum = %v, want 6", got)
+	}
+}
+
+// TestEdgeTemplatesAdapt adapts every scenario on our build with bin/caddy, when it has been
+// built, so that a directive our modules reject fails here rather than at run time.
+func TestEdgeTemplatesAdapt(t *testing.T) {
+	bin := filepath.Join("..", "..", "bin", "caddy")
+	if _, err := os.Stat(bin); err != nil {
+		t.Skip("bin/caddy not built (make caddy)")
+	}
+	d := TemplateData{Addr: "127.0.0.1:40001", Admin: "127.0.0.1:40002", Upstream: "127.0.0.1:40003",
+		Body: upstreamBody(), LogFile: filepath.Join(t.TempDir(), "access.log"), DeadUpstream: "127.0.0.1:40004",
+		Valkey: "127.0.0.1:40005", JWTSecret: benchJWTSecret, JWTIssuer: benchJWTIssuer, JWTAudience: benchJWTAudience}
+	for _, s := range Scenarios {
+		if s.Build != "edge" {
+			continue
+		}
+		out, err := s.render(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := filepath.Join(t.TempDir(), "Caddyfile")
+		if err := os.WriteFile(cfg, []byte(out), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := exec.Command(bin, "adapt", "--config", cfg, "--adapter", "caddyfile").CombinedOutput(); err != nil {
+			t.Errorf("scenario %s: caddy adapt: %v\n%s", s.ID, err, b)
+		}
+	}
+}

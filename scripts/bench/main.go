@@ -181,7 +181,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("upstream: %w", err)
 	}
 
-	body := upstreamBody()
+	base := TemplateData{Upstream: upAddr, Body: upstreamBody(),
+		JWTSecret: benchJWTSecret, JWTIssuer: benchJWTIssuer, JWTAudience: benchJWTAudience}
+	var valkeyErr error
+	for _, s := range selected {
+		if s.Needs == "valkey" && buildErr[s.Build] == nil {
+			if base.Valkey, valkeyErr = startValkey(ctx, procs, filepath.Join(runDir, "valkey"), serverCPUs); valkeyErr != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				fmt.Fprintf(stderr, "bench: Valkey did not start, the scenarios needing it are skipped: %v\n", valkeyErr)
+			}
+			break
+		}
+	}
+	// One token for the whole run, valid well beyond its end.
+	authHeader := "Authorization: Bearer " + benchToken(time.Now(), 2*time.Hour)
 	var live []*liveScenario
 	for _, s := range selected {
 		res := rep.add(s)
@@ -189,7 +204,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			res.Skipped = "build failed: " + firstLine(err.Error())
 			continue
 		}
-		ls, err := startScenario(ctx, procs, s, bins[s.Build], filepath.Join(runDir, s.ID), serverCPUs, upAddr, body)
+		if s.Needs == "valkey" && valkeyErr != nil {
+			res.Skipped = "Valkey did not start: " + firstLine(valkeyErr.Error())
+			continue
+		}
+		var headers []string
+		if s.Auth {
+			headers = append(headers, authHeader)
+		}
+		ls, err := startScenario(ctx, procs, s, bins[s.Build], filepath.Join(runDir, s.ID), serverCPUs, base, headers)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -204,7 +227,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	for _, ls := range live {
 		fmt.Fprintf(stderr, "bench: warm-up %s (%s)\n", ls.s.ID, ls.s.Title)
-		if _, err := load.run(ctx, ls.url, p.Warmup); err != nil {
+		if _, err := load.run(ctx, ls.url, p.Warmup, ls.headers); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -229,6 +252,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					r+1, p.Rounds, ls.s.ID, rr.RPS, rr.P99ms, rr.CPUMicros)
 			}
 			ls.res.Rounds = append(ls.res.Rounds, rr)
+		}
+	}
+	for _, ls := range live {
+		if ls.s.Needs == "valkey" && ls.res.Skipped == "" {
+			ls.res.Notes = append(ls.res.Notes, valkeyNote(ctx, ls))
 		}
 	}
 	procs.stopAll()
@@ -263,6 +291,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("scenarios not measured: " + strings.Join(skipped, ", ") + " (see the table's notes)")
 	}
 	return nil
+}
+
+// valkeyNote says whether a Valkey-mode limiter stayed in Valkey mode over the run: the
+// limiter's fallbacks to local windows (Caddy's metrics) and the scripts Valkey ran, against
+// the requests measured.
+func valkeyNote(ctx context.Context, ls *liveScenario) string {
+	var requests int64
+	for _, rr := range ls.res.Rounds {
+		requests += rr.Requests
+	}
+	fallbacks, ferr := metricSum(ctx, ls.admin, "muejam_edge_rate_limit_fallbacks_total")
+	calls, cerr := valkeyScriptCalls(ls.valkey)
+	if ferr != nil || cerr != nil {
+		return fmt.Sprintf("%s: could not check Valkey mode: metrics %v, Valkey %v", ls.s.ID, ferr, cerr)
+	}
+	return fmt.Sprintf("%s: Valkey ran %d scripts (warm-up and probe included) for %d measured requests; fallbacks to local windows: %.0f",
+		ls.s.ID, calls, requests, fallbacks)
 }
 
 // firstLine returns s up to its first newline.

@@ -145,11 +145,15 @@ func (p *proc) waitReady(ctx context.Context, url string) error {
 	}
 }
 
-// check sends one GET to url and compares the response with pr.
-func (pr Probe) check(ctx context.Context, url string) error {
+// check sends one GET to url with headers ("Name: value") and compares the response with pr.
+func (pr Probe) check(ctx context.Context, url string, headers []string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
+	}
+	for _, h := range headers {
+		name, value, _ := strings.Cut(h, ":")
+		req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
 	}
 	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 	if err != nil {
@@ -177,24 +181,30 @@ func (pr Probe) check(ctx context.Context, url string) error {
 
 // liveScenario is a scenario whose server is running and passed its probe.
 type liveScenario struct {
-	s   Scenario
-	p   *proc
-	url string
-	res *ScenarioResult
+	s       Scenario
+	p       *proc
+	url     string
+	headers []string // sent with every request ("Name: value")
+	admin   string   // Caddy's admin endpoint
+	valkey  string   // the Valkey it uses, if any
+	res     *ScenarioResult
 }
 
-// startScenario renders s's Caddyfile into dir, starts bin on it, waits until it answers and
-// checks the probe (retrying for up to 3 s: a cache may store a response asynchronously).
-func startScenario(ctx context.Context, ps *procSet, s Scenario, bin, dir, cpus, upstream, body string) (*liveScenario, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
+// startScenario renders s's Caddyfile into dir with d (its Addr, Admin, LogFile and
+// DeadUpstream filled in here), starts bin on it, waits until it answers and checks the probe
+// (retrying for up to 3 s: a cache may store a response asynchronously). A scenario that needs
+// Valkey must also have made Valkey run its script.
+func startScenario(ctx context.Context, ps *procSet, s Scenario, bin, dir, cpus string, d TemplateData, headers []string) (*liveScenario, error) {
+	if s.Needs == "valkey" && d.Valkey == "" {
+		return nil, errors.New("needs Valkey, which did not start")
 	}
-	admin, err := freeAddr()
-	if err != nil {
-		return nil, err
+	var err error
+	for _, a := range []*string{&d.Addr, &d.Admin, &d.DeadUpstream} {
+		if *a, err = freeAddr(); err != nil {
+			return nil, err
+		}
 	}
-	d := TemplateData{Addr: addr, Admin: admin, Upstream: upstream, Body: body, LogFile: filepath.Join(dir, "access.log")}
+	d.LogFile = filepath.Join(dir, "access.log")
 	caddyfile, err := s.render(d)
 	if err != nil {
 		return nil, err
@@ -210,13 +220,19 @@ func startScenario(ctx context.Context, ps *procSet, s Scenario, bin, dir, cpus,
 	if err != nil {
 		return nil, err
 	}
-	url := "http://" + addr + s.Path
+	url := "http://" + d.Addr + s.Path
 	if err := p.waitReady(ctx, url); err != nil {
 		return nil, err
 	}
+	calls0 := int64(-1)
+	if s.Needs == "valkey" {
+		if calls0, err = valkeyScriptCalls(d.Valkey); err != nil {
+			return nil, fmt.Errorf("valkey: %w", err)
+		}
+	}
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		err = s.Probe.check(ctx, url)
+		err = s.Probe.check(ctx, url, headers)
 		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
@@ -225,7 +241,16 @@ func startScenario(ctx context.Context, ps *procSet, s Scenario, bin, dir, cpus,
 	if err != nil {
 		return nil, err
 	}
-	return &liveScenario{s: s, p: p, url: url}, nil
+	if calls0 >= 0 {
+		calls, err := valkeyScriptCalls(d.Valkey)
+		if err != nil {
+			return nil, fmt.Errorf("valkey: %w", err)
+		}
+		if calls <= calls0 {
+			return nil, fmt.Errorf("probe: Valkey at %s ran no script for the probe (the limiter is not in Valkey mode, or fell back)", d.Valkey)
+		}
+	}
+	return &liveScenario{s: s, p: p, url: url, headers: headers, admin: d.Admin, valkey: d.Valkey}, nil
 }
 
 // RoundResult is one scenario's figures in one round.
@@ -245,7 +270,7 @@ func (ls *liveScenario) measure(ctx context.Context, load wrkLoad, d time.Durati
 	if err != nil {
 		return RoundResult{}, err
 	}
-	w, err := load.run(ctx, ls.url, d)
+	w, err := load.run(ctx, ls.url, d, ls.headers)
 	if err != nil {
 		return RoundResult{}, err
 	}

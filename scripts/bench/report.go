@@ -36,12 +36,17 @@ type Machine struct {
 
 // ScenarioResult is one scenario's rounds and their summaries.
 type ScenarioResult struct {
-	ID       string        `json:"id"`
-	Title    string        `json:"title"`
-	Build    string        `json:"build"`
-	Baseline string        `json:"baseline,omitempty"`
-	Skipped  string        `json:"skipped,omitempty"`
-	Rounds   []RoundResult `json:"rounds,omitempty"`
+	ID       string   `json:"id"`
+	Title    string   `json:"title"`
+	Build    string   `json:"build"`
+	Baseline string   `json:"baseline,omitempty"`
+	Compare  []string `json:"compare,omitempty"`
+	// ExpectStatus is the status the scenario's path answers (its probe's), when not 2xx:
+	// non-2xx responses are then the intended path, not a misconfiguration.
+	ExpectStatus int           `json:"expect_status,omitempty"`
+	Skipped      string        `json:"skipped,omitempty"`
+	Notes        []string      `json:"notes,omitempty"`
+	Rounds       []RoundResult `json:"rounds,omitempty"`
 	// RPS, P50ms, P99ms and CPUMicros summarize the rounds.
 	RPS       Summary `json:"rps"`
 	P50ms     Summary `json:"p50_ms"`
@@ -81,7 +86,10 @@ func newReport(caddyVersion string, quick bool, p plan, load wrkLoad) *Report {
 
 // add appends an empty result for s and returns it.
 func (r *Report) add(s Scenario) *ScenarioResult {
-	res := &ScenarioResult{ID: s.ID, Title: s.Title, Build: s.Build, Baseline: s.Baseline}
+	res := &ScenarioResult{ID: s.ID, Title: s.Title, Build: s.Build, Baseline: s.Baseline, Compare: s.Compare}
+	if s.Probe.Status >= 300 {
+		res.ExpectStatus = s.Probe.Status
+	}
 	r.Scenarios = append(r.Scenarios, res)
 	return res
 }
@@ -123,7 +131,7 @@ func (r *Report) finish(rounds int) {
 		res.RPS, res.P50ms, res.P99ms, res.CPUMicros = s[0], s[1], s[2], s[3]
 	}
 	for _, res := range r.Scenarios {
-		for _, id := range append(slices.Clone(stockBaselines), res.Baseline) {
+		for _, id := range append(append(slices.Clone(stockBaselines), res.Baseline), res.Compare...) {
 			base, ok := byID[id]
 			if !ok || base == res || len(base.Rounds) == 0 || len(res.Rounds) == 0 {
 				continue
@@ -175,7 +183,22 @@ func (r *Report) markdown() string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			res.ID, res.Title, fmtSummary(res.RPS, 0), x1, res.Baseline, vsRPS,
 			fmtNum(res.P50ms.Median, 2), fmtSummary(res.P99ms, 2), vsP99, fmtSummary(res.CPUMicros, 1), vsCPU)
-		if res.Non2xx > 0 {
+		for _, id := range res.Compare {
+			if q, ok := res.Ratios[id]; ok {
+				notes = append(notes, fmt.Sprintf("%s vs %s: req/s ×%s, p99 ×%s, CPU µs/req ×%s",
+					res.ID, id, fmtSummary(q.RPS, 2), fmtSummary(q.P99ms, 2), fmtSummary(q.CPUMicros, 2)))
+			}
+		}
+		notes = append(notes, res.Notes...)
+		var requests int64
+		for _, rr := range res.Rounds {
+			requests += rr.Requests
+		}
+		if res.ExpectStatus != 0 {
+			if res.Non2xx < requests {
+				notes = append(notes, fmt.Sprintf("%s: only %d of %d responses were not 2xx/3xx; the path measured answers %d: its figures are not only those of the intended path", res.ID, res.Non2xx, requests, res.ExpectStatus))
+			}
+		} else if res.Non2xx > 0 {
 			notes = append(notes, fmt.Sprintf("%s: %d responses were not 2xx/3xx: its figures are not those of the intended path", res.ID, res.Non2xx))
 		}
 		if res.SocketErrors > 0 {

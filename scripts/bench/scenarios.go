@@ -30,6 +30,16 @@ type Scenario struct {
 	Probe Probe
 	// Quick includes the scenario in QUICK=1 runs.
 	Quick bool
+	// Compare names further registered scenarios this one is compared with, besides Baseline
+	// and the stock ones (our limiter with caddy-ratelimit); they are run along, and the ratios
+	// are listed under the table.
+	Compare []string
+	// Auth sends a bearer token on every request, probe and wrk alike: an HS256 JWT the harness
+	// mints with JWTSecret, JWTIssuer and JWTAudience (see benchToken).
+	Auth bool
+	// Needs names a service the harness starts before the scenario: "valkey" (a valkey-server
+	// or redis-server on a free loopback port, without persistence; TemplateData.Valkey).
+	Needs string
 }
 
 // Probe is what one response must show for a scenario to be measured at all, so that a run
@@ -59,8 +69,20 @@ var Scenarios = []Scenario{
 		Baseline: "2m", Path: "/data", Probe: Probe{MinBody: 1024}},
 	{ID: "5", Title: "cache-handler v0.16.0 hit", Build: "cachehandler", Template: "cache-handler.Caddyfile",
 		Baseline: "1", Path: "/data", Probe: Probe{MinBody: 1024, Header: "Cache-Status", HeaderContains: "hit"}, Quick: true},
-	{ID: "7", Title: "caddy-ratelimit v0.1.0, in memory", Build: "ratelimit", Template: "caddy-ratelimit.Caddyfile",
-		Baseline: "2", Path: "/data", Probe: Probe{MinBody: 1024}, Quick: true},
+	{ID: "3", Title: "our full chain, miss path, no cache (edge_cache not built yet): jwt + limiter + breaker transport + metrics + PII-scrubbed JSON log",
+		Build: "edge", Template: "edge-chain.Caddyfile", Baseline: "2m", Path: "/data", Auth: true,
+		Probe: Probe{MinBody: 1024, Header: "RateLimit-Policy", HeaderContains: `"user"`}, Quick: true},
+	{ID: "6a", Title: "our limiter, local (2m + edge_rate_limit)", Build: "edge", Template: "edge-ratelimit-local.Caddyfile",
+		Baseline: "2m", Compare: []string{"7"}, Path: "/data",
+		Probe: Probe{MinBody: 1024, Header: "RateLimit-Policy", HeaderContains: `"bench"`}, Quick: true},
+	{ID: "6b", Title: "our limiter, Valkey mode (2m + edge_rate_limit + valkey)", Build: "edge", Template: "edge-ratelimit-valkey.Caddyfile",
+		Baseline: "2m", Compare: []string{"6a"}, Path: "/data", Needs: "valkey",
+		Probe: Probe{MinBody: 1024, Header: "RateLimit-Policy", HeaderContains: `"bench"`}, Quick: true},
+	{ID: "7", Title: "caddy-ratelimit v0.1.0, in memory (2m + rate_limit)", Build: "ratelimit", Template: "caddy-ratelimit.Caddyfile",
+		Baseline: "2m", Path: "/data", Probe: Probe{MinBody: 1024}, Quick: true},
+	{ID: "8", Title: "breaker open: circuit_breaker short-circuit 503", Build: "edge", Template: "breaker-open.Caddyfile",
+		Baseline: "1", Path: "/data",
+		Probe: Probe{Status: 503, MinBody: 32, Header: "Content-Type", HeaderContains: "problem+json"}, Quick: true},
 }
 
 //go:embed templates/*.Caddyfile
@@ -78,6 +100,14 @@ type TemplateData struct {
 	Body string
 	// LogFile is a file for an access log, inside the scenario's run directory.
 	LogFile string
+	// DeadUpstream is a free 127.0.0.1:PORT nobody listens on (dial errors: breaker open).
+	DeadUpstream string
+	// Valkey is the 127.0.0.1:PORT of the Valkey the harness started, for scenarios that
+	// need it; empty otherwise.
+	Valkey string
+	// JWTSecret, JWTIssuer and JWTAudience are what the token sent by Auth scenarios is
+	// signed with and claims (HS256).
+	JWTSecret, JWTIssuer, JWTAudience string
 }
 
 // render returns the scenario's Caddyfile for d. It fails on a missing template, a field the
@@ -98,8 +128,8 @@ func (s Scenario) render(d TemplateData) (string, error) {
 }
 
 // selectScenarios returns the scenarios to run: those named in only (comma-separated IDs), or
-// every scenario, or the quick ones. A baseline a selected scenario refers to is always added,
-// so that every ratio has its denominator from the same round.
+// every scenario, or the quick ones. A baseline (or Compare scenario) a selected scenario refers
+// to is always added, so that every ratio has its denominator from the same round.
 func selectScenarios(all []Scenario, only string, quick bool) ([]Scenario, error) {
 	want := map[string]bool{}
 	byID := map[string]Scenario{}
@@ -124,8 +154,10 @@ func selectScenarios(all []Scenario, only string, quick bool) ([]Scenario, error
 	for changed := true; changed; {
 		changed = false
 		for id := range want {
-			if b := byID[id].Baseline; b != "" && !want[b] {
-				want[b], changed = true, true
+			for _, b := range append([]string{byID[id].Baseline}, byID[id].Compare...) {
+				if b != "" && !want[b] {
+					want[b], changed = true, true
+				}
 			}
 		}
 	}
