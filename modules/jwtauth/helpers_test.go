@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"os"
@@ -68,8 +69,11 @@ func newTestKey(t testing.TB, alg jose.SignatureAlgorithm, kid string, variant i
 		}
 		k.priv, k.pub = priv, pub
 	case jose.HS256:
-		secret := make([]byte, 32)
-		rand.Read(secret)
+		// A printable secret, as one set in an environment variable is (random bytes may hold
+		// a NUL, which no environment can carry).
+		raw := make([]byte, 32)
+		rand.Read(raw)
+		secret := []byte(hex.EncodeToString(raw))
 		k.priv, k.pub = secret, secret
 	default:
 		t.Fatalf("no test key for %s", alg)
