@@ -1,9 +1,9 @@
 package circuitbreaker
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/muejam/edge/internal/promreg"
 
 	"github.com/muejam/edge/internal/breaker"
 )
@@ -32,20 +32,9 @@ var (
 	}, []string{"breaker"})
 )
 
-// registerMetrics registers the collectors on a config's registry; the collectors are
-// already there when a module of the same config registered them first.
+// registerMetrics registers the collectors on a config's registry.
 func registerMetrics(reg prometheus.Registerer) error {
-	if reg == nil {
-		return nil
-	}
-	for _, c := range []prometheus.Collector{stateGauge, transitions, shortCircuited} {
-		if err := reg.Register(c); err != nil {
-			if are := (prometheus.AlreadyRegisteredError{}); !errors.As(err, &are) {
-				return err
-			}
-		}
-	}
-	return nil
+	return promreg.Register(reg, stateGauge, transitions, shortCircuited)
 }
 
 func observeState(name string, s breaker.State) {

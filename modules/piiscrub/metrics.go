@@ -1,11 +1,10 @@
 package piiscrub
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/muejam/edge/internal/pii"
+	"github.com/muejam/edge/internal/promreg"
 )
 
 // redactions counts the values replaced in log lines by kind; never a value.
@@ -28,16 +27,7 @@ var kindCounters = func() []prometheus.Counter {
 // countRedaction is the scrubber's OnRedact callback.
 func countRedaction(k pii.Kind) { kindCounters[k].Inc() }
 
-// registerMetrics registers the counter on a config's registry; it is already there when
-// another module of the same config registered it first.
+// registerMetrics registers the collectors on a config's registry.
 func registerMetrics(reg prometheus.Registerer) error {
-	if reg == nil {
-		return nil
-	}
-	if err := reg.Register(redactions); err != nil {
-		if are := (prometheus.AlreadyRegisteredError{}); !errors.As(err, &are) {
-			return err
-		}
-	}
-	return nil
+	return promreg.Register(reg, redactions)
 }

@@ -1,9 +1,9 @@
 package ratelimit
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/muejam/edge/internal/promreg"
 )
 
 // The limiter's metrics, labelled by zone (and outcome) only: never a key, IP or user.
@@ -29,18 +29,7 @@ var (
 	}, []string{"zone"})
 )
 
-// registerMetrics registers the collectors on a config's registry, tolerating a module
-// of the same config having done it first.
+// registerMetrics registers the collectors on a config's registry.
 func registerMetrics(reg prometheus.Registerer) error {
-	if reg == nil {
-		return nil
-	}
-	for _, c := range []prometheus.Collector{decisions, fallbacks, valkeySeconds} {
-		if err := reg.Register(c); err != nil {
-			if are := (prometheus.AlreadyRegisteredError{}); !errors.As(err, &are) {
-				return err
-			}
-		}
-	}
-	return nil
+	return promreg.Register(reg, decisions, fallbacks, valkeySeconds)
 }
