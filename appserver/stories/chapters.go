@@ -236,15 +236,9 @@ func (h *Handler) updateChapter(w http.ResponseWriter, r *http.Request) {
 		n, err = pathInt(r, "n")
 	}
 	var in chapterInput
-	if err == nil {
-		err = api.Decode(w, r, &in)
-	}
-	if err == nil {
-		err = in.validate(false)
-	}
 	var pre api.Precondition
 	if err == nil {
-		pre, err = api.ParsePrecondition(r, in.Version)
+		pre, err = decodeEdit(w, r, &in, &in.Version)
 	}
 	if err != nil {
 		api.Fail(w, r, h.log, err)

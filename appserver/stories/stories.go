@@ -197,6 +197,18 @@ type storyInput struct {
 	Version *int64    `json:"version"`
 }
 
+// decodeEdit reads the body of a PATCH into in, validates it as an edit, and returns the
+// precondition it must meet: its version field (pointed to by version) or If-Match.
+func decodeEdit(w http.ResponseWriter, r *http.Request, in interface{ validate(bool) error }, version **int64) (api.Precondition, error) {
+	if err := api.Decode(w, r, in); err != nil {
+		return api.Precondition{}, err
+	}
+	if err := in.validate(false); err != nil {
+		return api.Precondition{}, err
+	}
+	return api.ParsePrecondition(r, *version)
+}
+
 func (in *storyInput) validate(creating bool) error {
 	v := api.Validator{}
 	if creating {
@@ -375,15 +387,9 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request) {
 	uid, _ := identity.User(ctx)
 	id, err := pathInt(r, "id")
 	var in storyInput
-	if err == nil {
-		err = api.Decode(w, r, &in)
-	}
-	if err == nil {
-		err = in.validate(false)
-	}
 	var pre api.Precondition
 	if err == nil {
-		pre, err = api.ParsePrecondition(r, in.Version)
+		pre, err = decodeEdit(w, r, &in, &in.Version)
 	}
 	if err != nil {
 		api.Fail(w, r, h.log, err)
