@@ -68,7 +68,7 @@ func BenchmarkHandlerValkey(b *testing.B) {
 	h := provision(b, &Handler{Valkey: testenv.ValkeyAddr, MaxKeys: 2001,
 		Zones: []*Zone{userZone(uniqueZone("bench"), 1<<30, time.Second)}})
 	deadline := time.Now().Add(5 * time.Second)
-	for h.remote.client.Load() == nil {
+	for h.remote.Client() == nil {
 		if time.Now().After(deadline) {
 			b.Fatal("no connection to valkey")
 		}

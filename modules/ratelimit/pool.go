@@ -132,7 +132,7 @@ func handleLimits(w http.ResponseWriter, r *http.Request) error {
 		info.Mode = "local"
 		if rem := st.remote.Load(); rem != nil && info.Valkey != "" {
 			info.Mode = "valkey"
-			if rem.client.Load() == nil || rem.breaker.State() != breaker.Closed {
+			if !rem.Available() {
 				info.Mode = "fallback"
 			}
 		}

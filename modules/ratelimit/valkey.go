@@ -5,15 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"net"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/valkey-io/valkey-go"
 
 	"github.com/muejam/edge/internal/breaker"
+	"github.com/muejam/edge/internal/valkeyconn"
 )
 
 // slidingLog is the Valkey side of a decision, one EVALSHA: the same exact sliding-window
@@ -50,78 +49,25 @@ return {ok, n, reset}
 // keyPrefix namespaces the limiter's keys in Valkey.
 const keyPrefix = "muejam:rl:"
 
-// errNotConnected is a decision's error while the first connection to Valkey is being made.
-var errNotConnected = errors.New("not connected to valkey")
-
-// remote is a Valkey server shared by the zones that name its address, guarded by one
-// breaker: once Valkey has failed a few calls in a row, decisions stop asking it (and stop
-// waiting for it) until the breaker's open period ends and a probe succeeds.
+// remote is a Valkey server shared by the zones that name its address, guarded by the
+// connection's breaker: once Valkey has failed a few calls in a row, decisions stop asking it
+// (and stop waiting for it) until the breaker's open period ends and a probe succeeds.
 type remote struct {
-	addr    string
-	breaker *breaker.Breaker
-	client  atomic.Pointer[valkey.Client]
-	node    string        // prefix of this process's event members
-	seq     atomic.Uint64 // suffix of this process's event members
-	stop    chan struct{}
-	done    sync.WaitGroup
+	*valkeyconn.Conn
+	node string        // prefix of this process's event members
+	seq  atomic.Uint64 // suffix of this process's event members
 }
 
-// remoteBreaker are the breaker settings around Valkey: three failures (errors or
-// timeouts) in a row open it, first for openFor, doubling on repeated trips up to 30 s.
-func remoteBreaker(openFor time.Duration) breaker.Settings {
-	return breaker.Settings{
-		ConsecutiveFailures: 3,
-		OpenDuration:        openFor,
-		MaxOpenDuration:     max(openFor, 30*time.Second),
-		HalfOpenProbes:      1,
-	}
-}
-
-// newRemote returns a remote for addr and connects to it in the background, retrying until
-// it succeeds or Close is called, so that a config loads while Valkey is down.
+// newRemote returns a remote for addr and connects to it in the background, so that a config
+// loads while Valkey is down.
 func newRemote(addr string, openFor time.Duration, onChange func(from, to breaker.State)) (*remote, error) {
-	b, err := breaker.New("valkey "+addr, remoteBreaker(openFor), onChange)
+	c, err := valkeyconn.New(addr, "valkey "+addr, openFor, onChange)
 	if err != nil {
 		return nil, err
 	}
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
-	r := &remote{addr: addr, breaker: b, node: hex.EncodeToString(id) + ":", stop: make(chan struct{})}
-	r.done.Add(1)
-	go r.connect()
-	return r, nil
-}
-
-// connect makes the client, retrying with a growing pause.
-func (r *remote) connect() {
-	defer r.done.Done()
-	pause := 100 * time.Millisecond
-	for {
-		c, err := valkey.NewClient(valkey.ClientOption{
-			InitAddress:  []string{r.addr},
-			DisableCache: true,
-			Dialer:       net.Dialer{Timeout: time.Second},
-		})
-		if err == nil {
-			r.client.Store(&c)
-			return
-		}
-		select {
-		case <-r.stop:
-			return
-		case <-time.After(pause):
-		}
-		pause = min(2*pause, 5*time.Second)
-	}
-}
-
-// Close stops connecting and closes the client.
-func (r *remote) Close() {
-	close(r.stop)
-	r.done.Wait()
-	if c := r.client.Load(); c != nil {
-		(*c).Close()
-	}
+	return &remote{Conn: c, node: hex.EncodeToString(id) + ":"}, nil
 }
 
 // remoteDecision is Valkey's answer for one event.
@@ -132,20 +78,20 @@ type remoteDecision struct {
 }
 
 // decide asks Valkey about one event of zone's key. It returns breaker.ErrOpen without
-// calling when the breaker is open, errNotConnected before the first connection, and the
+// calling when the breaker is open, valkeyconn.ErrNotConnected before the first connection, and the
 // call's error (a timeout when ctx ends first) otherwise; the caller falls back on any error.
 func (r *remote) decide(ctx context.Context, zone, key string, limit int, window time.Duration) (remoteDecision, time.Duration, error) {
-	cp := r.client.Load()
-	if cp == nil {
-		return remoteDecision{}, 0, errNotConnected
+	client := r.Client()
+	if client == nil {
+		return remoteDecision{}, 0, valkeyconn.ErrNotConnected
 	}
-	done, err := r.breaker.Allow()
+	done, err := r.Breaker.Allow()
 	if err != nil {
 		return remoteDecision{}, 0, err
 	}
 	start := time.Now()
 	member := r.node + strconv.FormatUint(r.seq.Add(1), 36)
-	vals, err := slidingLog.Exec(ctx, *cp, []string{keyPrefix + zone + ":" + key},
+	vals, err := slidingLog.Exec(ctx, client, []string{keyPrefix + zone + ":" + key},
 		[]string{strconv.FormatInt(window.Microseconds(), 10), strconv.Itoa(limit), member}).AsIntSlice()
 	if err == nil && len(vals) != 3 {
 		err = errors.New("valkey: unexpected script reply")

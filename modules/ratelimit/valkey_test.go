@@ -82,7 +82,7 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 // waitConnected waits for the handler's first Valkey connection.
 func waitConnected(t *testing.T, h *Handler) {
 	t.Helper()
-	waitFor(t, 5*time.Second, "connect to valkey", func() bool { return h.remote.client.Load() != nil })
+	waitFor(t, 5*time.Second, "connect to valkey", func() bool { return h.remote.Client() != nil })
 }
 
 // TestValkeyExact: through Valkey, the (N+1)-th request of a window is refused and the key
