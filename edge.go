@@ -6,6 +6,7 @@ package edge
 import (
 	_ "github.com/muejam/edge/modules/circuitbreaker"
 	_ "github.com/muejam/edge/modules/edgeadmin"
+	_ "github.com/muejam/edge/modules/edgecache"
 	_ "github.com/muejam/edge/modules/jwtauth"
 	_ "github.com/muejam/edge/modules/piiscrub"
 	_ "github.com/muejam/edge/modules/ratelimit"

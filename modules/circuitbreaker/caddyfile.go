@@ -4,10 +4,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/muejam/edge/internal/cfgarg"
 )
 
 func init() {
@@ -56,7 +57,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "max_breakers":
-			n, err := intArg(d, 1)
+			n, err := cfgarg.Int(d, 1)
 			if err != nil {
 				return err
 			}
@@ -103,23 +104,23 @@ func (p *Policy) unmarshalOption(d *caddyfile.Dispenser) error {
 	var err error
 	switch d.Val() {
 	case "consecutive_failures":
-		p.ConsecutiveFailures, err = intArg(d, 1)
+		p.ConsecutiveFailures, err = cfgarg.Int(d, 1)
 	case "failure_ratio":
-		p.FailureRatio, err = ratioArg(d)
+		p.FailureRatio, err = cfgarg.Ratio(d)
 	case "slow_ratio":
-		p.SlowRatio, err = ratioArg(d)
+		p.SlowRatio, err = cfgarg.Ratio(d)
 	case "slow_threshold":
-		p.SlowThreshold, err = durationArg(d)
+		p.SlowThreshold, err = cfgarg.Duration(d)
 	case "min_requests":
-		p.MinRequests, err = intArg(d, 1)
+		p.MinRequests, err = cfgarg.Int(d, 1)
 	case "window":
-		p.Window, err = durationArg(d)
+		p.Window, err = cfgarg.Duration(d)
 	case "open_duration":
-		p.OpenDuration, err = durationArg(d)
+		p.OpenDuration, err = cfgarg.Duration(d)
 	case "max_open_duration":
-		p.MaxOpenDuration, err = durationArg(d)
+		p.MaxOpenDuration, err = cfgarg.Duration(d)
 	case "half_open_probes":
-		p.HalfOpenProbes, err = intArg(d, 1)
+		p.HalfOpenProbes, err = cfgarg.Int(d, 1)
 	case "failure_status":
 		args := d.RemainingArgs()
 		if len(args) == 0 {
@@ -144,59 +145,6 @@ func (p *Policy) check(d *caddyfile.Dispenser) error {
 		return d.Errf("circuit_breaker: %v", err)
 	}
 	return nil
-}
-
-// intArg parses the one integer argument of an option, at least lowest.
-func intArg(d *caddyfile.Dispenser, lowest int) (int, error) {
-	opt := d.Val()
-	if !d.NextArg() {
-		return 0, d.ArgErr()
-	}
-	n, err := strconv.Atoi(d.Val())
-	if err != nil || n < lowest {
-		return 0, d.Errf("%s: %q is not a whole number of at least %d", opt, d.Val(), lowest)
-	}
-	if d.NextArg() {
-		return 0, d.ArgErr()
-	}
-	return n, nil
-}
-
-// ratioArg parses the one ratio argument of an option: a number in (0, 1] or a percentage.
-func ratioArg(d *caddyfile.Dispenser) (float64, error) {
-	opt := d.Val()
-	if !d.NextArg() {
-		return 0, d.ArgErr()
-	}
-	val, scale := d.Val(), 1.0
-	if s, ok := strings.CutSuffix(val, "%"); ok {
-		val, scale = s, 100
-	}
-	r, err := strconv.ParseFloat(val, 64)
-	r /= scale
-	if err != nil || !(r > 0 && r <= 1) {
-		return 0, d.Errf("%s: %q is not a ratio in (0, 1] or a percentage in (0%%, 100%%]", opt, d.Val())
-	}
-	if d.NextArg() {
-		return 0, d.ArgErr()
-	}
-	return r, nil
-}
-
-// durationArg parses the one positive duration argument of an option.
-func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
-	opt := d.Val()
-	if !d.NextArg() {
-		return 0, d.ArgErr()
-	}
-	dur, err := caddy.ParseDuration(d.Val())
-	if err != nil || dur <= 0 {
-		return 0, d.Errf("%s: %q is not a positive duration", opt, d.Val())
-	}
-	if d.NextArg() {
-		return 0, d.ArgErr()
-	}
-	return caddy.Duration(dur), nil
 }
 
 // Interface guards

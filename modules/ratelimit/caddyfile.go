@@ -1,12 +1,11 @@
 package ratelimit
 
 import (
-	"strconv"
-
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/muejam/edge/internal/cfgarg"
 )
 
 func init() {
@@ -62,13 +61,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "valkey_timeout":
-			h.ValkeyTimeout, err = durationArg(d)
+			h.ValkeyTimeout, err = cfgarg.Duration(d)
 		case "valkey_retry":
-			h.ValkeyRetry, err = durationArg(d)
+			h.ValkeyRetry, err = cfgarg.Duration(d)
 		case "fallback_share":
-			h.FallbackShare, err = intArg(d)
+			h.FallbackShare, err = cfgarg.Int(d, 0)
 		case "max_keys":
-			h.MaxKeys, err = intArg(d)
+			h.MaxKeys, err = cfgarg.Int(d, 0)
 		case "disable_headers":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -113,9 +112,9 @@ func (h *Handler) unmarshalZone(d *caddyfile.Dispenser) error {
 				return d.Errf("zone %s: %v", z.Name, err)
 			}
 		case "events":
-			z.Events, err = intArg(d)
+			z.Events, err = cfgarg.Int(d, 1)
 		case "window":
-			z.Window, err = durationArg(d)
+			z.Window, err = cfgarg.Duration(d)
 		case "match":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -138,41 +137,6 @@ func (h *Handler) unmarshalZone(d *caddyfile.Dispenser) error {
 	}
 	h.Zones = append(h.Zones, z)
 	return nil
-}
-
-// intArg parses the one integer argument of an option.
-func intArg(d *caddyfile.Dispenser) (int, error) {
-	opt := d.Val()
-	if !d.NextArg() {
-		return 0, d.ArgErr()
-	}
-	n, err := strconv.Atoi(d.Val())
-	if err != nil {
-		return 0, d.Errf("%s: %q is not a whole number", opt, d.Val())
-	}
-	if n < 0 {
-		return 0, d.Errf("%s: %d must not be negative", opt, n)
-	}
-	if d.NextArg() {
-		return 0, d.ArgErr()
-	}
-	return n, nil
-}
-
-// durationArg parses the one positive duration argument of an option.
-func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
-	opt := d.Val()
-	if !d.NextArg() {
-		return 0, d.ArgErr()
-	}
-	dur, err := caddy.ParseDuration(d.Val())
-	if err != nil || dur <= 0 {
-		return 0, d.Errf("%s: %q is not a positive duration", opt, d.Val())
-	}
-	if d.NextArg() {
-		return 0, d.ArgErr()
-	}
-	return caddy.Duration(dur), nil
 }
 
 // Interface guards

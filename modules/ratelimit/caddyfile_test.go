@@ -58,7 +58,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				events -1
 				window 1m
 			}
-		}`, wantErr: "must not be negative"},
+		}`, wantErr: "not a whole number of at least 1"},
 		{name: "zero events", input: `edge_rate_limit {
 			zone a {
 				key all

@@ -1,0 +1,594 @@
+// Package edgecache provides http.handlers.edge_cache, the `edge_cache` directive of MueJam
+// Edge: a shared HTTP cache with the semantics of RFC 9111 (and RFC 5861's stale
+// directives, RFC 9211's Cache-Status), an in-memory L1 bounded in bytes that survives
+// `caddy reload`, an optional L2 in Valkey shared by every edge node, request coalescing,
+// and purges by URL or by tag that reach every node through Valkey pub/sub.
+package edgecache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Header fields of the cache contract between the app server and the edge (DESIGN.md).
+const (
+	// HeaderTags on a response lists its purge tags, space-separated (e.g. "story:42
+	// feed:new"). The edge stores them with the entry and strips the field.
+	HeaderTags = "Cache-Tags"
+	// HeaderPurge on any response lists tags whose entries are purged on every edge node
+	// before the response is sent on. The edge strips the field.
+	HeaderPurge = "Cache-Purge"
+	// HeaderStatus is RFC 9211's Cache-Status field the edge adds to responses.
+	HeaderStatus = "Cache-Status"
+)
+
+// cacheID is this cache's identifier in Cache-Status.
+const cacheID = "muejam-edge"
+
+// Defaults of the handler's options.
+const (
+	defaultName         = "default"
+	defaultL1Bytes      = 256 << 20
+	defaultMaxBody      = 1 << 20
+	defaultMaxTTL       = 24 * time.Hour
+	defaultKeepStale    = 5 * time.Minute
+	defaultCoalesceWait = 5 * time.Second
+	defaultTimeout      = 20 * time.Millisecond
+	defaultRetry        = time.Second
+	defaultQueue        = 1024
+	defaultPurgeTimeout = 250 * time.Millisecond
+)
+
+// Handler is http.handlers.edge_cache. It answers GET and HEAD requests from its store
+// when RFC 9111 allows, forwards the rest, and stores what may be stored:
+//
+//   - freshness from s-maxage, max-age or Expires (heuristic freshness only when
+//     HeuristicFraction is set); Age computed as in §4.2.3; request directives max-age,
+//     min-fresh, max-stale, no-cache (and Pragma: no-cache) and only-if-cached (504 when
+//     nothing usable is stored);
+//   - not stored: no-store, private, Vary: *, responses to requests with Authorization
+//     unless public, s-maxage or must-revalidate allow it (§3.5), Set-Cookie responses unless
+//     StoreSetCookie, 206 and bodies above MaxBodyBytes (which stream through unbuffered);
+//   - stale entries are revalidated with If-None-Match / If-Modified-Since and a 304 merges
+//     its header into the entry (§4.3.4); no-cache entries are revalidated on every use;
+//     must-revalidate, proxy-revalidate and s-maxage entries are never served stale;
+//   - stale-while-revalidate serves the stale entry at once and revalidates in the
+//     background; stale-if-error serves it when the upstream fails (an error, or a 500, 502,
+//     503 or 504 — including the circuit breaker's short-circuit 503);
+//   - a successful unsafe request (POST, PUT, PATCH, DELETE, ...) invalidates its URL and
+//     the same-host Location and Content-Location URLs (§4.4), on every node;
+//   - the Cache-Status field (RFC 9211) says what happened: hit, fwd=miss|stale|request|
+//     bypass|method, fwd-status, ttl, stored, collapsed, detail.
+//
+// Responses name purge tags in Cache-Tags; a Cache-Purge field on any response purges its
+// tags on every node before the response goes on (both fields are stripped). POST
+// /edge/cache/purge on the admin endpoint purges by tag or URL.
+//
+// Concurrent misses of one variant make one upstream request; the others wait (up to
+// CoalesceTimeout) and get its response if it could be stored, else go upstream themselves.
+//
+// With Valkey, entries are also written to L2 (asynchronously, through a bounded queue) and
+// read from it on an L1 miss with a short timeout behind a circuit breaker: a slow or dead
+// Valkey costs one timeout, then nothing, and the cache serves from L1 alone until Valkey
+// answers again.
+type Handler struct {
+	// Name names the cache: handlers with the same name and settings share one store (and
+	// its L1 survives reloads); the name also namespaces the Valkey keys and purge channel
+	// and labels the metrics. Letters, digits, '-' and '_'. Default: "default".
+	Name string `json:"name,omitempty"`
+
+	// L1MaxBytes bounds the memory L1's entries take (approximately: bodies, header fields
+	// and bookkeeping). Default: 256 MiB.
+	L1MaxBytes int64 `json:"l1_max_bytes,omitempty"`
+
+	// MaxBodyBytes is the largest body stored; larger responses stream through unbuffered.
+	// Default: 1 MiB.
+	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+
+	// MaxTTL caps how long an entry is kept, whatever its freshness. Default: 24h.
+	MaxTTL caddy.Duration `json:"max_ttl,omitempty"`
+
+	// KeepStale is how long a stale entry with a validator (ETag or Last-Modified) is kept
+	// beyond its stale windows, so that it can be revalidated with a 304 instead of fetched
+	// again. Default: 5m.
+	KeepStale caddy.Duration `json:"keep_stale,omitempty"`
+
+	// HeuristicFraction, when positive, gives responses without explicit freshness a
+	// lifetime of this fraction of the time since their Last-Modified (RFC 9111 §4.2.2
+	// suggests 0.1). Default: 0, off.
+	HeuristicFraction float64 `json:"heuristic_fraction,omitempty"`
+
+	// StoreSetCookie lets responses with Set-Cookie be stored (and their cookies replayed
+	// to every client). Default: false.
+	StoreSetCookie bool `json:"store_set_cookie,omitempty"`
+
+	// Key configures the primary cache key.
+	Key *KeyConfig `json:"key,omitempty"`
+
+	// CoalesceTimeout bounds how long a request waits for a concurrent request of the same
+	// variant before going upstream itself. Default: 5s.
+	CoalesceTimeout caddy.Duration `json:"coalesce_timeout,omitempty"`
+
+	// BypassRaw are matcher sets; a request matching any of them skips the lookup (its
+	// response is still stored when it may be). Use it for read-your-writes: requests that
+	// carry a fresh token must see the origin. Default: none.
+	BypassRaw []caddy.ModuleMap `json:"bypass,omitempty" caddy:"namespace=http.matchers"`
+
+	// Valkey is the host:port of the Valkey (or Redis) server that edge nodes share for L2
+	// and purges; empty for L1 only. Default: empty.
+	Valkey string `json:"valkey,omitempty"`
+
+	// ValkeyTimeout bounds an L2 read. Default: 20ms.
+	ValkeyTimeout caddy.Duration `json:"valkey_timeout,omitempty"`
+
+	// ValkeyRetry is how long Valkey is left alone after three failed calls in a row (the
+	// breaker's open period, doubling on repeated failures up to 30s). Default: 1s.
+	ValkeyRetry caddy.Duration `json:"valkey_retry,omitempty"`
+
+	// WriteQueue is the number of L2 writes that may wait; more are dropped. Default: 1024.
+	WriteQueue int `json:"write_queue,omitempty"`
+
+	// PurgeTimeout bounds how long a response carrying Cache-Purge (or an admin purge)
+	// waits for Valkey to delete the entries and tell the other nodes. Default: 250ms.
+	PurgeTimeout caddy.Duration `json:"purge_timeout,omitempty"`
+
+	keyer  *keyer
+	bypass caddyhttp.MatcherSets
+	store  *store
+	cfg    storeConfig
+	logger *zap.Logger
+}
+
+// KeyConfig configures the primary cache key.
+type KeyConfig struct {
+	// Parts are what the key is made of, in order: method, scheme, host, path, query.
+	// Default: method host path query.
+	Parts []string `json:"parts,omitempty"`
+	// Query is how the query enters the key: sort (parameters sorted by name), keep (as
+	// sent) or ignore (left out). Default: sort.
+	Query string `json:"query,omitempty"`
+	// IgnoreParams are query parameters left out of the key (e.g. utm_source).
+	IgnoreParams []string `json:"ignore_params,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.edge_cache",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+var cacheName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// Provision sets defaults, validates, loads the bypass matchers, takes the store from the
+// pool and registers the metrics.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	setDefault(&h.Name, defaultName)
+	setDefault(&h.L1MaxBytes, defaultL1Bytes)
+	setDefault(&h.MaxBodyBytes, defaultMaxBody)
+	setDefault(&h.MaxTTL, caddy.Duration(defaultMaxTTL))
+	setDefault(&h.KeepStale, caddy.Duration(defaultKeepStale))
+	setDefault(&h.CoalesceTimeout, caddy.Duration(defaultCoalesceWait))
+	setDefault(&h.ValkeyTimeout, caddy.Duration(defaultTimeout))
+	setDefault(&h.ValkeyRetry, caddy.Duration(defaultRetry))
+	setDefault(&h.WriteQueue, defaultQueue)
+	setDefault(&h.PurgeTimeout, caddy.Duration(defaultPurgeTimeout))
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	if h.BypassRaw != nil {
+		mods, err := ctx.LoadModule(h, "BypassRaw")
+		if err != nil {
+			return fmt.Errorf("loading bypass matchers: %v", err)
+		}
+		if err := h.bypass.FromInterface(mods); err != nil {
+			return err
+		}
+	}
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	h.cfg = storeConfig{
+		name:      h.Name,
+		maxBytes:  uint64(h.L1MaxBytes),
+		maxTTL:    time.Duration(h.MaxTTL),
+		valkey:    h.Valkey,
+		timeout:   time.Duration(h.ValkeyTimeout),
+		retry:     time.Duration(h.ValkeyRetry),
+		queue:     h.WriteQueue,
+		purgeWait: time.Duration(h.PurgeTimeout),
+		heuristic: h.HeuristicFraction,
+	}
+	s, err := takeStore(h.cfg, h.logger)
+	if err != nil {
+		return err
+	}
+	h.store = s
+	handlersMu.Lock()
+	liveHandlers[h] = struct{}{}
+	handlersMu.Unlock()
+	return nil
+}
+
+// liveHandlers are the provisioned handlers, which the admin purge acts through.
+var (
+	handlersMu   sync.Mutex
+	liveHandlers = map[*Handler]struct{}{}
+)
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Validate checks the configuration (also before defaults are set, for `caddy adapt`).
+func (h *Handler) Validate() error {
+	if h.Name != "" && !cacheName.MatchString(h.Name) {
+		return fmt.Errorf("cache name %q: want letters, digits, '-' and '_'", h.Name)
+	}
+	switch {
+	case h.L1MaxBytes < 0:
+		return errors.New("l1_max_bytes must not be negative")
+	case h.MaxBodyBytes < 0:
+		return errors.New("max_body_bytes must not be negative")
+	case h.L1MaxBytes > 0 && h.MaxBodyBytes > h.L1MaxBytes:
+		return errors.New("max_body_bytes must not exceed l1_max_bytes")
+	case h.MaxTTL < 0, h.KeepStale < 0, h.CoalesceTimeout < 0, h.ValkeyTimeout < 0, h.ValkeyRetry < 0, h.PurgeTimeout < 0:
+		return errors.New("durations must not be negative")
+	case h.HeuristicFraction < 0 || h.HeuristicFraction > 1:
+		return errors.New("heuristic_fraction must be between 0 and 1")
+	case h.WriteQueue < 0:
+		return errors.New("write_queue must not be negative")
+	}
+	var kc KeyConfig
+	if h.Key != nil {
+		kc = *h.Key
+	}
+	k, err := newKeyer(kc.Parts, kc.Query, kc.IgnoreParams)
+	if err != nil {
+		return fmt.Errorf("key: %v", err)
+	}
+	h.keyer = k
+	return nil
+}
+
+// Cleanup releases the store.
+func (h *Handler) Cleanup() error {
+	handlersMu.Lock()
+	delete(liveHandlers, h)
+	handlersMu.Unlock()
+	if h.store != nil {
+		_, _ = stores.Delete(h.cfg.poolKey())
+	}
+	return nil
+}
+
+// ServeHTTP answers the request from the cache or forwards it.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if r.Header.Get("Upgrade") != "" { // a protocol switch, not a response to store
+		return next.ServeHTTP(w, r)
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return h.serveOther(w, r, next)
+	}
+	now := time.Now()
+	req := parseDirectives(r.Header)
+	primary := h.keyer.key(r)
+	if len(h.bypass) > 0 {
+		ok, err := h.bypass.AnyMatchWithError(r)
+		if err != nil {
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		if ok {
+			lookups.WithLabelValues(h.Name, outcomeBypass).Inc()
+			return h.forward(w, r, next, primary, nil, "fwd=bypass")
+		}
+	}
+
+	e, names := h.store.lookupL1(primary, r.Header)
+	fromL2 := false
+	if e == nil && h.store.l2 != nil {
+		if e = h.store.l2.get(r.Context(), primary, names, r.Header); e != nil {
+			fromL2 = true
+			h.setTTL(e, now)
+			if e.ttl > 0 {
+				h.store.putL1(primary, e)
+			}
+		}
+	}
+	if e != nil && (h.store.purged(e) || e.ttl <= 0) {
+		e = nil
+	}
+	if e == nil {
+		if req.onlyIfCached {
+			lookups.WithLabelValues(h.Name, outcomeMiss).Inc()
+			w.Header().Set(HeaderStatus, cacheID+"; detail=only-if-cached")
+			return caddyhttp.Error(http.StatusGatewayTimeout, errors.New("only-if-cached: nothing stored"))
+		}
+		return h.miss(w, r, next, primary, names)
+	}
+
+	age := e.age(now)
+	ttl := e.lifetime - age
+	noCache := requestNoCache(r.Header, req)
+	fresh := ttl > 0 && !e.noCache && !noCache &&
+		(req.maxAge < 0 || age <= req.maxAge) && (req.minFresh < 0 || ttl >= req.minFresh)
+	if fresh {
+		lookups.WithLabelValues(h.Name, outcomeHit).Inc()
+		status := cacheID + "; hit; ttl=" + strconv.Itoa(int(ttl/time.Second))
+		if fromL2 {
+			status += "; detail=l2"
+		}
+		return serveEntry(w, r, e, age, status)
+	}
+
+	// Stale (or to be validated). §4.2.4: never served stale when must-revalidate and the
+	// like forbid it, or when the request asks for validation.
+	staleness := -ttl
+	mayServeStale := !e.mustRevalidate && !e.noCache && !noCache && ttl <= 0
+	if mayServeStale && (req.maxStaleAny || (req.maxStale >= 0 && staleness <= req.maxStale)) {
+		lookups.WithLabelValues(h.Name, outcomeStale).Inc()
+		return serveEntry(w, r, e, age, cacheID+"; hit; ttl="+strconv.Itoa(int(ttl/time.Second))+"; detail=max-stale")
+	}
+	if mayServeStale && e.swr > 0 && staleness <= e.swr {
+		lookups.WithLabelValues(h.Name, outcomeStale).Inc()
+		h.revalidateInBackground(r, next, primary, e)
+		return serveEntry(w, r, e, age, cacheID+"; hit; ttl="+strconv.Itoa(int(ttl/time.Second))+"; detail=stale-while-revalidate")
+	}
+	staleIfError := mayServeStale && ((e.sie > 0 && staleness <= e.sie) || (req.staleIfError >= 0 && staleness <= req.staleIfError))
+	fwd := "fwd=stale"
+	if noCache {
+		fwd = "fwd=request"
+	}
+	return h.revalidate(w, r, next, primary, e, staleIfError, fwd)
+}
+
+// setTTL sets how long e is kept from now.
+func (h *Handler) setTTL(e *entry, now time.Time) {
+	e.ttl = e.retention(now, time.Duration(h.KeepStale), time.Duration(h.MaxTTL))
+}
+
+// serveOther forwards a request of another method. It consumes Cache-Purge like every
+// response and, when the response succeeds and the method is unsafe, invalidates the target
+// URL and the same-host Location and Content-Location URLs everywhere (RFC 9111 §4.4).
+func (h *Handler) serveOther(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	safe := r.Method == http.MethodOptions || r.Method == http.MethodTrace
+	rec := newRecorder(w, 0)
+	rec.onHeader = func(status int, hdr http.Header) bool {
+		_, tags := takeTags(hdr)
+		if !safe && status < 400 {
+			tags = append(tags, keyTag(h.keyer.key(r)))
+			for _, f := range []string{"Location", "Content-Location"} {
+				if v := hdr.Get(f); v != "" {
+					if u, err := r.URL.Parse(v); err == nil && (u.Host == "" || strings.EqualFold(u.Host, r.Host)) {
+						if k, err := h.keyer.keyOfURL(u.String(), r.Host); err == nil {
+							tags = append(tags, keyTag(k))
+						}
+					}
+				}
+			}
+		}
+		h.purge(r.Context(), tags)
+		hdr.Set(HeaderStatus, cacheID+"; fwd=method")
+		return true
+	}
+	err := next.ServeHTTP(rec, r)
+	rec.finish(err)
+	return err
+}
+
+// takeTags strips Cache-Tags and Cache-Purge from a response header and returns the tags
+// of each.
+func takeTags(hdr http.Header) (tags, purge []string) {
+	for _, v := range hdr.Values(HeaderTags) {
+		tags = append(tags, strings.Fields(v)...)
+	}
+	for _, v := range hdr.Values(HeaderPurge) {
+		purge = append(purge, strings.Fields(v)...)
+	}
+	hdr.Del(HeaderTags)
+	hdr.Del(HeaderPurge)
+	return tags, purge
+}
+
+// purge purges tags on this node at once and, with Valkey, in L2 and on every other node,
+// waiting up to PurgeTimeout.
+func (h *Handler) purge(ctx context.Context, tags []string) {
+	if len(tags) == 0 {
+		return
+	}
+	h.store.purge(ctx, tags, "response")
+}
+
+// miss forwards a request nothing usable is stored for, coalescing it with concurrent
+// misses of the same variant.
+func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, primary string, names []string) error {
+	// Conditional requests and HEAD go upstream as they are: their answers are not
+	// complete responses to share.
+	if r.Method == http.MethodHead || r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Modified-Since") != "" ||
+		r.Header.Get("Range") != "" {
+		lookups.WithLabelValues(h.Name, outcomeMiss).Inc()
+		return h.forward(w, r, next, primary, nil, "fwd=miss")
+	}
+	fkey := l1Key(primary, secondaryKey(names, r.Header))
+	f, leader := h.store.join(fkey)
+	if leader {
+		lookups.WithLabelValues(h.Name, outcomeMiss).Inc()
+		return h.forward(w, r, next, primary, f, "fwd=miss")
+	}
+	t := time.NewTimer(time.Duration(h.CoalesceTimeout))
+	defer t.Stop()
+	select {
+	case <-f.done:
+		if f.e != nil && (len(f.e.vary) == 0 || f.e.secondary == secondaryKey(f.e.vary, r.Header)) {
+			lookups.WithLabelValues(h.Name, outcomeCoalesced).Inc()
+			return serveEntry(w, r, f.e, f.e.age(time.Now()), cacheID+"; hit; collapsed")
+		}
+	case <-t.C:
+	case <-r.Context().Done():
+		return r.Context().Err()
+	}
+	lookups.WithLabelValues(h.Name, outcomeMiss).Inc()
+	return h.forward(w, r, next, primary, nil, "fwd=miss")
+}
+
+// forward sends the request upstream, streams the response to the client and stores it
+// when it may. f, when not nil, is the flight to land with the result.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, primary string, f *flight, fwd string) error {
+	var stored *entry
+	if f != nil {
+		defer func() { h.store.land(f, stored) }()
+	}
+	requestTime := time.Now()
+	rec := newRecorder(w, h.MaxBodyBytes)
+	rec.onHeader = func(status int, hdr http.Header) bool {
+		var purge []string
+		rec.tags, purge = takeTags(hdr)
+		h.purge(r.Context(), purge)
+		st := cacheID + "; " + fwd + "; fwd-status=" + strconv.Itoa(status)
+		if r.Method == http.MethodGet && h.storable(r, status, hdr) {
+			rec.storing = true
+			st += "; stored"
+		}
+		hdr.Set(HeaderStatus, st)
+		return true
+	}
+	err := next.ServeHTTP(rec, r)
+	rec.finish(err)
+	if err != nil || !rec.complete() {
+		return err
+	}
+	stored = h.save(primary, r, rec, requestTime)
+	return nil
+}
+
+// storable reports whether a response to r may be stored (RFC 9111 §3), judging by its
+// status and header.
+func (h *Handler) storable(r *http.Request, status int, hdr http.Header) bool {
+	if status < 200 || status == http.StatusPartialContent || status == http.StatusNotModified || hdr.Get("Content-Range") != "" {
+		return false
+	}
+	resp := parseDirectives(hdr)
+	req := parseDirectives(r.Header)
+	if resp.noStore || req.noStore || resp.private {
+		return false
+	}
+	if _, star := varyNames(hdr); star {
+		return false
+	}
+	if r.Header.Get("Authorization") != "" && !resp.public && !resp.mustRevalidate && resp.sMaxAge < 0 {
+		return false
+	}
+	if !h.StoreSetCookie && hdr.Get("Set-Cookie") != "" {
+		return false
+	}
+	// Something must make it reusable: explicit freshness, a validator to revalidate with,
+	// or (when enabled) heuristic freshness for a status that allows it.
+	explicit := resp.sMaxAge >= 0 || resp.maxAge >= 0 || hdr.Get("Expires") != ""
+	validator := hdr.Get("Etag") != "" || hdr.Get("Last-Modified") != ""
+	return explicit || validator || (h.HeuristicFraction > 0 && heuristicallyCacheable(status))
+}
+
+// revalidate asks the upstream whether stored entry e is still good (conditionally when it
+// has validators), serves the answer, and falls back to e when the upstream fails and
+// staleIfError allows it.
+func (h *Handler) revalidate(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, primary string, e *entry, staleIfError bool, fwd string) error {
+	up := r
+	if r.Method == http.MethodHead || e.etag != "" || e.lastMod != "" {
+		up = r.Clone(r.Context())
+		up.Method = http.MethodGet
+		up.Header.Del("If-None-Match")
+		up.Header.Del("If-Modified-Since")
+		up.Header.Del("If-Match")
+		up.Header.Del("If-Unmodified-Since")
+		up.Header.Del("If-Range")
+		up.Header.Del("Range")
+		if e.etag != "" {
+			up.Header.Set("If-None-Match", e.etag)
+		}
+		if e.lastMod != "" {
+			up.Header.Set("If-Modified-Since", e.lastMod)
+		}
+	}
+	requestTime := time.Now()
+	rec := newRecorder(w, h.MaxBodyBytes)
+	var outcome string
+	rec.onHeader = func(status int, hdr http.Header) bool {
+		var purge []string
+		rec.tags, purge = takeTags(hdr)
+		h.purge(r.Context(), purge)
+		switch {
+		case status == http.StatusNotModified && up != r:
+			outcome = "revalidated" // merged and served below
+			return false
+		case staleIfError && upstreamFailed(status):
+			outcome = "stale"
+			return false
+		}
+		st := cacheID + "; " + fwd + "; fwd-status=" + strconv.Itoa(status)
+		if h.storable(up, status, hdr) {
+			rec.storing = true
+			st += "; stored"
+		}
+		hdr.Set(HeaderStatus, st)
+		if up != r && r.Method == http.MethodHead {
+			rec.discardBody = true
+		}
+		return true
+	}
+	err := next.ServeHTTP(rec, up)
+	rec.finish(err)
+	now := time.Now()
+	switch {
+	case outcome == "revalidated":
+		merged := e.merge(rec.header, rec.tags, requestTime, now, h.HeuristicFraction)
+		h.setTTL(merged, now)
+		h.store.put(primary, merged)
+		lookups.WithLabelValues(h.Name, outcomeRevalidated).Inc()
+		return serveEntry(w, r, merged, merged.age(now), cacheID+"; "+fwd+"; fwd-status=304; stored")
+	case outcome == "stale" || (err != nil && !rec.wroteHeader && staleIfError):
+		lookups.WithLabelValues(h.Name, outcomeStale).Inc()
+		status := http.StatusBadGateway
+		if rec.status != 0 {
+			status = rec.status
+		} else if he, ok := err.(caddyhttp.HandlerError); ok && he.StatusCode != 0 {
+			status = he.StatusCode
+		}
+		h.logger.Debug("serving stale entry: upstream failed", zap.Int("upstream_status", status), zap.Error(err))
+		return serveEntry(w, r, e, e.age(now), cacheID+"; fwd=stale; fwd-status="+strconv.Itoa(status)+"; detail=stale-if-error")
+	}
+	lookups.WithLabelValues(h.Name, outcomeMiss).Inc()
+	if err != nil || !rec.complete() {
+		return err
+	}
+	h.save(primary, up, rec, requestTime)
+	return nil
+}
+
+// upstreamFailed reports whether a status means the upstream could not answer properly.
+func upstreamFailed(status int) bool {
+	switch status {
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,265 @@
+package edgecache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/maypok86/otter/v2"
+	"go.uber.org/zap"
+)
+
+// stores holds every cache's store across config loads, so that L1 survives `caddy reload`:
+// a config naming the same cache with the same L1 size and Valkey settings gets the same
+// store.
+var stores = caddy.NewUsagePool()
+
+// store is one named cache's shared state: the in-memory L1, the optional Valkey L2, the
+// purge records and the in-flight upstream requests being coalesced.
+//
+// L1 is an otter cache bounded by the approximate bytes of its entries. Otter's eviction is
+// W-TinyLFU: a small admission window plus a frequency sketch that only lets a new entry
+// displace one that is used less often. For an edge cache that is the right trade: hot pages
+// (feeds, popular stories) stay resident while a crawl over millions of cold URLs passes
+// through the window without flushing them, which plain LRU cannot do; and otter's reads are
+// lock-free, so hits scale with cores.
+//
+// Purges are records "tag T purged at time P" rather than deletions: an entry whose upstream
+// request was sent before P and that carries T is invalid. That makes purging a tag O(1) on
+// every node, covers L1 and entries arriving late from L2 alike, and needs no reverse index.
+// Records older than maxTTL (no entry lives longer) are swept.
+type store struct {
+	name   string
+	l1     *otter.Cache[string, *entry]
+	maxTTL time.Duration
+	l2     *l2 // nil without Valkey
+	logger *zap.Logger
+
+	purgeMu  sync.RWMutex
+	purges   map[string]time.Time
+	nPurges  atomic.Int64 // len(purges), read without the lock on every hit
+	flightMu sync.Mutex
+	flights  map[string]*flight
+
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+// storeConfig is what identifies a store in the pool.
+type storeConfig struct {
+	name      string
+	maxBytes  uint64
+	maxTTL    time.Duration
+	valkey    string
+	timeout   time.Duration
+	retry     time.Duration
+	queue     int
+	purgeWait time.Duration
+	heuristic float64
+}
+
+// takeStore takes a reference to the pooled store of cfg, making it on first use.
+func takeStore(cfg storeConfig, logger *zap.Logger) (*store, error) {
+	key := cfg.poolKey()
+	v, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return newStore(cfg, logger)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*store), nil
+}
+
+func (c storeConfig) poolKey() string { return fmt.Sprintf("%+v", c) }
+
+func newStore(cfg storeConfig, logger *zap.Logger) (*store, error) {
+	s := &store{
+		name:    cfg.name,
+		maxTTL:  cfg.maxTTL,
+		logger:  logger,
+		purges:  map[string]time.Time{},
+		flights: map[string]*flight{},
+		stop:    make(chan struct{}),
+	}
+	var err error
+	s.l1, err = otter.New(&otter.Options[string, *entry]{
+		MaximumWeight: cfg.maxBytes,
+		Weigher: func(key string, e *entry) uint32 {
+			return uint32(min(len(key)+e.size, 1<<31))
+		},
+		ExpiryCalculator: otter.ExpiryCreatingFunc(func(e otter.Entry[string, *entry]) time.Duration {
+			return e.Value.ttl
+		}),
+		OnDeletion: func(e otter.DeletionEvent[string, *entry]) {
+			if e.WasEvicted() && e.Cause == otter.CauseOverflow {
+				evictions.WithLabelValues(s.name).Inc()
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.valkey != "" {
+		s.l2, err = newL2(s, cfg)
+		if err != nil {
+			return nil, err
+		}
+	}
+	s.done.Add(1)
+	go s.sweep()
+	return s, nil
+}
+
+// Destruct stops the store once no config uses it.
+func (s *store) Destruct() error {
+	close(s.stop)
+	s.done.Wait()
+	if s.l2 != nil {
+		s.l2.close()
+	}
+	s.l1.InvalidateAll()
+	return nil
+}
+
+// sweep drops purge records no entry can be older than.
+func (s *store) sweep() {
+	defer s.done.Done()
+	t := time.NewTicker(min(s.maxTTL, time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			s.purgeMu.Lock()
+			for tag, at := range s.purges {
+				if now.Sub(at) > s.maxTTL {
+					delete(s.purges, tag)
+				}
+			}
+			s.nPurges.Store(int64(len(s.purges)))
+			s.purgeMu.Unlock()
+		}
+	}
+}
+
+// recordPurge makes every entry fetched before at that carries one of tags invalid.
+func (s *store) recordPurge(tags []string, at time.Time) {
+	s.purgeMu.Lock()
+	for _, t := range tags {
+		if at.After(s.purges[t]) {
+			s.purges[t] = at
+		}
+	}
+	s.nPurges.Store(int64(len(s.purges)))
+	s.purgeMu.Unlock()
+}
+
+// purged reports whether a purge record invalidates e.
+func (s *store) purged(e *entry) bool {
+	if s.nPurges.Load() == 0 {
+		return false
+	}
+	s.purgeMu.RLock()
+	defer s.purgeMu.RUnlock()
+	for _, t := range e.tags {
+		if at, ok := s.purges[t]; ok && !e.requestTime.After(at) {
+			return true
+		}
+	}
+	return false
+}
+
+// l1Key is the L1 key of a variant; varyKey that of a primary key's Vary record.
+func l1Key(primary, secondary string) string { return primary + "\n" + secondary }
+func varyKey(primary string) string          { return "vary\n" + primary }
+
+// keyTag is the purge tag every entry of a primary key carries, so that purging a URL is
+// purging a tag.
+func keyTag(primary string) string {
+	sum := sha256.Sum256([]byte(primary))
+	return "key:" + hex.EncodeToString(sum[:12])
+}
+
+// lookupL1 returns the L1 entry of a request's variant, or nil. names are the Vary'd field
+// names L1 knows for primary (nil when it knows none).
+func (s *store) lookupL1(primary string, reqHeader map[string][]string) (e *entry, names []string) {
+	if v, ok := s.l1.GetIfPresent(varyKey(primary)); ok {
+		names = v.vary
+	}
+	e, ok := s.l1.GetIfPresent(l1Key(primary, secondaryKey(names, reqHeader)))
+	if !ok {
+		return nil, names
+	}
+	return e, names
+}
+
+// putL1 stores e (fetched for primary) in L1, with the Vary record when it has Vary'd fields.
+func (s *store) putL1(primary string, e *entry) {
+	if len(e.vary) > 0 {
+		rec := &entry{vary: e.vary, ttl: e.ttl, size: entryOverhead}
+		if old, ok := s.l1.GetIfPresent(varyKey(primary)); !ok || !slices.Equal(old.vary, e.vary) || old.ttl < e.ttl {
+			s.l1.Set(varyKey(primary), rec)
+		}
+	}
+	s.l1.Set(l1Key(primary, e.secondary), e)
+}
+
+// flight is an upstream request other requests for the same key wait for.
+type flight struct {
+	key  string
+	done chan struct{}
+	e    *entry // the stored result, nil when it could not be shared
+}
+
+// join returns the flight of key, starting one (leader true) when there is none.
+func (s *store) join(key string) (f *flight, leader bool) {
+	s.flightMu.Lock()
+	defer s.flightMu.Unlock()
+	if f := s.flights[key]; f != nil {
+		return f, false
+	}
+	f = &flight{key: key, done: make(chan struct{})}
+	s.flights[key] = f
+	return f, true
+}
+
+// land ends a flight with its result.
+func (s *store) land(f *flight, e *entry) {
+	s.flightMu.Lock()
+	delete(s.flights, f.key)
+	s.flightMu.Unlock()
+	f.e = e
+	close(f.done)
+}
+
+// put stores e, fetched for primary, in L1 and (asynchronously) L2.
+func (s *store) put(primary string, e *entry) {
+	s.putL1(primary, e)
+	if s.l2 != nil {
+		s.l2.put(primary, e)
+	}
+}
+
+// purge makes the entries carrying tags invalid on this node at once and, with Valkey,
+// deletes them from L2 and tells every other node, waiting up to the purge timeout. source
+// labels the purge in metrics: response, admin.
+func (s *store) purge(ctx context.Context, tags []string, source string) error {
+	s.recordPurge(tags, time.Now())
+	purges.WithLabelValues(s.name, source).Inc()
+	if s.l2 == nil {
+		return nil
+	}
+	err := s.l2.purge(ctx, tags)
+	if err != nil {
+		s.logger.Warn("cache purge did not reach valkey: other nodes keep their entries until they expire",
+			zap.String("cache", s.name), zap.Strings("tags", tags), zap.Error(err))
+	}
+	return err
+}
