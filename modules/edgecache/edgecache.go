@@ -363,8 +363,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 // setTTL sets how long e is kept from now.
-func (h *Handler) setTTL(e *entry, now time.Time) {
-	e.ttl = e.retention(now, time.Duration(h.KeepStale), time.Duration(h.MaxTTL))
+func (h *Handler) setTTL(e *entry, now time.Time) { e.ttl = h.retention(e, now) }
+
+// retention is how long e is of use from now.
+func (h *Handler) retention(e *entry, now time.Time) time.Duration {
+	return e.retention(now, time.Duration(h.KeepStale), time.Duration(h.MaxTTL))
 }
 
 // serveOther forwards a request of another method. It consumes Cache-Purge like every
@@ -501,11 +504,11 @@ func (h *Handler) storable(r *http.Request, status int, hdr http.Header) bool {
 	if !h.StoreSetCookie && hdr.Get("Set-Cookie") != "" {
 		return false
 	}
-	// Something must make it reusable: explicit freshness, a validator to revalidate with,
-	// or (when enabled) heuristic freshness for a status that allows it.
-	explicit := resp.sMaxAge >= 0 || resp.maxAge >= 0 || hdr.Get("Expires") != ""
-	validator := hdr.Get("Etag") != "" || hdr.Get("Last-Modified") != ""
-	return explicit || validator || (h.HeuristicFraction > 0 && heuristicallyCacheable(status))
+	// It must be of use for a while: fresh, servable stale, or revalidatable.
+	now := time.Now()
+	e := &entry{status: status, header: hdr, requestTime: now, responseTime: now}
+	e.derive(h.HeuristicFraction)
+	return h.retention(e, now) > 0
 }
 
 // revalidate asks the upstream whether stored entry e is still good (conditionally when it
