@@ -53,6 +53,9 @@ type config struct {
 	// user in X-Auth-User.
 	TrustedEdgeCIDRs []netip.Prefix // TRUSTED_EDGE_CIDRS (comma-separated), -trusted-edge-cidrs
 
+	// TrendingInterval is how often the trending scores are recomputed, from 10 to 30 minutes.
+	TrendingInterval time.Duration // TRENDING_INTERVAL, -trending-interval
+
 	primary  *pgxpool.Config
 	replicas []*pgxpool.Config
 	getenv   func(string) string // resolves env: secret references
@@ -81,6 +84,7 @@ func defaultConfig() config {
 		ReadYourWritesTTL:  30 * time.Second,
 
 		TrustedEdgeCIDRs: slices.Clone(identity.DefaultTrusted),
+		TrendingInterval: 15 * time.Minute,
 	}
 }
 
@@ -147,6 +151,8 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	env("SECRETS_CACHE_TTL", &secretsTTL)
 	trusted := joinPrefixes(cfg.TrustedEdgeCIDRs)
 	env("TRUSTED_EDGE_CIDRS", &trusted)
+	trending := cfg.TrendingInterval.String()
+	env("TRENDING_INTERVAL", &trending)
 
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "API listen address (APP_ADDR)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "internal metrics and pprof listen address (APP_METRICS_ADDR)")
@@ -165,6 +171,7 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	fs.StringVar(&cfg.DatabasePassword, "database-password", cfg.DatabasePassword, "database password as a secret reference: env:NAME, file:PATH or aws-sm:SECRET_ID[#json_key] (DATABASE_PASSWORD)")
 	fs.StringVar(&secretsTTL, "secrets-cache-ttl", secretsTTL, "how long a resolved secret is cached before it is fetched again (SECRETS_CACHE_TTL)")
 	fs.StringVar(&trusted, "trusted-edge-cidrs", trusted, "comma-separated networks of the edge, whose X-Auth-User is trusted (TRUSTED_EDGE_CIDRS)")
+	fs.StringVar(&trending, "trending-interval", trending, "how often the trending scores are recomputed, 10m to 30m (TRENDING_INTERVAL)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stderr)
@@ -208,6 +215,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	}
 	if cfg.TrustedEdgeCIDRs, err = parsePrefixes("TRUSTED_EDGE_CIDRS/-trusted-edge-cidrs", trusted); err != nil {
 		return cfg, err
+	}
+	if cfg.TrendingInterval, err = time.ParseDuration(trending); err != nil || cfg.TrendingInterval < 10*time.Minute || cfg.TrendingInterval > 30*time.Minute {
+		return cfg, usagef("invalid TRENDING_INTERVAL/-trending-interval %q: want a duration from 10m to 30m", trending)
 	}
 	for _, a := range []struct{ name, addr string }{
 		{"APP_ADDR/-addr", cfg.Addr}, {"APP_METRICS_ADDR/-metrics-addr", cfg.MetricsAddr}, {"VALKEY_ADDR/-valkey-addr", cfg.ValkeyAddr},

@@ -89,6 +89,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad trusted cidr", nil, map[string]string{"TRUSTED_EDGE_CIDRS": "10.0.0.0/8,10.0.0.300/32"}, `invalid TRUSTED_EDGE_CIDRS/-trusted-edge-cidrs "10.0.0.300/32"`},
 		{"bare ip as trusted cidr", []string{"-trusted-edge-cidrs", "10.0.0.1"}, nil, "invalid TRUSTED_EDGE_CIDRS"},
 		{"no trusted cidr", []string{"-trusted-edge-cidrs", " , "}, nil, "want at least one CIDR"},
+		{"trending too often", nil, map[string]string{"TRENDING_INTERVAL": "9m59s"}, `invalid TRENDING_INTERVAL/-trending-interval "9m59s": want a duration from 10m to 30m`},
+		{"trending too rarely", []string{"-trending-interval", "31m"}, nil, "invalid TRENDING_INTERVAL"},
+		{"trending not a duration", nil, map[string]string{"TRENDING_INTERVAL": "15"}, "invalid TRENDING_INTERVAL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,6 +110,23 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Errorf("error is more than one line: %q", err)
 			}
 		})
+	}
+}
+
+func TestParseConfigTrendingInterval(t *testing.T) {
+	for _, tt := range []struct {
+		env  map[string]string
+		args []string
+		want time.Duration
+	}{
+		{nil, nil, 15 * time.Minute},
+		{map[string]string{"TRENDING_INTERVAL": "10m"}, nil, 10 * time.Minute},
+		{map[string]string{"TRENDING_INTERVAL": "10m"}, []string{"-trending-interval", "30m"}, 30 * time.Minute},
+	} {
+		cfg, err := parseConfig("appserver", tt.args, envMap(tt.env), io.Discard)
+		if err != nil || cfg.TrendingInterval != tt.want {
+			t.Errorf("env %v, args %v: interval %v, %v; want %v", tt.env, tt.args, cfg.TrendingInterval, err, tt.want)
+		}
 	}
 }
 

@@ -22,15 +22,20 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/muejam/edge/appserver/dbrouter"
+	"github.com/muejam/edge/appserver/discover"
 	"github.com/muejam/edge/appserver/health"
 	"github.com/muejam/edge/appserver/httpjson"
 	"github.com/muejam/edge/appserver/httpmetrics"
 	"github.com/muejam/edge/appserver/identity"
+	"github.com/muejam/edge/appserver/library"
 	"github.com/muejam/edge/appserver/logscrub"
 	"github.com/muejam/edge/appserver/migrate"
 	"github.com/muejam/edge/appserver/profiles"
+	"github.com/muejam/edge/appserver/search"
 	"github.com/muejam/edge/appserver/secrets"
+	"github.com/muejam/edge/appserver/social"
 	"github.com/muejam/edge/appserver/stories"
+	"github.com/muejam/edge/appserver/whispers"
 	"github.com/muejam/edge/internal/pii"
 )
 
@@ -171,6 +176,15 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	defer db.Close()
 
+	// The trending job stops before the database router closes.
+	trendingCtx, stopTrending := context.WithCancel(ctx)
+	trendingDone := make(chan struct{})
+	go func() {
+		defer close(trendingDone)
+		discover.NewTrending(db, cfg.TrendingInterval, log.Named("trending")).Run(trendingCtx)
+	}()
+	defer func() { stopTrending(); <-trendingDone }()
+
 	vk := health.NewValkey(cfg.ValkeyAddr, cfg.HealthTimeout)
 	defer vk.Close()
 	var checks []health.Check
@@ -259,6 +273,11 @@ func routes(hc *health.Checker, m *httpmetrics.Metrics, db *dbrouter.Router, tru
 	mux.Handle("GET /v1/health", hc)
 	profiles.New(db, log).Register(mux) // /v1/me, /v1/users/{handle}
 	stories.New(db, log).Register(mux)  // /v1/stories/..., /v1/me/stories
+	social.New(db, log).Register(mux)   // /v1/users/{handle}/follow|block, /v1/me/following|followers|blocks
+	library.New(db, log).Register(mux)  // /v1/library/...
+	whispers.New(db, log).Register(mux) // /v1/whispers/..., /v1/stories/{id}/whispers
+	discover.New(db, log).Register(mux) // /v1/discover, /v1/stories/{id}/like, /v1/stories/{id}/reads
+	search.New(db, log).Register(mux)   // /v1/search, /v1/search/suggest
 	return m.Wrap(dbrouter.Middleware(identity.Middleware(trusted)(jsonErrors(mux))))
 }
 

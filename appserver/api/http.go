@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/muejam/edge/appserver/identity"
 )
 
 // Headers of the edge's cache contract (DESIGN.md): the edge stores a response under its
@@ -24,6 +26,15 @@ func Public(w http.ResponseWriter, maxAge time.Duration, tags ...string) {
 	if len(tags) > 0 {
 		w.Header().Set(HeaderCacheTags, strings.Join(tags, " "))
 	}
+}
+
+// PublicPerViewer marks a response that depends on who asks (a feed that hides the authors
+// a viewer blocked) cacheable for maxAge under tags, one variant per viewer: Vary names the
+// identity header the edge sets from the verified token, so anonymous requests share one
+// entry and a signed-in viewer never gets another viewer's (or the anonymous) answer.
+func PublicPerViewer(w http.ResponseWriter, maxAge time.Duration, tags ...string) {
+	Public(w, maxAge, tags...)
+	w.Header().Add("Vary", identity.Header)
 }
 
 // Private marks a response as personal: no cache stores it.
@@ -108,4 +119,14 @@ func ParseOptionalPrecondition(r *http.Request, bodyVersion *int64) Precondition
 		return Precondition{any: true}
 	}
 	return p
+}
+
+// PathID reads the positive integer path value name (an id in the URL); anything else is
+// ErrNotFound: a malformed id names no resource.
+func PathID(r *http.Request, name string) (int64, error) {
+	n, err := strconv.ParseInt(r.PathValue(name), 10, 64)
+	if err != nil || n <= 0 {
+		return 0, ErrNotFound
+	}
+	return n, nil
 }

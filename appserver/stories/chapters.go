@@ -127,7 +127,7 @@ func cacheChapters(w http.ResponseWriter, id int64, author bool) {
 func (h *Handler) createChapter(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
-	id, err := pathInt(r, "id")
+	id, err := api.PathID(r, "id")
 	var in chapterInput
 	if err == nil {
 		err = api.Decode(w, r, &in)
@@ -166,7 +166,7 @@ func (h *Handler) createChapter(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) listChapters(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	viewer, _ := identity.User(ctx)
-	id, err := pathInt(r, "id")
+	id, err := api.PathID(r, "id")
 	var page api.Page
 	if err == nil {
 		page, err = api.ParsePage(r)
@@ -201,10 +201,10 @@ func (h *Handler) listChapters(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) getChapter(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	viewer, _ := identity.User(ctx)
-	id, err := pathInt(r, "id")
+	id, err := api.PathID(r, "id")
 	var n int64
 	if err == nil {
-		n, err = pathInt(r, "n")
+		n, err = api.PathID(r, "n")
 	}
 	q := h.db.Reader(ctx)
 	var author bool
@@ -230,10 +230,10 @@ func (h *Handler) getChapter(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) updateChapter(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
-	id, err := pathInt(r, "id")
+	id, err := api.PathID(r, "id")
 	var n int64
 	if err == nil {
-		n, err = pathInt(r, "n")
+		n, err = api.PathID(r, "n")
 	}
 	var in chapterInput
 	var pre api.Precondition

@@ -179,15 +179,6 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("PATCH /v1/stories/{id}/chapters/{n}", auth(h.updateChapter))
 }
 
-// pathInt reads a positive integer path value; anything else is 404 (no such resource).
-func pathInt(r *http.Request, name string) (int64, error) {
-	n, err := strconv.ParseInt(r.PathValue(name), 10, 64)
-	if err != nil || n <= 0 {
-		return 0, api.ErrNotFound
-	}
-	return n, nil
-}
-
 // storyInput is the body of POST /v1/stories and PATCH /v1/stories/{id}; absent fields of a
 // PATCH are left as they are.
 type storyInput struct {
@@ -312,7 +303,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	viewer, _ := identity.User(ctx)
-	id, err := pathInt(r, "id")
+	id, err := api.PathID(r, "id")
 	var s Story
 	if err == nil {
 		s, err = getStory(ctx, h.db.Reader(ctx), id, false)
@@ -385,7 +376,7 @@ func (h *Handler) authorTx(ctx context.Context, id int64, user string, fn func(t
 func (h *Handler) update(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
-	id, err := pathInt(r, "id")
+	id, err := api.PathID(r, "id")
 	var in storyInput
 	var pre api.Precondition
 	if err == nil {
@@ -424,7 +415,7 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) publish(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
-	id, err := pathInt(r, "id")
+	id, err := api.PathID(r, "id")
 	if err != nil {
 		api.Fail(w, r, h.log, err)
 		return
@@ -462,7 +453,7 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
-	id, err := pathInt(r, "id")
+	id, err := api.PathID(r, "id")
 	if err != nil {
 		api.Fail(w, r, h.log, err)
 		return

@@ -43,13 +43,6 @@ func addChapter(t *testing.T, s *apitest.Server, user string, id int64, title, c
 	return c
 }
 
-func wantHeader(t *testing.T, resp *apitest.Response, name, want string) {
-	t.Helper()
-	if got := resp.Header.Get(name); got != want {
-		t.Errorf("%s = %q, want %q", name, got, want)
-	}
-}
-
 func TestStoryLifecycle(t *testing.T) {
 	s := apitest.Start(t, apitest.Options{}, register)
 
@@ -63,10 +56,10 @@ func TestStoryLifecycle(t *testing.T) {
 		st.PublishedAt != nil || !strings.HasPrefix(st.Author.Handle, "user_") {
 		t.Errorf("created %+v", st)
 	}
-	wantHeader(t, resp, "Location", storyPath(st.ID))
-	wantHeader(t, resp, "ETag", `"v1"`)
-	wantHeader(t, resp, "Cache-Control", "private, no-store")
-	wantHeader(t, resp, "Cache-Purge", CacheTag(st.ID))
+	resp.ExpectHeader(t, "Location", storyPath(st.ID))
+	resp.ExpectHeader(t, "ETag", `"v1"`)
+	resp.ExpectHeader(t, "Cache-Control", "private, no-store")
+	resp.ExpectHeader(t, "Cache-Purge", CacheTag(st.ID))
 	if resp.Header.Get(dbrouter.TokenHeader) == "" {
 		t.Error("create set no read-your-writes token")
 	}
@@ -74,7 +67,7 @@ func TestStoryLifecycle(t *testing.T) {
 	// A draft is the author's only.
 	resp = s.Do(t, req{Method: "GET", Path: storyPath(st.ID), User: "alice"})
 	resp.Expect(t, http.StatusOK, "")
-	wantHeader(t, resp, "Cache-Control", "private, no-store")
+	resp.ExpectHeader(t, "Cache-Control", "private, no-store")
 	s.Do(t, req{Method: "GET", Path: storyPath(st.ID), User: "bob"}).Expect(t, http.StatusNotFound, "not_found")
 	s.Do(t, req{Method: "GET", Path: storyPath(st.ID)}).Expect(t, http.StatusNotFound, "not_found")
 	s.Do(t, req{Method: "GET", Path: storyPath(st.ID, "/chapters")}).Expect(t, http.StatusNotFound, "not_found")
@@ -90,22 +83,22 @@ func TestStoryLifecycle(t *testing.T) {
 	if st.Status != StatusPublished || st.PublishedAt == nil || st.Version != 2 || st.ChapterCount != 1 {
 		t.Errorf("published %+v", st)
 	}
-	wantHeader(t, resp, "Cache-Purge", CacheTag(st.ID)+" feed:new")
+	resp.ExpectHeader(t, "Cache-Purge", CacheTag(st.ID)+" feed:new")
 	// Publishing again changes nothing.
 	resp = s.Do(t, req{Method: "POST", Path: storyPath(st.ID, "/publish"), User: "alice"})
 	resp.Expect(t, http.StatusOK, "")
-	wantHeader(t, resp, "Cache-Purge", "")
+	resp.ExpectHeader(t, "Cache-Purge", "")
 
 	// Public now: cacheable by the edge for everyone but the author.
 	for _, viewer := range []string{"", "bob"} {
 		resp = s.Do(t, req{Method: "GET", Path: storyPath(st.ID), User: viewer})
 		resp.Expect(t, http.StatusOK, "")
-		wantHeader(t, resp, "Cache-Control", "public, max-age=300")
-		wantHeader(t, resp, "Cache-Tags", CacheTag(st.ID))
-		wantHeader(t, resp, "ETag", `"v2"`)
+		resp.ExpectHeader(t, "Cache-Control", "public, max-age=300")
+		resp.ExpectHeader(t, "Cache-Tags", CacheTag(st.ID))
+		resp.ExpectHeader(t, "ETag", `"v2"`)
 	}
 	resp = s.Do(t, req{Method: "GET", Path: storyPath(st.ID), User: "alice"})
-	wantHeader(t, resp, "Cache-Control", "private, no-store")
+	resp.ExpectHeader(t, "Cache-Control", "private, no-store")
 
 	// Edits: only the author, always with the version edited.
 	s.Do(t, req{Method: "PATCH", Path: storyPath(st.ID), User: "bob", Body: map[string]any{"title": "Mine", "version": 2}}).
@@ -125,8 +118,8 @@ func TestStoryLifecycle(t *testing.T) {
 	if st.Title != "New" || st.Blurb != "Dark." || st.Version != 3 || !slices.Equal(st.Tags, []string{"horror"}) {
 		t.Errorf("edited %+v", st)
 	}
-	wantHeader(t, resp, "ETag", `"v3"`)
-	wantHeader(t, resp, "Cache-Purge", CacheTag(st.ID)+" feed:new")
+	resp.ExpectHeader(t, "ETag", `"v3"`)
+	resp.ExpectHeader(t, "Cache-Purge", CacheTag(st.ID)+" feed:new")
 
 	// Soft delete: gone for everyone but the author, and from the feeds.
 	s.Do(t, req{Method: "DELETE", Path: storyPath(st.ID), User: "bob"}).Expect(t, http.StatusForbidden, "forbidden")
@@ -134,7 +127,7 @@ func TestStoryLifecycle(t *testing.T) {
 		Expect(t, http.StatusPreconditionFailed, "precondition_failed")
 	resp = s.Do(t, req{Method: "DELETE", Path: storyPath(st.ID), User: "alice"})
 	resp.Expect(t, http.StatusNoContent, "")
-	wantHeader(t, resp, "Cache-Purge", CacheTag(st.ID)+" feed:new")
+	resp.ExpectHeader(t, "Cache-Purge", CacheTag(st.ID)+" feed:new")
 	s.Do(t, req{Method: "GET", Path: storyPath(st.ID)}).Expect(t, http.StatusNotFound, "not_found")
 	s.Do(t, req{Method: "GET", Path: storyPath(st.ID, "/chapters/1"), User: "bob"}).Expect(t, http.StatusNotFound, "not_found")
 	resp = s.Do(t, req{Method: "GET", Path: storyPath(st.ID), User: "alice"})
@@ -153,7 +146,7 @@ func TestStoryLifecycle(t *testing.T) {
 	draft := createStory(t, s, "alice", map[string]any{"title": "Draft"})
 	resp = s.Do(t, req{Method: "DELETE", Path: storyPath(draft.ID), User: "alice"})
 	resp.Expect(t, http.StatusNoContent, "")
-	wantHeader(t, resp, "Cache-Purge", CacheTag(draft.ID))
+	resp.ExpectHeader(t, "Cache-Purge", CacheTag(draft.ID))
 
 	s.Do(t, req{Method: "GET", Path: "/v1/stories/abc"}).Expect(t, http.StatusNotFound, "not_found")
 	s.Do(t, req{Method: "GET", Path: "/v1/stories/999999"}).Expect(t, http.StatusNotFound, "not_found")
@@ -331,14 +324,14 @@ func TestChapters(t *testing.T) {
 	if got.ContentHTML != c.ContentHTML || got.ContentMarkdown != "" {
 		t.Errorf("public chapter %+v", got)
 	}
-	wantHeader(t, resp, "Cache-Control", "public, max-age=300")
-	wantHeader(t, resp, "Cache-Tags", CacheTag(st.ID))
+	resp.ExpectHeader(t, "Cache-Control", "public, max-age=300")
+	resp.ExpectHeader(t, "Cache-Tags", CacheTag(st.ID))
 	resp = s.Do(t, req{Method: "GET", Path: storyPath(st.ID, "/chapters/1"), User: "alice"})
 	resp.Data(t, &got)
 	if got.ContentMarkdown != xss {
 		t.Errorf("the author does not get the markdown: %+v", got)
 	}
-	wantHeader(t, resp, "Cache-Control", "private, no-store")
+	resp.ExpectHeader(t, "Cache-Control", "private, no-store")
 	s.Do(t, req{Method: "GET", Path: storyPath(st.ID, "/chapters/9")}).Expect(t, http.StatusNotFound, "not_found")
 	s.Do(t, req{Method: "GET", Path: storyPath(st.ID, "/chapters/0")}).Expect(t, http.StatusNotFound, "not_found")
 
@@ -388,7 +381,7 @@ func TestChapters(t *testing.T) {
 		!strings.Contains(got.ContentHTML, "<strong>bold</strong>") {
 		t.Errorf("edited chapter %+v", got)
 	}
-	wantHeader(t, resp, "Cache-Purge", CacheTag(st.ID))
+	resp.ExpectHeader(t, "Cache-Purge", CacheTag(st.ID))
 	s.Do(t, req{Method: "PATCH", Path: storyPath(st.ID, "/chapters/1"), User: "alice", Body: map[string]any{"title": "y", "version": 1}}).
 		Expect(t, http.StatusConflict, "version_conflict")
 	s.Do(t, req{Method: "PATCH", Path: storyPath(st.ID, "/chapters/7"), User: "alice", Body: map[string]any{"title": "y", "version": 1}}).
@@ -411,7 +404,7 @@ func TestMyStories(t *testing.T) {
 	for range 3 {
 		resp := s.Do(t, req{Method: "GET", Path: path, User: "alice"})
 		resp.Expect(t, http.StatusOK, "")
-		wantHeader(t, resp, "Cache-Control", "private, no-store")
+		resp.ExpectHeader(t, "Cache-Control", "private, no-store")
 		var page struct {
 			Data       []Story `json:"data"`
 			NextCursor *string `json:"next_cursor"`

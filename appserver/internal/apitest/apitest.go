@@ -136,6 +136,14 @@ type Response struct {
 	Body   []byte
 }
 
+// ExpectHeader fails the test unless the response's header field name is want.
+func (r *Response) ExpectHeader(t testing.TB, name, want string) {
+	t.Helper()
+	if got := r.Header.Get(name); got != want {
+		t.Errorf("%s = %q, want %q", name, got, want)
+	}
+}
+
 // Request is one request of a test.
 type Request struct {
 	Method, Path string

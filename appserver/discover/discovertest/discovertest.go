@@ -1,0 +1,204 @@
+// Package discovertest helps the tests of discover and search: a test server whose rows are
+// written straight to the primary, a database of realistic proportions, and a check that a
+// query's plans read no large table whole.
+package discovertest
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/muejam/edge/appserver/dbrouter"
+	"github.com/muejam/edge/appserver/internal/apitest"
+)
+
+// Env is a test server (apitest) whose tests also write rows straight to the primary;
+// requests sent with Send carry the read-your-writes token of the last such write, so the
+// replica's answers include it.
+type Env struct {
+	*apitest.Server
+	t   testing.TB
+	tok string
+}
+
+// Start starts a test server with the routes register adds.
+func Start(t testing.TB, register func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger)) *Env {
+	return &Env{Server: apitest.Start(t, apitest.Options{}, register), t: t}
+}
+
+// Exec runs sql in one transaction on the primary and returns the transaction's now().
+func (e *Env) Exec(sql string, args ...any) time.Time {
+	e.t.Helper()
+	ctx := context.Background()
+	var now time.Time
+	tok, err := e.DB.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sql, args...); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, "select now()").Scan(&now)
+	})
+	if err != nil {
+		e.t.Fatalf("%s: %v", sql, err)
+	}
+	e.tok = tok.String()
+	return now
+}
+
+// Sync makes the next requests see everything committed so far, by anyone.
+func (e *Env) Sync() { e.Exec("select 1") }
+
+// Send sends r with the token of the last write.
+func (e *Env) Send(r apitest.Request) *apitest.Response {
+	e.t.Helper()
+	r.Header = map[string]string{dbrouter.TokenHeader: e.tok}
+	return e.Do(e.t, r)
+}
+
+// Story inserts a story of author (whose profile it creates, with author as handle and
+// display name in title case), published ago (an interval such as "2 hours"), or a draft
+// when ago is "", with tags; it returns the story's id.
+func (e *Env) Story(author, title, ago string, tags ...string) int64 {
+	e.t.Helper()
+	ctx := context.Background()
+	var id int64
+	tok, err := e.DB.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "insert into profiles (user_id, handle, display_name) values ($1, $1, initcap($1)) on conflict do nothing", author); err != nil {
+			return err
+		}
+		var published *string
+		if ago != "" {
+			published = &ago
+		}
+		if err := tx.QueryRow(ctx, `insert into stories (author_id, title, chapter_seq, published_at)
+			values ($1, $2, 1, now() - $3::interval) returning id`, author, title, published).Scan(&id); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "insert into tags (name) select unnest($1::text[]) on conflict do nothing", tags); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "insert into story_tags (story_id, tag_id) select $1, id from tags where name = any($2)", id, tags)
+		return err
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.tok = tok.String()
+	return id
+}
+
+// Pages fetches every page of the list at path (a URL with a query) as user, limit items
+// a page, and returns the ids of the items in order and the responses.
+func (e *Env) Pages(path, user string, limit int) ([]int64, []*apitest.Response) {
+	e.t.Helper()
+	var ids []int64
+	var resps []*apitest.Response
+	cursor := ""
+	for range 100 {
+		resp := e.Send(apitest.Request{Method: "GET", Path: fmt.Sprintf("%s&limit=%d&cursor=%s", path, limit, url.QueryEscape(cursor)), User: user})
+		resp.Expect(e.t, http.StatusOK, "")
+		var page struct {
+			Data       []struct{ ID int64 } `json:"data"`
+			NextCursor *string              `json:"next_cursor"`
+		}
+		apitest.DecodeJSON(e.t, resp, &page)
+		if len(page.Data) > limit {
+			e.t.Fatalf("%s: %d items, limit %d", path, len(page.Data), limit)
+		}
+		for _, s := range page.Data {
+			ids = append(ids, s.ID)
+		}
+		resps = append(resps, resp)
+		if page.NextCursor == nil {
+			return ids, resps
+		}
+		cursor = *page.NextCursor
+	}
+	e.t.Fatal("more than 100 pages")
+	return nil, nil
+}
+
+//go:embed seed.sql
+var seed string
+
+// LargeTables are the tables Seed fills with thousands of rows or more, which no hot query
+// may read with a sequential scan.
+var LargeTables = []string{"stories", "story_tags", "tags", "profiles", "story_trending", "story_reads",
+	"story_likes", "shelf_items", "whispers", "blocks"}
+
+// Seed fills the database (migrated, empty) with thousands of users, stories, tags and
+// their events over a month, then vacuums and analyzes it as autovacuum would have: the
+// planner knows the tables, and the GIN index has no pending list.
+func Seed(t testing.TB, db *dbrouter.Router) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := db.Primary().Exec(ctx, seed); err != nil {
+		t.Fatalf("seeding: %v", err)
+	}
+	if _, err := db.Primary().Exec(ctx, "vacuum analyze"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var seqScan = regexp.MustCompile(`Seq Scan on (\w+)`)
+
+// AssertIndexed explains sql on the primary twice: with args (the custom plan the first
+// executions get) and as a generic plan (plan_cache_mode force_generic_plan; what a
+// statement pgx prepared once may get later). It fails the test when either plan reads one
+// of LargeTables with a sequential scan.
+func AssertIndexed(t testing.TB, db *dbrouter.Router, name, sql string, args ...any) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		custom, err := explain(ctx, tx, "explain "+sql, args...)
+		if err != nil {
+			return fmt.Errorf("custom plan: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "set local plan_cache_mode = force_generic_plan"); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "prepare explained as "+sql); err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		defer tx.Exec(ctx, "deallocate explained") //nolint:errcheck // the session ends with the test
+		// A generic plan does not depend on the values: nulls do.
+		execute := "explain execute explained"
+		if len(args) > 0 {
+			execute += "(" + strings.TrimSuffix(strings.Repeat("null, ", len(args)), ", ") + ")"
+		}
+		generic, err := explain(ctx, tx, execute)
+		if err != nil {
+			return fmt.Errorf("generic plan: %w", err)
+		}
+		for _, plan := range []struct{ kind, text string }{{"custom", custom}, {"generic", generic}} {
+			for _, m := range seqScan.FindAllStringSubmatch(plan.text, -1) {
+				if slices.Contains(LargeTables, m[1]) {
+					t.Errorf("%s: the %s plan reads %s whole:\n%s", name, plan.kind, m[1], plan.text)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", name, err, sql)
+	}
+}
+
+func explain(ctx context.Context, tx pgx.Tx, sql string, args ...any) (string, error) {
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return "", err
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return strings.Join(lines, "\n"), err
+}

@@ -1,0 +1,99 @@
+package discover
+
+import (
+	"net/http"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/muejam/edge/appserver/api"
+	"github.com/muejam/edge/appserver/identity"
+	"github.com/muejam/edge/appserver/profiles"
+)
+
+// Likes and reads change nothing a client reads at once (trending changes when the job
+// runs), so their answers carry no read-your-writes token: readers keep being served from
+// the replicas and the edge's cache.
+
+// publicStory is a CTE naming story $1 when anyone may see it.
+const publicStory = `with story as (select s.id from stories s where s.id = $1 and ` + Public + `)`
+
+// Statements of the engagement routes, on story $1 and user $2: each answers whether the
+// story is public, and changes nothing when it is not.
+const (
+	likeSQL = publicStory + `, liked as (insert into story_likes (story_id, user_id)
+		select id, $2::text from story on conflict do nothing)
+		select exists (select 1 from story)`
+	unlikeSQL = publicStory + `, unliked as (delete from story_likes l
+		using story where l.story_id = story.id and l.user_id = $2)
+		select exists (select 1 from story)`
+	// readSQL counts a signed-in user's reads of a story once per UTC hour.
+	readSQL = publicStory + `, counted as (insert into story_reads (story_id, user_id)
+		select id, $2::text from story
+		on conflict (story_id, user_id, (date_trunc('hour', read_at at time zone 'UTC'))) where user_id is not null do nothing)
+		select exists (select 1 from story)`
+)
+
+// like records the caller's like of a public story; liking twice is liking once.
+func (h *Handler) like(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	uid, _ := identity.User(ctx)
+	id, err := api.PathID(r, "id")
+	if err == nil {
+		_, err = h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			if _, err := profiles.Ensure(ctx, tx, uid); err != nil {
+				return err
+			}
+			var found bool
+			err := tx.QueryRow(ctx, likeSQL, id, uid).Scan(&found)
+			if err == nil && !found {
+				err = api.ErrNotFound
+			}
+			return err
+		})
+	}
+	h.done(w, r, err)
+}
+
+// unlike removes the caller's like of a public story, if there is one.
+func (h *Handler) unlike(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	uid, _ := identity.User(ctx)
+	id, err := api.PathID(r, "id")
+	var found bool
+	if err == nil {
+		err = h.db.Primary().QueryRow(ctx, unlikeSQL, id, uid).Scan(&found)
+	}
+	if err == nil && !found {
+		err = api.ErrNotFound
+	}
+	h.done(w, r, err)
+}
+
+// read records a read of a public story: every anonymous read, and a signed-in user's
+// reads once per story and UTC hour. It is one statement on the primary.
+func (h *Handler) read(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	var user *string
+	if uid, ok := identity.User(ctx); ok {
+		user = &uid
+	}
+	id, err := api.PathID(r, "id")
+	var found bool
+	if err == nil {
+		err = h.db.Primary().QueryRow(ctx, readSQL, id, user).Scan(&found)
+	}
+	if err == nil && !found {
+		err = api.ErrNotFound
+	}
+	h.done(w, r, err)
+}
+
+// done answers an engagement write: 204, or the error.
+func (h *Handler) done(w http.ResponseWriter, r *http.Request, err error) {
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	api.Private(w)
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,231 @@
+// Package search serves full-text search over published stories and prefix suggestions
+// for the search box.
+//
+// Search matches the query (web search syntax: words, "quoted phrases", -excluded, or) with
+// PostgreSQL full-text search, English stemming, against each story's search document: its
+// title, its author's handle and display name, its tags and its blurb (stories.search_doc,
+// kept up to date by triggers, see migration 0004). Results are ranked by ts_rank boosted by
+// the story's trending score: rank = ts_rank × (1 + ln(1 + trending score)), so relevance
+// leads and engagement breaks near-ties. Suggestions are published story titles, tags in
+// use and authors' handles starting with the query, in any letter case.
+//
+// Answers to anonymous callers are cacheable by the edge (results for ResultsMaxAge,
+// suggestions for SuggestMaxAge); a signed-in caller's results are private, as are the
+// suggestions of a caller who has blocked users (whose stories are then hidden).
+//
+//	GET /v1/search?q=&limit=&cursor=   stories matching q, best first   public when anonymous
+//	GET /v1/search/suggest?q=          up to 5 stories, tags, authors   public unless the caller blocks users
+package search
+
+import (
+	"net/http"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/muejam/edge/appserver/api"
+	"github.com/muejam/edge/appserver/dbrouter"
+	"github.com/muejam/edge/appserver/discover"
+	"github.com/muejam/edge/appserver/stories"
+)
+
+// Cache lifetimes and tags of search answers.
+const (
+	ResultsMaxAge = time.Minute      // like the feeds
+	SuggestMaxAge = 10 * time.Minute // the seed allows 10 to 30 minutes
+	ResultsTag    = "search"
+	SuggestTag    = "search:suggest"
+)
+
+// MaxQuery is the longest query, in characters.
+const MaxQuery = 100
+
+// SuggestLimit is how many suggestions of each kind are returned.
+const SuggestLimit = 5
+
+// Handler serves the search routes.
+type Handler struct {
+	db  *dbrouter.Router
+	log *zap.Logger
+}
+
+// New returns the search handlers, reading through db.
+func New(db *dbrouter.Router, log *zap.Logger) *Handler {
+	return &Handler{db: db, log: log}
+}
+
+// Register adds the search routes to mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/search", h.search)
+	mux.HandleFunc("GET /v1/search/suggest", h.suggest)
+}
+
+// parseQuery reads ?q=: required, 1 to MaxQuery characters once trimmed, no control
+// characters.
+func parseQuery(r *http.Request) (string, error) {
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	v := api.Validator{}
+	v.Check(q != "", "q", "is required")
+	v.Check(utf8.RuneCountInString(q) <= MaxQuery, "q", "must be at most 100 characters")
+	v.Check(!strings.ContainsFunc(q, unicode.IsControl), "q", "must not contain control characters")
+	return q, v.Err()
+}
+
+// resultCursor is the position in a list of results.
+type resultCursor struct {
+	Rank float64 `json:"rank"`
+	ID   int64   `json:"id"`
+}
+
+// result is a story found, with its position; it is encoded as the Summary.
+type result struct {
+	discover.Summary
+	pos resultCursor
+}
+
+// searchQuery returns the SQL and arguments of a page of results of q for viewer: limit
+// rows, each a Summary and its rank, after the position after when it is not nil. The
+// matches are ranked from the stories table alone (the GIN index, then one trending score
+// lookup each), and only the page's rows are joined with what a Summary shows.
+func searchQuery(q string, viewer discover.Viewer, after *resultCursor, limit int) (string, discover.Args) {
+	args := discover.Args{limit, q}
+	matches := `select s.id, ts_rank(s.search_doc, websearch_to_tsquery('english', $2))::float8
+			* (1 + ln(1 + coalesce((select t.score from story_trending t where t.story_id = s.id), 0))) as rank
+		from stories s
+		where s.search_doc @@ websearch_to_tsquery('english', $2) and ` + discover.Public + viewer.Hider(&args)("s.author_id")
+	keyset := ""
+	if after != nil {
+		keyset = " where (m.rank, m.id) < (" + args.Add(after.Rank) + "::float8, " + args.Add(after.ID) + "::bigint)"
+	}
+	return `select ` + discover.SummaryColumns + `, found.rank
+		from (select m.id, m.rank from (` + matches + `) m` + keyset + ` order by m.rank desc, m.id desc limit $1) found
+		join stories s on s.id = found.id join profiles p on p.user_id = s.author_id
+		order by found.rank desc, found.id desc`, args
+}
+
+func (h *Handler) search(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q, err := parseQuery(r)
+	var page api.Page
+	if err == nil {
+		page, err = api.ParsePage(r)
+	}
+	var after resultCursor
+	var more bool
+	if err == nil {
+		more, err = page.After(&after)
+	}
+	var viewer discover.Viewer
+	if err == nil {
+		viewer, err = discover.LoadViewer(ctx, h.db.Reader(ctx))
+	}
+	var list []result
+	if err == nil {
+		cursor := &after
+		if !more {
+			cursor = nil
+		}
+		sql, args := searchQuery(q, viewer, cursor, page.Limit+1)
+		var rows pgx.Rows
+		rows, err = h.db.Reader(ctx).Query(ctx, sql, args...)
+		if err == nil {
+			list, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (result, error) {
+				var res result
+				var err error
+				res.Summary, err = discover.ScanSummary(row, &res.pos.Rank)
+				res.pos.ID = res.ID
+				return res, err
+			})
+		}
+	}
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	list, next := api.Trim(page, list, func(res result) any { return res.pos })
+	if viewer.User == "" {
+		api.PublicPerViewer(w, ResultsMaxAge, ResultsTag)
+	} else {
+		api.Private(w)
+	}
+	api.WriteList(w, list, next)
+}
+
+// StorySuggestion is a story whose title starts with the query.
+type StorySuggestion struct {
+	ID    int64  `json:"id"`
+	Title string `json:"title"`
+}
+
+// Suggestions are what GET /v1/search/suggest answers.
+type Suggestions struct {
+	Stories []StorySuggestion `json:"stories"`
+	Tags    []string          `json:"tags"`
+	Authors []stories.Author  `json:"authors"`
+}
+
+// Prefix matching: x ~>=~ p and x ~<~ p || U+10FFFF, byte-wise, is "x starts with p"
+// (every other character sorts below U+10FFFF), and a text_pattern_ops index serves it
+// with p a parameter. $1 is the query.
+const (
+	prefixLow  = ` ~>=~ lower($1::text)`
+	prefixHigh = ` ~<~ (lower($1::text) || chr(1114111))`
+)
+
+// suggestQueries return the SQL and arguments of the story, tag and author suggestions of
+// $1 for viewer; each yields up to SuggestLimit rows.
+func suggestQueries(q string, viewer discover.Viewer) (storiesSQL, tagsSQL, authorsSQL string, args discover.Args) {
+	args = discover.Args{q, SuggestLimit}
+	hide := viewer.Hider(&args)
+	storiesSQL = `select s.id, s.title from stories s
+		where lower(s.title)` + prefixLow + ` and lower(s.title)` + prefixHigh + ` and ` + discover.Public + hide("s.author_id") + `
+		order by lower(s.title) using ~<~, s.id limit $2`
+	tagsSQL = `select tg.name from tags tg
+		where tg.name` + prefixLow + ` and tg.name` + prefixHigh + `
+		and exists (select 1 from story_tags st join stories s on s.id = st.story_id
+			where st.tag_id = tg.id and ` + discover.Public + hide("s.author_id") + `)
+		order by tg.name using ~<~ limit $2`
+	authorsSQL = `select p.handle, p.display_name from profiles p
+		where lower(p.handle)` + prefixLow + ` and lower(p.handle)` + prefixHigh + hide("p.user_id") + `
+		and exists (select 1 from stories s where s.author_id = p.user_id and ` + discover.Public + `)
+		order by lower(p.handle) using ~<~ limit $2`
+	return storiesSQL, tagsSQL, authorsSQL, args
+}
+
+func (h *Handler) suggest(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q, err := parseQuery(r)
+	var viewer discover.Viewer
+	if err == nil {
+		viewer, err = discover.LoadViewer(ctx, h.db.Reader(ctx))
+	}
+	out := Suggestions{Stories: []StorySuggestion{}, Tags: []string{}, Authors: []stories.Author{}}
+	if err == nil {
+		storiesSQL, tagsSQL, authorsSQL, args := suggestQueries(q, viewer)
+		db := h.db.Reader(ctx)
+		var rows pgx.Rows
+		if rows, err = db.Query(ctx, storiesSQL, args...); err == nil {
+			out.Stories, err = pgx.CollectRows(rows, pgx.RowToStructByPos[StorySuggestion])
+		}
+		if err == nil {
+			if rows, err = db.Query(ctx, tagsSQL, args...); err == nil {
+				out.Tags, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			}
+		}
+		if err == nil {
+			if rows, err = db.Query(ctx, authorsSQL, args...); err == nil {
+				out.Authors, err = pgx.CollectRows(rows, pgx.RowToStructByPos[stories.Author])
+			}
+		}
+	}
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	viewer.Cache(w, SuggestMaxAge, SuggestTag)
+	api.Write(w, http.StatusOK, out)
+}

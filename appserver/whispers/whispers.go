@@ -1,0 +1,557 @@
+// Package whispers serves whispers: short posts of 1 to MaxBody characters, global or about
+// a story, replies to them, and likes.
+//
+// Feeds are newest first and paginated: the global feed (top-level whispers about no story),
+// a story's feed (its top-level whispers) and a whisper's replies. A reply belongs to its
+// parent's story, and can be replied to. Whispers about a story that is not published, or is
+// deleted, are 404 like the story.
+//
+// reply_count counts a whisper's replies that are not deleted, like_count its likes (one per
+// user; PUT and DELETE of a like are idempotent). Each changes in the transaction that adds
+// or removes what it counts, under the whisper's row lock, so both stay exact under
+// concurrency. Deletion is soft and the author's alone: a deleted whisper keeps its row and
+// its replies; while it has replies it shows as deleted, without body or author, and when it
+// has none it drops out of the feeds.
+//
+// Blocks: a signed-in caller sees no whisper of an author they blocked (social.NotBlocked), in
+// feeds or alone (404); a user cannot reply to or like the whispers of someone who blocked
+// them, nor whisper about their stories (403 blocked).
+//
+// Caching: reads are public for MaxAge, tagged with CacheTag of every whisper shown (so a
+// like, reply or deletion purges exactly the pages showing that whisper), of the whisper
+// whose replies they list, and, on first pages where a new whisper would appear, GlobalTag or
+// StoryTag; a story's feed also carries the story's tag, purged when the story changes. What
+// a caller who blocks someone sees depends on them: their responses are private. Mutations
+// answer Cache-Purge: a whisper its feed's tag, a reply its parent's, a like or unlike the
+// whisper's, a deletion the whisper's and its parent's.
+//
+//	GET    /v1/whispers                 the global feed                        public
+//	POST   /v1/whispers                 whisper {"body"}                       signed in
+//	GET    /v1/stories/{id}/whispers    a story's feed                         public
+//	POST   /v1/stories/{id}/whispers    whisper about a story {"body"}         signed in
+//	GET    /v1/whispers/{id}            a whisper                              public
+//	DELETE /v1/whispers/{id}            soft delete                            author
+//	GET    /v1/whispers/{id}/replies    a whisper's replies                    public
+//	POST   /v1/whispers/{id}/replies    reply {"body"}                         signed in
+//	PUT    /v1/whispers/{id}/like       like                                   signed in
+//	DELETE /v1/whispers/{id}/like       unlike                                 signed in
+package whispers
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/muejam/edge/appserver/api"
+	"github.com/muejam/edge/appserver/dbrouter"
+	"github.com/muejam/edge/appserver/identity"
+	"github.com/muejam/edge/appserver/profiles"
+	"github.com/muejam/edge/appserver/social"
+	"github.com/muejam/edge/appserver/stories"
+)
+
+// MaxBody bounds a whisper's body, in characters.
+const MaxBody = 500
+
+// MaxAge is how long the edge may cache a public read of whispers (the seed allows 30 s to
+// 2 minutes for whisper feeds).
+const MaxAge = 30 * time.Second
+
+// GlobalTag is the cache tag of the first pages of the global feed.
+const GlobalTag = "whispers:global"
+
+// StoryTag is the cache tag of the first pages of story id's feed.
+func StoryTag(id int64) string { return "whispers:story:" + strconv.FormatInt(id, 10) }
+
+// CacheTag is the cache tag of everything showing whisper id: itself, the pages it is on and
+// its replies.
+func CacheTag(id int64) string { return "whisper:" + strconv.FormatInt(id, 10) }
+
+// Errors of this package.
+var (
+	ErrForbidden = &api.Error{Status: http.StatusForbidden, Code: "forbidden", Message: "only the author can delete this whisper"}
+	ErrDeleted   = &api.Error{Status: http.StatusConflict, Code: "whisper_deleted", Message: "the whisper was deleted"}
+)
+
+// Whisper is a whisper. A deleted one shows neither body nor author.
+type Whisper struct {
+	ID         int64           `json:"id"`
+	Author     *stories.Author `json:"author"`
+	StoryID    *int64          `json:"story_id"`
+	ParentID   *int64          `json:"parent_id"`
+	Body       string          `json:"body"`
+	Deleted    bool            `json:"deleted"`
+	ReplyCount int             `json:"reply_count"`
+	LikeCount  int             `json:"like_count"`
+	CreatedAt  time.Time       `json:"created_at"`
+
+	authorID string
+}
+
+// Like is the caller's like of a whisper, and the whisper's likes.
+type Like struct {
+	WhisperID int64 `json:"whisper_id"`
+	Liked     bool  `json:"liked"`
+	LikeCount int   `json:"like_count"`
+}
+
+const columns = `w.id, w.author_id, p.handle, p.display_name, w.story_id, w.parent_id, w.body,
+	w.reply_count, w.like_count, w.created_at, w.deleted_at is not null`
+
+const from = ` from whispers w join profiles p on p.user_id = w.author_id `
+
+// storyPublic is the condition that whisper w is about no story or a public one.
+const storyPublic = `(w.story_id is null or exists (select 1 from stories s where s.id = w.story_id
+	and s.published_at is not null and s.deleted_at is null))`
+
+func scan(row pgx.Row) (Whisper, error) {
+	var w Whisper
+	var a stories.Author
+	err := row.Scan(&w.ID, &w.authorID, &a.Handle, &a.DisplayName, &w.StoryID, &w.ParentID, &w.Body,
+		&w.ReplyCount, &w.LikeCount, &w.CreatedAt, &w.Deleted)
+	if w.Deleted {
+		w.Body = ""
+	} else {
+		w.Author = &a
+	}
+	return w, err
+}
+
+// getWhisper reads whisper id as viewer may see it: api.ErrNotFound when there is none, its
+// story is not public or viewer blocked its author. lock, in a transaction, takes the row
+// lock under which its counters change.
+func getWhisper(ctx context.Context, q dbrouter.Querier, id int64, viewer string, lock bool) (Whisper, error) {
+	sql := "select " + columns + from + "where w.id = $1 and " + storyPublic + " and " + social.NotBlocked("w.author_id", "$2")
+	if lock {
+		sql += " for no key update of w"
+	}
+	w, err := scan(q.QueryRow(ctx, sql, id, viewer))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return w, api.ErrNotFound
+	}
+	return w, err
+}
+
+// publicStoryAuthor returns the author of story id when it is published and not deleted,
+// else api.ErrNotFound.
+func publicStoryAuthor(ctx context.Context, q dbrouter.Querier, id int64) (string, error) {
+	var author string
+	err := q.QueryRow(ctx, "select author_id from stories where id = $1 and published_at is not null and deleted_at is null", id).Scan(&author)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", api.ErrNotFound
+	}
+	return author, err
+}
+
+// Handler serves the whisper routes.
+type Handler struct {
+	db  *dbrouter.Router
+	log *zap.Logger
+}
+
+// New returns the whisper handlers, reading and writing through db.
+func New(db *dbrouter.Router, log *zap.Logger) *Handler {
+	return &Handler{db: db, log: log}
+}
+
+// Register adds the whisper routes to mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	auth := func(f http.HandlerFunc) http.Handler { return identity.Require(f) }
+	mux.HandleFunc("GET /v1/whispers", h.globalFeed)
+	mux.Handle("POST /v1/whispers", auth(h.postGlobal))
+	mux.HandleFunc("GET /v1/stories/{id}/whispers", h.storyFeed)
+	mux.Handle("POST /v1/stories/{id}/whispers", auth(h.postStory))
+	mux.HandleFunc("GET /v1/whispers/{id}", h.get)
+	mux.Handle("DELETE /v1/whispers/{id}", auth(h.delete))
+	mux.HandleFunc("GET /v1/whispers/{id}/replies", h.replies)
+	mux.Handle("POST /v1/whispers/{id}/replies", auth(h.postReply))
+	mux.Handle("PUT /v1/whispers/{id}/like", auth(h.like))
+	mux.Handle("DELETE /v1/whispers/{id}/like", auth(h.unlike))
+}
+
+// view is a read for one viewer.
+type view struct {
+	q      dbrouter.Querier
+	viewer string // "" when anonymous
+	// personal is set when the viewer blocks someone: what they see depends on them.
+	personal bool
+}
+
+// view reads who is asking and whether they block anyone.
+func (h *Handler) view(ctx context.Context) (view, error) {
+	v := view{q: h.db.Reader(ctx)}
+	v.viewer, _ = identity.User(ctx)
+	var err error
+	v.personal, err = social.BlocksAnyone(ctx, v.q, v.viewer)
+	return v, err
+}
+
+// cache sets the cache headers of a read: private when it is personal, else public under
+// tags, one variant per viewer.
+func (v view) cache(w http.ResponseWriter, tags ...string) {
+	if v.personal {
+		api.Private(w)
+	} else {
+		api.PublicPerViewer(w, MaxAge, tags...)
+	}
+}
+
+// feed is a list of whispers: those matching scope (a condition on w, with $4 standing for
+// id), tagged with tags on every page and with first, if any, on the first page.
+type feed struct {
+	scope string
+	id    int64
+	tags  []string
+	first string
+}
+
+// whisperCursor is the position in a feed (newest first).
+type whisperCursor struct {
+	ID int64 `json:"id"`
+}
+
+// serveFeed answers a page of feed f as v sees it.
+func (h *Handler) serveFeed(w http.ResponseWriter, r *http.Request, v view, f feed) {
+	ctx := r.Context()
+	page, err := api.ParsePage(r)
+	var after whisperCursor
+	var more bool
+	if err == nil {
+		more, err = page.After(&after)
+	}
+	var list []Whisper
+	if err == nil {
+		// Deleted whispers show while they have replies; without a cursor, after.ID is 0.
+		args := []any{v.viewer, after.ID, page.Limit + 1}
+		if f.id != 0 {
+			args = append(args, f.id)
+		}
+		var rows pgx.Rows
+		rows, err = v.q.Query(ctx, "select "+columns+from+"where "+f.scope+
+			" and (w.deleted_at is null or w.reply_count > 0) and "+social.NotBlocked("w.author_id", "$1")+
+			" and ($2::bigint = 0 or w.id < $2) order by w.id desc limit $3", args...)
+		if err == nil {
+			list, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Whisper, error) { return scan(row) })
+		}
+	}
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	list, next := api.Trim(page, list, func(x Whisper) any { return whisperCursor{x.ID} })
+	tags := f.tags
+	if !more && f.first != "" {
+		tags = append(tags, f.first)
+	}
+	for _, x := range list {
+		tags = append(tags, CacheTag(x.ID))
+	}
+	v.cache(w, tags...)
+	api.WriteList(w, list, next)
+}
+
+func (h *Handler) globalFeed(w http.ResponseWriter, r *http.Request) {
+	v, err := h.view(r.Context())
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	h.serveFeed(w, r, v, feed{scope: "w.story_id is null and w.parent_id is null", first: GlobalTag})
+}
+
+func (h *Handler) storyFeed(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id, err := api.PathID(r, "id")
+	var v view
+	if err == nil {
+		v, err = h.view(ctx)
+	}
+	if err == nil {
+		_, err = publicStoryAuthor(ctx, v.q, id)
+	}
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	h.serveFeed(w, r, v, feed{scope: "w.story_id = $4 and w.parent_id is null", id: id,
+		tags: []string{stories.CacheTag(id)}, first: StoryTag(id)})
+}
+
+func (h *Handler) replies(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id, err := api.PathID(r, "id")
+	var v view
+	if err == nil {
+		v, err = h.view(ctx)
+	}
+	if err == nil {
+		_, err = getWhisper(ctx, v.q, id, v.viewer, false)
+	}
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	// Every page carries the parent's tag: a new reply purges them all.
+	h.serveFeed(w, r, v, feed{scope: "w.parent_id = $4", id: id, tags: []string{CacheTag(id)}})
+}
+
+func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id, err := api.PathID(r, "id")
+	var v view
+	if err == nil {
+		v, err = h.view(ctx)
+	}
+	var x Whisper
+	if err == nil {
+		x, err = getWhisper(ctx, v.q, id, v.viewer, false)
+	}
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	tags := []string{CacheTag(x.ID)}
+	if x.StoryID != nil {
+		tags = append(tags, stories.CacheTag(*x.StoryID))
+	}
+	v.cache(w, tags...)
+	api.Write(w, http.StatusOK, x)
+}
+
+// bodyInput is the body of the POST routes.
+type bodyInput struct {
+	Body *string `json:"body"`
+}
+
+// decode reads and validates the body of a POST; the text is trimmed.
+func (in *bodyInput) decode(w http.ResponseWriter, r *http.Request) error {
+	if err := api.Decode(w, r, in); err != nil {
+		return err
+	}
+	v := api.Validator{}
+	v.Check(in.Body != nil, "body", "is required")
+	if in.Body != nil {
+		*in.Body = strings.TrimSpace(*in.Body)
+		n := utf8.RuneCountInString(*in.Body)
+		v.Check(n >= 1 && n <= MaxBody, "body", "must be 1 to 500 characters")
+		v.Check(!strings.ContainsFunc(*in.Body, func(c rune) bool { return unicode.IsControl(c) && c != '\n' && c != '\t' }),
+			"body", "must not contain control characters other than newlines and tabs")
+	}
+	return v.Err()
+}
+
+// placement is where a new whisper goes, and the cache tag its arrival invalidates.
+type placement struct {
+	story, parent *int64
+	purge         string
+}
+
+// post answers the creation of a whisper: place runs first in the transaction, checks that
+// user me may whisper there and says where; the whisper is inserted after it.
+func (h *Handler) post(w http.ResponseWriter, r *http.Request, place func(ctx context.Context, tx pgx.Tx, me string) (placement, error)) {
+	ctx := r.Context()
+	me, _ := identity.User(ctx)
+	api.Private(w)
+	var in bodyInput
+	if err := in.decode(w, r); err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	var x Whisper
+	var at placement
+	tok, err := h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		var err error
+		if at, err = place(ctx, tx, me); err != nil {
+			return err
+		}
+		if _, err := profiles.Ensure(ctx, tx, me); err != nil {
+			return err
+		}
+		x, err = scan(tx.QueryRow(ctx, `with w as (insert into whispers (author_id, story_id, parent_id, body)
+			values ($1, $2, $3, $4) returning *) select `+columns+` from w join profiles p on p.user_id = w.author_id`,
+			me, at.story, at.parent, *in.Body))
+		return err
+	})
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	h.db.SetToken(w, tok)
+	api.Purge(w, at.purge)
+	w.Header().Set("Location", "/v1/whispers/"+strconv.FormatInt(x.ID, 10))
+	api.Write(w, http.StatusCreated, x)
+}
+
+func (h *Handler) postGlobal(w http.ResponseWriter, r *http.Request) {
+	h.post(w, r, func(context.Context, pgx.Tx, string) (placement, error) {
+		return placement{purge: GlobalTag}, nil
+	})
+}
+
+func (h *Handler) postStory(w http.ResponseWriter, r *http.Request) {
+	id, err := api.PathID(r, "id")
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	h.post(w, r, func(ctx context.Context, tx pgx.Tx, me string) (placement, error) {
+		author, err := publicStoryAuthor(ctx, tx, id)
+		if err != nil {
+			return placement{}, err
+		}
+		blocked, err := social.Blocked(ctx, tx, author, me)
+		switch {
+		case err != nil:
+			return placement{}, err
+		case blocked:
+			return placement{}, social.ErrBlocked
+		}
+		return placement{story: &id, purge: StoryTag(id)}, nil
+	})
+}
+
+func (h *Handler) postReply(w http.ResponseWriter, r *http.Request) {
+	id, err := api.PathID(r, "id")
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	h.post(w, r, func(ctx context.Context, tx pgx.Tx, me string) (placement, error) {
+		parent, err := actOn(ctx, tx, id, me)
+		if err != nil {
+			return placement{}, err
+		}
+		// The parent is locked: its count is exact.
+		if _, err := tx.Exec(ctx, "update whispers set reply_count = reply_count + 1 where id = $1", id); err != nil {
+			return placement{}, err
+		}
+		return placement{story: parent.StoryID, parent: &id, purge: CacheTag(id)}, nil
+	})
+}
+
+// actOn locks whisper id for user me to reply to or like it: api.ErrNotFound when they may
+// not see it, ErrDeleted when it is deleted, social.ErrBlocked when its author blocked them.
+func actOn(ctx context.Context, tx pgx.Tx, id int64, me string) (Whisper, error) {
+	x, err := getWhisper(ctx, tx, id, me, true)
+	if err != nil {
+		return x, err
+	}
+	if x.Deleted {
+		return x, ErrDeleted
+	}
+	blocked, err := social.Blocked(ctx, tx, x.authorID, me)
+	if err == nil && blocked {
+		err = social.ErrBlocked
+	}
+	return x, err
+}
+
+func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	me, _ := identity.User(ctx)
+	api.Private(w)
+	id, err := api.PathID(r, "id")
+	var purge []string
+	var tok dbrouter.Token
+	if err == nil {
+		tok, err = h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			x, err := getWhisper(ctx, tx, id, me, true)
+			switch {
+			case err != nil:
+				return err
+			case x.authorID != me:
+				return ErrForbidden
+			case x.Deleted:
+				return nil // deleted already: nothing changes
+			}
+			if _, err := tx.Exec(ctx, "update whispers set deleted_at = now() where id = $1", id); err != nil {
+				return err
+			}
+			purge = append(purge, CacheTag(id))
+			if x.ParentID != nil {
+				purge = append(purge, CacheTag(*x.ParentID))
+				_, err = tx.Exec(ctx, "update whispers set reply_count = reply_count - 1 where id = $1", *x.ParentID)
+			}
+			return err
+		})
+	}
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	if len(purge) > 0 {
+		h.db.SetToken(w, tok)
+		api.Purge(w, purge...)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// likeTx answers a like or an unlike of the path's whisper: change runs in a transaction on
+// the locked whisper and reports whether it added or removed a like, adjusting like_count.
+func (h *Handler) likeTx(w http.ResponseWriter, r *http.Request, liked bool, change func(ctx context.Context, tx pgx.Tx, id int64, me string) (bool, error)) {
+	ctx := r.Context()
+	me, _ := identity.User(ctx)
+	api.Private(w)
+	id, err := api.PathID(r, "id")
+	res := Like{WhisperID: id, Liked: liked}
+	changed := false
+	var tok dbrouter.Token
+	if err == nil {
+		tok, err = h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			var err error
+			changed, err = change(ctx, tx, id, me)
+			if err != nil {
+				return err
+			}
+			switch {
+			case !changed:
+				return tx.QueryRow(ctx, "select like_count from whispers where id = $1", id).Scan(&res.LikeCount)
+			case liked:
+				return tx.QueryRow(ctx, "update whispers set like_count = like_count + 1 where id = $1 returning like_count", id).Scan(&res.LikeCount)
+			default:
+				return tx.QueryRow(ctx, "update whispers set like_count = like_count - 1 where id = $1 returning like_count", id).Scan(&res.LikeCount)
+			}
+		})
+	}
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+		return
+	}
+	if changed {
+		h.db.SetToken(w, tok)
+		api.Purge(w, CacheTag(id))
+	}
+	api.Write(w, http.StatusOK, res)
+}
+
+func (h *Handler) like(w http.ResponseWriter, r *http.Request) {
+	h.likeTx(w, r, true, func(ctx context.Context, tx pgx.Tx, id int64, me string) (bool, error) {
+		if _, err := actOn(ctx, tx, id, me); err != nil {
+			return false, err
+		}
+		if _, err := profiles.Ensure(ctx, tx, me); err != nil {
+			return false, err
+		}
+		tag, err := tx.Exec(ctx, "insert into whisper_likes (whisper_id, user_id) values ($1, $2) on conflict do nothing", id, me)
+		return tag.RowsAffected() == 1, err
+	})
+}
+
+func (h *Handler) unlike(w http.ResponseWriter, r *http.Request) {
+	h.likeTx(w, r, false, func(ctx context.Context, tx pgx.Tx, id int64, me string) (bool, error) {
+		// Any like can go: of a deleted whisper, or of an author one blocks or is blocked by.
+		if _, err := getWhisper(ctx, tx, id, "", true); err != nil {
+			return false, err
+		}
+		tag, err := tx.Exec(ctx, "delete from whisper_likes where whisper_id = $1 and user_id = $2", id, me)
+		return tag.RowsAffected() == 1, err
+	})
+}
