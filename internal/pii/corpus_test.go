@@ -473,6 +473,7 @@ func TestCorpus(t *testing.T) {
 		} else {
 			out = s.String(l.Text)
 		}
+		checkPrefilter(t, s, l.Text)
 		lines++
 		if len(l.PII) == 0 {
 			negatives++

@@ -25,24 +25,34 @@ const (
 	cHex   // 0-9 a-f A-F
 )
 
-// Prefilter triggers of a byte (trig), and the features that one pass over a string
-// gathers from them to decide which detectors can have a candidate.
+// Triggers of a byte (trig): prefilter ORs those of a string together first, and looks
+// closer only at strings with digits or long enough for a key or a secret.
 const (
 	tDigit  = 1 << iota
+	tAt     // @
+	tEq     // =
+	tColon  // :
+	tPct    // %, of "%40" (an @) and "%2B" (a +)
+	tB      // b or B, of "bearer"
 	tNotB64 // any byte but letters, digits, + and /
 	tNotAln // any byte but letters and digits: it ends a word
 )
 
-// Features.
+// Features of a string, found by prefilter: each lets some detectors run.
 const (
 	fAt     = 1 << iota // an @
 	fEq                 // an =
-	fURL                // "://"
+	fColon              // a :
+	fColons             // two colons or more
 	fPct40              // "%40", a percent-encoded @
-	fJWT                // "eyJ"
-	fBearer             // "bearer", any case
+	fJWT                // a word starting "eyJ"
+	fBearer             // the word "bearer", any case
 	fWords              // a word "A..A" (AWS key ID) or letter, letter, digit, digit (IBAN)
 	fSecret             // a run of exactly 40 base64 characters
+	fNumber             // a run of digits that numbers can accept (numberCandidate)
+
+	// allFeatures lets every detector run.
+	allFeatures = 1<<iota - 1
 )
 
 var class, trig [256]uint8
@@ -79,6 +89,22 @@ func init() {
 			}
 		}
 	}
+	for c := range numClass {
+		switch {
+		case isDigit(byte(c)):
+			numClass[c] = nDigit
+		case c == '+' || c == '(':
+			numClass[c] = nPlus
+		case c != ' ' && c != '-' && c != '.' && c != ')':
+			numClass[c] = nOther
+		}
+	}
+	trig['@'] |= tAt
+	trig['='] |= tEq
+	trig[':'] |= tColon
+	trig['%'] |= tPct
+	trig['b'] |= tB
+	trig['B'] |= tB
 	for _, cc := range strings.Fields(`AD AE AL AT AZ BA BE BG BH BI BR BY CH CR CY CZ DE DJ DK DO
 		EE EG ES FI FK FO FR GB GE GI GL GR GT HR HU IE IL IQ IS IT JO KW KZ LB LC LI LT LU LV LY
 		MC MD ME MK MN MR MT MU NI NL NO OM PK PL PS PT QA RO RS RU SA SC SD SE SI SK SM SO ST SV
@@ -128,57 +154,83 @@ func endsValue(c byte) bool {
 
 func (s *Scrubber) on(k Kind) bool { return s.modes[k] != modeOff }
 
-// features is what prefilter learns of a string.
-type features struct {
-	flags          uint16
-	digits, colons int
+// prefilter finds which detectors can have a candidate in str, and returns those
+// features. A first pass ORs the triggers of the bytes together; strings with digits or
+// of 20 bytes or more (an AWS key, a JWT) get a second look at their words (wordScan).
+func prefilter(str string) uint16 {
+	acc := triggers(str)
+	var f uint16
+	if acc&tAt != 0 {
+		f |= fAt
+	}
+	if acc&tEq != 0 {
+		f |= fEq
+	}
+	if acc&tColon != 0 {
+		f |= fColon
+		if strings.Count(str, ":") >= 2 {
+			f |= fColons
+		}
+	}
+	if acc&tPct != 0 && strings.Contains(str, "%40") {
+		f |= fPct40
+	}
+	if acc&tDigit == 0 && len(str) < 20 {
+		if acc&tB != 0 && len(str) >= len("bearer a.bcdefg") {
+			f |= fBearer
+		}
+		return f
+	}
+	return f | wordScan(str)
 }
 
-// prefilter makes one pass over str to find which detectors can have a candidate.
-func prefilter(str string) features {
-	var f features
+// triggers returns the triggers of the bytes of str ORed together.
+func triggers(str string) uint8 {
+	var a, b uint8
+	i := 0
+	for ; i+4 <= len(str); i += 4 {
+		w := str[i : i+4]
+		a |= trig[w[0]] | trig[w[1]]
+		b |= trig[w[2]] | trig[w[3]]
+	}
+	for ; i < len(str); i++ {
+		a |= trig[str[i]]
+	}
+	return a | b
+}
+
+// wordScan makes one pass over the words (runs of letters and digits) of str for the
+// features fJWT, fBearer, fWords, fSecret and fNumber.
+func wordScan(str string) uint16 {
+	var f uint16
+	digits := 0
 	lastB64, lastAln := -1, -1 // the last byte that is not base64, not alphanumeric
 	for i := 0; i < len(str); i++ {
-		c := str[i]
-		t := trig[c]
-		if t == 0 { // a letter
-			continue
-		}
-		if t == tDigit {
-			f.digits++
+		t := trig[str[i]]
+		if t&tNotAln == 0 { // a letter or digit
+			digits += int(t & tDigit)
 			continue
 		}
 		if t&tNotB64 != 0 {
 			if i-lastB64 == 41 {
-				f.flags |= fSecret
+				f |= fSecret
 			}
 			lastB64 = i
 		}
 		if i-lastAln > 4 {
-			f.flags |= wordFeatures(str[lastAln+1 : i])
+			f |= wordFeatures(str[lastAln+1 : i])
 		}
 		lastAln = i
-		switch c {
-		case '@':
-			f.flags |= fAt
-		case '=':
-			f.flags |= fEq
-		case ':':
-			f.colons++
-			if strings.HasPrefix(str[i:], "://") {
-				f.flags |= fURL
-			}
-		case '%':
-			if strings.HasPrefix(str[i:], "%40") {
-				f.flags |= fPct40
-			}
-		}
 	}
 	if len(str)-lastB64 == 41 {
-		f.flags |= fSecret
+		f |= fSecret
 	}
 	if len(str)-lastAln > 4 {
-		f.flags |= wordFeatures(str[lastAln+1:])
+		f |= wordFeatures(str[lastAln+1:])
+	}
+	// An IPv4 address has 4 digits or more, any other number 8 or more.
+	if digits >= 4 && numberCandidate(str) {
+		f |= fNumber
 	}
 	return f
 }
@@ -199,40 +251,94 @@ func wordFeatures(w string) uint16 {
 	return f
 }
 
-// detect appends the matches in str to ms. Detectors whose trigger characters are absent
-// do not run.
-func (s *Scrubber) detect(str string, ms []match) []match {
-	f := prefilter(str)
+// The bytes of runs of digits, for numberCandidate.
+const (
+	nDigit = 1 << iota
+	nPlus  // '+' or '('
+	nOther // any byte but a digit, '+', '(' or a separator (space, '-', '.', ')')
+)
+
+var numClass [256]uint8
+
+// numberCandidate reports whether str has a run of digits and separators (space, '-', '.',
+// '(', ')', '+') that numbers can accept: one with 13 digits or more (a card), 4 groups of
+// digits (an IPv4 address, a card in groups), 3 groups and 9 digits (an SSN, a North
+// American phone number), or 8 digits with a '+' or '(' (E.164) or a group starting with
+// 0 (a national number). Like numbers, it starts no run at a group that follows a letter,
+// '_' or '.', unless the letter ends "%2B", a percent-encoded '+'.
+func numberCandidate(str string) bool {
+	digits, groups, flagged := 0, 0, false
+	for i := 0; i < len(str); {
+		var gap uint8 // the bytes before the group, ORed
+		for ; i < len(str); i++ {
+			n := numClass[str[i]]
+			if n&nDigit != 0 {
+				break
+			}
+			gap |= n
+		}
+		if i == len(str) {
+			return false
+		}
+		j := i + 1
+		for j < len(str) && isDigit(str[j]) {
+			j++
+		}
+		if gap&nOther != 0 {
+			digits, groups, flagged = 0, 0, false
+		}
+		switch {
+		case groups > 0 || i == 0 || !isWord(str[i-1]) && str[i-1] != '.':
+			flagged = flagged || gap&nPlus != 0 || str[i] == '0'
+		case i >= 3 && str[i-3] == '%' && str[i-2] == '2' && str[i-1]|0x20 == 'b':
+			flagged = true
+		default:
+			i = j
+			continue
+		}
+		groups++
+		digits += j - i
+		if digits >= 13 || groups >= 4 || groups == 3 && digits >= 9 || digits >= 8 && flagged {
+			return true
+		}
+		i = j
+	}
+	return false
+}
+
+// detect appends the matches in str to ms, running only the detectors that the features f
+// (of prefilter) allow.
+func (s *Scrubber) detect(str string, f uint16, ms []match) []match {
 	// Detectors that others defer to run first: URL credentials before emails, JWTs
 	// before bearer tokens and secrets.
-	if f.flags&(fAt|fURL) == fAt|fURL && s.on(KindURLCredentials) {
+	if f&(fAt|fColon) == fAt|fColon && s.on(KindURLCredentials) {
 		ms = urlCredentials(str, ms)
 	}
-	if f.flags&fJWT != 0 && s.on(KindJWT) {
+	if f&fJWT != 0 && s.on(KindJWT) {
 		ms = jwts(str, ms)
 	}
-	if f.flags&fBearer != 0 && s.on(KindBearer) {
+	if f&fBearer != 0 && s.on(KindBearer) {
 		ms = bearers(str, ms)
 	}
-	if f.flags&(fAt|fPct40) != 0 && s.on(KindEmail) {
+	if f&(fAt|fPct40) != 0 && s.on(KindEmail) {
 		ms = emails(str, ms)
 	}
-	if f.flags&fEq != 0 {
+	if f&fEq != 0 {
 		ms = s.params(str, ms)
 	}
-	if f.colons > 0 && s.on(KindHeader) {
+	if f&fColon != 0 && s.on(KindHeader) {
 		ms = s.headers(str, ms)
 	}
-	if f.flags&fWords != 0 {
+	if f&fWords != 0 {
 		ms = s.words(str, ms)
 	}
-	if f.flags&fSecret != 0 && s.on(KindAWSSecret) {
+	if f&fSecret != 0 && s.on(KindAWSSecret) {
 		ms = secrets(str, ms)
 	}
-	if f.digits >= 4 {
+	if f&fNumber != 0 {
 		ms = s.numbers(str, ms)
 	}
-	if f.colons >= 2 && s.on(KindIP) {
+	if f&fColons != 0 && s.on(KindIP) {
 		ms = ipv6s(str, ms)
 	}
 	return ms

@@ -305,8 +305,12 @@ func (s *Scrubber) whole(k Kind, value string) string {
 
 // scrub returns str with its matches replaced, and whether anything was.
 func (s *Scrubber) scrub(str string) (string, bool) {
+	f := prefilter(str)
+	if f == 0 {
+		return str, false
+	}
 	var buf [8]match
-	ms := s.detect(str, buf[:0])
+	ms := s.detect(str, f, buf[:0])
 	if len(ms) == 0 {
 		return str, false
 	}

@@ -43,24 +43,74 @@ func (e *fieldEncoder) Clone() zapcore.Encoder {
 func (e *fieldEncoder) EncodeEntry(ent zapcore.Entry, fields []zapcore.Field) (*buffer.Buffer, error) {
 	ent.Message = e.s.String(ent.Message)
 	ent.Stack = e.s.String(ent.Stack)
-	buf := fieldsPool.Get().(*[]zapcore.Field)
-	defer func() {
-		clear(*buf)
-		*buf = (*buf)[:0]
-		fieldsPool.Put(buf)
-	}()
+	st := entryPool.Get().(*entryState)
+	defer st.free()
 	for _, f := range fields {
-		*buf = append(*buf, scrubField(e.s, f))
+		// Objects and arrays get wrappers of the entry's state instead of new ones.
+		switch f.Type {
+		case zapcore.ObjectMarshalerType, zapcore.InlineMarshalerType:
+			f.Interface = st.object(f.Interface.(zapcore.ObjectMarshaler), e.s)
+		case zapcore.ArrayMarshalerType:
+			f.Interface = st.array(f.Interface.(zapcore.ArrayMarshaler), f.Key, e.s)
+		default:
+			f = scrubField(e.s, f)
+		}
+		st.fields = append(st.fields, f)
 	}
-	return e.enc.EncodeEntry(ent, *buf)
+	return e.enc.EncodeEntry(ent, st.fields)
 }
 
-// The scrubbed fields of an entry and the wrappers of nested objects and arrays are
-// reused: encoders marshal objects and arrays while they are added and keep no reference
-// to the fields once the entry is encoded. (Top-level wrappers, which a field filter hands
-// back to Caddy's filter encoder, are not reused.)
+// entryState is what EncodeEntry reuses from entry to entry: the scrubbed fields and the
+// wrappers of their objects and arrays. Encoders marshal objects and arrays while they
+// are added and keep no reference to the fields once the entry is encoded.
+type entryState struct {
+	fields       []zapcore.Field
+	objs         []*objectEncoder
+	arrs         []*arrayEncoder
+	nObjs, nArrs int
+}
+
+// object returns a wrapper scrubbing what m adds, valid until free.
+func (st *entryState) object(m zapcore.ObjectMarshaler, s *pii.Scrubber) *objectEncoder {
+	if st.nObjs == len(st.objs) {
+		st.objs = append(st.objs, new(objectEncoder))
+	}
+	o := st.objs[st.nObjs]
+	st.nObjs++
+	o.m, o.s = m, s
+	return o
+}
+
+// array returns a wrapper scrubbing what m appends as values of the field key, valid
+// until free.
+func (st *entryState) array(m zapcore.ArrayMarshaler, key string, s *pii.Scrubber) *arrayEncoder {
+	if st.nArrs == len(st.arrs) {
+		st.arrs = append(st.arrs, new(arrayEncoder))
+	}
+	a := st.arrs[st.nArrs]
+	st.nArrs++
+	a.m, a.key, a.s = m, key, s
+	return a
+}
+
+// free clears the state and returns it to its pool.
+func (st *entryState) free() {
+	clear(st.fields)
+	st.fields = st.fields[:0]
+	for _, o := range st.objs[:st.nObjs] {
+		*o = objectEncoder{}
+	}
+	for _, a := range st.arrs[:st.nArrs] {
+		*a = arrayEncoder{}
+	}
+	st.nObjs, st.nArrs = 0, 0
+	entryPool.Put(st)
+}
+
+// The states of entries and the wrappers of nested objects and arrays are reused.
+// (Top-level wrappers that a field filter hands back to Caddy's filter encoder are not.)
 var (
-	fieldsPool = sync.Pool{New: func() any { fs := make([]zapcore.Field, 0, 16); return &fs }}
+	entryPool  = sync.Pool{New: func() any { return &entryState{fields: make([]zapcore.Field, 0, 16)} }}
 	objectPool = sync.Pool{New: func() any { return new(objectEncoder) }}
 	arrayPool  = sync.Pool{New: func() any { return new(arrayEncoder) }}
 )
@@ -116,11 +166,11 @@ func scrubField(s *pii.Scrubber, f zapcore.Field) zapcore.Field {
 	case zapcore.ByteStringType:
 		f = zapcore.Field{Key: f.Key, Type: zapcore.StringType, String: s.Field(f.Key, string(f.Interface.([]byte)))}
 	case zapcore.Int64Type, zapcore.Int32Type, zapcore.Int16Type, zapcore.Int8Type:
-		if t, ok := scrubInt(s, f.Key, strconv.FormatInt(f.Integer, 10), f.Integer); ok {
+		if t, ok := scrubInt(s, f.Key, f.Integer, false); ok {
 			f = zapcore.Field{Key: f.Key, Type: zapcore.StringType, String: t}
 		}
 	case zapcore.Uint64Type, zapcore.Uint32Type, zapcore.Uint16Type, zapcore.Uint8Type, zapcore.UintptrType:
-		if t, ok := scrubInt(s, f.Key, strconv.FormatUint(uint64(f.Integer), 10), f.Integer); ok {
+		if t, ok := scrubInt(s, f.Key, f.Integer, true); ok {
 			f = zapcore.Field{Key: f.Key, Type: zapcore.StringType, String: t}
 		}
 	case zapcore.ErrorType:
@@ -145,12 +195,22 @@ func scrubField(s *pii.Scrubber, f zapcore.Field) zapcore.Field {
 	return f
 }
 
-// scrubInt returns the scrubbed text of an integer and whether it must replace the integer:
-// it does when its field is replaced whole or when it is long enough to be a card or
-// phone number and is one.
-func scrubInt(s *pii.Scrubber, key, text string, n int64) (string, bool) {
-	if _, whole := s.FieldKind(key); !whole && n < cardDigits && n > -cardDigits {
-		return "", false
+// scrubInt returns the scrubbed text of an integer (unsigned says how to read n) and
+// whether it must replace the integer: it does when its field is replaced whole or when
+// it is long enough to be a card or phone number and is one.
+func scrubInt(s *pii.Scrubber, key string, n int64, unsigned bool) (string, bool) {
+	small := n < cardDigits && n > -cardDigits
+	if unsigned {
+		small = uint64(n) < cardDigits
+	}
+	if small {
+		if _, whole := s.FieldKind(key); !whole {
+			return "", false
+		}
+	}
+	text := strconv.FormatInt(n, 10)
+	if unsigned {
+		text = strconv.FormatUint(uint64(n), 10)
 	}
 	t := s.Field(key, text)
 	return t, t != text
@@ -224,7 +284,7 @@ func (o *objectEncoder) AddReflected(key string, value any) error {
 
 // AddInt64 replaces an integer that is personal data.
 func (o *objectEncoder) AddInt64(key string, value int64) {
-	if t, ok := scrubInt(o.s, key, strconv.FormatInt(value, 10), value); ok {
+	if t, ok := scrubInt(o.s, key, value, false); ok {
 		o.ObjectEncoder.AddString(key, t)
 		return
 	}
@@ -239,7 +299,7 @@ func (o *objectEncoder) AddInt32(key string, value int32) { o.AddInt64(key, int6
 
 // AddUint64 replaces an integer that is personal data.
 func (o *objectEncoder) AddUint64(key string, value uint64) {
-	if t, ok := scrubInt(o.s, key, strconv.FormatUint(value, 10), int64(value)); ok {
+	if t, ok := scrubInt(o.s, key, int64(value), true); ok {
 		o.ObjectEncoder.AddString(key, t)
 		return
 	}
@@ -297,7 +357,7 @@ func (a *arrayEncoder) AppendReflected(v any) error {
 
 // AppendInt64 replaces an integer that is personal data.
 func (a *arrayEncoder) AppendInt64(v int64) {
-	if t, ok := scrubInt(a.s, a.key, strconv.FormatInt(v, 10), v); ok {
+	if t, ok := scrubInt(a.s, a.key, v, false); ok {
 		a.ArrayEncoder.AppendString(t)
 		return
 	}
@@ -309,7 +369,7 @@ func (a *arrayEncoder) AppendInt(v int) { a.AppendInt64(int64(v)) }
 
 // AppendUint64 replaces an integer that is personal data.
 func (a *arrayEncoder) AppendUint64(v uint64) {
-	if t, ok := scrubInt(a.s, a.key, strconv.FormatUint(v, 10), int64(v)); ok {
+	if t, ok := scrubInt(a.s, a.key, int64(v), true); ok {
 		a.ArrayEncoder.AppendString(t)
 		return
 	}
