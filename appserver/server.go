@@ -127,7 +127,48 @@ func migrateUp(ctx context.Context, cfg config) ([]int64, error) {
 		return nil, err
 	}
 	defer pool.Close()
-	return migrate.Up(ctx, pool)
+	applied, err := migrate.Up(ctx, pool)
+	if err != nil {
+		return applied, err
+	}
+	lsn, err := migrate.Position(ctx, pool)
+	if err != nil {
+		return applied, err
+	}
+	return applied, waitReplicas(ctx, cfg, lsn)
+}
+
+// replayTimeout bounds how long the app server waits, after migrating, for the replicas to
+// have the schema.
+const replayTimeout = 30 * time.Second
+
+// waitReplicas waits until every replica has replayed lsn, so that no read routed to a
+// replica meets a schema older than the code. A replica that is down or does not catch up
+// within replayTimeout is left to the router, which keeps lagging replicas out of rotation.
+func waitReplicas(ctx context.Context, cfg config, lsn string) error {
+	ctx, cancel := context.WithTimeout(ctx, replayTimeout)
+	defer cancel()
+	password, _ := passwordHooks(cfg)
+	for _, rc := range cfg.replicas {
+		cc := rc.ConnConfig.Copy()
+		if password != nil {
+			p, err := password(ctx)
+			if err != nil {
+				return err
+			}
+			cc.Password = p
+		}
+		conn, err := pgx.ConnectConfig(ctx, cc)
+		if err != nil {
+			continue // down: the router keeps it out of rotation until it is back
+		}
+		err = migrate.WaitReplayed(ctx, conn, lsn)
+		conn.Close(context.WithoutCancel(ctx))
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func runMigrate(ctx context.Context, cfg config, stdout io.Writer) error {

@@ -2,9 +2,11 @@ package caddyfiles_test
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
 	"os/exec"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -49,6 +51,30 @@ func handlers(cfg any, name string) []map[string]any {
 	}
 	walk(cfg)
 	return found
+}
+
+// handlerOrder lists the handler names of cfg in the order requests meet them (arrays in
+// order; objects by sorted key, which does not reorder handlers: they live in arrays).
+func handlerOrder(cfg any) []string {
+	var names []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if name, ok := v["handler"].(string); ok {
+				names = append(names, name)
+			}
+			for _, k := range slices.Sorted(maps.Keys(v)) {
+				walk(v[k])
+			}
+		case []any:
+			for _, c := range v {
+				walk(c)
+			}
+		}
+	}
+	walk(cfg)
+	return names
 }
 
 func one(t *testing.T, file string, cfg any, name string) map[string]any {
@@ -124,11 +150,24 @@ func TestProductionCaddyfile(t *testing.T) {
 	if len(handlers(cfg, "circuit_breaker")) != 1 {
 		t.Errorf("%s: no circuit_breaker handler in front of reverse_proxy", f)
 	}
-	// X-Auth-User comes only from the verified token: stripped from the request, set upstream.
-	if got := str(get(one(t, f, cfg, "headers"), "request", "delete")); got != `["X-Auth-User"]` {
-		t.Errorf("%s: request_header deletes %s, want X-Auth-User", f, got)
+	// X-Auth-User comes only from the verified token: whatever the client sent is replaced
+	// (after authentication, before the cache, which Varies on it).
+	if got := str(get(one(t, f, cfg, "headers"), "request", "set", "X-Auth-User")); got != `["{http.auth.user.id}"]` {
+		t.Errorf("%s: request_header sets X-Auth-User to %s", f, got)
 	}
-	if got := str(get(one(t, f, cfg, "reverse_proxy"), "headers", "request", "set", "X-Auth-User")); got != `["{http.auth.user.id}"]` {
-		t.Errorf("%s: reverse_proxy sets X-Auth-User to %s", f, got)
+	cache := one(t, f, cfg, "edge_cache")
+	if got := str(get(cache, "valkey")); got != `"valkey.muejam.internal:6379"` {
+		t.Errorf("%s: edge_cache valkey %s", f, got)
+	}
+	if got := str(get(cache, "bypass")); !strings.Contains(got, "X-Read-Your-Writes") {
+		t.Errorf("%s: edge_cache bypass %s does not skip read-your-writes requests", f, got)
+	}
+	// The order that makes stale-if-error work while the breaker is open: the cache wraps
+	// the breaker, which wraps the proxy.
+	order := handlerOrder(cfg)
+	if !(slices.Index(order, "headers") < slices.Index(order, "edge_cache") &&
+		slices.Index(order, "edge_cache") < slices.Index(order, "circuit_breaker") &&
+		slices.Index(order, "circuit_breaker") < slices.Index(order, "reverse_proxy")) {
+		t.Errorf("%s: handler order %v, want headers < edge_cache < circuit_breaker < reverse_proxy", f, order)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -121,4 +122,33 @@ func apply(ctx context.Context, pool *pgxpool.Pool, ms []Migration) (applied []i
 		applied = append(applied, m.Version)
 	}
 	return applied, nil
+}
+
+// Position returns the primary's current WAL position: once a replica has replayed it
+// (WaitReplayed), the replica has every migration applied before the call.
+func Position(ctx context.Context, primary *pgxpool.Pool) (string, error) {
+	var lsn string
+	err := primary.QueryRow(ctx, "select pg_current_wal_lsn()::text").Scan(&lsn)
+	return lsn, err
+}
+
+// WaitReplayed waits until the replica behind conn has replayed the WAL up to lsn, polling
+// every 10ms, until ctx ends.
+func WaitReplayed(ctx context.Context, conn *pgx.Conn, lsn string) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var done bool
+		if err := conn.QueryRow(ctx, "select coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, true)", lsn).Scan(&done); err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("replica has not replayed %s: %w", lsn, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }

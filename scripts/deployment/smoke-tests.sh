@@ -12,13 +12,13 @@
 #                     the empty string where it is unreachable (deployed environments keep
 #                     both inside the VPC)
 #   metrics private   GET BASE_URL/metrics does not serve Prometheus text through the edge
-#   cached read       a second GET CACHED_PATH (default /v1/discover/new) is a cache hit
+#   cached read       a second GET CACHED_PATH (default /v1/discover?tab=new) is a cache hit
 #                     (Cache-Status, RFC 9211)
-#   rate limit        GET RATE_LIMITED_PATH (default /v1/discover/new) carries rate limit
+#   rate limit        GET RATE_LIMITED_PATH (default /v1/discover?tab=new) carries rate limit
 #                     headers (RateLimit, or RateLimit-Limit and RateLimit-Remaining)
-# The cached read and rate limit checks are skipped, with a "not yet available" line, while
-# the edge sends no Cache-Status / no rate limit header at all: the edge_cache and
-# edge_rate_limit modules are not deployed yet. Once it sends them, they must be right.
+# The cached read and rate limit checks are skipped, with a "not yet available" line, when
+# the edge sends no Cache-Status / no rate limit header at all (an edge whose Caddyfile does
+# not enable edge_cache / edge_rate_limit). Once it sends them, they must be right.
 # Prints one line per check and a summary; exits 1 when a check failed.
 set -euo pipefail
 
@@ -29,8 +29,8 @@ fi
 BASE_URL=${1%/}
 EDGE_METRICS_URL=${EDGE_METRICS_URL-http://localhost:2019/metrics}
 APP_METRICS_URL=${APP_METRICS_URL-http://localhost:9081/metrics}
-CACHED_PATH=${CACHED_PATH:-/v1/discover/new}
-RATE_LIMITED_PATH=${RATE_LIMITED_PATH:-/v1/discover/new}
+CACHED_PATH=${CACHED_PATH:-/v1/discover?tab=new}
+RATE_LIMITED_PATH=${RATE_LIMITED_PATH:-/v1/discover?tab=new}
 TIMEOUT=${SMOKE_TIMEOUT:-10}
 
 work=$(mktemp -d)

@@ -102,21 +102,8 @@ func waitReplayed(ctx context.Context, t testing.TB, url, lsn string) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		var done bool
-		if err := conn.QueryRow(ctx, "select pg_last_wal_replay_lsn() >= $1::pg_lsn", lsn).Scan(&done); err != nil {
-			t.Fatal(err)
-		}
-		if done {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("replica did not replay the migrations: %v", ctx.Err())
-		case <-tick.C:
-		}
+	if err := migrate.WaitReplayed(ctx, conn, lsn); err != nil {
+		t.Fatal(err)
 	}
 }
 
