@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
+
+	_ "github.com/muejam/edge/modules/circuitbreaker"
 )
 
 // The integration tests run one in-process Caddy (caddytest) with its admin API on 2995 and
@@ -87,6 +89,12 @@ func (o *origin) lastHeader(path string) http.Header {
 // origin. The store is pooled: reloading the same config keeps L1.
 func loadCaddy(t testing.TB, extra string) *origin {
 	t.Helper()
+	return loadCaddyWith(t, extra, "")
+}
+
+// loadCaddyWith is loadCaddy with more directives in the site (ordered by Caddy).
+func loadCaddyWith(t testing.TB, extra, directives string) *origin {
+	t.Helper()
 	o := getOrigin()
 	cfg := fmt.Sprintf(`{
 	admin localhost:%d
@@ -107,9 +115,10 @@ http://127.0.0.1:%d {
 		}
 %s
 	}
+%s
 	reverse_proxy %s
 }
-`, adminPort, sitePort, sitePort, extra, strings.TrimPrefix(o.srv.URL, "http://"))
+`, adminPort, sitePort, sitePort, extra, directives, strings.TrimPrefix(o.srv.URL, "http://"))
 	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
 	tester.InitServer(cfg, "caddyfile")
 	if t.Failed() {
@@ -601,4 +610,42 @@ func waitFor(t testing.TB, what string, ok func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestStaleWhenBreakerOpen: edge_cache in front of circuit_breaker. While the upstream
+// fails, stale-if-error entries are served; once the breaker opens, the short-circuit 503
+// is an upstream failure too: clients get the stale entry and the upstream sees nothing.
+func TestStaleWhenBreakerOpen(t *testing.T) {
+	o := loadCaddyWith(t, "", `	circuit_breaker stale-test {
+		consecutive_failures 2
+		open_duration 1m
+	}`)
+	o.handle("/cb", func(w http.ResponseWriter, r *http.Request, n int) {
+		if n > 1 {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Cache-Control", "max-age=1, stale-if-error=600")
+		w.Header().Set("Age", "1")
+		fmt.Fprint(w, "story page")
+	})
+	o.handle("/cb-uncached", func(w http.ResponseWriter, r *http.Request, n int) {
+		w.WriteHeader(http.StatusInternalServerError)
+	})
+	get(t, "/cb").expect(t, 200, "story page", "stored")
+	// Two failures reach the upstream and open the breaker; the client gets stale each time.
+	for range 2 {
+		get(t, "/cb").expect(t, 200, "story page", "fwd=stale", "fwd-status=500", "detail=stale-if-error")
+	}
+	expectCount(t, o, "/cb", 3)
+	for range 5 {
+		get(t, "/cb").expect(t, 200, "story page", "fwd=stale", "fwd-status=503", "detail=stale-if-error")
+	}
+	expectCount(t, o, "/cb", 3) // short-circuited: the upstream saw none of them
+	// Without a stale entry the breaker's own 503 goes to the client, with Retry-After.
+	r := get(t, "/cb-uncached")
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Fatalf("uncached path with the breaker open: %d, Retry-After %q", r.status, r.header.Get("Retry-After"))
+	}
+	expectCount(t, o, "/cb-uncached", 0)
 }
