@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,19 +34,23 @@ import (
 // nothing until it answers again. Writes never are: they go through a bounded queue to a
 // writer goroutine, and are dropped (and counted) when the queue is full.
 type l2 struct {
-	s       *store
-	conn    *valkeyconn.Conn
-	prefix  string
-	channel string
-	node    string // this process's id in purge messages
-	timeout time.Duration
-	purgeTO time.Duration
-	heur    float64
-	queue   chan l2Write
-	keys    atomic.Int64 // DBSIZE at the last probe
-	memory  atomic.Int64 // used_memory at the last probe
-	stop    chan struct{}
-	done    sync.WaitGroup
+	s          *store
+	conn       *valkeyconn.Conn
+	prefix     string
+	channel    string
+	node       string // this process's id in purge messages
+	timeout    time.Duration
+	purgeTO    time.Duration
+	heur       float64
+	queue      chan l2Write
+	ackChannel string
+	listening  atomic.Bool   // subscribed to the purge channel now
+	purgeSeq   atomic.Uint64 // ids of this node's purges
+	acks       sync.Map      // purge id → *ackWait
+	keys       atomic.Int64  // DBSIZE at the last probe
+	memory     atomic.Int64  // used_memory at the last probe
+	stop       chan struct{}
+	done       sync.WaitGroup
 }
 
 type l2Write struct {
@@ -76,20 +81,19 @@ return 1
 `)
 
 // purgeTags deletes every entry carrying one of the tags, the tag sets, and publishes the
-// purge to every edge node, atomically.
+// purge to every edge node, atomically. It returns the number of subscribers the message
+// reached.
 //
 //	KEYS tag set keys; ARGV[1] channel, ARGV[2] message
 var purgeTags = valkey.NewLuaScript(`
-local n = 0
 for i = 1, #KEYS do
 	local m = redis.call('SMEMBERS', KEYS[i])
 	for j = 1, #m, 1000 do
-		n = n + redis.call('DEL', unpack(m, j, math.min(j + 999, #m)))
+		redis.call('DEL', unpack(m, j, math.min(j + 999, #m)))
 	end
 	redis.call('DEL', KEYS[i])
 end
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-return n
+return redis.call('PUBLISH', ARGV[1], ARGV[2])
 `)
 
 func newL2(s *store, cfg storeConfig) (*l2, error) {
@@ -103,16 +107,17 @@ func newL2(s *store, cfg storeConfig) (*l2, error) {
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
 	l := &l2{
-		s:       s,
-		conn:    conn,
-		prefix:  "muejam:cache:" + s.name + ":",
-		channel: "muejam:cache:" + s.name + ":purge",
-		node:    hex.EncodeToString(id),
-		timeout: cfg.timeout,
-		purgeTO: cfg.purgeWait,
-		heur:    cfg.heuristic,
-		queue:   make(chan l2Write, cfg.queue),
-		stop:    make(chan struct{}),
+		s:          s,
+		conn:       conn,
+		prefix:     "muejam:cache:" + s.name + ":",
+		channel:    "muejam:cache:" + s.name + ":purge",
+		ackChannel: "muejam:cache:" + s.name + ":purge-ack",
+		node:       hex.EncodeToString(id),
+		timeout:    cfg.timeout,
+		purgeTO:    cfg.purgeWait,
+		heur:       cfg.heuristic,
+		queue:      make(chan l2Write, cfg.queue),
+		stop:       make(chan struct{}),
 	}
 	l.done.Add(3)
 	go l.writer()
@@ -249,22 +254,76 @@ func (l *l2) writer() {
 	}
 }
 
-// purge deletes the tags' entries from Valkey and tells every other node, waiting for
-// Valkey's answer (up to the purge timeout) so that the purge is everywhere once it returns.
+// purge deletes the tags' entries from Valkey, publishes the purge and waits (within the
+// purge timeout) until every other node subscribed to the channel has acknowledged it, so
+// that once it returns no node serves a purged entry. It returns an error when Valkey could
+// not be reached or some node did not acknowledge in time.
 func (l *l2) purge(ctx context.Context, tags []string) error {
 	keys := make([]string, len(tags))
 	for i, t := range tags {
 		keys[i] = l.tagKey(t)
 	}
-	msg := l.node + " " + strings.Join(tags, " ")
-	return l.call(ctx, l.purgeTO, func(ctx context.Context, c valkey.Client) error {
-		return purgeTags.Exec(ctx, c, keys, []string{l.channel, msg}).Error()
+	id := strconv.FormatUint(l.purgeSeq.Add(1), 36)
+	w := &ackWait{need: -1, done: make(chan struct{})}
+	l.acks.Store(id, w)
+	defer l.acks.Delete(id)
+	ctx, cancel := context.WithTimeout(ctx, l.purgeTO)
+	defer cancel()
+	var receivers int64
+	err := l.call(ctx, l.purgeTO, func(ctx context.Context, c valkey.Client) error {
+		var err error
+		receivers, err = purgeTags.Exec(ctx, c, keys, []string{l.channel, l.node + " " + id + " " + strings.Join(tags, " ")}).AsInt64()
+		return err
 	})
+	if err != nil {
+		return err
+	}
+	if l.listening.Load() {
+		receivers-- // this node's own subscription got it too
+	}
+	if w.expect(receivers) {
+		return nil
+	}
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("purge %s: %d of %d other nodes acknowledged in %s", id, w.got.Load(), receivers, l.purgeTO)
+	}
 }
 
-// subscribe receives other nodes' purges until the store stops. Every subscription after
-// the first empties L1: purges published while this node was not listening are lost, and
-// the entries they invalidated may be in L1.
+// ackWait counts the acknowledgements of one purge.
+type ackWait struct {
+	mu   sync.Mutex
+	need int64 // -1 until the number of receivers is known
+	got  atomic.Int64
+	done chan struct{}
+}
+
+// expect sets the number of acknowledgements needed and reports whether they are in.
+func (w *ackWait) expect(n int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.need = n
+	if w.got.Load() >= n {
+		close(w.done)
+		return true
+	}
+	return false
+}
+
+// ack counts one acknowledgement.
+func (w *ackWait) ack() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.got.Add(1) == w.need {
+		close(w.done)
+	}
+}
+
+// subscribe receives other nodes' purges (and the acknowledgements of this node's) until
+// the store stops. Every subscription after the first empties L1: purges published while
+// this node was not listening are lost, and the entries they invalidated may be in L1.
 func (l *l2) subscribe() {
 	defer l.done.Done()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -272,34 +331,40 @@ func (l *l2) subscribe() {
 		<-l.stop
 		cancel()
 	}()
-	subscribed := false
+	var ever atomic.Bool // a subscription was confirmed before (set on valkey-go's goroutine)
 	pause := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		c := l.conn.Client()
-		if c != nil {
+		if c := l.conn.Client(); c != nil {
 			dc, release := c.Dedicate()
 			wait := dc.SetPubSubHooks(valkey.PubSubHooks{
-				OnMessage: func(m valkey.PubSubMessage) { l.received(m.Message) },
+				OnMessage: func(m valkey.PubSubMessage) {
+					if m.Channel == l.ackChannel {
+						l.acked(m.Message)
+					} else {
+						l.received(m.Message)
+					}
+				},
 				OnSubscription: func(s valkey.PubSubSubscription) {
-					if s.Kind != "subscribe" {
+					if s.Kind != "subscribe" || s.Channel != l.channel {
 						return
 					}
-					if subscribed {
+					if ever.Swap(true) {
 						l.s.l1.InvalidateAll()
 						l.s.logger.Warn("cache purge channel resubscribed: emptied L1, purges may have been missed",
 							zap.String("cache", l.s.name))
 					}
-					subscribed = true
-					pause = 100 * time.Millisecond
+					l.listening.Store(true)
 				},
 			})
-			err := dc.Do(ctx, dc.B().Subscribe().Channel(l.channel).Build()).Error()
+			err := dc.Do(ctx, dc.B().Subscribe().Channel(l.channel, l.ackChannel).Build()).Error()
 			if err == nil {
+				pause = 100 * time.Millisecond // connected: retry soon after a drop
 				select {
-				case err = <-wait:
+				case <-wait:
 				case <-ctx.Done():
 				}
 			}
+			l.listening.Store(false)
 			release()
 		}
 		select {
@@ -310,14 +375,32 @@ func (l *l2) subscribe() {
 	}
 }
 
-// received applies a purge message "<node> <tag> <tag>...", unless this node sent it.
+// received applies a purge message "<node> <id> <tag> <tag>..." from another node and
+// acknowledges it to the sender.
 func (l *l2) received(msg string) {
-	node, tags, _ := strings.Cut(msg, " ")
+	node, rest, _ := strings.Cut(msg, " ")
+	id, tags, _ := strings.Cut(rest, " ")
 	if node == l.node || tags == "" {
 		return
 	}
 	l.s.recordPurge(strings.Fields(tags), time.Now())
 	purges.WithLabelValues(l.s.name, "remote").Inc()
+	go func() {
+		_ = l.call(context.Background(), l.purgeTO, func(ctx context.Context, c valkey.Client) error {
+			return c.Do(ctx, c.B().Publish().Channel(l.ackChannel).Message(node+" "+id).Build()).Error()
+		})
+	}()
+}
+
+// acked counts an acknowledgement "<node> <id>" when this node sent the purge.
+func (l *l2) acked(msg string) {
+	node, id, _ := strings.Cut(msg, " ")
+	if node != l.node {
+		return
+	}
+	if w, ok := l.acks.Load(id); ok {
+		w.(*ackWait).ack()
+	}
 }
 
 // sizes returns the key count and memory of the Valkey server at the last probe.

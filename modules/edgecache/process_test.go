@@ -1,0 +1,508 @@
+package edgecache
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/muejam/edge/internal/testenv"
+)
+
+// The tests in this file run bin/caddy (from `make caddy`) as processes, in front of an
+// origin in the test process that counts the requests it answers, with private Valkey
+// servers: what issue 4 asks of edge nodes sharing Valkey, of a Valkey that goes away under
+// load, of an app server that goes away, and of a stampede on one cold key.
+
+// procHost is the Host every request to an edge node carries: nodes behind one load balancer
+// see the same host, and the host is part of the cache key.
+const procHost = "edge.test"
+
+// procOrigin is the app server of these tests. It counts the requests it answers by method
+// and path, and answers
+//
+//	GET /slow/...   after 200 ms, then as below
+//	GET /stale/...  Cache-Control: max-age=1, stale-if-error=60
+//	GET /...        Cache-Control: public, max-age=300
+//	POST /...       Cache-Purge: the purge query parameter
+//
+// GET bodies name the path and the request's number for that path, so a client can tell
+// which upstream response it was given; GET responses carry the Cache-Tags "all" and the
+// path's segments joined by ':' (/feed/new: "feed:new").
+type procOrigin struct {
+	*httptest.Server
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+// newProcOrigin starts an origin; it is closed when the test ends.
+func newProcOrigin(t *testing.T) *procOrigin {
+	t.Helper()
+	o := &procOrigin{counts: map[string]int{}}
+	o.Server = httptest.NewServer(http.HandlerFunc(o.serve))
+	t.Cleanup(o.Close)
+	return o
+}
+
+func (o *procOrigin) serve(w http.ResponseWriter, r *http.Request) {
+	o.mu.Lock()
+	o.counts[r.Method+" "+r.URL.Path]++
+	n := o.counts[r.Method+" "+r.URL.Path]
+	o.mu.Unlock()
+	if r.Method != http.MethodGet {
+		w.Header().Set(HeaderPurge, r.URL.Query().Get("purge"))
+		fmt.Fprintln(w, "ok")
+		return
+	}
+	cc := "public, max-age=300"
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/slow/"):
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+	case strings.HasPrefix(r.URL.Path, "/stale/"):
+		cc = "max-age=1, stale-if-error=60"
+	}
+	w.Header().Set("Cache-Control", cc)
+	w.Header().Set(HeaderTags, "all "+strings.ReplaceAll(strings.Trim(r.URL.Path, "/"), "/", ":"))
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, `{"path":%q,"fetch":%d}`, r.URL.Path, n)
+}
+
+// count returns how many requests the origin answered for method and path.
+func (o *procOrigin) count(method, path string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.counts[method+" "+path]
+}
+
+// procValkeyTimeout is the nodes' valkey_timeout, the default.
+const procValkeyTimeout = 20 * time.Millisecond
+
+// procNode is a bin/caddy process: one server whose route is edge_cache then reverse_proxy
+// to an origin.
+type procNode struct {
+	Addr  string // the server's 127.0.0.1:PORT
+	Admin string // the admin endpoint's 127.0.0.1:PORT, empty when disabled
+}
+
+// procNodeConfig is what differs between the nodes of these tests.
+type procNodeConfig struct {
+	cache    string // the cache's name, which namespaces its Valkey keys
+	upstream string // the origin's host:port
+	valkey   string // empty for L1 only
+	retry    string // valkey_retry; empty for the default
+	admin    bool   // enable the admin endpoint on a free port
+}
+
+// startProcNode runs bin/caddy with c, waits until it answers and stops it when the test ends.
+func startProcNode(t *testing.T, c procNodeConfig) procNode {
+	t.Helper()
+	bin := testenv.Binary(t, "caddy")
+	n := procNode{Addr: testenv.FreeAddr(t)}
+	admin := map[string]any{"disabled": true, "config": map[string]any{"persist": false}}
+	if c.admin {
+		n.Admin = testenv.FreeAddr(t)
+		admin = map[string]any{"listen": n.Admin, "config": map[string]any{"persist": false}}
+	}
+	cache := map[string]any{"handler": "edge_cache", "name": c.cache, "valkey": c.valkey, "valkey_timeout": procValkeyTimeout.String()}
+	if c.retry != "" {
+		cache["valkey_retry"] = c.retry
+	}
+	cfg, err := json.Marshal(map[string]any{
+		"admin":   admin,
+		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "WARN"}}},
+		"apps": map[string]any{"http": map[string]any{"servers": map[string]any{"edge": map[string]any{
+			"listen": []string{n.Addr},
+			"routes": []any{map[string]any{"handle": []any{
+				cache,
+				map[string]any{"handler": "reverse_proxy", "upstreams": []any{map[string]any{"dial": c.upstream}}},
+			}}},
+		}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "caddy.json")
+	if err := os.WriteFile(path, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Start(t, nil, bin, "run", "--config", path)
+	testenv.WaitHTTP(t, "http://"+n.Addr+"/ready")
+	return n
+}
+
+// procResponse is what a test looks at in an answer of an edge node.
+type procResponse struct {
+	status      int
+	cacheStatus string
+	body        string
+}
+
+// procClient has room for the 1,000 concurrent connections of the stampede test.
+var procClient = &http.Client{
+	Timeout:   10 * time.Second,
+	Transport: &http.Transport{MaxIdleConnsPerHost: 1000},
+}
+
+// get sends GET path to the node with Host procHost.
+func (n procNode) get(t testing.TB, path string) procResponse {
+	t.Helper()
+	r, err := n.do(http.MethodGet, path)
+	if err != nil {
+		t.Fatalf("GET %s on %s: %v", path, n.Addr, err)
+	}
+	return r
+}
+
+// do sends a request without a body to the node with Host procHost.
+func (n procNode) do(method, path string) (procResponse, error) {
+	req, err := http.NewRequest(method, "http://"+n.Addr+path, nil)
+	if err != nil {
+		return procResponse{}, err
+	}
+	req.Host = procHost
+	resp, err := procClient.Do(req)
+	if err != nil {
+		return procResponse{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return procResponse{status: resp.StatusCode, cacheStatus: resp.Header.Get(HeaderStatus), body: string(b)}, err
+}
+
+// procValkey is a client of a test's Valkey, to look at what the edge nodes keep there.
+type procValkey struct{ valkey.Client }
+
+func newProcValkey(t *testing.T, addr string) procValkey {
+	t.Helper()
+	c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{addr}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return procValkey{c}
+}
+
+// entries returns how many entries of cache are stored in Valkey (its e: keys, see l2).
+func (v procValkey) entries(t testing.TB, cache string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	keys, err := v.Do(ctx, v.B().Keys().Pattern("muejam:cache:"+cache+":e:*").Build()).AsStrSlice()
+	if err != nil {
+		t.Fatalf("listing the entries of cache %s in valkey: %v", cache, err)
+	}
+	return len(keys)
+}
+
+// subscribers returns how many edge nodes listen to cache's purge channel.
+func (v procValkey) subscribers(t testing.TB, cache string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	ch := "muejam:cache:" + cache + ":purge"
+	n, err := v.Do(ctx, v.B().PubsubNumsub().Channel(ch).Build()).AsIntMap()
+	if err != nil {
+		t.Fatalf("PUBSUB NUMSUB %s: %v", ch, err)
+	}
+	return n[ch]
+}
+
+// procWait polls cond every 10 ms until it holds, failing the test after timeout.
+func procWait(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// procWant fails the test unless r is a 200 whose Cache-Status has every one of parts.
+func procWant(t testing.TB, what string, r procResponse, parts ...string) {
+	t.Helper()
+	if r.status != http.StatusOK {
+		t.Fatalf("%s: status %d, want 200 (Cache-Status %q, body %q)", what, r.status, r.cacheStatus, r.body)
+	}
+	for _, p := range parts {
+		if !strings.Contains(r.cacheStatus, p) {
+			t.Fatalf("%s: Cache-Status %q, want it to contain %q", what, r.cacheStatus, p)
+		}
+	}
+}
+
+// TestProcessTwoNodesShareL2AndPurges: node B serves from L2 what node A stored; a
+// Cache-Purge answered through A, and an admin purge on A, are honoured by B on the very
+// next request. A purge reaching B a millisecond late is a race that one try rarely shows,
+// so the test purges purgeRounds times, alternating the two kinds, and counts the times B
+// served the purged entry after A had answered.
+func TestProcessTwoNodesShareL2AndPurges(t *testing.T) {
+	const purgeRounds = 100
+	origin := newProcOrigin(t)
+	vk := testenv.StartValkey(t)
+	v := newProcValkey(t, vk.Addr)
+	cfg := procNodeConfig{cache: "twonodes", upstream: origin.Listener.Addr().String(), valkey: vk.Addr, admin: true}
+	a := startProcNode(t, cfg)
+	cfg.admin = false
+	b := startProcNode(t, cfg)
+	procWait(t, 5*time.Second, "both nodes subscribed to the purge channel", func() bool { return v.subscribers(t, cfg.cache) == 2 })
+
+	const path = "/feed/new"
+	before := v.entries(t, cfg.cache)
+	first := a.get(t, path)
+	procWant(t, "A, first request", first, "fwd=miss", "stored")
+	procWait(t, 2*time.Second, "A's entry written to Valkey", func() bool { return v.entries(t, cfg.cache) > before })
+	fromL2 := b.get(t, path)
+	procWant(t, "B after A stored", fromL2, "hit", "detail=l2")
+	if fromL2.body != first.body || origin.count("GET", path) != 1 {
+		t.Fatalf("B: body %q after A's %q, origin asked %d times; want A's body, asked once", fromL2.body, first.body, origin.count("GET", path))
+	}
+	procWant(t, "B again, from its L1", b.get(t, path), "hit")
+
+	var late []time.Duration // for each purge B did not honour at once, how long it served the entry
+	for round := range purgeRounds {
+		procWant(t, "B before the purge", b.get(t, path), "hit")
+		kind := "a Cache-Purge answered through A"
+		if round%2 == 0 {
+			mut, err := a.do(http.MethodPost, "/stories?purge=feed:new")
+			if err != nil || mut.status != http.StatusOK {
+				t.Fatalf("POST through A: %+v, %v", mut, err)
+			}
+		} else {
+			kind = "an admin purge on A"
+			procAdminPurge(t, a, cfg.cache, "feed:new")
+		}
+		answered := time.Now()
+		r := b.get(t, path)
+		if strings.Contains(r.cacheStatus, "; hit") {
+			for strings.Contains(r.cacheStatus, "; hit") {
+				if time.Since(answered) > time.Second {
+					t.Fatalf("B still serves the entry 1s after %s", kind)
+				}
+				r = b.get(t, path)
+			}
+			late = append(late, time.Since(answered))
+		}
+		procWant(t, "B after "+kind, r, "fwd=miss")
+		if got := origin.count("GET", path); got != round+2 {
+			t.Fatalf("after %s: origin asked %d times for %s, want %d", kind, got, path, round+2)
+		}
+	}
+	if len(late) > 0 {
+		t.Errorf("B served the purged entry on its next request after %d of %d purges answered by A, for up to %s after: "+
+			"purges reach the other nodes by pub/sub, after A has answered", len(late), purgeRounds, slices.Max(late))
+	}
+}
+
+// procAdminPurge purges tags of cache through POST /edge/cache/purge on n's admin endpoint.
+func procAdminPurge(t *testing.T, n procNode, cache string, tags ...string) {
+	t.Helper()
+	body, _ := json.Marshal(PurgeRequest{Cache: cache, Tags: tags})
+	resp, err := http.Post("http://"+n.Admin+"/edge/cache/purge", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pr PurgeResponse
+	err = json.NewDecoder(resp.Body).Decode(&pr)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !pr.Propagated || !slices.Equal(pr.Caches, []string{cache}) {
+		t.Fatalf("admin purge on %s: status %d, %+v, %v; want 200, propagated, cache %s", n.Admin, resp.StatusCode, pr, err, cache)
+	}
+}
+
+// TestProcessValkeyStoppedUnderLoad: four clients hammer a node with hot keys (in L1) and new
+// keys for 3 s while its Valkey first freezes (every call times out) and then dies: no 5xx,
+// no request much slower than the Valkey timeout, hot keys keep hitting L1. Once Valkey is
+// back the node writes L2 again, and a new node reads what it wrote from there.
+func TestProcessValkeyStoppedUnderLoad(t *testing.T) {
+	origin := newProcOrigin(t)
+	vk := testenv.StartValkey(t)
+	v := newProcValkey(t, vk.Addr)
+	cfg := procNodeConfig{cache: "outage", upstream: origin.Listener.Addr().String(), valkey: vk.Addr, retry: "200ms"}
+	c := startProcNode(t, cfg)
+	hot := make([]string, 8)
+	for i := range hot {
+		hot[i] = fmt.Sprintf("/hot/%d", i)
+		procWant(t, "warming "+hot[i], c.get(t, hot[i]), "stored")
+		procWant(t, "warm "+hot[i], c.get(t, hot[i]), "hit")
+	}
+
+	type sample struct {
+		took    time.Duration
+		hot     bool
+		down    bool // sent after Valkey was frozen
+		status  int
+		err     error
+		cacheSt string
+	}
+	var (
+		mu      sync.Mutex
+		samples []sample
+		wg      sync.WaitGroup
+		downMu  sync.RWMutex
+		down    bool
+	)
+	const load, maxLatency = 3 * time.Second, 250 * time.Millisecond
+	stop := time.Now().Add(load)
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(stop); i++ {
+				path, isHot := hot[(g+i)%len(hot)], i%2 == 0
+				if !isHot {
+					path = fmt.Sprintf("/new/%d/%d", g, i)
+				}
+				downMu.RLock()
+				d := down
+				downMu.RUnlock()
+				start := time.Now()
+				r, err := c.do(http.MethodGet, path)
+				s := sample{took: time.Since(start), hot: isHot, down: d, status: r.status, err: err, cacheSt: r.cacheStatus}
+				mu.Lock()
+				samples = append(samples, s)
+				mu.Unlock()
+			}
+		})
+	}
+	time.Sleep(load / 6) // some load with Valkey up, as a reference
+	downMu.Lock()
+	vk.Freeze(t)
+	down = true
+	downMu.Unlock()
+	time.Sleep(load / 3)
+	vk.Stop(t)
+	wg.Wait()
+
+	var lat []time.Duration
+	hits, hotDown, timedOut := 0, 0, 0
+	for _, s := range samples {
+		switch {
+		case s.err != nil:
+			t.Fatalf("request failed: %v", s.err)
+		case s.status >= 500:
+			t.Fatalf("status %d (Cache-Status %q)", s.status, s.cacheSt)
+		}
+		lat = append(lat, s.took)
+		if s.took >= procValkeyTimeout {
+			timedOut++
+		}
+		if s.hot && s.down {
+			hotDown++
+			if strings.Contains(s.cacheSt, "; hit") {
+				hits++
+			}
+		}
+	}
+	slices.Sort(lat)
+	t.Logf("%d requests in %s, Valkey frozen at %s then killed at %s: p50 %s, p99 %s, max %s, %d of them %s or more; hot keys while down: %d/%d hits",
+		len(lat), load, load/6, load/2, lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1], timedOut, procValkeyTimeout, hits, hotDown)
+	if slowest := lat[len(lat)-1]; slowest > maxLatency {
+		t.Errorf("the slowest request took %s, more than %s (Valkey timeout %s)", slowest, maxLatency, procValkeyTimeout)
+	}
+	if hotDown == 0 || hits != hotDown {
+		t.Errorf("hot keys while Valkey was down: %d hits of %d requests, want every one a hit", hits, hotDown)
+	}
+
+	// Back: after the breaker's open period, new entries reach L2 again.
+	vk.Start(t)
+	back := time.Now()
+	i := 0
+	procWait(t, 10*time.Second, "an entry written to the restarted Valkey", func() bool {
+		i++
+		if r, err := c.do(http.MethodGet, fmt.Sprintf("/after/%d", i)); err != nil || r.status != http.StatusOK {
+			t.Fatalf("after the restart: %+v, %v", r, err)
+		}
+		return v.entries(t, cfg.cache) > 0
+	})
+	t.Logf("L2 written again %s after Valkey restarted", time.Since(back).Round(time.Millisecond))
+	before := v.entries(t, cfg.cache)
+	procWant(t, "a new key after recovery", c.get(t, "/after/check"), "stored")
+	procWait(t, 2*time.Second, "the new key written to Valkey", func() bool { return v.entries(t, cfg.cache) > before })
+	d := startProcNode(t, cfg)
+	procWant(t, "a second node reading the new key", d.get(t, "/after/check"), "hit", "detail=l2")
+	if got := origin.count("GET", "/after/check"); got != 1 {
+		t.Errorf("origin asked %d times for /after/check, want 1", got)
+	}
+}
+
+// TestProcessStaleIfErrorUpstreamDown: with the app server gone, a stale entry that allows
+// stale-if-error is served, saying so in Cache-Status.
+func TestProcessStaleIfErrorUpstreamDown(t *testing.T) {
+	origin := newProcOrigin(t)
+	n := startProcNode(t, procNodeConfig{cache: "stale", upstream: origin.Listener.Addr().String()})
+	const path = "/stale/story/42"
+	stored := n.get(t, path)
+	procWant(t, "first request", stored, "fwd=miss", "stored")
+	origin.Close()
+	// The entry is fresh for 1 s: until then the node answers hits without asking anyone.
+	var r procResponse
+	procWait(t, 3*time.Second, "the entry going stale", func() bool {
+		r = n.get(t, path)
+		return !strings.Contains(r.cacheStatus, "; hit")
+	})
+	procWant(t, "stale with the app server down", r, "fwd=stale", "detail=stale-if-error")
+	if r.body != stored.body {
+		t.Errorf("stale body %q, want the stored %q", r.body, stored.body)
+	}
+	if got := origin.count("GET", path); got != 1 {
+		t.Errorf("origin asked %d times, want 1", got)
+	}
+}
+
+// TestProcessCoalescesThousandColdRequests: 1,000 concurrent requests for one cold key whose
+// origin takes 200 ms make one upstream request, and every client gets its response.
+func TestProcessCoalescesThousandColdRequests(t *testing.T) {
+	origin := newProcOrigin(t)
+	n := startProcNode(t, procNodeConfig{cache: "stampede", upstream: origin.Listener.Addr().String()})
+	const clients, path = 1000, "/slow/feed/trending"
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		got   = make([]procResponse, clients)
+		errs  = make([]error, clients)
+	)
+	for i := range clients {
+		wg.Go(func() {
+			<-start
+			got[i], errs[i] = n.do(http.MethodGet, path)
+		})
+	}
+	began := time.Now()
+	close(start)
+	wg.Wait()
+	took := time.Since(began)
+	statuses := map[string]int{}
+	for i := range clients {
+		if errs[i] != nil {
+			t.Fatalf("client %d: %v", i, errs[i])
+		}
+		if got[i].status != http.StatusOK || got[i].body != got[0].body {
+			t.Fatalf("client %d: status %d, body %q; want 200 and %q", i, got[i].status, got[i].body, got[0].body)
+		}
+		kind, _, _ := strings.Cut(strings.TrimPrefix(got[i].cacheStatus, cacheID+"; "), ";")
+		if strings.Contains(got[i].cacheStatus, "collapsed") {
+			kind = "collapsed"
+		}
+		statuses[kind]++
+	}
+	t.Logf("%d clients answered within %s: %v", clients, took.Round(time.Millisecond), statuses)
+	if c := origin.count("GET", path); c != 1 {
+		t.Errorf("origin asked %d times, want 1", c)
+	}
+}
