@@ -182,7 +182,7 @@ func (s stack) start(t *testing.T) (env []string, base string) {
 		}
 		fmt.Fprintf(w, `{"status": %q, "checks": {}}`, status)
 	})
-	mux.HandleFunc("GET /v1/discover/new", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/discover", func(w http.ResponseWriter, r *http.Request) {
 		n := reads.Add(1)
 		if s.cacheStatus != "" {
 			status := s.cacheStatus
@@ -235,7 +235,7 @@ func TestSmokeTests(t *testing.T) {
 			`^skip +cached read: not yet available`, `^skip +rate limit: not yet available`,
 			`4 passed, 0 failed, 2 skipped$`}},
 		{"cache and limiter deployed", withFeatures, false, []string{
-			`^ok +cached read: second GET /v1/discover/new was a hit`, `^ok +rate limit: RateLimit-Limit 100`,
+			`^ok +cached read: second GET /v1/discover\?tab=new was a hit`, `^ok +rate limit: RateLimit-Limit 100`,
 			`6 passed, 0 failed, 0 skipped$`}},
 		{"structured RateLimit header", draftHeader, false, []string{`^ok +rate limit: RateLimit: "user";r=99`}},
 		{"unhealthy", unhealthy, true, []string{`^FAIL +health: .* answered 503`}},
