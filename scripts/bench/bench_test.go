@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -519,5 +520,29 @@ func TestEdgeTemplatesAdapt(t *testing.T) {
 		if b, err := exec.Command(bin, "adapt", "--config", cfg, "--adapter", "caddyfile").CombinedOutput(); err != nil {
 			t.Errorf("scenario %s: caddy adapt: %v\n%s", s.ID, err, b)
 		}
+	}
+}
+
+// TestPacedLoad: the open-loop load sends rate × duration requests, counts statuses that are
+// not the expected one, and measures a slow server's delay from the due times.
+func TestPacedLoad(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1)%10 == 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}))
+	defer srv.Close()
+	r, err := pacedLoad(context.Background(), srv.URL, []string{"X-Test: 1"}, 500, 200*time.Millisecond, http.StatusOK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Requests != 100 || hits.Load() != 100 || r.UnexpectedRCs != 10 || r.Errors != 0 {
+		t.Fatalf("%+v after %d hits, want 100 requests, 10 unexpected statuses", r, hits.Load())
+	}
+	if r.P50ms < 5 || r.P99ms < r.P50ms || r.MaxMs < r.P99ms {
+		t.Fatalf("latencies %+v: the server sleeps 5 ms", r)
 	}
 }

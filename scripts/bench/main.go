@@ -28,6 +28,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -252,6 +253,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					r+1, p.Rounds, ls.s.ID, rr.RPS, rr.P99ms, rr.CPUMicros)
 			}
 			ls.res.Rounds = append(ls.res.Rounds, rr)
+		}
+	}
+	for _, ls := range live {
+		if ls.s.Paced > 0 && ls.res.Skipped == "" {
+			status := http.StatusOK
+			if ls.s.Probe.Status != 0 {
+				status = ls.s.Probe.Status
+			}
+			pr, err := pacedLoad(ctx, ls.url, ls.headers, ls.s.Paced, p.Duration, status)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			note := ls.s.ID + " paced: " + firstLine(fmt.Sprint(err))
+			if err == nil {
+				note = pr.note(ls.s.ID, p.Duration)
+			}
+			fmt.Fprintln(stderr, "bench: "+note)
+			ls.res.Notes = append(ls.res.Notes, note)
 		}
 	}
 	for _, ls := range live {
