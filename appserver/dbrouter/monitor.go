@@ -90,20 +90,22 @@ type probe struct {
 	inRecovery bool
 	lsn        uint64
 	replayAge  *float64 // seconds since the last replayed transaction, replicas only
+	backlog    bool     // a replica has received WAL it has not replayed yet
 }
 
 const probeSQL = `select pg_is_in_recovery(),
 	(case when pg_is_in_recovery() then coalesce(pg_last_wal_replay_lsn(), '0/0') else pg_current_wal_lsn() end - '0/0')::int8,
-	extract(epoch from now() - pg_last_xact_replay_timestamp())::float8`
+	extract(epoch from now() - pg_last_xact_replay_timestamp())::float8,
+	coalesce(pg_last_wal_receive_lsn() > pg_last_wal_replay_lsn(), false)`
 
 func (r *Router) probe(ctx context.Context, n *node) probe {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.CheckTimeout)
 	defer cancel()
 	var p probe
 	var lsn int64
-	p.err = n.pool.QueryRow(ctx, probeSQL).Scan(&p.inRecovery, &lsn, &p.replayAge)
+	p.err = n.pool.QueryRow(ctx, probeSQL).Scan(&p.inRecovery, &lsn, &p.replayAge, &p.backlog)
 	if isAuthFailure(p.err) { // OnAuthFailure has run: try the refreshed password
-		p.err = n.pool.QueryRow(ctx, probeSQL).Scan(&p.inRecovery, &lsn, &p.replayAge)
+		p.err = n.pool.QueryRow(ctx, probeSQL).Scan(&p.inRecovery, &lsn, &p.replayAge, &p.backlog)
 	}
 	p.lsn = uint64(lsn)
 	return p
@@ -166,7 +168,11 @@ func (r *Router) checkLocked(ctx context.Context) {
 		} else {
 			s.Up, s.Primary, s.LSN = true, !p.inRecovery, p.lsn
 			if !s.Primary {
-				s.LagBytes, s.LagSeconds = r.hist.lag(now, p.lsn, p.replayAge)
+				replayAge := p.replayAge
+				if !p.backlog {
+					replayAge = nil // see lag
+				}
+				s.LagBytes, s.LagSeconds = r.hist.lag(now, p.lsn, replayAge)
 			}
 		}
 		if was := n.up.Load(); was != s.Up {
@@ -218,7 +224,10 @@ func (h *lsnHistory) add(at time.Time, lsn uint64) {
 // lag returns how far a replica at replay position lsn is behind: bytes against the
 // primary's last known position, and seconds since the primary was first seen past lsn.
 // When that happened before the history starts, the age of the replica's last replayed
-// transaction (replayAge) is used if larger.
+// transaction (replayAge) is used if larger; the caller passes it only while the replica has
+// received WAL it has not replayed: on an idle system the last transaction can be hours old
+// while the replica, replaying all it received, is a few bytes of non-transactional WAL
+// behind, and that age would keep a current replica out of rotation.
 func (h *lsnHistory) lag(now time.Time, lsn uint64, replayAge *float64) (int64, float64) {
 	n := len(h.samples)
 	if n == 0 || h.samples[n-1].lsn <= lsn {
