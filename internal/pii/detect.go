@@ -154,11 +154,10 @@ func endsValue(c byte) bool {
 
 func (s *Scrubber) on(k Kind) bool { return s.modes[k] != modeOff }
 
-// prefilter finds which detectors can have a candidate in str, and returns those
-// features. A first pass ORs the triggers of the bytes together; strings with digits or
-// of 20 bytes or more (an AWS key, a JWT) get a second look at their words (wordScan).
-func prefilter(str string) uint16 {
-	acc := triggers(str)
+// prefilter finds which detectors can have a candidate in str, of triggers acc, and
+// returns those features. Strings with digits or of 20 bytes or more (an AWS key, a JWT)
+// get a second look at their words (wordScan).
+func prefilter(str string, acc uint8) uint16 {
 	var f uint16
 	if acc&tAt != 0 {
 		f |= fAt
@@ -175,7 +174,7 @@ func prefilter(str string) uint16 {
 	if acc&tPct != 0 && strings.Contains(str, "%40") {
 		f |= fPct40
 	}
-	if acc&tDigit == 0 && len(str) < 20 {
+	if !wordScanned(acc, len(str)) {
 		if acc&tB != 0 && len(str) >= len("bearer a.bcdefg") {
 			f |= fBearer
 		}
@@ -183,6 +182,10 @@ func prefilter(str string) uint16 {
 	}
 	return f | wordScan(str)
 }
+
+// wordScanned reports whether prefilter looks at the words of a string of n bytes with
+// triggers acc.
+func wordScanned(acc uint8, n int) bool { return acc&tDigit != 0 || n >= 20 }
 
 // triggers returns the triggers of the bytes of str ORed together.
 func triggers(str string) uint8 {

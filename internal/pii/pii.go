@@ -5,6 +5,8 @@
 // A Scrubber is built once from a Config and is safe for concurrent use. Most log strings
 // hold no personal data: for those, String returns its argument unchanged and allocates
 // nothing, after one cheap pass that decides which detectors can have a candidate at all.
+// Strings that needed a closer look are remembered with their result once seen twice, so
+// that repeated values (user agents, common headers, a client's address) cost a hash.
 //
 // What is detected (each detector is a Kind):
 //
@@ -43,6 +45,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/maphash"
 	"net/netip"
 	"strings"
 	"sync"
@@ -171,6 +174,7 @@ type Scrubber struct {
 	names    map[string]Kind     // normalised field or parameter name → header, field or param
 	nameSigs [maxName + 1]uint64 // nameSigs[len(name)] has bit nameSig(name) of every name
 	onRedact func(Kind)
+	results  resultCache
 }
 
 // maxName is the longest field or parameter name looked up; longer names never match.
@@ -179,6 +183,7 @@ const maxName = 64
 // New builds a Scrubber from cfg.
 func New(cfg Config) (*Scrubber, error) {
 	s := &Scrubber{names: make(map[string]Kind), onRedact: cfg.OnRedact}
+	s.results.seed = maphash.MakeSeed()
 	s.modes[KindIP] = modeMask
 	pseudo := false
 	for name, m := range cfg.Modes {
@@ -303,15 +308,35 @@ func (s *Scrubber) whole(k Kind, value string) string {
 	return b.String()
 }
 
-// scrub returns str with its matches replaced, and whether anything was.
+// scrub returns str with its matches replaced, and whether anything was. Strings that
+// need a close look go through the result cache.
 func (s *Scrubber) scrub(str string) (string, bool) {
-	f := prefilter(str)
-	if f == 0 {
-		return str, false
+	acc := triggers(str)
+	cached := cacheable(acc, len(str))
+	var h uint64
+	if cached {
+		h = s.results.hash(str)
+		if r := s.results.get(str, h); r != nil {
+			if len(r.kinds) == 0 {
+				return str, false
+			}
+			if s.onRedact != nil {
+				for _, k := range r.kinds {
+					s.onRedact(k)
+				}
+			}
+			return r.out, true
+		}
 	}
-	var buf [8]match
-	ms := s.detect(str, f, buf[:0])
+	var ms []match
+	if f := prefilter(str, acc); f != 0 {
+		var buf [8]match
+		ms = s.detect(str, f, buf[:0])
+	}
 	if len(ms) == 0 {
+		if cached {
+			s.results.add(str, h, "", nil)
+		}
 		return str, false
 	}
 	ms = merge(ms)
@@ -324,7 +349,11 @@ func (s *Scrubber) scrub(str string) (string, bool) {
 		last = m.end
 	}
 	b.WriteString(str[last:])
-	return b.String(), true
+	out := b.String()
+	if cached {
+		s.results.add(str, h, out, ms)
+	}
+	return out, true
 }
 
 // replace writes the replacement of v, a value of kind k, to b and counts it; force

@@ -2,6 +2,7 @@ package pii
 
 import (
 	"encoding/json"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -260,5 +261,50 @@ func TestCleanDoesNotAllocate(t *testing.T) {
 	doc := []byte(cleanJSON)
 	if n := testing.AllocsPerRun(100, func() { _, _ = s.JSON(doc) }); n != 0 && !raceEnabled {
 		t.Errorf("JSON on a clean document: %v allocations", n)
+	}
+}
+
+// TestResultCache scrubs strings often enough to be cached, from several goroutines: every
+// call gives the same output and counts the same redactions as the first, and a clean
+// string comes back as the argument itself.
+func TestResultCache(t *testing.T) {
+	var mu sync.Mutex
+	counts := map[Kind]int{}
+	s := redactAll(t, Config{OnRedact: func(k Kind) { mu.Lock(); counts[k]++; mu.Unlock() }})
+	const calls = 8
+	strs := []string{
+		"Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0",
+		"198.51.100.7",
+		"mail a@b.com card 4111111111111111",
+	}
+	want := make([]string, len(strs))
+	for i, str := range strs {
+		want[i] = s.String(str)
+	}
+	first := maps.Clone(counts)
+	var wg sync.WaitGroup
+	for range calls - 1 {
+		wg.Go(func() {
+			for i, str := range strs {
+				// A copy, so that a hit cannot come from comparing the same pointer.
+				str = strings.Clone(str)
+				out := s.String(str)
+				if out != want[i] {
+					t.Errorf("String(%q) = %q, want %q", str, out, want[i])
+				}
+				if out == str && unsafe.StringData(out) != unsafe.StringData(str) {
+					t.Errorf("String(%q) did not return its argument", str)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(first) != 3 {
+		t.Fatalf("first counts %v, want ip, email and card", first)
+	}
+	for k, n := range first {
+		if counts[k] != calls*n {
+			t.Errorf("%s: %d redactions in %d calls, want %d", k, counts[k], calls, calls*n)
+		}
 	}
 }

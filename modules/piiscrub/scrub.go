@@ -93,54 +93,67 @@ func (st *entryState) array(m zapcore.ArrayMarshaler, key string, s *pii.Scrubbe
 	return a
 }
 
-// free clears the state and returns it to its pool.
+// free clears the state and returns it to its pool; the wrappers keep their children.
 func (st *entryState) free() {
 	clear(st.fields)
 	st.fields = st.fields[:0]
 	for _, o := range st.objs[:st.nObjs] {
-		*o = objectEncoder{}
+		o.m, o.ObjectEncoder = nil, nil
 	}
 	for _, a := range st.arrs[:st.nArrs] {
-		*a = arrayEncoder{}
+		a.m, a.ArrayEncoder = nil, nil
 	}
 	st.nObjs, st.nArrs = 0, 0
 	entryPool.Put(st)
 }
 
-// The states of entries and the wrappers of nested objects and arrays are reused.
-// (Top-level wrappers that a field filter hands back to Caddy's filter encoder are not.)
-var (
-	entryPool  = sync.Pool{New: func() any { return &entryState{fields: make([]zapcore.Field, 0, 16)} }}
-	objectPool = sync.Pool{New: func() any { return new(objectEncoder) }}
-	arrayPool  = sync.Pool{New: func() any { return new(arrayEncoder) }}
-)
+// The states of entries are reused, and with them the wrappers of their objects and
+// arrays, nested ones included. (Top-level wrappers that a field filter hands back to
+// Caddy's filter encoder are not.)
+var entryPool = sync.Pool{New: func() any { return &entryState{fields: make([]zapcore.Field, 0, 16)} }}
 
-// newObject returns a pooled objectEncoder scrubbing what m adds; free returns it.
-func newObject(m zapcore.ObjectMarshaler, s *pii.Scrubber) *objectEncoder {
-	o := objectPool.Get().(*objectEncoder)
-	o.m, o.s = m, s
-	return o
+// children holds the wrappers of a wrapper's nested objects and arrays. An encoder
+// marshals a nested object or array before AddObject, AddArray, AppendObject or
+// AppendArray returns, so one child of each sort serves every nested value of a wrapper
+// in turn; a child is busy (its marshaler set) only during that call, and a marshaler
+// that adds to its parent meanwhile gets a new child.
+type children struct {
+	obj *objectEncoder
+	arr *arrayEncoder
 }
 
-// free returns a pooled objectEncoder to its pool.
-func (o *objectEncoder) free() {
-	*o = objectEncoder{}
-	objectPool.Put(o)
+// object returns the child wrapper scrubbing what m adds; done releases it.
+func (c *children) object(m zapcore.ObjectMarshaler, s *pii.Scrubber) *objectEncoder {
+	w := c.obj
+	if w == nil || w.m != nil {
+		w = new(objectEncoder)
+		if c.obj == nil {
+			c.obj = w
+		}
+	}
+	w.m, w.s = m, s
+	return w
 }
 
-// newArray returns a pooled arrayEncoder scrubbing what m appends as values of the field
-// key; free returns it.
-func newArray(m zapcore.ArrayMarshaler, key string, s *pii.Scrubber) *arrayEncoder {
-	a := arrayPool.Get().(*arrayEncoder)
-	a.m, a.key, a.s = m, key, s
-	return a
+// done releases a child object wrapper.
+func (o *objectEncoder) done() { o.m, o.ObjectEncoder = nil, nil }
+
+// array returns the child wrapper scrubbing what m appends as values of the field key;
+// done releases it.
+func (c *children) array(m zapcore.ArrayMarshaler, key string, s *pii.Scrubber) *arrayEncoder {
+	w := c.arr
+	if w == nil || w.m != nil {
+		w = new(arrayEncoder)
+		if c.arr == nil {
+			c.arr = w
+		}
+	}
+	w.m, w.key, w.s = m, key, s
+	return w
 }
 
-// free returns a pooled arrayEncoder to its pool.
-func (a *arrayEncoder) free() {
-	*a = arrayEncoder{}
-	arrayPool.Put(a)
-}
+// done releases a child array wrapper.
+func (a *arrayEncoder) done() { a.m, a.ArrayEncoder = nil, nil }
 
 // stringer calls String as zap would: "<nil>" for nil, the panic as text.
 func stringer(v any) (str string) {
@@ -243,6 +256,7 @@ type objectEncoder struct {
 	zapcore.ObjectEncoder
 	m zapcore.ObjectMarshaler
 	s *pii.Scrubber
+	children
 }
 
 // MarshalLogObject marshals the wrapped marshaler's object into enc, scrubbing it.
@@ -264,16 +278,16 @@ func (o *objectEncoder) AddByteString(key string, value []byte) {
 // AddObject scrubs the key (it can come from a client, as a header name does) and what the
 // marshaler adds.
 func (o *objectEncoder) AddObject(key string, m zapcore.ObjectMarshaler) error {
-	w := newObject(m, o.s)
-	defer w.free()
+	w := o.object(m, o.s)
+	defer w.done()
 	return o.ObjectEncoder.AddObject(o.s.String(key), w)
 }
 
 // AddArray scrubs the key (it can come from a client, as a header name does) and what the
 // marshaler appends.
 func (o *objectEncoder) AddArray(key string, m zapcore.ArrayMarshaler) error {
-	w := newArray(m, key, o.s)
-	defer w.free()
+	w := o.array(m, key, o.s)
+	defer w.done()
 	return o.ObjectEncoder.AddArray(o.s.String(key), w)
 }
 
@@ -320,6 +334,7 @@ type arrayEncoder struct {
 	m   zapcore.ArrayMarshaler
 	key string
 	s   *pii.Scrubber
+	children
 }
 
 // MarshalLogArray marshals the wrapped marshaler's array into enc, scrubbing it.
@@ -338,15 +353,15 @@ func (a *arrayEncoder) AppendByteString(v []byte) {
 
 // AppendObject scrubs what the marshaler adds.
 func (a *arrayEncoder) AppendObject(m zapcore.ObjectMarshaler) error {
-	w := newObject(m, a.s)
-	defer w.free()
+	w := a.object(m, a.s)
+	defer w.done()
 	return a.ArrayEncoder.AppendObject(w)
 }
 
 // AppendArray scrubs what the marshaler appends.
 func (a *arrayEncoder) AppendArray(m zapcore.ArrayMarshaler) error {
-	w := newArray(m, a.key, a.s)
-	defer w.free()
+	w := a.array(m, a.key, a.s)
+	defer w.done()
 	return a.ArrayEncoder.AppendArray(w)
 }
 
