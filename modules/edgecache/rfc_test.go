@@ -649,3 +649,46 @@ func TestStaleWhenBreakerOpen(t *testing.T) {
 	}
 	expectCount(t, o, "/cb-uncached", 0)
 }
+
+// TestL1SurvivesReload: a reload that keeps the cache's settings keeps its entries.
+func TestL1SurvivesReload(t *testing.T) {
+	o := loadCaddy(t, "")
+	o.handle("/reload", numbered("r", "Cache-Control", "max-age=600"))
+	get(t, "/reload").expect(t, 200, "r 1", "stored")
+	loadCaddyWith(t, "", "\theader X-Reloaded yes")
+	r := get(t, "/reload")
+	r.expect(t, 200, "r 1", "hit")
+	if r.header.Get("X-Reloaded") != "yes" {
+		t.Fatal("the new config is not the one answering")
+	}
+	expectCount(t, o, "/reload", 1)
+}
+
+// TestMetrics: lookups by outcome, purges by source and L1's size reach Caddy's /metrics.
+func TestMetrics(t *testing.T) {
+	o := loadCaddy(t, "")
+	o.handle("/metrics-test", numbered("m", "Cache-Control", "max-age=600", "Cache-Tags", "metrics-test"))
+	get(t, "/metrics-test")
+	get(t, "/metrics-test")
+	o.handle("/metrics-purge", func(w http.ResponseWriter, r *http.Request, n int) {
+		w.Header().Set(HeaderPurge, "metrics-test")
+	})
+	do(t, http.MethodPost, "/metrics-purge")
+	resp, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", adminPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`muejam_edge_cache_lookups_total{cache="rfc",outcome="hit"}`,
+		`muejam_edge_cache_lookups_total{cache="rfc",outcome="miss"}`,
+		`muejam_edge_cache_purges_total{cache="rfc",source="response"}`,
+		`muejam_edge_cache_l1_bytes{cache="rfc"}`,
+		`muejam_edge_cache_l1_entries{cache="rfc"}`,
+	} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
