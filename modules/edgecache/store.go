@@ -176,9 +176,10 @@ func (s *store) purged(e *entry) bool {
 	return false
 }
 
-// l1Key is the L1 key of a variant; varyKey that of a primary key's Vary record.
+// l1Key is the L1 key of a variant of a response that has Vary'd fields. A response without
+// any is stored under its primary key alone; one with some leaves under the primary key a
+// Vary record (an entry with status 0 and only vary set) naming them.
 func l1Key(primary, secondary string) string { return primary + "\n" + secondary }
-func varyKey(primary string) string          { return "vary\n" + primary }
 
 // keyTag is the purge tag every entry of a primary key carries, so that purging a URL is
 // purging a tag.
@@ -187,14 +188,19 @@ func keyTag(primary string) string {
 	return "key:" + hex.EncodeToString(sum[:12])
 }
 
-// lookupL1 returns the L1 entry of a request's variant, or nil. names are the Vary'd field
-// names L1 knows for primary (nil when it knows none).
+// lookupL1 returns the L1 entry of a request's variant, or nil, and the Vary'd field names
+// L1 knows for primary (nil when it knows none). A hit on a response without Vary is one
+// lookup and no allocation.
 func (s *store) lookupL1(primary string, reqHeader map[string][]string) (e *entry, names []string) {
-	if v, ok := s.l1.GetIfPresent(varyKey(primary)); ok {
-		names = v.vary
-	}
-	e, ok := s.l1.GetIfPresent(l1Key(primary, secondaryKey(names, reqHeader)))
+	e, ok := s.l1.GetIfPresent(primary)
 	if !ok {
+		return nil, nil
+	}
+	if e.status != 0 {
+		return e, nil
+	}
+	names = e.vary
+	if e, ok = s.l1.GetIfPresent(l1Key(primary, secondaryKey(names, reqHeader))); !ok {
 		return nil, names
 	}
 	return e, names
@@ -202,11 +208,12 @@ func (s *store) lookupL1(primary string, reqHeader map[string][]string) (e *entr
 
 // putL1 stores e (fetched for primary) in L1, with the Vary record when it has Vary'd fields.
 func (s *store) putL1(primary string, e *entry) {
-	if len(e.vary) > 0 {
-		rec := &entry{vary: e.vary, ttl: e.ttl, size: entryOverhead}
-		if old, ok := s.l1.GetIfPresent(varyKey(primary)); !ok || !slices.Equal(old.vary, e.vary) || old.ttl < e.ttl {
-			s.l1.Set(varyKey(primary), rec)
-		}
+	if len(e.vary) == 0 {
+		s.l1.Set(primary, e)
+		return
+	}
+	if old, ok := s.l1.GetIfPresent(primary); !ok || old.status != 0 || !slices.Equal(old.vary, e.vary) || old.ttl < e.ttl {
+		s.l1.Set(primary, &entry{vary: e.vary, ttl: e.ttl, size: entryOverhead})
 	}
 	s.l1.Set(l1Key(primary, e.secondary), e)
 }
