@@ -1,14 +1,20 @@
 // Package docker holds the container build of MueJam Edge: the Dockerfiles of the edge and the
-// app server, the Caddyfile of the edge in containers, and docker-compose.yml, a laptop stack
-// of both with PostgreSQL and Valkey. Its tests keep those files in step with the code.
+// app server, and docker-compose.yml, a laptop stack of both with PostgreSQL and Valkey, with
+// compose.Caddyfile, the laptop configuration of the edge. The edge image runs
+// caddyfiles/production.Caddyfile; compose mounts compose.Caddyfile over it. Its tests keep
+// those files in step with the code.
 package docker
 
 import (
+	"encoding/json"
 	"maps"
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -24,7 +30,17 @@ const (
 	composePath  = "docker-compose.yml"
 	devCaddyfile = "../caddyfiles/dev.Caddyfile"
 	loopbackIP   = "127.0.0.1"
+
+	// imageCaddyfile is the Caddyfile the edge image runs, the one ECS runs in production;
+	// composeCaddyfile is the laptop configuration compose runs in its place. Both are
+	// relative to docker/.
+	imageCaddyfile   = "../caddyfiles/production.Caddyfile"
+	composeCaddyfile = "compose.Caddyfile"
 )
+
+// caddyEnvRef matches the environment variables a Caddyfile reads: {$NAME} and {$NAME:default}
+// at parse time, {env.NAME} at run time.
+var caddyEnvRef = regexp.MustCompile(`\{(?:\$|env\.)([A-Za-z_][A-Za-z0-9_]*)`)
 
 // listenEnv names the environment variables of the app server that hold its listen addresses.
 var listenEnv = []string{"APP_ADDR", "APP_METRICS_ADDR"}
@@ -41,6 +57,7 @@ type composeService struct {
 		Context    string `yaml:"context"`    // relative to docker/
 		Dockerfile string `yaml:"dockerfile"` // relative to Context
 	} `yaml:"build"`
+	Command     any               `yaml:"command"`
 	Environment map[string]string `yaml:"environment"`
 	Ports       []string          `yaml:"ports"`
 	Volumes     []string          `yaml:"volumes"`
@@ -49,12 +66,15 @@ type composeService struct {
 // dockerfile is the part of a Dockerfile the tests read.
 type dockerfile struct {
 	copies []string          // the sources of each COPY from the build context
+	copyTo map[string]string // the source of each COPY from the build context of one file, by destination
 	env    map[string]string // the pairs of each ENV key=value ...
 	expose []string          // the ports of each EXPOSE, without a protocol
+	cmd    []string          // the exec (JSON) form of the last CMD
 }
 
 // TestBuildInputsExist checks that every file compose mounts from the host and every build
-// context, Dockerfile and COPY source exists, and that the edge's Dockerfile copies a Caddyfile.
+// context, Dockerfile and COPY source exists, and that the edge's image and compose's edge
+// each run a Caddyfile.
 func TestBuildInputsExist(t *testing.T) {
 	for name, svc := range loadCompose(t).Services {
 		for _, v := range svc.Volumes {
@@ -82,8 +102,118 @@ func TestBuildInputsExist(t *testing.T) {
 			}
 		}
 	}
-	// edgeCaddyfile fails the test when the edge's Dockerfile copies no Caddyfile.
-	edgeCaddyfile(t, buildService(t, "edge"))
+	// edgeCaddyfiles fails the test when the edge's image or compose's edge runs no Caddyfile.
+	edgeCaddyfiles(t)
+}
+
+// TestEdgeCaddyfiles checks which Caddyfile each stack runs: the edge image (what ECS runs)
+// the production one, compose the laptop one, mounted over it.
+func TestEdgeCaddyfiles(t *testing.T) {
+	image, compose := edgeCaddyfiles(t)
+	if image != filepath.Clean(imageCaddyfile) {
+		t.Errorf("the edge image runs %s, want %s: production runs the image's Caddyfile", image, imageCaddyfile)
+	}
+	if compose != composeCaddyfile {
+		t.Errorf("compose's edge runs %s, want %s mounted over the image's Caddyfile", compose, composeCaddyfile)
+	}
+}
+
+// TestEdgeEnvironmentIsRead checks that compose sets only environment variables of the edge
+// that the Caddyfile compose runs reads.
+func TestEdgeEnvironmentIsRead(t *testing.T) {
+	_, compose := edgeCaddyfiles(t)
+	read := caddyEnv(t, compose)
+	for name := range buildService(t, "edge").Environment {
+		if !read[name] {
+			t.Errorf("%s sets %s for the edge, which %s does not read (it reads %v)", composePath, name, compose, slices.Sorted(maps.Keys(read)))
+		}
+	}
+}
+
+// TestComposeCaddyfile checks the laptop Caddyfile with the built custom Caddy (bin/caddy,
+// from `make caddy`): it validates and is formatted, runs the edge's modules in production's
+// order, enforces dev.Caddyfile's limits, and reaches the compose services it names.
+func TestComposeCaddyfile(t *testing.T) {
+	caddy := testenv.Binary(t, "caddy")
+	_, f := edgeCaddyfiles(t)
+	if out, err := exec.Command(caddy, "validate", "--config", f, "--adapter", "caddyfile").CombinedOutput(); err != nil {
+		t.Errorf("caddy validate %s: %v\n%s", f, err, out)
+	}
+	if out, err := exec.Command(caddy, "fmt", "--diff", f).CombinedOutput(); err != nil {
+		t.Errorf("%s is not formatted (caddy fmt --overwrite %s): %v\n%s", f, f, err, out)
+	}
+	cfg := adapt(t, caddy, f)
+
+	one := func(name string) map[string]any {
+		t.Helper()
+		hs := handlers(cfg, name)
+		if len(hs) != 1 {
+			t.Fatalf("%s: %d %s handlers, want 1", f, len(hs), name)
+		}
+		return hs[0]
+	}
+	str := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+	// The limits of dev.Caddyfile, which the end-to-end tests run (and production's, which
+	// caddyfiles/production_test.go checks against dev's).
+	limit := one("edge_rate_limit")
+	var devZones any
+	if dev := handlers(adapt(t, caddy, devCaddyfile), "edge_rate_limit"); len(dev) == 1 {
+		devZones = dev[0]["zones"]
+	}
+	if !reflect.DeepEqual(devZones, limit["zones"]) {
+		t.Errorf("%s's zones differ from %s's:\n%s\n%s", f, devCaddyfile, str(limit["zones"]), str(devZones))
+	}
+	// Without the jwt provider nothing sets {http.auth.user.id}: an unset placeholder is null
+	// in the ip zone's expression, which would then never match.
+	if len(handlers(cfg, "authentication")) == 0 {
+		vars := handlers(cfg, "vars")
+		if len(vars) != 1 || vars[0]["http.auth.user.id"] != "" {
+			t.Errorf("%s has no authentication: it needs `vars http.auth.user.id \"\"` so that every request is anonymous, got %s", f, str(vars))
+		}
+	}
+
+	// Valkey and the app server are the compose services, on their container ports.
+	valkey := "valkey:" + containerPort(t, "valkey")
+	for _, h := range []string{"edge_rate_limit", "edge_cache"} {
+		if got := one(h)["valkey"]; got != valkey {
+			t.Errorf("%s: %s valkey %s, want %q (the valkey service)", f, h, str(got), valkey)
+		}
+	}
+	_, appPort := splitHostPort(t, appserverAddr(t, "APP_ADDR"))
+	proxy := one("reverse_proxy")
+	if got, want := str(proxy["upstreams"]), `[{"dial":"appserver:`+appPort+`"}]`; got != want {
+		t.Errorf("%s: reverse_proxy upstreams %s, want %s (the appserver service)", f, got, want)
+	}
+	if got := str(get(proxy, "transport", "protocol")); got != `"circuit_breaker"` {
+		t.Errorf("%s: reverse_proxy transport %s, want the per-upstream circuit_breaker", f, got)
+	}
+	if got := str(get(cfg, "logging", "logs", "log0", "encoder", "format")); got != `"pii_scrub"` {
+		t.Errorf("%s: the access log encoder is %s, want pii_scrub", f, got)
+	}
+	one("circuit_breaker")
+	one("edge_cache")
+
+	// production.Caddyfile's order: the user id (vars here, authentication there) before the
+	// limits, X-Auth-User and the limits before the cache, which wraps the breaker
+	// (stale-if-error while it is open), which wraps the proxy.
+	order := handlerOrder(cfg)
+	before := func(a, b string) bool {
+		i, j := slices.Index(order, a), slices.Index(order, b)
+		return i >= 0 && j >= 0 && i < j
+	}
+	user := "authentication"
+	if !slices.Contains(order, user) {
+		user = "vars"
+	}
+	for _, p := range [][2]string{
+		{user, "edge_rate_limit"}, {user, "headers"}, {"edge_rate_limit", "edge_cache"}, {"headers", "edge_cache"},
+		{"edge_cache", "circuit_breaker"}, {"circuit_breaker", "reverse_proxy"},
+	} {
+		if !before(p[0], p[1]) {
+			t.Errorf("%s: handler order %v, want %s before %s", f, order, p[0], p[1])
+		}
+	}
 }
 
 // TestAppserverEnvironmentIsRead checks that compose and the app server's Dockerfile set only
@@ -109,21 +239,10 @@ func TestAppserverEnvironmentIsRead(t *testing.T) {
 func TestAppserverPorts(t *testing.T) {
 	read := testenv.AppServerEnv(t)
 	svc := buildService(t, "appserver")
-	df := svcDockerfile(t, svc)
 	var want []string
 	for _, name := range listenEnv {
 		def := read[name]
-		if def == "" {
-			t.Fatalf("%s: found no env(%q, &cfg.Field) whose field defaultConfig sets to a string", testenv.AppServerConfig, name)
-		}
-		// The container's value: the image's ENV, overridden by the compose environment.
-		addr := def
-		if v, ok := df.env[name]; ok {
-			addr = v
-		}
-		if v, ok := svc.Environment[name]; ok {
-			addr = v
-		}
+		addr := appserverAddr(t, name)
 		host, port := splitHostPort(t, addr)
 		if _, defPort := splitHostPort(t, def); port != defPort {
 			t.Errorf("the app server container has %s=%s, not the port of defaultConfig's %s", name, addr, def)
@@ -136,29 +255,37 @@ func TestAppserverPorts(t *testing.T) {
 	checkPorts(t, "appserver", svc, want)
 }
 
-// TestEdgePorts checks that the edge's Caddyfile listens on every interface on the ports of the
-// dev Caddyfile, and that compose publishes and the Dockerfile exposes exactly those.
+// TestEdgePorts checks that the Caddyfiles of the edge image and of compose's edge listen on
+// every interface on the ports of the dev Caddyfile, and that compose publishes and the
+// Dockerfile exposes exactly those. The image's Caddyfile is read with its defaults, the
+// environment it reads unset; infra/terraform/terraform_test.go checks the ports of the
+// environment ECS gives it.
 func TestEdgePorts(t *testing.T) {
-	svc := buildService(t, "edge")
-	path := filepath.Join(svc.Build.Context, edgeCaddyfile(t, svc))
-	var want []string
-	for _, addr := range caddyListeners(t, path) {
-		host, port := splitHostPort(t, addr)
-		if isLoopback(host) {
-			t.Errorf("%s listens on %s, loopback: no published port reaches it", path, addr)
-		}
-		want = append(want, port)
-	}
 	var dev []string
 	for _, addr := range caddyListeners(t, devCaddyfile) {
 		_, port := splitHostPort(t, addr)
 		dev = append(dev, port)
 	}
-	slices.Sort(want)
-	if slices.Sort(dev); !slices.Equal(want, dev) {
-		t.Errorf("%s listens on ports %v and %s on %v: both stacks should answer on the same ports", path, want, devCaddyfile, dev)
+	slices.Sort(dev)
+	image, compose := edgeCaddyfiles(t)
+	for name := range caddyEnv(t, image) {
+		t.Setenv(name, "") // restored when the test ends
+		os.Unsetenv(name)
 	}
-	checkPorts(t, "edge", svc, want)
+	for _, path := range []string{image, compose} {
+		var ports []string
+		for _, addr := range caddyListeners(t, path) {
+			host, port := splitHostPort(t, addr)
+			if isLoopback(host) {
+				t.Errorf("%s listens on %s, loopback: no published port reaches it", path, addr)
+			}
+			ports = append(ports, port)
+		}
+		if slices.Sort(ports); !slices.Equal(ports, dev) {
+			t.Errorf("%s listens on ports %v and %s on %v: every stack should answer on the same ports", path, ports, devCaddyfile, dev)
+		}
+	}
+	checkPorts(t, "edge", buildService(t, "edge"), dev)
 }
 
 // TestPortsBoundToLoopback checks that compose publishes every port on 127.0.0.1 only.
@@ -230,7 +357,7 @@ func parseDockerfile(t *testing.T, path string) dockerfile {
 	if err != nil {
 		t.Fatal(err)
 	}
-	df := dockerfile{env: map[string]string{}}
+	df := dockerfile{copyTo: map[string]string{}, env: map[string]string{}}
 	text := strings.ReplaceAll(string(data), "\\\n", " ")
 	for line := range strings.Lines(text) {
 		f := strings.Fields(line)
@@ -247,6 +374,9 @@ func parseDockerfile(t *testing.T, path string) dockerfile {
 				t.Fatalf("%s: COPY needs a source and a destination: %s", path, line)
 			}
 			df.copies = append(df.copies, args[:len(args)-1]...)
+			if len(args) == 2 {
+				df.copyTo[args[1]] = args[0]
+			}
 		case "ENV":
 			for _, kv := range args {
 				k, v, ok := strings.Cut(kv, "=")
@@ -260,22 +390,149 @@ func parseDockerfile(t *testing.T, path string) dockerfile {
 				port, _, _ := strings.Cut(p, "/")
 				df.expose = append(df.expose, port)
 			}
+		case "CMD":
+			df.cmd = nil
+			if err := json.Unmarshal([]byte(strings.TrimSpace(line)[len(f[0]):]), &df.cmd); err != nil {
+				t.Fatalf("%s: CMD is not in the exec form [\"prog\", \"arg\", ...]: %s", path, line)
+			}
 		}
 	}
 	return df
 }
 
-// edgeCaddyfile returns the Caddyfile the edge's Dockerfile copies, relative to its build
-// context.
-func edgeCaddyfile(t *testing.T, svc composeService) string {
+// edgeCaddyfiles returns, relative to docker/, the Caddyfile the edge image runs (the file
+// its Dockerfile copies to the --config of its CMD) and the one compose's edge runs (the file
+// compose mounts there, else the image's).
+func edgeCaddyfiles(t *testing.T) (image, compose string) {
 	t.Helper()
-	for _, src := range svcDockerfile(t, svc).copies {
-		if strings.HasSuffix(src, "Caddyfile") {
-			return src
+	svc := buildService(t, "edge")
+	if svc.Command != nil {
+		t.Fatalf("%s overrides the edge's command: mount the laptop Caddyfile over the image's instead", composePath)
+	}
+	df := svcDockerfile(t, svc)
+	i := slices.Index(df.cmd, "--config")
+	if i < 0 || i+1 == len(df.cmd) {
+		t.Fatalf("%s: CMD %q names no --config", svc.Build.Dockerfile, df.cmd)
+	}
+	config := df.cmd[i+1]
+	src, ok := df.copyTo[config]
+	if !ok {
+		t.Fatalf("%s runs %s, which no COPY from the build context writes", svc.Build.Dockerfile, config)
+	}
+	image = filepath.Join(svc.Build.Context, src)
+	compose = image
+	for _, v := range svc.Volumes {
+		if parts := strings.Split(v, ":"); len(parts) >= 2 && parts[1] == config {
+			compose = filepath.Clean(parts[0])
 		}
 	}
-	t.Fatalf("%s copies no Caddyfile", svc.Build.Dockerfile)
-	return ""
+	return image, compose
+}
+
+// caddyEnv returns the names of the environment variables the Caddyfile at path reads.
+func caddyEnv(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, m := range caddyEnvRef.FindAllStringSubmatch(string(data), -1) {
+		names[m[1]] = true
+	}
+	return names
+}
+
+// appserverAddr returns the value the app server container has for the listen address
+// variable name: defaultConfig's, overridden by the image's ENV, then by compose.
+func appserverAddr(t *testing.T, name string) string {
+	t.Helper()
+	addr := testenv.AppServerEnv(t)[name]
+	if addr == "" {
+		t.Fatalf("%s: found no env(%q, &cfg.Field) whose field defaultConfig sets to a string", testenv.AppServerConfig, name)
+	}
+	svc := buildService(t, "appserver")
+	if v, ok := svcDockerfile(t, svc).env[name]; ok {
+		addr = v
+	}
+	if v, ok := svc.Environment[name]; ok {
+		addr = v
+	}
+	return addr
+}
+
+// containerPort returns the container port compose publishes for service name, which must
+// publish one.
+func containerPort(t *testing.T, name string) string {
+	t.Helper()
+	svc, ok := loadCompose(t).Services[name]
+	if !ok || len(svc.Ports) != 1 {
+		t.Fatalf("%s: service %s must publish one port", composePath, name)
+	}
+	_, port, ok := parsePublished(svc.Ports[0])
+	if !ok {
+		t.Fatalf("%s: service %s publishes %q", composePath, name, svc.Ports[0])
+	}
+	return port
+}
+
+// adapt returns the JSON config the custom Caddy adapts the Caddyfile at path to.
+func adapt(t *testing.T, caddy, path string) map[string]any {
+	t.Helper()
+	out, err := exec.Command(caddy, "adapt", "--config", path, "--adapter", "caddyfile").Output()
+	if err != nil {
+		t.Fatalf("caddy adapt %s: %v", path, err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatalf("caddy adapt %s: %v\n%s", path, err, out)
+	}
+	return cfg
+}
+
+// get returns the value at path (object keys) in v, or nil.
+func get(v any, path ...string) any {
+	for _, p := range path {
+		m, _ := v.(map[string]any)
+		v = m[p]
+	}
+	return v
+}
+
+// handlers returns every object of cfg whose "handler" is name, at any depth.
+func handlers(cfg any, name string) []map[string]any {
+	var found []map[string]any
+	walkHandlers(cfg, func(h map[string]any) {
+		if h["handler"] == name {
+			found = append(found, h)
+		}
+	})
+	return found
+}
+
+// handlerOrder lists the handler names of cfg in the order requests meet them: arrays in
+// order, objects by sorted key (handlers live in arrays, so sorting keys reorders none).
+func handlerOrder(cfg any) []string {
+	var names []string
+	walkHandlers(cfg, func(h map[string]any) { names = append(names, h["handler"].(string)) })
+	return names
+}
+
+// walkHandlers calls fn with every object of v that has a string "handler", depth first.
+func walkHandlers(v any, fn func(map[string]any)) {
+	switch v := v.(type) {
+	case map[string]any:
+		if _, ok := v["handler"].(string); ok {
+			fn(v)
+		}
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			walkHandlers(v[k], fn)
+		}
+	case []any:
+		for _, c := range v {
+			walkHandlers(c, fn)
+		}
+	}
 }
 
 // caddyListeners returns the host:port addresses a Caddyfile listens on: its admin endpoint

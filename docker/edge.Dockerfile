@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # The edge of MueJam Edge: the custom Caddy built from xcaddy.json by scripts/caddybuild, run
-# with docker/compose.Caddyfile. The build context is the repository root:
+# with caddyfiles/production.Caddyfile, configured by the environment its header lists (ECS
+# sets it: infra/terraform/root/main.tf). docker-compose.yml mounts docker/compose.Caddyfile,
+# the laptop configuration, over /etc/caddy/Caddyfile. The build context is the repository root:
 #
 #	docker build -f docker/edge.Dockerfile .
 #
@@ -17,7 +19,7 @@ RUN --mount=type=cache,target=/root/.cache/go-build \
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/caddy /usr/bin/caddy
-COPY docker/compose.Caddyfile /etc/caddy/Caddyfile
+COPY caddyfiles/production.Caddyfile /etc/caddy/Caddyfile
 # 8080: the site; 2019: the admin endpoint (metrics, /edge/status).
 EXPOSE 8080 2019
 USER nonroot:nonroot

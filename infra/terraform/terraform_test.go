@@ -11,11 +11,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -23,17 +25,19 @@ import (
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/function"
+	"github.com/zclconf/go-cty/cty/function/stdlib"
 
 	"github.com/muejam/edge/internal/testenv"
 )
 
 const (
-	modulesDir       = "modules"
-	environmentsDir  = "environments"
-	bootstrapDir     = "bootstrap"
-	policiesDir      = "../iam-policies"
-	composeCaddyfile = "../../docker/compose.Caddyfile"
-	tfvarsFile       = "terraform.tfvars"
+	modulesDir      = "modules"
+	environmentsDir = "environments"
+	bootstrapDir    = "bootstrap"
+	policiesDir     = "../iam-policies"
+	edgeCaddyfile   = "../../caddyfiles/production.Caddyfile" // what docker/edge.Dockerfile bakes into the image
+	tfvarsFile      = "terraform.tfvars"
 )
 
 // environments are the seed's three environments, each a directory of environmentsDir.
@@ -346,18 +350,14 @@ func TestPolicies(t *testing.T) {
 
 // TestContainerEnvironment checks that the environment variables the Terraform passes to the
 // app server are exactly ones appserver/config.go reads, that none of the app server's
-// loopback defaults is left in place, and that the edge gets only variables its Caddyfile
-// (docker/compose.Caddyfile, baked into the image) reads.
+// loopback defaults is left in place, and that the edge gets exactly the variables its
+// Caddyfile (caddyfiles/production.Caddyfile, baked into the image) reads: each as plain
+// environment or as a secret ECS injects, never both; PII_PSEUDONYM_KEY as a secret; and a
+// secret only where the Caddyfile reads it at run time ({env.NAME}), never at parse time
+// ({$NAME}), which would write its value into the adapted config.
 func TestContainerEnvironment(t *testing.T) {
 	read := testenv.AppServerEnv(t)
-	caddyfile, err := os.ReadFile(composeCaddyfile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edgeRead := map[string]bool{}
-	for _, m := range regexp.MustCompile(`\{(?:\$|env\.)([A-Za-z_][A-Za-z0-9_]*)`).FindAllStringSubmatch(string(caddyfile), -1) {
-		edgeRead[m[1]] = true
-	}
+	edgeRead := caddyEnv(t, edgeCaddyfile)
 	for _, env := range environments {
 		dir := filepath.Join(environmentsDir, env)
 		m := loadModule(t, dir)
@@ -372,24 +372,194 @@ func TestContainerEnvironment(t *testing.T) {
 				t.Errorf("%s does not set %s for the app server, whose default %q is loopback", dir, name, def)
 			}
 		}
-		for name := range containerEnv(t, m, "edge") {
-			if !edgeRead[name] {
-				t.Errorf("%s passes %s to the edge, which %s does not read", dir, name, composeCaddyfile)
+		edgeEnv, edgeSecrets := containerEnv(t, m, "edge"), containerSecrets(t, m, "edge")
+		for name := range edgeEnv {
+			if edgeRead[name] == "" {
+				t.Errorf("%s passes %s to the edge, which %s does not read", dir, name, edgeCaddyfile)
+			}
+			if edgeSecrets[name] {
+				t.Errorf("%s passes %s to the edge both as environment and as a secret", dir, name)
+			}
+		}
+		for name := range edgeSecrets {
+			switch edgeRead[name] {
+			case "":
+				t.Errorf("%s passes the secret %s to the edge, which %s does not read", dir, name, edgeCaddyfile)
+			case "{$":
+				t.Errorf("%s reads the secret %s as {$%[2]s}, at parse time: its value would be in the adapted config; read it as {env.%[2]s}", edgeCaddyfile, name)
+			}
+		}
+		for name := range edgeRead {
+			if !edgeEnv[name] && !edgeSecrets[name] {
+				t.Errorf("%s does not pass %s to the edge, which %s reads", dir, name, edgeCaddyfile)
+			}
+		}
+		if !edgeSecrets["PII_PSEUDONYM_KEY"] {
+			t.Errorf("%s: the edge's PII_PSEUDONYM_KEY must be a secret (the ecs-service module's secrets), not plain environment", dir)
+		}
+	}
+}
+
+// TestEdgeTask checks the values the edge task gets in each environment: its admin endpoint on
+// the task's metrics port and not on loopback (the scraper reaches it), EDGE_EXPECTED_NODES
+// the edge's desired count, an L1 cache that fits the task's memory, the app server, Valkey
+// and the pseudonym key from the modules that make them; and that the ecs-service module
+// injects its secrets into the container and lets the execution role read exactly those.
+func TestEdgeTask(t *testing.T) {
+	for _, env := range environments {
+		dir := filepath.Join(environmentsDir, env)
+		m := loadModule(t, dir)
+		ctx := evalContext(t, m, tfvars(t, dir))
+		ctx.Functions = tfFunctions
+		items := objectItems(m.modules["edge"].Body.Attributes["environment"].Expr)
+		value := func(name string) string {
+			t.Helper()
+			expr, ok := items[name]
+			if !ok {
+				t.Fatalf("%s: the edge's environment does not set %s", dir, name)
+			}
+			return eval(t, expr, ctx).AsString()
+		}
+
+		admin := value("EDGE_ADMIN_ADDR")
+		host, port, err := net.SplitHostPort(admin)
+		metrics := moduleArg(t, m, ctx, "edge", "metrics_port")
+		if err != nil || host == "" || net.ParseIP(host) == nil || net.ParseIP(host).IsLoopback() || port != show(metrics) {
+			t.Errorf("%s: EDGE_ADMIN_ADDR = %q, want a non-loopback IP on the edge's metrics_port %s", dir, admin, show(metrics))
+		}
+		if got, want := value("EDGE_EXPECTED_NODES"), show(moduleArg(t, m, ctx, "edge", "desired_count")); got != want {
+			t.Errorf("%s: EDGE_EXPECTED_NODES = %q, want the edge's desired_count %s", dir, got, want)
+		}
+		l1 := value("EDGE_CACHE_L1")
+		mib, err := strconv.Atoi(strings.TrimSuffix(l1, "MiB"))
+		memory, _ := moduleArg(t, m, ctx, "edge", "memory").AsBigFloat().Int64()
+		if err != nil || !strings.HasSuffix(l1, "MiB") || mib <= 0 || int64(mib) > memory/2 {
+			t.Errorf("%s: EDGE_CACHE_L1 = %q, want NMiB of at most half the task's %d MiB", dir, l1, memory)
+		}
+
+		for _, c := range []struct{ attr, name, want string }{
+			{"environment", "APP_UPSTREAMS", "module.appserver.service_connect_address"},
+			{"environment", "VALKEY_ADDR", "module.valkey.address"},
+			{"secrets", "PII_PSEUDONYM_KEY", "module.secrets.pii_pseudonym_key_secret_arn"},
+		} {
+			attr, ok := m.modules["edge"].Body.Attributes[c.attr]
+			if !ok {
+				t.Errorf("%s: the edge sets no %s", dir, c.attr)
+				continue
+			}
+			expr, ok := objectItems(attr.Expr)[c.name].(*hclsyntax.ScopeTraversalExpr)
+			if got := "<not a reference>"; !ok || show(expr.Traversal) != c.want {
+				if ok {
+					got = show(expr.Traversal)
+				}
+				t.Errorf("%s: the edge's %s %s = %s, want %s", dir, c.attr, c.name, got, c.want)
 			}
 		}
 	}
+
+	// The module puts var.secrets into the container definition and lets the execution role
+	// read exactly those secrets.
+	mod := loadModule(t, filepath.Join(modulesDir, "ecs-service"))
+	def := objectItems(resourceAttr(t, mod, "aws_ecs_task_definition.this", "container_definitions"))
+	if expr, ok := def["secrets"]; !ok || !slices.ContainsFunc(expr.Variables(), func(tr hcl.Traversal) bool { return show(tr) == "var.secrets" }) {
+		t.Errorf("%s: the container definition does not set secrets from var.secrets", mod.dir)
+	}
+	for _, secrets := range []map[string]string{
+		{},
+		{"PII_PSEUDONYM_KEY": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:muejam/production/pii-pseudonym-key-AbCdEf"},
+		{"A": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:muejam/dev/b-123456", "B": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:muejam/dev/a-654321"},
+	} {
+		vals := map[string]cty.Value{}
+		for k, v := range secrets {
+			vals[k] = cty.StringVal(v)
+		}
+		secretsVal := cty.MapValEmpty(cty.String)
+		if len(vals) > 0 {
+			secretsVal = cty.MapVal(vals)
+		}
+		ctx := evalContext(t, mod, map[string]cty.Value{"secrets": secretsVal})
+		ctx.Functions = tfFunctions
+		count := eval(t, resourceAttr(t, mod, "aws_iam_role_policy.execution_secrets", "count"), ctx)
+		if want := cty.NumberIntVal(int64(min(len(secrets), 1))); !count.RawEquals(want) {
+			t.Errorf("%s: with %d secrets, aws_iam_role_policy.execution_secrets has count %s, want %s", mod.dir, len(secrets), show(count), show(want))
+		}
+		if len(secrets) == 0 {
+			continue
+		}
+		policy := eval(t, resourceAttr(t, mod, "aws_iam_role_policy.execution_secrets", "policy"), ctx).AsString()
+		where := mod.dir + ": aws_iam_role_policy.execution_secrets"
+		p := checkPolicyDoc(t, where, []byte(policy))
+		var actions, resources []string
+		for _, st := range p.Statement {
+			actions = append(actions, st.Action...)
+			resources = append(resources, st.Resource...)
+		}
+		if !slices.Equal(actions, []string{"secretsmanager:GetSecretValue"}) {
+			t.Errorf("%s: actions %v, want only secretsmanager:GetSecretValue", where, actions)
+		}
+		if want := slices.Sorted(maps.Values(secrets)); !slices.Equal(slices.Sorted(slices.Values(resources)), want) {
+			t.Errorf("%s: resources %v, want exactly the injected secrets %v", where, resources, want)
+		}
+	}
+}
+
+// tfFunctions are the Terraform functions the tests evaluate expressions with.
+var tfFunctions = map[string]function.Function{
+	"floor":      stdlib.FloorFunc,
+	"jsonencode": stdlib.JSONEncodeFunc,
+	"length":     stdlib.LengthFunc,
+	"sort":       stdlib.SortFunc,
+	"tostring":   stdlib.MakeToFunc(cty.String),
+	"values":     stdlib.ValuesFunc,
+}
+
+// caddyEnvRef matches the environment variables a Caddyfile reads: {$NAME} and
+// {$NAME:default} at parse time, {env.NAME} at run time.
+var caddyEnvRef = regexp.MustCompile(`(\{\$|\{env\.)([A-Za-z_][A-Za-z0-9_]*)`)
+
+// caddyEnv returns the environment variables the Caddyfile at path reads, each mapped to how:
+// "{$" when it reads it at parse time anywhere, else "{env.".
+func caddyEnv(t *testing.T, path string) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]string{}
+	for _, m := range caddyEnvRef.FindAllStringSubmatch(string(data), -1) {
+		if names[m[2]] != "{$" {
+			names[m[2]] = m[1]
+		}
+	}
+	if len(names) == 0 {
+		t.Fatalf("%s reads no environment variable", path)
+	}
+	return names
 }
 
 // containerEnv returns the names of the environment variables that the module call name of
 // m passes to its container (the ecs-service module's environment argument).
 func containerEnv(t *testing.T, m *tfModule, name string) map[string]bool {
 	t.Helper()
+	return moduleMapKeys(t, m, name, "environment")
+}
+
+// containerSecrets returns the names of the environment variables that the module call name
+// of m has ECS inject from Secrets Manager (the ecs-service module's secrets argument).
+func containerSecrets(t *testing.T, m *tfModule, name string) map[string]bool {
+	t.Helper()
+	return moduleMapKeys(t, m, name, "secrets")
+}
+
+// moduleMapKeys returns the keys of the object the module call name of m passes as arg.
+func moduleMapKeys(t *testing.T, m *tfModule, name, arg string) map[string]bool {
+	t.Helper()
 	call, ok := m.modules[name]
 	if !ok {
 		t.Fatalf("%s: no module %q", m.dir, name)
 	}
 	names := map[string]bool{}
-	if attr, ok := call.Body.Attributes["environment"]; ok {
+	if attr, ok := call.Body.Attributes[arg]; ok {
 		for k := range objectItems(attr.Expr) {
 			names[k] = true
 		}
@@ -875,12 +1045,19 @@ func checkPolicy(t *testing.T, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkPolicyDoc(t, path, data)
+}
+
+// checkPolicyDoc checks that the IAM policy data, from path, is valid and least privilege,
+// and returns it.
+func checkPolicyDoc(t *testing.T, path string, data []byte) policyDoc {
+	t.Helper()
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var p policyDoc
 	if err := dec.Decode(&p); err != nil {
 		t.Errorf("%s: not an IAM policy: %v", path, err)
-		return
+		return p
 	}
 	if p.Version != "2012-10-17" || len(p.Statement) == 0 {
 		t.Errorf("%s: want Version 2012-10-17 and at least one statement", path)
@@ -909,4 +1086,5 @@ func checkPolicy(t *testing.T, path string) {
 			}
 		}
 	}
+	return p
 }

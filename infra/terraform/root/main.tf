@@ -53,6 +53,9 @@ locals {
   alarm_actions = var.alerting ? [aws_sns_topic.alerts[0].arn] : []
   # Every database connection uses TLS (the rds module sets rds.force_ssl).
   db_path = "muejam?sslmode=require"
+  # The edge's admin endpoint (metrics, /edge/...): the port the monitoring security group
+  # reaches (modules/network) and the task's port mapping named metrics.
+  edge_admin_port = 2019
 }
 
 module "network" {
@@ -210,8 +213,12 @@ module "appserver" {
   alarm_actions      = local.alarm_actions
 }
 
-# The edge: the custom Caddy image with docker/compose.Caddyfile, which proxies to
-# appserver:8081 (Service Connect). It calls no AWS API: its task role has no policy.
+# The edge: the custom Caddy image, which runs caddyfiles/production.Caddyfile (JWT, limits,
+# cache, breakers, scrubbed logs), configured by exactly the environment that file's header
+# lists (a test checks): the app server through Service Connect (appserver:8081, load-balanced
+# over its tasks by the Service Connect proxy), the environment's Valkey, its identity
+# provider, and the pseudonym key of its logs, injected by ECS from Secrets Manager. Its task
+# role has no policy (the edge calls no AWS API); its execution role may read that one secret.
 module "edge" {
   source           = "../../modules/ecs-service"
   name             = "edge"
@@ -223,7 +230,25 @@ module "edge" {
   cpu              = var.edge_cpu
   memory           = var.edge_memory
   container_port   = 8080
-  metrics_port     = 2019
+  metrics_port     = local.edge_admin_port
+  environment = {
+    # Every interface of the task, which in awsvpc mode is its private ENI (and loopback):
+    # the security group admits the monitoring group alone to this port.
+    EDGE_ADMIN_ADDR = "0.0.0.0:${local.edge_admin_port}"
+    APP_UPSTREAMS   = module.appserver.service_connect_address
+    VALKEY_ADDR     = module.valkey.address
+    JWKS_URL        = var.jwks_url
+    JWT_ISSUER      = var.jwt_issuer
+    # With Valkey down each node admits limit/EDGE_EXPECTED_NODES. The count at creation:
+    # autoscaling moves the real one between edge_min_capacity and edge_max_capacity.
+    EDGE_EXPECTED_NODES = tostring(var.edge_desired_count)
+    # The in-memory (L1) cache takes a quarter of the task's memory: 512MiB, the Caddyfile's
+    # default, on production's 2 GiB tasks; 128MiB on dev's 512 MiB.
+    EDGE_CACHE_L1 = "${floor(var.edge_memory / 4)}MiB"
+  }
+  secrets = {
+    PII_PSEUDONYM_KEY = module.secrets.pii_pseudonym_key_secret_arn
+  }
   # Caddy writes its autosaved config and its storage under $HOME.
   read_only_root_filesystem     = false
   desired_count                 = var.edge_desired_count

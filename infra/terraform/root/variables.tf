@@ -92,6 +92,26 @@ variable "waf_rate_limit" {
   default     = 2000
 }
 
+variable "jwks_url" {
+  description = "JWKS_URL of the edge: the https URL of the identity provider's key set (JWKS), which the edge's jwt provider verifies tokens with. Fetched at start and hourly; unreachable, the edge still serves anonymous requests and refuses tokens."
+  type        = string
+
+  validation {
+    condition     = startswith(var.jwks_url, "https://")
+    error_message = "jwks_url must be an https:// URL."
+  }
+}
+
+variable "jwt_issuer" {
+  description = "JWT_ISSUER of the edge: the iss claim the identity provider puts in its tokens; the edge refuses tokens of any other issuer."
+  type        = string
+
+  validation {
+    condition     = var.jwt_issuer != ""
+    error_message = "jwt_issuer must name the identity provider's issuer."
+  }
+}
+
 variable "container_insights" {
   description = "ECS Container Insights (CPU, memory, network and disk per task and service)."
   type        = bool

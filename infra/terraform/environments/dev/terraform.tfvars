@@ -14,6 +14,10 @@ alerting           = false
 log_level          = "debug"
 log_retention_days = 7
 
+# The identity provider whose tokens the edge accepts (audience muejam-edge).
+jwks_url   = "https://auth.dev.muejam.internal/.well-known/jwks.json"
+jwt_issuer = "https://auth.dev.muejam.internal/"
+
 app_cpu            = 256
 app_memory         = 512
 app_desired_count  = 1

@@ -17,6 +17,10 @@ alerting           = true
 log_level          = "info"
 log_retention_days = 90
 
+# The identity provider whose tokens the edge accepts (audience muejam-edge).
+jwks_url   = "https://auth.muejam.internal/.well-known/jwks.json"
+jwt_issuer = "https://auth.muejam.internal/"
+
 app_cpu            = 1024
 app_memory         = 2048
 app_desired_count  = 4

@@ -15,6 +15,10 @@ alerting           = true
 log_level          = "info"
 log_retention_days = 30
 
+# The identity provider whose tokens the edge accepts (audience muejam-edge).
+jwks_url   = "https://auth.staging.muejam.internal/.well-known/jwks.json"
+jwt_issuer = "https://auth.staging.muejam.internal/"
+
 app_cpu            = 512
 app_memory         = 1024
 app_desired_count  = 2

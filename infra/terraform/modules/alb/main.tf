@@ -15,7 +15,7 @@ resource "aws_lb" "this" {
   security_groups            = [var.security_group_id]
   subnets                    = var.subnet_ids
   drop_invalid_header_fields = true
-  deletion_protection        = var.deletion_protection
+  enable_deletion_protection = var.deletion_protection
   idle_timeout               = 60
   tags                       = var.tags
 }

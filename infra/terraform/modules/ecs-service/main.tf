@@ -1,5 +1,7 @@
 # One Fargate service (the edge or the app server): its image repository, task definition,
-# roles, logs, autoscaling on CPU and memory, and the seed's CPU/memory warnings.
+# roles, logs, autoscaling on CPU and memory, and the seed's CPU/memory warnings. Secrets
+# that ECS injects into the container (var.secrets) are readable by the execution role, and
+# only those.
 
 locals {
   family      = "muejam-${var.environment_name}-${var.name}"
@@ -61,6 +63,25 @@ resource "aws_iam_role_policy" "execution" {
   policy = var.execution_policy
 }
 
+# The execution role reads the secrets ECS injects at task start: exactly the secrets of
+# var.secrets, named by ARN, not a pattern (a pattern under muejam/ would also cover the
+# other environments' secrets). Generated here rather than in infra/iam-policies/ because the
+# ARNs, with the suffix Secrets Manager adds, exist only once the secrets do.
+resource "aws_iam_role_policy" "execution_secrets" {
+  count = length(var.secrets) > 0 ? 1 : 0
+  name  = "read-injected-secrets"
+  role  = aws_iam_role.execution.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid      = "ReadInjectedSecrets"
+      Effect   = "Allow"
+      Action   = ["secretsmanager:GetSecretValue"]
+      Resource = sort(values(var.secrets))
+    }]
+  })
+}
+
 resource "aws_iam_role" "task" {
   name               = "${local.family}-task"
   assume_role_policy = data.aws_iam_policy_document.assume_ecs_tasks.json
@@ -96,6 +117,7 @@ resource "aws_ecs_task_definition" "this" {
     command                = length(var.command) > 0 ? var.command : null
     portMappings           = local.ports
     environment            = [for k in sort(keys(var.environment)) : { name = k, value = var.environment[k] }]
+    secrets                = length(var.secrets) > 0 ? [for k in sort(keys(var.secrets)) : { name = k, valueFrom = var.secrets[k] }] : null
     readonlyRootFilesystem = var.read_only_root_filesystem
     stopTimeout            = var.stop_timeout
     logConfiguration = {

@@ -22,3 +22,8 @@ output "execution_role_arn" {
   description = "ARN of the task execution role."
   value       = aws_iam_role.execution.arn
 }
+
+output "service_connect_address" {
+  description = "host:port other services of the namespace reach this one at through Service Connect (discovery_name:container_port), or null for a client-only service."
+  value       = var.discovery_name == "" ? null : "${var.discovery_name}:${var.container_port}"
+}

@@ -56,7 +56,13 @@ variable "command" {
 }
 
 variable "environment" {
-  description = "Environment variables of the container. No secrets: a container reads those itself (e.g. DATABASE_PASSWORD=aws-sm:...)."
+  description = "Environment variables of the container. No secrets: pass those in secrets, or let the container read them itself (DATABASE_PASSWORD=aws-sm:...)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "secrets" {
+  description = "Environment variables of the container that ECS sets at task start from Secrets Manager: name => ARN of a secret whose whole value is the variable's (no JSON key). The execution role may read these secrets and no others; their values are in no task definition."
   type        = map(string)
   default     = {}
 }

@@ -9,7 +9,12 @@ output "database_secret_name" {
   value       = aws_secretsmanager_secret.database.name
 }
 
+output "pii_pseudonym_key_secret_arn" {
+  description = "ARN of the edge's pseudonym key secret, for the edge task's PII_PSEUDONYM_KEY. Taken from the secret's version, so that no task starts before the secret has a value."
+  value       = aws_secretsmanager_secret_version.pii_pseudonym_key.arn
+}
+
 output "secret_arns" {
   description = "ARNs of every secret of the environment."
-  value       = [aws_secretsmanager_secret.database.arn]
+  value       = [aws_secretsmanager_secret.database.arn, aws_secretsmanager_secret.pii_pseudonym_key.arn]
 }
