@@ -282,7 +282,9 @@ func TestDashboards(t *testing.T) {
 	want := map[string][]string{ // what each service's dashboard must show
 		"dashboards/edge.json": {"caddy_http_request_duration_seconds_count", "job:http_error_ratio:rate5m", "job:http_request_duration_seconds:p95_5m", "muejam_edge_circuit_breaker_state", "caddy_reverse_proxy_upstreams_healthy",
 			"muejam_edge_rate_limit_decisions_total", "zone:muejam_edge_rate_limit_denied:ratio_rate5m", "muejam_edge_rate_limit_fallbacks_total",
-			"muejam_edge_rate_limit_valkey_seconds_bucket", "muejam_edge_pii_redactions_total", "muejam_app_pii_redactions_total"},
+			"muejam_edge_rate_limit_valkey_seconds_bucket", "muejam_edge_pii_redactions_total", "muejam_app_pii_redactions_total",
+			"muejam_edge_cache_lookups_total", "cache:muejam_edge_cache_hit_ratio:rate5m", "muejam_edge_cache_l1_bytes", "muejam_edge_cache_purges_total",
+			"muejam_edge_cache_l2_errors_total"},
 		"dashboards/appserver.json": {"muejam_app_http_requests_total", "job:http_error_ratio:rate5m", "muejam_app_http_request_duration_seconds_bucket"},
 		"dashboards/database.json":  {"muejam_db_node_up", "muejam_db_replication_lag_seconds", "muejam_db_pool_conns", "muejam_db_pool_acquire_wait_seconds_total"},
 	}

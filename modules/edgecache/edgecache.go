@@ -205,6 +205,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
+	initSeries(h.Name, h.Valkey != "")
 	h.cfg = storeConfig{
 		name:      h.Name,
 		maxBytes:  uint64(h.L1MaxBytes),

@@ -91,6 +91,22 @@ func (sizes) Collect(ch chan<- prometheus.Metric) {
 
 var sizeCollector = sizes{}
 
+// initSeries makes a cache's counters exist at zero from the start, so that rates and
+// alerts see "nothing happened yet" rather than no series.
+func initSeries(name string, withL2 bool) {
+	for _, o := range []string{outcomeHit, outcomeStale, outcomeRevalidated, outcomeMiss, outcomeCoalesced, outcomeBypass} {
+		lookups.WithLabelValues(name, o)
+	}
+	for _, src := range []string{"response", "admin", "remote"} {
+		purges.WithLabelValues(name, src)
+	}
+	evictions.WithLabelValues(name)
+	if withL2 {
+		l2Errors.WithLabelValues(name)
+		l2Dropped.WithLabelValues(name)
+	}
+}
+
 // registerMetrics registers the collectors on a config's registry.
 func registerMetrics(reg prometheus.Registerer) error {
 	return promreg.Register(reg, lookups, purges, evictions, l2Errors, l2Dropped, l2Seconds, sizeCollector)
