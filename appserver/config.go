@@ -99,6 +99,12 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 
 // parseConfig reads the environment through getenv, then the flags in args.
 func parseConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	return parseConfigWith(name, args, getenv, stderr, nil)
+}
+
+// parseConfigWith is parseConfig for a subcommand with flags of its own, which extra, when
+// not nil, adds to the flag set.
+func parseConfigWith(name string, args []string, getenv func(string) string, stderr io.Writer, extra func(*flag.FlagSet)) (config, error) {
 	cfg := defaultConfig()
 	cfg.getenv = getenv
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -172,6 +178,9 @@ func parseConfig(name string, args []string, getenv func(string) string, stderr 
 	fs.StringVar(&secretsTTL, "secrets-cache-ttl", secretsTTL, "how long a resolved secret is cached before it is fetched again (SECRETS_CACHE_TTL)")
 	fs.StringVar(&trusted, "trusted-edge-cidrs", trusted, "comma-separated networks of the edge, whose X-Auth-User is trusted (TRUSTED_EDGE_CIDRS)")
 	fs.StringVar(&trending, "trending-interval", trending, "how often the trending scores are recomputed, 10m to 30m (TRENDING_INTERVAL)")
+	if extra != nil {
+		extra(fs)
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stderr)

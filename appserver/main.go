@@ -2,6 +2,7 @@
 //
 //	appserver [flags]          serve the API (see -h for flags and their environment variables)
 //	appserver migrate [flags]  apply the embedded SQL migrations to the primary and exit
+//	appserver seed [flags]     fill an empty database with a generated data set (see seed -h)
 package main
 
 import (
@@ -47,6 +48,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		return runMigrate(ctx, cfg, stdout)
+	}
+	if len(args) > 0 && args[0] == "seed" {
+		return runSeed(ctx, args[1:], getenv, stdout, stderr)
 	}
 	cfg, err := parseConfig(name, args, getenv, stderr)
 	if err != nil {

@@ -51,6 +51,9 @@ func TestMainUsageErrorsExitTwoWithOneLine(t *testing.T) {
 		{"malformed DATABASE_URL", []string{"DATABASE_URL=postgres://u:pw@:bad:port/db"}, nil, "invalid DATABASE_URL"},
 		{"port in use", []string{"APP_ADDR=" + busy.Addr().String()}, nil, "cannot listen on APP_ADDR " + busy.Addr().String()},
 		{"migrate with unknown flag", nil, []string{"migrate", "-x"}, "flag provided but not defined"},
+		{"seed with no scale", nil, []string{"seed", "-scale", "0"}, "invalid -scale"},
+		{"seed with a negative size", nil, []string{"seed", "-users", "-1"}, "want a number of rows"},
+		{"seed with fewer chapters than stories", nil, []string{"seed", "-stories", "10", "-chapters", "5"}, "invalid sizes: chapters"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

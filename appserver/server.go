@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -13,6 +14,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +23,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/muejam/edge/appserver/api"
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/discover"
 	"github.com/muejam/edge/appserver/health"
@@ -30,6 +33,7 @@ import (
 	"github.com/muejam/edge/appserver/library"
 	"github.com/muejam/edge/appserver/logscrub"
 	"github.com/muejam/edge/appserver/migrate"
+	"github.com/muejam/edge/appserver/openapi"
 	"github.com/muejam/edge/appserver/profiles"
 	"github.com/muejam/edge/appserver/search"
 	"github.com/muejam/edge/appserver/secrets"
@@ -113,8 +117,8 @@ func passwordHooks(cfg config) (password func(context.Context) (string, error), 
 	return res.Func(cfg.DatabasePassword), func() { res.Invalidate(cfg.DatabasePassword) }
 }
 
-// migrateUp applies the migrations to the configured primary through a pool of its own.
-func migrateUp(ctx context.Context, cfg config) ([]int64, error) {
+// primaryPool opens a pool of its own on the configured primary, for the subcommands.
+func primaryPool(ctx context.Context, cfg config) (*pgxpool.Pool, error) {
 	pc := cfg.primary.Copy()
 	if password, _ := passwordHooks(cfg); password != nil {
 		pc.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) (err error) {
@@ -122,7 +126,12 @@ func migrateUp(ctx context.Context, cfg config) ([]int64, error) {
 			return err
 		}
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	return pgxpool.NewWithConfig(ctx, pc)
+}
+
+// migrateUp applies the migrations to the configured primary through a pool of its own.
+func migrateUp(ctx context.Context, cfg config) ([]int64, error) {
+	pool, err := primaryPool(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -189,6 +198,15 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	log := newLogger(stdout, cfg.LogLevel)
 	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush at exit
 
+	// In a container the Go heap limit follows the cgroup's memory limit (90% of it), so the
+	// collector works harder before the kernel would kill the task. GOMEMLIMIT (or
+	// AUTOMEMLIMIT=off) in the environment wins.
+	if limit, err := memlimit.Set(memlimit.WithRatio(0.9), memlimit.WithProvider(memlimit.FromCgroup)); err != nil {
+		log.Warn("GOMEMLIMIT not set from the cgroup", zap.Error(err))
+	} else if limit < math.MaxInt64 {
+		log.Info("GOMEMLIMIT", zap.Int64("bytes", limit))
+	}
+
 	apiLn, err := listen("APP_ADDR", cfg.Addr)
 	if err != nil {
 		return err
@@ -234,7 +252,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	checks = append(checks, health.Check{Name: "valkey", Probe: vk.Probe})
 
-	api := &http.Server{
+	public := &http.Server{
 		Handler:           routes(health.New(cfg.HealthTimeout, checks...), httpmetrics.New(reg), db, cfg.TrustedEdgeCIDRs, log.Named("api")),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -261,7 +279,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		}
 	}()
 	defer internal.Close()
-	err = serveUntilDone(ctx, api, apiLn, cfg.ShutdownTimeout)
+	err = serveUntilDone(ctx, public, apiLn, cfg.ShutdownTimeout)
 	log.Info("app server stopped", zap.Error(err))
 	return err
 }
@@ -306,12 +324,20 @@ func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, time
 	return nil
 }
 
-// routes is the API: every route of the app server is registered here. Handlers find the
+// routes is the API: the routes register adds, behind the middleware. Handlers find the
 // request's read-your-writes token in its context (dbrouter.Middleware) and its user, when
 // the edge at a trusted address named one, with identity.User.
 func routes(hc *health.Checker, m *httpmetrics.Metrics, db *dbrouter.Router, trusted []netip.Prefix, log *zap.Logger) http.Handler {
 	mux := http.NewServeMux()
+	register(mux, hc, db, log)
+	return m.Wrap(dbrouter.Middleware(identity.Middleware(trusted)(jsonErrors(mux))))
+}
+
+// register adds every route of the app server to mux. The OpenAPI document
+// (appserver/openapi/openapi.yaml) lists the same routes: a test checks both ways.
+func register(mux api.Mux, hc *health.Checker, db *dbrouter.Router, log *zap.Logger) {
 	mux.Handle("GET /v1/health", hc)
+	mux.Handle("GET /v1/openapi.json", openapi.Handler())
 	profiles.New(db, log).Register(mux) // /v1/me, /v1/users/{handle}
 	stories.New(db, log).Register(mux)  // /v1/stories/..., /v1/me/stories
 	social.New(db, log).Register(mux)   // /v1/users/{handle}/follow|block, /v1/me/following|followers|blocks
@@ -319,7 +345,6 @@ func routes(hc *health.Checker, m *httpmetrics.Metrics, db *dbrouter.Router, tru
 	whispers.New(db, log).Register(mux) // /v1/whispers/..., /v1/stories/{id}/whispers
 	discover.New(db, log).Register(mux) // /v1/discover, /v1/stories/{id}/like, /v1/stories/{id}/reads
 	search.New(db, log).Register(mux)   // /v1/search, /v1/search/suggest
-	return m.Wrap(dbrouter.Middleware(identity.Middleware(trusted)(jsonErrors(mux))))
 }
 
 // jsonErrors answers requests that match no route with the API's JSON error body: 404, or

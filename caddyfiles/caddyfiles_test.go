@@ -92,13 +92,21 @@ func requireFree(t *testing.T, addrs ...string) {
 	}
 }
 
-func TestDevStackEndToEnd(t *testing.T) {
+// devStack is the stack of `make run`, started for one test: bin/appserver on :8081, on a
+// fresh migrated database, behind bin/caddy running dev.Caddyfile as it is on :8080, both
+// with a private Valkey (the edge's limiter counters and cache never leak between tests).
+type devStack struct {
+	db        testenv.Database
+	app, edge *testenv.Process
+}
+
+func startDevStack(t *testing.T) devStack {
+	t.Helper()
 	requireFree(t, "127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:9081", "127.0.0.1:2019")
 	db := testenv.NewDatabase(t)
 	env := []string{
 		"DATABASE_URL=" + db.PrimaryURL,
 		"DATABASE_REPLICA_URLS=" + db.ReplicaURL,
-		// A private Valkey: the edge's limiter counters never leak between tests or runs.
 		"VALKEY_ADDR=" + testenv.NewValkey(t),
 	}
 	appserver := testenv.Binary(t, "appserver")
@@ -109,6 +117,18 @@ func TestDevStackEndToEnd(t *testing.T) {
 	edge := testenv.Start(t, env, testenv.Binary(t, "caddy"), "run", "--config", "caddyfiles/dev.Caddyfile", "--adapter", "caddyfile")
 	testenv.WaitHTTP(t, "http://127.0.0.1:8081/v1/health")
 	testenv.WaitHTTP(t, "http://127.0.0.1:2019/config/")
+	return devStack{db: db, app: app, edge: edge}
+}
+
+// stop stops the edge, then the app server, and fails the test unless both exit cleanly.
+func (s devStack) stop(t *testing.T) {
+	t.Helper()
+	s.edge.Stop(t)
+	s.app.Stop(t)
+}
+
+func TestDevStackEndToEnd(t *testing.T) {
+	stack := startDevStack(t)
 
 	resp, err := http.Get("http://127.0.0.1:8080/v1/health")
 	if err != nil {
@@ -174,6 +194,5 @@ func TestDevStackEndToEnd(t *testing.T) {
 		t.Errorf("smoke-tests.sh skipped checks against the local stack:\n%s", out)
 	}
 
-	edge.Stop(t)
-	app.Stop(t)
+	stack.stop(t)
 }

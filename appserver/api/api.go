@@ -47,6 +47,14 @@ var (
 	ErrPreconditionRequired = &Error{Status: http.StatusPreconditionRequired, Code: "precondition_required", Message: `send the version you edited, as "version" in the body or an If-Match header`}
 )
 
+// Mux is what each package's Register adds its routes to: an *http.ServeMux in the app
+// server, or anything that takes patterns the same way (the app server's tests record the
+// routes with one, to check them against the OpenAPI document).
+type Mux interface {
+	Handle(pattern string, handler http.Handler)
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
 // Write sends {"data": v} with the given status.
 func Write(w http.ResponseWriter, status int, v any) {
 	httpjson.Write(w, status, struct {

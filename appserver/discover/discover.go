@@ -140,7 +140,7 @@ func New(db *dbrouter.Router, log *zap.Logger) *Handler {
 }
 
 // Register adds the discovery and engagement routes to mux.
-func (h *Handler) Register(mux *http.ServeMux) {
+func (h *Handler) Register(mux api.Mux) {
 	mux.HandleFunc("GET /v1/discover", h.feed)
 	mux.Handle("PUT /v1/stories/{id}/like", identity.Require(http.HandlerFunc(h.like)))
 	mux.Handle("DELETE /v1/stories/{id}/like", identity.Require(http.HandlerFunc(h.unlike)))

@@ -1,39 +1,47 @@
 package discover
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zaptest"
+
 	"github.com/muejam/edge/appserver/api"
-	"github.com/muejam/edge/appserver/discover/discovertest"
+	"github.com/muejam/edge/appserver/internal/apitest"
 )
 
-// TestHotQueriesUseIndexes explains every query of this package on a database of realistic
-// size: none may read a large table whole.
+// TestHotQueriesUseIndexes explains every query of this package on a seeded database of
+// realistic size: none may read a large table whole.
 func TestHotQueriesUseIndexes(t *testing.T) {
 	e := start(t)
-	discovertest.Seed(t, e.DB)
+	e.Seed(t, apitest.PlanSizes)
+	if _, err := NewTrending(e.DB, 0, zaptest.NewLogger(t)).Compute(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	page := api.Page{Limit: api.DefaultLimit}
 	anonymous, blocking := Viewer{}, Viewer{User: "u5", Blocking: true}
+	before := time.Now().Add(-100 * time.Hour)
 	for _, tt := range []struct {
 		name string
 		f    feedRequest
 	}{
 		{"new", feedRequest{tab: TabNew, page: page}},
-		{"new, next page", feedRequest{tab: TabNew, page: page, after: &feedCursor{Tab: TabNew, At: time.Now().Add(-100 * time.Hour), ID: 2500}}},
-		{"new, tag", feedRequest{tab: TabNew, tag: "tag-7", page: page}},
-		{"new, tag, next page", feedRequest{tab: TabNew, tag: "tag-7", page: page, after: &feedCursor{Tab: TabNew, At: time.Now().Add(-100 * time.Hour), ID: 2500}}},
+		{"new, next page", feedRequest{tab: TabNew, page: page, after: &feedCursor{Tab: TabNew, At: before, ID: 2500}}},
+		{"new, popular tag", feedRequest{tab: TabNew, tag: "fantasy", page: page}},
+		{"new, rare tag", feedRequest{tab: TabNew, tag: "rusty-anchor", page: page}},
+		{"new, tag, next page", feedRequest{tab: TabNew, tag: "fantasy", page: page, after: &feedCursor{Tab: TabNew, At: before, ID: 2500}}},
 		{"trending", feedRequest{tab: TabTrending, page: page}},
 		{"trending, next page", feedRequest{tab: TabTrending, page: page, after: &feedCursor{Tab: TabTrending, Score: 5, ID: 2500}}},
-		{"trending, tag", feedRequest{tab: TabTrending, tag: "tag-7", page: page}},
+		{"trending, tag", feedRequest{tab: TabTrending, tag: "fantasy", page: page}},
 	} {
 		for _, v := range []Viewer{anonymous, blocking} {
 			sql, args := tt.f.query(v)
-			discovertest.AssertIndexed(t, e.DB, tt.name, sql, args...)
+			apitest.AssertIndexed(t, e.DB, tt.name, sql, args...)
 		}
 	}
-	discovertest.AssertIndexed(t, e.DB, "trending job", computeTrending, Decay, Window)
-	discovertest.AssertIndexed(t, e.DB, "like", likeSQL, 42, "u1")
-	discovertest.AssertIndexed(t, e.DB, "unlike", unlikeSQL, 42, "u1")
-	discovertest.AssertIndexed(t, e.DB, "read", readSQL, 42, "u1")
+	apitest.AssertIndexed(t, e.DB, "trending job", computeTrending, Decay, Window)
+	apitest.AssertIndexed(t, e.DB, "like", likeSQL, 42, "u1")
+	apitest.AssertIndexed(t, e.DB, "unlike", unlikeSQL, 42, "u1")
+	apitest.AssertIndexed(t, e.DB, "read", readSQL, 42, "u1")
 }

@@ -82,6 +82,10 @@ const shelfQuery = `select sh.id, sh.name, sh.created_at, sh.updated_at,
 	(select count(*) from shelf_items si join stories s on s.id = si.story_id where si.shelf_id = sh.id and ` + visible + `)
 	from shelves sh where sh.owner_id = $1 `
 
+// libraryRest follows shelfQuery for a page of a library: the shelves after the name $2
+// (in any letter case) unless it is null, at most $3.
+const libraryRest = "and ($2::text is null or lower(sh.name) > lower($2)) order by lower(sh.name) limit $3"
+
 // itemQuery selects up to $3 visible stories of each shelf of $2 (ids of shelves of owner
 // $1), last added first, after the position ($4, $5) when $4 is not null.
 const itemQuery = `select i.* from unnest($2::bigint[]) as sh (id) cross join lateral (
@@ -177,7 +181,7 @@ func New(db *dbrouter.Router, log *zap.Logger) *Handler {
 }
 
 // Register adds the library routes to mux.
-func (h *Handler) Register(mux *http.ServeMux) {
+func (h *Handler) Register(mux api.Mux) {
 	auth := func(f http.HandlerFunc) http.Handler { return identity.Require(f) }
 	mux.Handle("GET /v1/library", auth(h.library))
 	mux.Handle("POST /v1/library/shelves", auth(h.create))
@@ -226,8 +230,7 @@ func (h *Handler) library(w http.ResponseWriter, r *http.Request) {
 	}
 	var shelves []Shelf
 	if err == nil {
-		shelves, err = queryShelves(ctx, h.db.Reader(ctx), uid,
-			"and ($2::text is null or lower(sh.name) > lower($2)) order by lower(sh.name) limit $3", name, page.Limit+1)
+		shelves, err = queryShelves(ctx, h.db.Reader(ctx), uid, libraryRest, name, page.Limit+1)
 	}
 	if err != nil {
 		api.Fail(w, r, h.log, err)
@@ -380,10 +383,13 @@ func (h *Handler) listStories(w http.ResponseWriter, r *http.Request) {
 	api.WriteList(w, items, next)
 }
 
+// ownShelfSQL selects shelf $1 if owner $2 has it.
+const ownShelfSQL = "select 1 from shelves where id = $1 and owner_id = $2"
+
 // ownShelf checks that shelf id is the owner's: api.ErrNotFound otherwise. lock, in a
 // transaction, keeps the shelf from being deleted until the transaction ends.
 func ownShelf(ctx context.Context, q dbrouter.Querier, owner string, id int64, lock bool) error {
-	sql := "select 1 from shelves where id = $1 and owner_id = $2"
+	sql := ownShelfSQL
 	if lock {
 		sql += " for key share"
 	}

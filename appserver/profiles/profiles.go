@@ -60,6 +60,12 @@ func CacheTag(handle string) string { return "user:" + strings.ToLower(handle) }
 
 const columns = "user_id, handle, display_name, bio, created_at, updated_at"
 
+// The profile of user $1, and the profile whose handle is $1 in any letter case.
+const (
+	byIDSQL     = "select " + columns + " from profiles where user_id = $1"
+	byHandleSQL = "select " + columns + " from profiles where lower(handle) = lower($1)"
+)
+
 // Handler serves the profile routes.
 type Handler struct {
 	db  *dbrouter.Router
@@ -72,7 +78,7 @@ func New(db *dbrouter.Router, log *zap.Logger) *Handler {
 }
 
 // Register adds the profile routes to mux.
-func (h *Handler) Register(mux *http.ServeMux) {
+func (h *Handler) Register(mux api.Mux) {
 	mux.Handle("GET /v1/me", identity.Require(http.HandlerFunc(h.getMe)))
 	mux.Handle("PATCH /v1/me", identity.Require(http.HandlerFunc(h.patchMe)))
 	mux.HandleFunc("GET /v1/users/{handle}", h.getUser)
@@ -90,7 +96,7 @@ func Ensure(ctx context.Context, tx pgx.Tx, userID string) (Profile, error) {
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return p, err
 		}
-		p, err = scan(tx.QueryRow(ctx, "select "+columns+" from profiles where user_id = $1", userID))
+		p, err = scan(tx.QueryRow(ctx, byIDSQL, userID))
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return p, err
 		}
@@ -114,7 +120,7 @@ func scan(row pgx.Row) (Profile, error) {
 func (h *Handler) getMe(w http.ResponseWriter, r *http.Request) {
 	uid, _ := identity.User(r.Context())
 	api.Private(w)
-	p, err := scan(h.db.Reader(r.Context()).QueryRow(r.Context(), "select "+columns+" from profiles where user_id = $1", uid))
+	p, err := scan(h.db.Reader(r.Context()).QueryRow(r.Context(), byIDSQL, uid))
 	if errors.Is(err, pgx.ErrNoRows) {
 		// First sight of this user: create the profile on the primary.
 		var tok dbrouter.Token
@@ -201,8 +207,7 @@ func (h *Handler) getUser(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, r, h.log, api.ErrNotFound)
 		return
 	}
-	p, err := scan(h.db.Reader(r.Context()).QueryRow(r.Context(),
-		"select "+columns+" from profiles where lower(handle) = lower($1)", handle))
+	p, err := scan(h.db.Reader(r.Context()).QueryRow(r.Context(), byHandleSQL, handle))
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = api.ErrNotFound
 	}

@@ -59,7 +59,7 @@ func New(db *dbrouter.Router, log *zap.Logger) *Handler {
 }
 
 // Register adds the search routes to mux.
-func (h *Handler) Register(mux *http.ServeMux) {
+func (h *Handler) Register(mux api.Mux) {
 	mux.HandleFunc("GET /v1/search", h.search)
 	mux.HandleFunc("GET /v1/search/suggest", h.suggest)
 }

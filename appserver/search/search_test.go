@@ -1,12 +1,14 @@
 package search
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/discover"
@@ -172,23 +174,27 @@ func TestSuggest(t *testing.T) {
 	resp.ExpectHeader(t, "Cache-Control", "public, max-age=600")
 }
 
-// TestHotQueriesUseIndexes explains every query of this package on a database of realistic
-// size: none may read a large table whole.
+// TestHotQueriesUseIndexes explains every query of this package on a seeded database of
+// realistic size: none may read a large table whole.
 func TestHotQueriesUseIndexes(t *testing.T) {
 	e := start(t)
-	discovertest.Seed(t, e.DB)
+	e.Seed(t, apitest.PlanSizes)
+	if _, err := discover.NewTrending(e.DB, 0, zaptest.NewLogger(t)).Compute(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	handle := apitest.Scalar[string](t, e.DB, "select handle from profiles where user_id = 'u17'")
 	for _, v := range []discover.Viewer{{}, {User: "u5", Blocking: true}} {
-		for _, q := range []string{"dragon", "cipher 1a", "user_17"} {
+		for _, q := range []string{"dragon", "silver dragon", "fantasy -romance", handle} {
 			sql, args := searchQuery(q, v, nil, 21)
-			discovertest.AssertIndexed(t, e.DB, "search "+q, sql, args...)
+			apitest.AssertIndexed(t, e.DB, "search "+q, sql, args...)
 			sql, args = searchQuery(q, v, &resultCursor{Rank: 0.5, ID: 1000}, 21)
-			discovertest.AssertIndexed(t, e.DB, "search "+q+", next page", sql, args...)
+			apitest.AssertIndexed(t, e.DB, "search "+q+", next page", sql, args...)
 		}
-		for _, q := range []string{"d", "dragon", "tag-1", "user_1"} {
+		for _, q := range []string{"d", "the", "dragon", "fantasy", "rusty-a", handle[:4]} {
 			storiesSQL, tagsSQL, authorsSQL, args := suggestQueries(q, v)
-			discovertest.AssertIndexed(t, e.DB, "suggest stories "+q, storiesSQL, args...)
-			discovertest.AssertIndexed(t, e.DB, "suggest tags "+q, tagsSQL, args...)
-			discovertest.AssertIndexed(t, e.DB, "suggest authors "+q, authorsSQL, args...)
+			apitest.AssertIndexed(t, e.DB, "suggest stories "+q, storiesSQL, args...)
+			apitest.AssertIndexed(t, e.DB, "suggest tags "+q, tagsSQL, args...)
+			apitest.AssertIndexed(t, e.DB, "suggest authors "+q, authorsSQL, args...)
 		}
 	}
 }

@@ -62,16 +62,23 @@ func BlocksAnyone(ctx context.Context, q dbrouter.Querier, user string) (bool, e
 		return false, nil
 	}
 	var blocks bool
-	err := q.QueryRow(ctx, "select exists (select 1 from blocks where blocker_id = $1)", user).Scan(&blocks)
+	err := q.QueryRow(ctx, blocksAnyoneSQL, user).Scan(&blocks)
 	return blocks, err
 }
 
 // Blocked reports whether blocker blocked blocked.
 func Blocked(ctx context.Context, q dbrouter.Querier, blocker, blocked string) (bool, error) {
 	var b bool
-	err := q.QueryRow(ctx, "select exists (select 1 from blocks where blocker_id = $1 and blocked_id = $2)", blocker, blocked).Scan(&b)
+	err := q.QueryRow(ctx, blockedSQL, blocker, blocked).Scan(&b)
 	return b, err
 }
+
+// The queries of BlocksAnyone, Blocked and pairTx.
+const (
+	blocksAnyoneSQL = "select exists (select 1 from blocks where blocker_id = $1)"
+	blockedSQL      = "select exists (select 1 from blocks where blocker_id = $1 and blocked_id = $2)"
+	userByHandleSQL = "select user_id from profiles where lower(handle) = lower($1)"
+)
 
 // Handler serves the follow and block routes.
 type Handler struct {
@@ -85,7 +92,7 @@ func New(db *dbrouter.Router, log *zap.Logger) *Handler {
 }
 
 // Register adds the follow and block routes to mux.
-func (h *Handler) Register(mux *http.ServeMux) {
+func (h *Handler) Register(mux api.Mux) {
 	auth := func(f http.HandlerFunc) http.Handler { return identity.Require(f) }
 	mux.Handle("PUT /v1/users/{handle}/follow", auth(h.follow))
 	mux.Handle("DELETE /v1/users/{handle}/follow", auth(h.unfollow))
@@ -109,7 +116,7 @@ func (h *Handler) pairTx(w http.ResponseWriter, r *http.Request, self error, fn 
 			return api.ErrNotFound
 		}
 		var them string
-		err := tx.QueryRow(ctx, "select user_id from profiles where lower(handle) = lower($1)", handle).Scan(&them)
+		err := tx.QueryRow(ctx, userByHandleSQL, handle).Scan(&them)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			return api.ErrNotFound
@@ -205,12 +212,18 @@ var (
 	blocked   = relation{"blocks", "blocker_id", "blocked_id"}
 )
 
-// list serves the caller's users in relation rel, newest first.
-func (h *Handler) list(rel relation) http.HandlerFunc {
-	query := `select p.handle, p.display_name, x.created_at from ` + rel.table + ` x
+// query selects the users in relation rel with user $1, newest first, after the position
+// ($2, $3) when $2 is not null, at most $4.
+func (rel relation) query() string {
+	return `select p.handle, p.display_name, x.created_at from ` + rel.table + ` x
 		join profiles p on p.user_id = x.` + rel.theirs + `
 		where x.` + rel.mine + ` = $1 and ($2::timestamptz is null or (x.created_at, lower(p.handle)) < ($2, lower($3)))
 		order by x.created_at desc, lower(p.handle) desc limit $4`
+}
+
+// list serves the caller's users in relation rel, newest first.
+func (h *Handler) list(rel relation) http.HandlerFunc {
+	query := rel.query()
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		me, _ := identity.User(ctx)

@@ -35,6 +35,17 @@ type Chapter struct {
 
 const chapterColumns = "story_id, number, title, content_md, content_html, version, created_at, updated_at"
 
+// storyAccessSQL selects the author of story $1 and whether it is public.
+const storyAccessSQL = "select author_id, published_at is not null and deleted_at is null from stories where id = $1"
+
+// chaptersSQL selects the chapters of story $1 without their content, in order, after
+// number $2, at most $3.
+const chaptersSQL = `select story_id, number, title, '', '', version, created_at, updated_at
+	from chapters where story_id = $1 and number > $2 order by number limit $3`
+
+// chapterSQL selects chapter $2 of story $1.
+const chapterSQL = "select " + chapterColumns + " from chapters where story_id = $1 and number = $2"
+
 func scanChapter(row pgx.Row) (Chapter, error) {
 	var c Chapter
 	err := row.Scan(&c.StoryID, &c.Number, &c.Title, &c.ContentMarkdown, &c.ContentHTML, &c.Version, &c.CreatedAt, &c.UpdatedAt)
@@ -100,8 +111,7 @@ type chapterCursor struct {
 func storyAccess(ctx context.Context, q querier, id int64, viewer string) (author bool, err error) {
 	var authorID string
 	var public bool
-	err = q.QueryRow(ctx, "select author_id, published_at is not null and deleted_at is null from stories where id = $1", id).
-		Scan(&authorID, &public)
+	err = q.QueryRow(ctx, storyAccessSQL, id).Scan(&authorID, &public)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, api.ErrNotFound
 	}
@@ -183,8 +193,7 @@ func (h *Handler) listChapters(w http.ResponseWriter, r *http.Request) {
 	var list []Chapter
 	if err == nil {
 		var rows pgx.Rows
-		rows, err = q.Query(ctx, `select story_id, number, title, '', '', version, created_at, updated_at
-			from chapters where story_id = $1 and number > $2 order by number limit $3`, id, after.Number, page.Limit+1)
+		rows, err = q.Query(ctx, chaptersSQL, id, after.Number, page.Limit+1)
 		if err == nil {
 			list, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Chapter, error) { return scanChapter(row) })
 		}
@@ -213,7 +222,7 @@ func (h *Handler) getChapter(w http.ResponseWriter, r *http.Request) {
 	}
 	var c Chapter
 	if err == nil {
-		c, err = scanChapter(q.QueryRow(ctx, "select "+chapterColumns+" from chapters where story_id = $1 and number = $2", id, n))
+		c, err = scanChapter(q.QueryRow(ctx, chapterSQL, id, n))
 		if errors.Is(err, pgx.ErrNoRows) {
 			err = api.ErrNotFound
 		}
@@ -247,7 +256,7 @@ func (h *Handler) updateChapter(w http.ResponseWriter, r *http.Request) {
 	var c Chapter
 	_, tok, err := h.authorTx(ctx, id, uid, func(tx pgx.Tx, _ *Story) error {
 		var err error
-		c, err = scanChapter(tx.QueryRow(ctx, "select "+chapterColumns+" from chapters where story_id = $1 and number = $2 for update", id, n))
+		c, err = scanChapter(tx.QueryRow(ctx, chapterSQL+" for update", id, n))
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			return api.ErrNotFound

@@ -139,10 +139,19 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// storySQL selects story $1 (the story page).
+const storySQL = "select " + storyColumns + storyFrom + "where s.id = $1"
+
+// authorStoriesSQL selects the stories of author $1 not deleted, newest first, before id $2
+// unless it is 0, at most $3.
+const authorStoriesSQL = "select " + storyColumns + storyFrom +
+	`where s.author_id = $1 and s.deleted_at is null and ($2::bigint = 0 or s.id < $2)
+	order by s.id desc limit $3`
+
 // getStory reads story id; api.ErrNotFound when there is none. lock takes the row lock of
 // an update (in a transaction).
 func getStory(ctx context.Context, q querier, id int64, lock bool) (Story, error) {
-	sql := "select " + storyColumns + storyFrom + "where s.id = $1"
+	sql := storySQL
 	if lock {
 		sql += " for update of s"
 	}
@@ -165,7 +174,7 @@ func New(db *dbrouter.Router, log *zap.Logger) *Handler {
 }
 
 // Register adds the story and chapter routes to mux.
-func (h *Handler) Register(mux *http.ServeMux) {
+func (h *Handler) Register(mux api.Mux) {
 	auth := func(f http.HandlerFunc) http.Handler { return identity.Require(f) }
 	mux.Handle("POST /v1/stories", auth(h.create))
 	mux.Handle("GET /v1/me/stories", auth(h.listMine))
@@ -337,9 +346,7 @@ func (h *Handler) listMine(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Without a cursor, after.ID is 0: start from the newest.
-	rows, err := h.db.Reader(ctx).Query(ctx, "select "+storyColumns+storyFrom+
-		`where s.author_id = $1 and s.deleted_at is null and ($2::bigint = 0 or s.id < $2)
-		order by s.id desc limit $3`, uid, after.ID, page.Limit+1)
+	rows, err := h.db.Reader(ctx).Query(ctx, authorStoriesSQL, uid, after.ID, page.Limit+1)
 	var list []Story
 	if err == nil {
 		list, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Story, error) { return scanStory(row) })

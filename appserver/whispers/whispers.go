@@ -125,11 +125,15 @@ func scan(row pgx.Row) (Whisper, error) {
 	return w, err
 }
 
+// whisperSQL selects whisper $1 unless its story is not public or viewer $2 blocked its
+// author.
+var whisperSQL = "select " + columns + from + "where w.id = $1 and " + storyPublic + " and " + social.NotBlocked("w.author_id", "$2")
+
 // getWhisper reads whisper id as viewer may see it: api.ErrNotFound when there is none, its
 // story is not public or viewer blocked its author. lock, in a transaction, takes the row
 // lock under which its counters change.
 func getWhisper(ctx context.Context, q dbrouter.Querier, id int64, viewer string, lock bool) (Whisper, error) {
-	sql := "select " + columns + from + "where w.id = $1 and " + storyPublic + " and " + social.NotBlocked("w.author_id", "$2")
+	sql := whisperSQL
 	if lock {
 		sql += " for no key update of w"
 	}
@@ -140,11 +144,14 @@ func getWhisper(ctx context.Context, q dbrouter.Querier, id int64, viewer string
 	return w, err
 }
 
+// publicStorySQL selects the author of story $1 when it is published and not deleted.
+const publicStorySQL = "select author_id from stories where id = $1 and published_at is not null and deleted_at is null"
+
 // publicStoryAuthor returns the author of story id when it is published and not deleted,
 // else api.ErrNotFound.
 func publicStoryAuthor(ctx context.Context, q dbrouter.Querier, id int64) (string, error) {
 	var author string
-	err := q.QueryRow(ctx, "select author_id from stories where id = $1 and published_at is not null and deleted_at is null", id).Scan(&author)
+	err := q.QueryRow(ctx, publicStorySQL, id).Scan(&author)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", api.ErrNotFound
 	}
@@ -163,7 +170,7 @@ func New(db *dbrouter.Router, log *zap.Logger) *Handler {
 }
 
 // Register adds the whisper routes to mux.
-func (h *Handler) Register(mux *http.ServeMux) {
+func (h *Handler) Register(mux api.Mux) {
 	auth := func(f http.HandlerFunc) http.Handler { return identity.Require(f) }
 	mux.HandleFunc("GET /v1/whispers", h.globalFeed)
 	mux.Handle("POST /v1/whispers", auth(h.postGlobal))
@@ -204,13 +211,28 @@ func (v view) cache(w http.ResponseWriter, tags ...string) {
 	}
 }
 
-// feed is a list of whispers: those matching scope (a condition on w, with $4 standing for
-// id), tagged with tags on every page and with first, if any, on the first page.
+// feed is a list of whispers: those matching scope (one of the scopes below), tagged with
+// tags on every page and with first, if any, on the first page.
 type feed struct {
 	scope string
 	id    int64
 	tags  []string
 	first string
+}
+
+// The scopes of the feeds: conditions on w, with $4 standing for the feed's id.
+const (
+	globalScope  = "w.story_id is null and w.parent_id is null"
+	storyScope   = "w.story_id = $4 and w.parent_id is null"
+	repliesScope = "w.parent_id = $4"
+)
+
+// feedSQL selects a page of the feed of scope as viewer $1 sees it: newest first, before id
+// $2 unless it is 0, at most $3. Deleted whispers show while they have replies.
+func feedSQL(scope string) string {
+	return "select " + columns + from + "where " + scope +
+		" and (w.deleted_at is null or w.reply_count > 0) and " + social.NotBlocked("w.author_id", "$1") +
+		" and ($2::bigint = 0 or w.id < $2) order by w.id desc limit $3"
 }
 
 // whisperCursor is the position in a feed (newest first).
@@ -229,15 +251,13 @@ func (h *Handler) serveFeed(w http.ResponseWriter, r *http.Request, v view, f fe
 	}
 	var list []Whisper
 	if err == nil {
-		// Deleted whispers show while they have replies; without a cursor, after.ID is 0.
+		// Without a cursor, after.ID is 0.
 		args := []any{v.viewer, after.ID, page.Limit + 1}
 		if f.id != 0 {
 			args = append(args, f.id)
 		}
 		var rows pgx.Rows
-		rows, err = v.q.Query(ctx, "select "+columns+from+"where "+f.scope+
-			" and (w.deleted_at is null or w.reply_count > 0) and "+social.NotBlocked("w.author_id", "$1")+
-			" and ($2::bigint = 0 or w.id < $2) order by w.id desc limit $3", args...)
+		rows, err = v.q.Query(ctx, feedSQL(f.scope), args...)
 		if err == nil {
 			list, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Whisper, error) { return scan(row) })
 		}
@@ -264,7 +284,7 @@ func (h *Handler) globalFeed(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, r, h.log, err)
 		return
 	}
-	h.serveFeed(w, r, v, feed{scope: "w.story_id is null and w.parent_id is null", first: GlobalTag})
+	h.serveFeed(w, r, v, feed{scope: globalScope, first: GlobalTag})
 }
 
 func (h *Handler) storyFeed(w http.ResponseWriter, r *http.Request) {
@@ -281,7 +301,7 @@ func (h *Handler) storyFeed(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, r, h.log, err)
 		return
 	}
-	h.serveFeed(w, r, v, feed{scope: "w.story_id = $4 and w.parent_id is null", id: id,
+	h.serveFeed(w, r, v, feed{scope: storyScope, id: id,
 		tags: []string{stories.CacheTag(id)}, first: StoryTag(id)})
 }
 
@@ -300,7 +320,7 @@ func (h *Handler) replies(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Every page carries the parent's tag: a new reply purges them all.
-	h.serveFeed(w, r, v, feed{scope: "w.parent_id = $4", id: id, tags: []string{CacheTag(id)}})
+	h.serveFeed(w, r, v, feed{scope: repliesScope, id: id, tags: []string{CacheTag(id)}})
 }
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {

@@ -46,6 +46,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		valkey_retry     <duration>    # breaker open period after 3 failures, default 1s
 //		write_queue      <n>           # pending L2 writes before dropping, default 1024
 //		purge_timeout    <duration>    # how long a purge waits for Valkey, default 250ms
+//		purge_settle     <duration>    # after a purge, do not store its tags' responses this long, default 0
 //	}
 //
 // Values are validated as they are parsed, so `caddy adapt` and `caddy validate` report a
@@ -101,6 +102,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.WriteQueue, err = cfgarg.Int(d, 1)
 		case "purge_timeout":
 			h.PurgeTimeout, err = cfgarg.Duration(d)
+		case "purge_settle":
+			h.PurgeSettle, err = cfgarg.Duration(d)
 		default:
 			return d.Errf("unrecognized edge_cache option %q", d.Val())
 		}

@@ -147,6 +147,14 @@ type Handler struct {
 	// waits for Valkey to delete the entries and tell the other nodes. Default: 250ms.
 	PurgeTimeout caddy.Duration `json:"purge_timeout,omitempty"`
 
+	// PurgeSettle is how long after a purge responses carrying a purged tag are still not
+	// stored (they are served, marked not stored). An origin that reads from database
+	// replicas can answer a request that follows the purging write with data from a replica
+	// that has not replayed it yet; stored, that answer would bring the purged content back
+	// for its whole freshness lifetime. Set it to the replication lag the origin tolerates
+	// in practice (the app server's replicas are typically milliseconds behind). Default: 0.
+	PurgeSettle caddy.Duration `json:"purge_settle,omitempty"`
+
 	keyer  *keyer
 	bypass caddyhttp.MatcherSets
 	store  *store
@@ -215,6 +223,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		retry:     time.Duration(h.ValkeyRetry),
 		queue:     h.WriteQueue,
 		purgeWait: time.Duration(h.PurgeTimeout),
+		settle:    time.Duration(h.PurgeSettle),
 		heuristic: h.HeuristicFraction,
 	}
 	s, err := takeStore(h.cfg, h.logger)
@@ -253,7 +262,7 @@ func (h *Handler) Validate() error {
 		return errors.New("max_body_bytes must not be negative")
 	case h.L1MaxBytes > 0 && h.MaxBodyBytes > h.L1MaxBytes:
 		return errors.New("max_body_bytes must not exceed l1_max_bytes")
-	case h.MaxTTL < 0, h.KeepStale < 0, h.CoalesceTimeout < 0, h.ValkeyTimeout < 0, h.ValkeyRetry < 0, h.PurgeTimeout < 0:
+	case h.MaxTTL < 0, h.KeepStale < 0, h.CoalesceTimeout < 0, h.ValkeyTimeout < 0, h.ValkeyRetry < 0, h.PurgeTimeout < 0, h.PurgeSettle < 0:
 		return errors.New("durations must not be negative")
 	case h.HeuristicFraction < 0 || h.HeuristicFraction > 1:
 		return errors.New("heuristic_fraction must be between 0 and 1")
@@ -469,7 +478,8 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 		rec.tags, purge = takeTags(hdr)
 		h.purge(r.Context(), purge)
 		st := cacheID + "; " + fwd + "; fwd-status=" + strconv.Itoa(status)
-		if r.Method == http.MethodGet && h.storable(r, status, hdr) {
+		if r.Method == http.MethodGet && h.storable(r, status, hdr) &&
+			!h.store.purgedSince(append(rec.tags, keyTag(primary)), requestTime) {
 			rec.storing = true
 			st += "; stored"
 		}
@@ -549,7 +559,7 @@ func (h *Handler) revalidate(w http.ResponseWriter, r *http.Request, next caddyh
 			return false
 		}
 		st := cacheID + "; " + fwd + "; fwd-status=" + strconv.Itoa(status)
-		if h.storable(up, status, hdr) {
+		if h.storable(up, status, hdr) && !h.store.purgedSince(append(rec.tags, keyTag(primary)), requestTime) {
 			rec.storing = true
 			st += "; stored"
 		}

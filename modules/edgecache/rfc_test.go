@@ -692,3 +692,28 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestPurgeSettle: for purge_settle after a purge, responses carrying the purged tag are
+// served but not stored (an origin reading from a lagging replica could answer with the
+// content the purge removed); after it, they are stored again.
+func TestPurgeSettle(t *testing.T) {
+	o := loadCaddy(t, "purge_settle 1s")
+	o.handle("/settle", numbered("s", "Cache-Control", "max-age=600", "Cache-Tags", "settle"))
+	o.handle("/settle/edit", func(w http.ResponseWriter, r *http.Request, n int) {
+		w.Header().Set(HeaderPurge, "settle")
+	})
+	get(t, "/settle").expect(t, 200, "s 1", "stored")
+	purged := time.Now()
+	do(t, http.MethodPost, "/settle/edit")
+	for i := 2; time.Since(purged) < 800*time.Millisecond; i++ {
+		r := get(t, "/settle")
+		r.expect(t, 200, fmt.Sprintf("s %d", i), "fwd=miss")
+		if strings.Contains(r.header.Get(HeaderStatus), "stored") {
+			t.Fatalf("stored %s after the purge: %q", time.Since(purged), r.header.Get(HeaderStatus))
+		}
+	}
+	time.Sleep(time.Until(purged.Add(1100 * time.Millisecond)))
+	n := o.count("/settle")
+	get(t, "/settle").expect(t, 200, fmt.Sprintf("s %d", n+1), "stored")
+	get(t, "/settle").expect(t, 200, fmt.Sprintf("s %d", n+1), "hit")
+}

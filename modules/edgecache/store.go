@@ -38,7 +38,8 @@ type store struct {
 	name   string
 	l1     *otter.Cache[string, *entry]
 	maxTTL time.Duration
-	l2     *l2 // nil without Valkey
+	settle time.Duration // see purgedSince
+	l2     *l2           // nil without Valkey
 	logger *zap.Logger
 
 	purgeMu  sync.RWMutex
@@ -61,6 +62,7 @@ type storeConfig struct {
 	retry     time.Duration
 	queue     int
 	purgeWait time.Duration
+	settle    time.Duration
 	heuristic float64
 }
 
@@ -82,6 +84,7 @@ func newStore(cfg storeConfig, logger *zap.Logger) (*store, error) {
 	s := &store{
 		name:    cfg.name,
 		maxTTL:  cfg.maxTTL,
+		settle:  cfg.settle,
 		logger:  logger,
 		purges:  map[string]time.Time{},
 		flights: map[string]*flight{},
@@ -139,7 +142,7 @@ func (s *store) sweep() {
 		case now := <-t.C:
 			s.purgeMu.Lock()
 			for tag, at := range s.purges {
-				if now.Sub(at) > s.maxTTL {
+				if now.Sub(at) > s.maxTTL+s.settle {
 					delete(s.purges, tag)
 				}
 			}
@@ -162,14 +165,19 @@ func (s *store) recordPurge(tags []string, at time.Time) {
 }
 
 // purged reports whether a purge record invalidates e.
-func (s *store) purged(e *entry) bool {
+func (s *store) purged(e *entry) bool { return s.purgedSince(e.tags, e.requestTime) }
+
+// purgedSince reports whether a response with tags, requested upstream at requestTime, is
+// invalid: a tag was purged after it was requested, or less than the settle time before
+// (the origin may have read it from a replica that had not yet replayed the purging write).
+func (s *store) purgedSince(tags []string, requestTime time.Time) bool {
 	if s.nPurges.Load() == 0 {
 		return false
 	}
 	s.purgeMu.RLock()
 	defer s.purgeMu.RUnlock()
-	for _, t := range e.tags {
-		if at, ok := s.purges[t]; ok && !e.requestTime.After(at) {
+	for _, t := range tags {
+		if at, ok := s.purges[t]; ok && requestTime.Before(at.Add(s.settle)) {
 			return true
 		}
 	}

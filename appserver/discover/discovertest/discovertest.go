@@ -1,17 +1,12 @@
 // Package discovertest helps the tests of discover and search: a test server whose rows are
-// written straight to the primary, a database of realistic proportions, and a check that a
-// query's plans read no large table whole.
+// written straight to the primary.
 package discovertest
 
 import (
 	"context"
-	_ "embed"
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -125,80 +120,4 @@ func (e *Env) Pages(path, user string, limit int) ([]int64, []*apitest.Response)
 	}
 	e.t.Fatal("more than 100 pages")
 	return nil, nil
-}
-
-//go:embed seed.sql
-var seed string
-
-// LargeTables are the tables Seed fills with thousands of rows or more, which no hot query
-// may read with a sequential scan.
-var LargeTables = []string{"stories", "story_tags", "tags", "profiles", "story_trending", "story_reads",
-	"story_likes", "shelf_items", "whispers", "blocks"}
-
-// Seed fills the database (migrated, empty) with thousands of users, stories, tags and
-// their events over a month, then vacuums and analyzes it as autovacuum would have: the
-// planner knows the tables, and the GIN index has no pending list.
-func Seed(t testing.TB, db *dbrouter.Router) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := db.Primary().Exec(ctx, seed); err != nil {
-		t.Fatalf("seeding: %v", err)
-	}
-	if _, err := db.Primary().Exec(ctx, "vacuum analyze"); err != nil {
-		t.Fatal(err)
-	}
-}
-
-var seqScan = regexp.MustCompile(`Seq Scan on (\w+)`)
-
-// AssertIndexed explains sql on the primary twice: with args (the custom plan the first
-// executions get) and as a generic plan (plan_cache_mode force_generic_plan; what a
-// statement pgx prepared once may get later). It fails the test when either plan reads one
-// of LargeTables with a sequential scan.
-func AssertIndexed(t testing.TB, db *dbrouter.Router, name, sql string, args ...any) {
-	t.Helper()
-	ctx := context.Background()
-	_, err := db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		custom, err := explain(ctx, tx, "explain "+sql, args...)
-		if err != nil {
-			return fmt.Errorf("custom plan: %w", err)
-		}
-		if _, err := tx.Exec(ctx, "set local plan_cache_mode = force_generic_plan"); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, "prepare explained as "+sql); err != nil {
-			return fmt.Errorf("prepare: %w", err)
-		}
-		defer tx.Exec(ctx, "deallocate explained") //nolint:errcheck // the session ends with the test
-		// A generic plan does not depend on the values: nulls do.
-		execute := "explain execute explained"
-		if len(args) > 0 {
-			execute += "(" + strings.TrimSuffix(strings.Repeat("null, ", len(args)), ", ") + ")"
-		}
-		generic, err := explain(ctx, tx, execute)
-		if err != nil {
-			return fmt.Errorf("generic plan: %w", err)
-		}
-		for _, plan := range []struct{ kind, text string }{{"custom", custom}, {"generic", generic}} {
-			for _, m := range seqScan.FindAllStringSubmatch(plan.text, -1) {
-				if slices.Contains(LargeTables, m[1]) {
-					t.Errorf("%s: the %s plan reads %s whole:\n%s", name, plan.kind, m[1], plan.text)
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", name, err, sql)
-	}
-}
-
-func explain(ctx context.Context, tx pgx.Tx, sql string, args ...any) (string, error) {
-	rows, err := tx.Query(ctx, sql, args...)
-	if err != nil {
-		return "", err
-	}
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	return strings.Join(lines, "\n"), err
 }

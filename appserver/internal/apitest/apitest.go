@@ -38,6 +38,8 @@ type Server struct {
 	URL string
 	DB  *dbrouter.Router
 
+	primaryURL string
+
 	client *http.Client // keeps the read-your-writes cookie, like a browser
 }
 
@@ -90,7 +92,7 @@ func Start(t testing.TB, opts Options, register func(mux *http.ServeMux, db *dbr
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Server{URL: srv.URL, DB: db, client: &http.Client{Jar: jar}}
+	return &Server{URL: srv.URL, DB: db, primaryURL: opts.PrimaryURL, client: &http.Client{Jar: jar}}
 }
 
 // waitReplayed waits until the replica has replayed the primary's WAL up to lsn (the
