@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"image/png"
 	"math"
 	"net/http"
@@ -209,7 +210,8 @@ func TestRatiosAreTakenRoundByRound(t *testing.T) {
 func TestEveryScenarioRenders(t *testing.T) {
 	d := TemplateData{Addr: "127.0.0.1:40001", Admin: "127.0.0.1:40002", Upstream: "127.0.0.1:40003",
 		Body: upstreamBody(), LogFile: "/tmp/bench/access.log", DeadUpstream: "127.0.0.1:40004", Valkey: "127.0.0.1:40005",
-		JWTSecret: benchJWTSecret, JWTIssuer: benchJWTIssuer, JWTAudience: benchJWTAudience}
+		JWTSecret: benchJWTSecret, JWTIssuer: benchJWTIssuer, JWTAudience: benchJWTAudience,
+		App: "127.0.0.1:40006", AppMetrics: "127.0.0.1:40007", Story: "42"}
 	ids := map[string]bool{}
 	for _, s := range Scenarios {
 		if ids[s.ID] {
@@ -224,11 +226,11 @@ func TestEveryScenarioRenders(t *testing.T) {
 				t.Errorf("scenario %s: baseline or comparison %q is not registered", s.ID, b)
 			}
 		}
-		if s.Needs != "" && s.Needs != "valkey" {
+		if s.Needs != "" && s.Needs != "valkey" && s.Needs != "appserver" {
 			t.Errorf("scenario %s: needs unknown service %q", s.ID, s.Needs)
 		}
-		if !strings.HasPrefix(s.Path, "/") {
-			t.Errorf("scenario %s: path %q", s.ID, s.Path)
+		if path, err := s.requestPath(d); err != nil || !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "{}") {
+			t.Errorf("scenario %s: path %q: %q, %v", s.ID, s.Path, path, err)
 		}
 		out, err := s.render(d)
 		if err != nil {
@@ -237,6 +239,9 @@ func TestEveryScenarioRenders(t *testing.T) {
 		}
 		if strings.Contains(out, "<no value>") || !strings.Contains(out, "http://"+d.Addr) || !strings.Contains(out, "admin "+d.Admin) {
 			t.Errorf("scenario %s: rendered Caddyfile lacks its site address or admin endpoint:\n%s", s.ID, out)
+		}
+		if s.Needs == "appserver" && !strings.Contains(out, "reverse_proxy "+d.App) {
+			t.Errorf("scenario %s needs the app server but does not proxy to it:\n%s", s.ID, out)
 		}
 		blocks, err := caddyfile.Parse(s.Template, []byte(out))
 		if err != nil {
@@ -495,6 +500,198 @@ func TestParseScriptCallsAndMetrics(t *testing.T) {
 	}
 }
 
+// TestAppScenarioPairs: every app-server scenario with the cache on is compared with the same
+// path with it off, through the same chain but for edge_cache.
+func TestAppScenarioPairs(t *testing.T) {
+	d := TemplateData{Addr: "127.0.0.1:40001", Admin: "127.0.0.1:40002", LogFile: "/tmp/bench/access.log",
+		Valkey: "127.0.0.1:40005", App: "127.0.0.1:40006", Story: "42",
+		JWTSecret: benchJWTSecret, JWTIssuer: benchJWTIssuer, JWTAudience: benchJWTAudience}
+	byID := map[string]Scenario{}
+	for _, s := range Scenarios {
+		byID[s.ID] = s
+	}
+	pairs := 0
+	for _, on := range Scenarios {
+		if on.Needs != "appserver" || strings.HasSuffix(on.ID, "0") {
+			continue
+		}
+		pairs++
+		off, ok := byID[on.Baseline]
+		if !ok || off.ID != on.ID+"0" || off.Needs != "appserver" || off.Path != on.Path {
+			t.Errorf("scenario %s (cache on) is compared with %q, want %s0 on the same path with the cache off", on.ID, on.Baseline, on.ID)
+			continue
+		}
+		if !strings.Contains(strings.ToLower(on.Probe.HeaderContains), "hit") {
+			t.Errorf("scenario %s: the probe does not require a cache hit: %+v", on.ID, on.Probe)
+		}
+		onCfg, err1 := on.render(d)
+		offCfg, err2 := off.render(d)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if !strings.Contains(onCfg, "edge_cache") || strings.Contains(offCfg, "edge_cache") {
+			t.Errorf("scenario %s must run edge_cache and %s must not", on.ID, off.ID)
+		}
+		strip := func(cfg string) string { // the chain without comments and the cache block
+			var out []string
+			skip := false
+			for _, line := range strings.Split(cfg, "\n") {
+				switch trimmed := strings.TrimSpace(line); {
+				case strings.HasPrefix(trimmed, "#"):
+				case strings.HasPrefix(trimmed, "edge_cache"):
+					skip = true
+				case skip && line == "\t}":
+					skip = false
+				case !skip:
+					out = append(out, line)
+				}
+			}
+			return strings.Join(out, "\n")
+		}
+		if strip(onCfg) != strip(offCfg) {
+			t.Errorf("scenarios %s and %s differ in more than edge_cache:\n%s\n----\n%s", on.ID, off.ID, strip(onCfg), strip(offCfg))
+		}
+	}
+	if pairs != 3 {
+		t.Errorf("%d app-server scenarios with the cache on, want 3 (discover, story, whispers)", pairs)
+	}
+}
+
+func TestRequestPath(t *testing.T) {
+	s := Scenario{ID: "x", Path: "/v1/stories/{story}/whispers"}
+	if p, err := s.requestPath(TemplateData{Story: "7"}); err != nil || p != "/v1/stories/7/whispers" {
+		t.Errorf("requestPath = %q, %v", p, err)
+	}
+	if _, err := s.requestPath(TemplateData{}); err == nil {
+		t.Error("a path naming a story was expanded without one")
+	}
+	if p, err := (Scenario{Path: "/data"}).requestPath(TemplateData{}); err != nil || p != "/data" {
+		t.Errorf("requestPath(/data) = %q, %v", p, err)
+	}
+}
+
+func TestNeededServices(t *testing.T) {
+	sel := []Scenario{{ID: "1", Build: "stock"}, {ID: "6b", Build: "edge", Needs: "valkey"}, {ID: "9a", Build: "edge", Needs: "appserver"}}
+	for _, tc := range []struct {
+		sel         []Scenario
+		failed      map[string]error
+		valkey, app bool
+	}{
+		{sel[:1], nil, false, false},
+		{sel[:2], nil, true, false},
+		{sel[2:], nil, true, true}, // the app server and the edge cache use the bench's Valkey
+		{sel, map[string]error{"edge": errors.New("no")}, false, false},
+	} {
+		v, a := neededServices(tc.sel, tc.failed)
+		if v != tc.valkey || a != tc.app {
+			t.Errorf("neededServices(%d scenarios, failed %v) = %v, %v; want %v, %v", len(tc.sel), tc.failed, v, a, tc.valkey, tc.app)
+		}
+	}
+}
+
+// TestSeedMarker: a bench database is reused only when its comment carries the marker of the
+// same seed parameters and sources.
+func TestSeedMarker(t *testing.T) {
+	m := seedMarker(seedParams{Scale: 0.1, Seed: 1}, "abc")
+	c := seedComment(m, time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC), 4200*time.Millisecond, 425597)
+	if info, ok := matchSeedComment(c, m); !ok || info != "seeded 2026-01-02 03:04 UTC in 4.2s, 425597 rows" {
+		t.Errorf("matchSeedComment(%q) = %q, %v", c, info, ok)
+	}
+	for _, other := range []string{
+		seedMarker(seedParams{Scale: 0.2, Seed: 1}, "abc"),
+		seedMarker(seedParams{Scale: 0.1, Seed: 2}, "abc"),
+		seedMarker(seedParams{Scale: 0.1, Seed: 1}, "abd"),
+	} {
+		if _, ok := matchSeedComment(c, other); ok {
+			t.Errorf("a database seeded as %q was taken for %q", m, other)
+		}
+	}
+	for _, c := range []string{"", m, "something else; " + m} {
+		if _, ok := matchSeedComment(c, m); ok && c != m {
+			t.Errorf("comment %q was taken for a seeded database", c)
+		}
+	}
+	if got := (seedParams{Scale: 0.1, Seed: 1}).args(); strings.Join(got, " ") != "-scale 0.1 -seed 1" {
+		t.Errorf("args = %q", got)
+	}
+	if q := quoteLiteral("it's"); q != "'it''s'" {
+		t.Errorf("quoteLiteral = %s", q)
+	}
+}
+
+// TestSourceHash: the hash changes with the migrations and the generator, not with tests.
+func TestSourceHash(t *testing.T) {
+	root := t.TempDir()
+	write := func(name, content string) {
+		t.Helper()
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := sourceHash(root); err == nil {
+		t.Error("a tree without sources hashed")
+	}
+	write("appserver/migrate/sql/0001_a.sql", "create table a ();")
+	write("appserver/seed/gen.go", "package seed")
+	h1, err := sourceHash(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("appserver/seed/gen_test.go", "package seed // tests")
+	if h, _ := sourceHash(root); h != h1 {
+		t.Error("a test file changed the hash")
+	}
+	write("appserver/migrate/sql/0002_b.sql", "create table b ();")
+	h2, _ := sourceHash(root)
+	write("appserver/seed/gen.go", "package seed // changed")
+	h3, _ := sourceHash(root)
+	if h2 == h1 || h3 == h2 {
+		t.Errorf("hashes %s %s %s: a new migration or a changed generator must change it", h1, h2, h3)
+	}
+	if real, err := sourceHash(filepath.Join("..", "..")); err != nil || len(real) != 16 {
+		t.Errorf("sourceHash of the checkout = %q, %v", real, err)
+	}
+}
+
+func TestAppServerEnvAndNote(t *testing.T) {
+	env := appServerEnv("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3")
+	want := map[string]string{
+		"APP_ADDR": "127.0.0.1:1", "APP_METRICS_ADDR": "127.0.0.1:2", "VALKEY_ADDR": "127.0.0.1:3",
+		"DATABASE_URL":          "postgres://postgres@127.0.0.1:55432/muejam_bench?sslmode=disable",
+		"DATABASE_REPLICA_URLS": "postgres://postgres@127.0.0.1:55433/muejam_bench?sslmode=disable",
+		"DATABASE_PASSWORD":     "", "MIGRATE_ON_START": "false",
+	}
+	got := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		got[k] = v
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s=%q, want %q", k, got[k], v)
+		}
+	}
+	metrics := "muejam_app_http_requests_total{route=\"GET /v1/discover\",code=\"200\"} 100\n" +
+		"muejam_app_http_requests_total{route=\"GET /v1/health\",code=\"200\"} 2\n" +
+		"muejam_db_queries_total{node=\"primary\",kind=\"read\"} 10\n" +
+		"muejam_db_queries_total{node=\"replica-1\",kind=\"read\"} 90\n" +
+		"muejam_db_queries_total{node=\"primary\",kind=\"write\"} 0\n"
+	if got := parseMetricSumWhere(metrics, "muejam_db_queries_total", `node="replica`); got != 90 {
+		t.Errorf("replica queries = %v, want 90", got)
+	}
+	c := appCounters{Requests: parseMetricSum(metrics, "muejam_app_http_requests_total"), Queries: 100, ReplicaQueries: 90}
+	if n := appNote("9a0", c.sub(appCounters{Requests: 2}), 100); n != "9a0: the app server answered 100 requests during the rounds (wrk completed 100 requests in time) and sent 100 statements, 90% to the replica" {
+		t.Errorf("appNote = %q", n)
+	}
+	if n := appNote("9a", appCounters{Requests: 1}, 5000); !strings.Contains(n, "answered 1 request during") || !strings.Contains(n, "no statement") {
+		t.Errorf("appNote = %q", n)
+	}
+}
+
 // TestEdgeTemplatesAdapt adapts every scenario on our build with bin/caddy, when it has been
 // built, so that a directive our modules reject fails here rather than at run time.
 func TestEdgeTemplatesAdapt(t *testing.T) {
@@ -504,7 +701,8 @@ func TestEdgeTemplatesAdapt(t *testing.T) {
 	}
 	d := TemplateData{Addr: "127.0.0.1:40001", Admin: "127.0.0.1:40002", Upstream: "127.0.0.1:40003",
 		Body: upstreamBody(), LogFile: filepath.Join(t.TempDir(), "access.log"), DeadUpstream: "127.0.0.1:40004",
-		Valkey: "127.0.0.1:40005", JWTSecret: benchJWTSecret, JWTIssuer: benchJWTIssuer, JWTAudience: benchJWTAudience}
+		Valkey: "127.0.0.1:40005", JWTSecret: benchJWTSecret, JWTIssuer: benchJWTIssuer, JWTAudience: benchJWTAudience,
+		App: "127.0.0.1:40006", AppMetrics: "127.0.0.1:40007", Story: "42"}
 	for _, s := range Scenarios {
 		if s.Build != "edge" {
 			continue

@@ -83,6 +83,17 @@ type builder struct {
 	log          io.Writer
 }
 
+// appServer builds bin/appserver with `make appserver` and returns its path.
+func (bl builder) appServer(ctx context.Context) (string, error) {
+	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "appserver")
+	cmd.Dir = bl.root
+	cmd.Stdout, cmd.Stderr = bl.log, bl.log
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("make appserver: %w", err)
+	}
+	return filepath.Join(bl.root, "bin", "appserver"), nil
+}
+
 // binary returns the path of b's binary, building it when it is not cached.
 func (bl builder) binary(ctx context.Context, b Build) (string, error) {
 	if b.Edge {

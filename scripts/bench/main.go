@@ -18,7 +18,9 @@
 // stime from /proc/PID/stat over the round, divided by the requests wrk completed), also as
 // ratios to scenarios 1, 2 and 2m of the same round.
 //
-// The upstream is this same program, started by it as `bench -upstream 127.0.0.1:PORT`.
+// The upstream is this same program, started by it as `bench -upstream 127.0.0.1:PORT`. The
+// app-server scenarios (9…) also run bin/appserver over a seeded database of the dev Postgres
+// primary and replica, which scripts/services.sh starts or reuses (appserver.go).
 package main
 
 import (
@@ -33,6 +35,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -184,17 +187,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	base := TemplateData{Upstream: upAddr, Body: upstreamBody(),
 		JWTSecret: benchJWTSecret, JWTIssuer: benchJWTIssuer, JWTAudience: benchJWTAudience}
-	var valkeyErr error
-	for _, s := range selected {
-		if s.Needs == "valkey" && buildErr[s.Build] == nil {
-			if base.Valkey, valkeyErr = startValkey(ctx, procs, filepath.Join(runDir, "valkey"), serverCPUs); valkeyErr != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				fmt.Fprintf(stderr, "bench: Valkey did not start, the scenarios needing it are skipped: %v\n", valkeyErr)
-			}
-			break
+	needValkey, needApp := neededServices(selected, buildErr)
+	var valkeyErr, appErr error
+	var appBin string
+	if needApp {
+		// Before Valkey: on a fresh machine scripts/services.sh installs it.
+		if appBin, appErr = bl.appServer(ctx); appErr == nil {
+			rep.Builds["appserver"] = "bin/appserver from `make appserver`"
+			appErr = servicesUp(ctx, root, stderr)
 		}
+	}
+	if needValkey {
+		if base.Valkey, valkeyErr = startValkey(ctx, procs, filepath.Join(runDir, "valkey"), serverCPUs); valkeyErr != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fmt.Fprintf(stderr, "bench: Valkey did not start, the scenarios needing it are skipped: %v\n", valkeyErr)
+		}
+	}
+	var app appEnv
+	if needApp && appErr == nil {
+		if valkeyErr != nil {
+			appErr = fmt.Errorf("needs Valkey: %w", valkeyErr)
+		} else {
+			app, appErr = startAppServer(ctx, procs, root, appBin, filepath.Join(runDir, "appserver"), serverCPUs, base.Valkey, stderr)
+		}
+	}
+	if appErr != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fmt.Fprintf(stderr, "bench: the app server did not start, the scenarios needing it are skipped: %v\n", appErr)
+	} else if needApp {
+		base.App, base.AppMetrics, base.Story = app.Addr, app.Metrics, strconv.FormatInt(app.Story, 10)
 	}
 	// One token for the whole run, valid well beyond its end.
 	authHeader := "Authorization: Bearer " + benchToken(time.Now(), 2*time.Hour)
@@ -205,8 +230,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			res.Skipped = "build failed: " + firstLine(err.Error())
 			continue
 		}
-		if s.Needs == "valkey" && valkeyErr != nil {
+		if s.needsValkey() && valkeyErr != nil {
 			res.Skipped = "Valkey did not start: " + firstLine(valkeyErr.Error())
+			continue
+		}
+		if s.Needs == "appserver" && appErr != nil {
+			res.Skipped = "the app server did not start: " + firstLine(appErr.Error())
 			continue
 		}
 		var headers []string
@@ -223,6 +252,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			continue
 		}
 		ls.res = res
+		if s.Needs == "appserver" && app.Note != "" {
+			res.Notes = append(res.Notes, "9: "+app.Note)
+			app.Note = "" // once, under the first app-server scenario
+		}
 		live = append(live, ls)
 	}
 
@@ -277,6 +310,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if ls.s.Needs == "valkey" && ls.res.Skipped == "" {
 			ls.res.Notes = append(ls.res.Notes, valkeyNote(ctx, ls))
 		}
+		if ls.s.Needs == "appserver" && ls.res.Skipped == "" {
+			var requests int64
+			for _, rr := range ls.res.Rounds {
+				requests += rr.Requests
+			}
+			ls.res.Notes = append(ls.res.Notes, appNote(ls.s.ID, ls.appTotal, requests))
+		}
 	}
 	procs.stopAll()
 	rep.finish(p.Rounds)
@@ -310,6 +350,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("scenarios not measured: " + strings.Join(skipped, ", ") + " (see the table's notes)")
 	}
 	return nil
+}
+
+// neededServices reports whether the selected scenarios whose build did not fail need the
+// bench's Valkey and the app server.
+func neededServices(selected []Scenario, buildErr map[string]error) (valkey, app bool) {
+	for _, s := range selected {
+		if buildErr[s.Build] == nil {
+			valkey = valkey || s.needsValkey()
+			app = app || s.Needs == "appserver"
+		}
+	}
+	return valkey, app
 }
 
 // valkeyNote says whether a Valkey-mode limiter stayed in Valkey mode over the run: the

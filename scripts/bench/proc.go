@@ -52,6 +52,11 @@ type procSet struct{ procs []*proc }
 // start runs name with args, its output in dir/out.log, pinned to cpus when cpus is set. The
 // process gets SIGTERM if the bench dies first.
 func (ps *procSet) start(dir, cpus, name string, args ...string) (*proc, error) {
+	return ps.startEnv(dir, cpus, nil, name, args...)
+}
+
+// startEnv is start with env ("KEY=value") added to the bench's environment; its values win.
+func (ps *procSet) startEnv(dir, cpus string, env []string, name string, args ...string) (*proc, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -69,6 +74,7 @@ func (ps *procSet) start(dir, cpus, name string, args ...string) (*proc, error) 
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(dir, "config"), "XDG_DATA_HOME="+filepath.Join(dir, "data"))
+	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -187,7 +193,10 @@ type liveScenario struct {
 	headers []string // sent with every request ("Name: value")
 	admin   string   // Caddy's admin endpoint
 	valkey  string   // the Valkey it uses, if any
-	res     *ScenarioResult
+	app     string   // the internal metrics listener of the app server it uses, if any
+	// appTotal is what reached the app server over the measured rounds.
+	appTotal appCounters
+	res      *ScenarioResult
 }
 
 // startScenario renders s's Caddyfile into dir with d (its Addr, Admin, LogFile and
@@ -195,10 +204,16 @@ type liveScenario struct {
 // (retrying for up to 3 s: a cache may store a response asynchronously). A scenario that needs
 // Valkey must also have made Valkey run its script.
 func startScenario(ctx context.Context, ps *procSet, s Scenario, bin, dir, cpus string, d TemplateData, headers []string) (*liveScenario, error) {
-	if s.Needs == "valkey" && d.Valkey == "" {
+	if s.needsValkey() && d.Valkey == "" {
 		return nil, errors.New("needs Valkey, which did not start")
 	}
-	var err error
+	if s.Needs == "appserver" && d.App == "" {
+		return nil, errors.New("needs the app server, which did not start")
+	}
+	path, err := s.requestPath(d)
+	if err != nil {
+		return nil, err
+	}
 	for _, a := range []*string{&d.Addr, &d.Admin, &d.DeadUpstream} {
 		if *a, err = freeAddr(); err != nil {
 			return nil, err
@@ -220,7 +235,7 @@ func startScenario(ctx context.Context, ps *procSet, s Scenario, bin, dir, cpus 
 	if err != nil {
 		return nil, err
 	}
-	url := "http://" + d.Addr + s.Path
+	url := "http://" + d.Addr + path
 	if err := p.waitReady(ctx, url); err != nil {
 		return nil, err
 	}
@@ -250,7 +265,7 @@ func startScenario(ctx context.Context, ps *procSet, s Scenario, bin, dir, cpus 
 			return nil, fmt.Errorf("probe: Valkey at %s ran no script for the probe (the limiter is not in Valkey mode, or fell back)", d.Valkey)
 		}
 	}
-	return &liveScenario{s: s, p: p, url: url, headers: headers, admin: d.Admin, valkey: d.Valkey}, nil
+	return &liveScenario{s: s, p: p, url: url, headers: headers, admin: d.Admin, valkey: d.Valkey, app: d.AppMetrics}, nil
 }
 
 // RoundResult is one scenario's figures in one round.
@@ -266,6 +281,13 @@ type RoundResult struct {
 // requests wrk completed.
 func (ls *liveScenario) measure(ctx context.Context, load wrkLoad, d time.Duration) (RoundResult, error) {
 	pid := ls.p.cmd.Process.Pid
+	var app0 appCounters
+	if ls.app != "" {
+		var err error
+		if app0, err = readAppCounters(ctx, ls.app); err != nil {
+			return RoundResult{}, fmt.Errorf("app server metrics: %w", err)
+		}
+	}
 	before, err := cpuTicks(pid)
 	if err != nil {
 		return RoundResult{}, err
@@ -280,6 +302,22 @@ func (ls *liveScenario) measure(ctx context.Context, load wrkLoad, d time.Durati
 	}
 	if err := ls.p.exited(); err != nil {
 		return RoundResult{}, err
+	}
+	if ls.app != "" {
+		// The requests in flight when wrk stopped finish within this round's window.
+		select {
+		case <-ctx.Done():
+			return RoundResult{}, ctx.Err()
+		case <-time.After(appSettle):
+		}
+		app1, err := readAppCounters(ctx, ls.app)
+		if err != nil {
+			return RoundResult{}, fmt.Errorf("app server metrics: %w", err)
+		}
+		c := app1.sub(app0)
+		ls.appTotal.Requests += c.Requests
+		ls.appTotal.Queries += c.Queries
+		ls.appTotal.ReplicaQueries += c.ReplicaQueries
 	}
 	return RoundResult{WrkResult: w, CPUMicros: cpuMicrosPerRequest(after-before, w.Requests)}, nil
 }

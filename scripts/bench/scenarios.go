@@ -24,7 +24,8 @@ type Scenario struct {
 	// one ("1", "2", "2m") or any other registered scenario (our chain without a limiter, for
 	// the limiter). Empty for scenario 1 itself. It is always run along.
 	Baseline string
-	// Path is the request path and query wrk sends.
+	// Path is the request path and query wrk sends. In app-server scenarios, {story} stands
+	// for the ID of a seeded published story (TemplateData.Story).
 	Path string
 	// Probe is checked on one request after a priming one, before the warm-up.
 	Probe Probe
@@ -42,8 +43,26 @@ type Scenario struct {
 	// "at load" that wrk's saturation cannot give.
 	Paced int
 	// Needs names a service the harness starts before the scenario: "valkey" (a valkey-server
-	// or redis-server on a free loopback port, without persistence; TemplateData.Valkey).
+	// or redis-server on a free loopback port, without persistence; TemplateData.Valkey), or
+	// "appserver": the dev Postgres primary and replica (scripts/services.sh up), a seeded
+	// bench database, bin/appserver over it (TemplateData.App, Story) and the Valkey of
+	// "valkey", which the app server and the edge cache use.
 	Needs string
+}
+
+// needsValkey reports whether the scenario needs the bench's own Valkey.
+func (s Scenario) needsValkey() bool { return s.Needs == "valkey" || s.Needs == "appserver" }
+
+// requestPath is Path with {story} replaced by d.Story; it fails when Path names a story and
+// there is none.
+func (s Scenario) requestPath(d TemplateData) (string, error) {
+	if !strings.Contains(s.Path, "{story}") {
+		return s.Path, nil
+	}
+	if d.Story == "" {
+		return "", fmt.Errorf("scenario %s: path %s needs a seeded story, and there is none", s.ID, s.Path)
+	}
+	return strings.ReplaceAll(s.Path, "{story}", d.Story), nil
 }
 
 // Probe is what one response must show for a scenario to be measured at all, so that a run
@@ -94,11 +113,39 @@ var Scenarios = []Scenario{
 		Baseline: "1", Path: "/data",
 		Probe: Probe{Status: 503, MinBody: 32, Header: "Content-Type", HeaderContains: "problem+json"}, Quick: true,
 		Paced: pacedRate},
+
+	// 9: the app server on seeded data (bin/appserver over the dev Postgres primary and
+	// replica) behind our chain for anonymous readers, with edge_cache off (every request
+	// reaches the app server and Postgres; compared with 3, the same chain to the 1 KiB
+	// upstream) and on (hits from L1; compared with the same path off).
+	{ID: "9a0", Title: "app: discover feed (tab=new), our chain, cache off", Build: "edge", Template: "app-chain.Caddyfile",
+		Baseline: "3", Path: "/v1/discover?tab=new", Needs: "appserver", Paced: appPacedRate, Quick: true,
+		Probe: Probe{MinBody: 1024, Header: "RateLimit-Policy", HeaderContains: `"ip"`}},
+	{ID: "9a", Title: "app: discover feed (tab=new), our chain, cache on (hit)", Build: "edge", Template: "app-chain-cache.Caddyfile",
+		Baseline: "9a0", Path: "/v1/discover?tab=new", Needs: "appserver", Paced: appPacedRate, Quick: true,
+		Probe: Probe{MinBody: 1024, Header: "Cache-Status", HeaderContains: "muejam-edge; hit"}},
+	{ID: "9b0", Title: "app: story page, our chain, cache off", Build: "edge", Template: "app-chain.Caddyfile",
+		Baseline: "3", Path: "/v1/stories/{story}", Needs: "appserver", Paced: appPacedRate,
+		Probe: Probe{MinBody: 200, Header: "RateLimit-Policy", HeaderContains: `"ip"`}},
+	{ID: "9b", Title: "app: story page, our chain, cache on (hit)", Build: "edge", Template: "app-chain-cache.Caddyfile",
+		Baseline: "9b0", Path: "/v1/stories/{story}", Needs: "appserver", Paced: appPacedRate,
+		Probe: Probe{MinBody: 200, Header: "Cache-Status", HeaderContains: "muejam-edge; hit"}},
+	{ID: "9c0", Title: "app: story whisper feed, our chain, cache off", Build: "edge", Template: "app-chain.Caddyfile",
+		Baseline: "3", Path: "/v1/stories/{story}/whispers", Needs: "appserver", Paced: appPacedRate,
+		Probe: Probe{MinBody: 1024, Header: "RateLimit-Policy", HeaderContains: `"ip"`}},
+	{ID: "9c", Title: "app: story whisper feed, our chain, cache on (hit)", Build: "edge", Template: "app-chain-cache.Caddyfile",
+		Baseline: "9c0", Path: "/v1/stories/{story}/whispers", Needs: "appserver", Paced: appPacedRate,
+		Probe: Probe{MinBody: 1024, Header: "Cache-Status", HeaderContains: "muejam-edge; hit"}},
 }
 
 // pacedRate is the open-loop rate of the latency measurements: about a third of what stock
 // respond sustains on a 2-CPU machine with wrk alongside.
 const pacedRate = 3000
+
+// appPacedRate is the open-loop rate of the app-server scenarios, cache on and off alike: a
+// load the app server and Postgres carry without the cache on a 2-CPU machine shared with
+// wrk and the edge.
+const appPacedRate = 500
 
 //go:embed templates/*.Caddyfile
 var templates embed.FS
@@ -123,6 +170,10 @@ type TemplateData struct {
 	// JWTSecret, JWTIssuer and JWTAudience are what the token sent by Auth scenarios is
 	// signed with and claims (HS256).
 	JWTSecret, JWTIssuer, JWTAudience string
+	// App is the 127.0.0.1:PORT of the app server, AppMetrics its internal metrics listener,
+	// and Story the ID of the seeded story the app-server scenarios request; empty unless a
+	// scenario needs the app server.
+	App, AppMetrics, Story string
 }
 
 // render returns the scenario's Caddyfile for d. It fails on a missing template, a field the
