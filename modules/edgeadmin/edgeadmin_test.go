@@ -2,9 +2,11 @@ package edgeadmin
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -69,17 +71,21 @@ func TestStatusThroughCaddyAdmin(t *testing.T) {
 	}
 }
 
+// testRoutes numbers the routes TestRegisterAddsRoutesUnderEdge registers.
+var testRoutes atomic.Int64
+
 func TestRegisterAddsRoutesUnderEdge(t *testing.T) {
 	h := caddy.AdminHandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
-	Register("/edge/test-route", h)
+	route := fmt.Sprintf("/edge/test-route-%d", testRoutes.Add(1)) // a new one each run (-count)
+	Register(route, h)
 	var patterns []string
 	for _, r := range (Admin{}).Routes() {
 		patterns = append(patterns, r.Pattern)
 	}
-	if len(patterns) < 2 || patterns[0] != "/edge/status" || patterns[len(patterns)-1] != "/edge/test-route" {
+	if len(patterns) < 2 || patterns[0] != "/edge/status" || patterns[len(patterns)-1] != route {
 		t.Errorf("routes = %v", patterns)
 	}
-	for _, bad := range []string{"/config/x", "/edge/test-route", "/edge/status"} { // outside, twice, reserved
+	for _, bad := range []string{"/config/x", route, "/edge/status"} { // outside, twice, reserved
 		func() {
 			defer func() {
 				if recover() == nil {

@@ -238,8 +238,8 @@ func TestValkeyDiesAndReturns(t *testing.T) {
 	waitFor(t, 5*time.Second, "valkey decisions", func() bool {
 		return testutil.ToFloat64(decisions.WithLabelValues(zone, "denied")) > 0
 	})
-	callsBefore := valkeyCalls(t, zone)
 	proxy.Down()
+	callsBefore := valkeyCalls(t, zone) // from the cut on: calls completing later were failures
 	waitFor(t, 5*time.Second, "fallbacks", func() bool { return testutil.ToFloat64(fallbacks.WithLabelValues(zone)) > 100 })
 	deadline := time.Now().Add(1500 * time.Millisecond)
 	waitFor(t, 2*time.Second, "1.5 s of fallback load", func() bool { return time.Now().After(deadline) })
@@ -256,9 +256,10 @@ func TestValkeyDiesAndReturns(t *testing.T) {
 		result.lat[len(result.lat)-1], testutil.ToFloat64(fallbacks.WithLabelValues(zone)), calls)
 	// A dead Valkey costs no per-request wait: once the breaker is open, decisions do not
 	// call it. Counted, not timed, so that a loaded machine cannot fail it: the 4 clients'
-	// calls until three failures open the breaker, then one probe per open period (200 ms,
-	// doubling) over the 1.5 s and more of the outage.
-	if calls > 4*3+10 {
+	// calls in flight and until three failures open the breaker, then one probe per open
+	// period (200 ms, doubling) over the 1.5 s and more of the outage: a few dozen at most,
+	// against thousands of decisions.
+	if calls > 40 {
 		t.Errorf("%d Valkey calls during the outage for %d decisions: decisions kept waiting on a dead Valkey", calls, len(result.lat))
 	}
 	if most := maxInWindow(result.adm, win); most > n {
