@@ -384,9 +384,9 @@ func TestProcessValkeyStoppedUnderLoad(t *testing.T) {
 		})
 	}
 	time.Sleep(load / 6) // some load with Valkey up, as a reference
-	callsBefore := procMetric(t, c, "muejam_edge_cache_l2_seconds_count")
 	downMu.Lock()
 	vk.Freeze(t)
+	callsBefore := procMetric(t, c, "muejam_edge_cache_l2_seconds_count") // from the freeze on
 	down = true
 	downMu.Unlock()
 	time.Sleep(load / 3)
