@@ -38,7 +38,6 @@ type origin struct {
 	mu       sync.Mutex
 	handlers map[string]func(w http.ResponseWriter, r *http.Request, n int)
 	counts   map[string]*atomic.Int64
-	last     map[string]http.Header // the last request header of each path
 }
 
 var (
@@ -48,11 +47,10 @@ var (
 
 func getOrigin() *origin {
 	theOriginOnce.Do(func() {
-		o := &origin{handlers: map[string]func(http.ResponseWriter, *http.Request, int){}, counts: map[string]*atomic.Int64{}, last: map[string]http.Header{}}
+		o := &origin{handlers: map[string]func(http.ResponseWriter, *http.Request, int){}, counts: map[string]*atomic.Int64{}}
 		o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			o.mu.Lock()
 			h, c := o.handlers[r.URL.Path], o.counts[r.URL.Path]
-			o.last[r.URL.Path] = r.Header.Clone()
 			o.mu.Unlock()
 			if h == nil {
 				http.NotFound(w, r)
@@ -77,12 +75,6 @@ func (o *origin) count(path string) int64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.counts[path].Load()
-}
-
-func (o *origin) lastHeader(path string) http.Header {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.last[path]
 }
 
 // loadCaddy (re)loads Caddy with edge_cache (extra options inside its block) in front of the
