@@ -64,6 +64,20 @@ lint: ## gofmt and go vet
 test: services-up $(CADDY) $(APPSERVER) monitoring-tools lint ## every test, against real services and the built binaries
 	$(GO) test -race -count=1 -timeout 8m ./...
 
+# The hot paths' Go benchmarks (limiter decision, cache hit, scrubber, access-log encoder, JWT
+# verification with and without the verified-token cache, dbrouter's pick), 6 runs each, into
+# .run/bench/micro-<commit>.txt; BASE=<commit> compares with that commit's file by benchstat.
+MICRO_BENCH = BenchmarkWindowsAllow|BenchmarkServeHit|BenchmarkString|BenchmarkAccessLog(Varied)?Ratio|BenchmarkVerify|BenchmarkPickReader
+MICRO_PKGS = ./modules/ratelimit ./modules/edgecache ./internal/pii ./modules/piiscrub ./modules/jwtauth ./appserver/dbrouter
+BENCHSTAT = golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+
+.PHONY: microbench
+microbench: ## Go benchmarks of the hot paths (BASE=<commit>: benchstat against an earlier run)
+	@mkdir -p .run/bench
+	@out=.run/bench/micro-$$(git rev-parse --short HEAD).txt; \
+	$(GO) test -run '^$$' -bench '$(MICRO_BENCH)' -count 6 $(MICRO_PKGS) | tee $$out; \
+	if [ -n "$(BASE)" ]; then $(GO) run $(BENCHSTAT) .run/bench/micro-$(BASE).txt $$out; fi
+
 .PHONY: bench
 bench: ## the edge against stock Caddy and peer plugins on loopback (QUICK=1: under 2 min, PIN=1: taskset); results in .run/bench/
 	@$(GO) run ./scripts/bench $(if $(filter 1,$(QUICK)),-quick) $(if $(filter 1,$(PIN)),-pin)

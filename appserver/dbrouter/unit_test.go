@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 func TestNormalizeSQL(t *testing.T) {
@@ -174,4 +175,38 @@ func contextCanceled() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	return ctx.Err()
+}
+
+// BenchmarkPickReader is the routing decision of a read: a primary and two replicas, one
+// lagging beyond MaxLag, with and without a read-your-writes token. The pools are never
+// dialled.
+func BenchmarkPickReader(b *testing.B) {
+	r := &Router{cfg: Config{MaxLag: 10 * time.Second, TokenTTL: time.Minute}}
+	for i, lag := range []float64{0, 0.01, 30} {
+		pool, err := pgxpool.New(context.Background(), fmt.Sprintf("postgres://u@127.0.0.1:1/db%d", i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pool.Close()
+		n := &node{name: fmt.Sprint(i), router: r, pool: pool}
+		n.setRole(i == 0)
+		n.status.Store(&NodeStatus{Name: n.name, Up: true, Primary: i == 0, LSN: 1000, LagSeconds: lag, LagBytes: int64(lag * 100)})
+		r.nodes = append(r.nodes, n)
+		if i == 0 {
+			r.primary.Store(n)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		tok  Token
+	}{{"no-token", Token{}}, {"token", Token{lsn: 900, issued: time.Now()}}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if n := r.pickReader(c.tok, nil); n == nil || n.name != "1" {
+					b.Fatalf("picked %v, want the replica in bounds", n)
+				}
+			}
+		})
+	}
 }
