@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/valkey-io/valkey-go"
 
+	"github.com/muejam/edge/internal/promtext"
 	"github.com/muejam/edge/internal/testenv"
 )
 
@@ -522,25 +522,9 @@ func TestProcessCoalescesThousandColdRequests(t *testing.T) {
 // procMetric returns the sum of the samples of a metric on n's admin /metrics.
 func procMetric(t *testing.T, n procNode, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + n.Admin + "/metrics")
+	text, err := promtext.Fetch(context.Background(), n.Admin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for line := range strings.Lines(string(body)) {
-		if rest, ok := strings.CutPrefix(line, name); ok && (rest[0] == ' ' || rest[0] == '{') {
-			f := strings.Fields(rest)
-			v, err := strconv.ParseFloat(f[len(f)-1], 64)
-			if err != nil {
-				t.Fatalf("%s: %v", line, err)
-			}
-			sum += v
-		}
-	}
-	return sum
+	return promtext.Sum(text, name, "")
 }

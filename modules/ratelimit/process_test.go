@@ -1,18 +1,17 @@
 package ratelimit
 
 import (
+	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/muejam/edge/internal/promtext"
 	"github.com/muejam/edge/internal/testenv"
 )
 
@@ -136,24 +135,9 @@ func TestTwoCaddyProcessesShareValkey(t *testing.T) {
 // admin endpoint's /metrics (0 when the zone never fell back).
 func fallbacksOf(t *testing.T, admin, zone string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
+	text, err := promtext.Fetch(context.Background(), admin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := `muejam_edge_rate_limit_fallbacks_total{zone="` + zone + `"} `
-	for line := range strings.Lines(string(body)) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", line, err)
-			}
-			return f
-		}
-	}
-	return 0
+	return promtext.Sum(text, "muejam_edge_rate_limit_fallbacks_total", `zone="`+zone+`"`)
 }

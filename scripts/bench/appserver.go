@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/muejam/edge/internal/promtext"
 )
 
 // The app-server scenarios (Needs: "appserver") run bin/appserver over the dev Postgres
@@ -337,14 +339,14 @@ type appCounters struct {
 
 // readAppCounters reads appCounters from the app server's internal metrics at addr.
 func readAppCounters(ctx context.Context, addr string) (appCounters, error) {
-	text, err := fetchMetrics(ctx, addr)
+	text, err := promtext.Fetch(ctx, addr)
 	if err != nil {
 		return appCounters{}, err
 	}
 	return appCounters{
-		Requests:       parseMetricSum(text, "muejam_app_http_requests_total"),
-		Queries:        parseMetricSum(text, "muejam_db_queries_total"),
-		ReplicaQueries: parseMetricSumWhere(text, "muejam_db_queries_total", `node="replica`),
+		Requests:       promtext.Sum(text, "muejam_app_http_requests_total", ""),
+		Queries:        promtext.Sum(text, "muejam_db_queries_total", ""),
+		ReplicaQueries: promtext.Sum(text, "muejam_db_queries_total", `node="replica`),
 	}, nil
 }
 

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/muejam/edge/internal/promtext"
 )
 
 // wrkOutput is what Debian's wrk 4.1.0 printed for `wrk -t1 -c8 -d1s --latency`.
@@ -495,8 +497,8 @@ func TestParseScriptCallsAndMetrics(t *testing.T) {
 	metrics := "# HELP x\nmuejam_edge_rate_limit_fallbacks_total{zone=\"a\"} 2\n" +
 		"muejam_edge_rate_limit_fallbacks_total{zone=\"b\"} 3\nmuejam_edge_rate_limit_fallbacks_total_other 7\n" +
 		"muejam_edge_rate_limit_fallbacks_total 1\n"
-	if got := parseMetricSum(metrics, "muejam_edge_rate_limit_fallbacks_total"); got != 6 {
-		t.Errorf("parseMetricSum = %v, want 6", got)
+	if got := promtext.Sum(metrics, "muejam_edge_rate_limit_fallbacks_total", ""); got != 6 {
+		t.Errorf("promtext.Sum = %v, want 6", got)
 	}
 }
 
@@ -680,10 +682,10 @@ func TestAppServerEnvAndNote(t *testing.T) {
 		"muejam_db_queries_total{node=\"primary\",kind=\"read\"} 10\n" +
 		"muejam_db_queries_total{node=\"replica-1\",kind=\"read\"} 90\n" +
 		"muejam_db_queries_total{node=\"primary\",kind=\"write\"} 0\n"
-	if got := parseMetricSumWhere(metrics, "muejam_db_queries_total", `node="replica`); got != 90 {
+	if got := promtext.Sum(metrics, "muejam_db_queries_total", `node="replica`); got != 90 {
 		t.Errorf("replica queries = %v, want 90", got)
 	}
-	c := appCounters{Requests: parseMetricSum(metrics, "muejam_app_http_requests_total"), Queries: 100, ReplicaQueries: 90}
+	c := appCounters{Requests: promtext.Sum(metrics, "muejam_app_http_requests_total", ""), Queries: 100, ReplicaQueries: 90}
 	if n := appNote("9a0", c.sub(appCounters{Requests: 2}), 100); n != "9a0: the app server answered 100 requests during the rounds (wrk completed 100 requests in time) and sent 100 statements, 90% to the replica" {
 		t.Errorf("appNote = %q", n)
 	}

@@ -11,11 +11,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/muejam/edge/internal/promtext"
 )
 
 // The HS256 key and claims of the token Auth scenarios send. The key is a fixed bench value:
@@ -147,52 +148,9 @@ func parseScriptCalls(info string) int64 {
 
 // metricSum adds up every sample of the metric called name on Caddy's admin /metrics.
 func metricSum(ctx context.Context, admin, name string) (float64, error) {
-	text, err := fetchMetrics(ctx, admin)
+	text, err := promtext.Fetch(ctx, admin)
 	if err != nil {
 		return 0, err
 	}
-	return parseMetricSum(text, name), nil
-}
-
-// fetchMetrics returns the Prometheus text of http://addr/metrics.
-func fetchMetrics(ctx context.Context, addr string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s/metrics: status %d", addr, resp.StatusCode)
-	}
-	return string(body), nil
-}
-
-// parseMetricSum adds up the samples of name in Prometheus text format.
-func parseMetricSum(text, name string) float64 {
-	return parseMetricSumWhere(text, name, "")
-}
-
-// parseMetricSumWhere adds up the samples of name whose line contains labels (e.g.
-// `node="replica`), or all of them when labels is empty.
-func parseMetricSumWhere(text, name, labels string) float64 {
-	var sum float64
-	for _, line := range strings.Split(text, "\n") {
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || (rest != "" && rest[0] != '{' && rest[0] != ' ') || !strings.Contains(rest, labels) {
-			continue
-		}
-		f := strings.Fields(line)
-		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-			sum += v
-		}
-	}
-	return sum
+	return promtext.Sum(text, name, ""), nil
 }
