@@ -474,16 +474,8 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 	requestTime := time.Now()
 	rec := newRecorder(w, h.MaxBodyBytes)
 	rec.onHeader = func(status int, hdr http.Header) bool {
-		var purge []string
-		rec.tags, purge = takeTags(hdr)
-		h.purge(r.Context(), purge)
-		st := cacheID + "; " + fwd + "; fwd-status=" + strconv.Itoa(status)
-		if r.Method == http.MethodGet && h.storable(r, status, hdr) &&
-			!h.store.purgedSince(append(rec.tags, keyTag(primary)), requestTime) {
-			rec.storing = true
-			st += "; stored"
-		}
-		hdr.Set(HeaderStatus, st)
+		h.consumeTags(r.Context(), rec, hdr)
+		h.passOn(rec, r, primary, requestTime, status, hdr, fwd)
 		return true
 	}
 	err := next.ServeHTTP(rec, r)
@@ -493,6 +485,27 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, next caddyhttp
 	}
 	stored = h.save(primary, r, rec, requestTime)
 	return nil
+}
+
+// consumeTags takes the Cache-Tags of an upstream response for storing and purges its
+// Cache-Purge tags, stripping both from the header.
+func (h *Handler) consumeTags(ctx context.Context, rec *recorder, hdr http.Header) {
+	var purge []string
+	rec.tags, purge = takeTags(hdr)
+	h.purge(ctx, purge)
+}
+
+// passOn decides whether an upstream response to req (a GET, the only method stored) is
+// kept, and sets its Cache-Status: why it was forwarded, the upstream's status and
+// "stored" when it will be.
+func (h *Handler) passOn(rec *recorder, req *http.Request, primary string, requestTime time.Time, status int, hdr http.Header, fwd string) {
+	st := cacheID + "; " + fwd + "; fwd-status=" + strconv.Itoa(status)
+	if req.Method == http.MethodGet && h.storable(req, status, hdr) &&
+		!h.store.purgedSince(append(rec.tags, keyTag(primary)), requestTime) {
+		rec.storing = true
+		st += "; stored"
+	}
+	hdr.Set(HeaderStatus, st)
 }
 
 // storable reports whether a response to r may be stored (RFC 9111 §3), judging by its
@@ -547,9 +560,7 @@ func (h *Handler) revalidate(w http.ResponseWriter, r *http.Request, next caddyh
 	rec := newRecorder(w, h.MaxBodyBytes)
 	var outcome string
 	rec.onHeader = func(status int, hdr http.Header) bool {
-		var purge []string
-		rec.tags, purge = takeTags(hdr)
-		h.purge(r.Context(), purge)
+		h.consumeTags(r.Context(), rec, hdr)
 		switch {
 		case status == http.StatusNotModified && up != r:
 			outcome = "revalidated" // merged and served below
@@ -558,12 +569,7 @@ func (h *Handler) revalidate(w http.ResponseWriter, r *http.Request, next caddyh
 			outcome = "stale"
 			return false
 		}
-		st := cacheID + "; " + fwd + "; fwd-status=" + strconv.Itoa(status)
-		if h.storable(up, status, hdr) && !h.store.purgedSince(append(rec.tags, keyTag(primary)), requestTime) {
-			rec.storing = true
-			st += "; stored"
-		}
-		hdr.Set(HeaderStatus, st)
+		h.passOn(rec, up, primary, requestTime, status, hdr, fwd)
 		if up != r && r.Method == http.MethodHead {
 			rec.discardBody = true
 		}
