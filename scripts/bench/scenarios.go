@@ -90,6 +90,8 @@ var Scenarios = []Scenario{
 		Baseline: "2", Path: "/data", Probe: Probe{MinBody: 1024}, Quick: true},
 	{ID: "2e", Title: "bin/caddy, same config as 2m", Build: "edge", Template: "proxy-metrics-log.Caddyfile",
 		Baseline: "2m", Path: "/data", Probe: Probe{MinBody: 1024}},
+	{ID: "2p", Title: "bin/caddy, 2e with the access log through pii_scrub", Build: "edge", Template: "proxy-metrics-piilog.Caddyfile",
+		Baseline: "2e", Path: "/data", Probe: Probe{MinBody: 1024}},
 	{ID: "5", Title: "cache-handler v0.16.0 hit", Build: "cachehandler", Template: "cache-handler.Caddyfile",
 		Baseline: "1", Path: "/data", Probe: Probe{MinBody: 1024, Header: "Cache-Status", HeaderContains: "hit"}, Quick: true},
 	{ID: "3", Title: "our full chain, miss path, no cache: jwt + limiter + breaker transport + metrics + PII-scrubbed JSON log",
