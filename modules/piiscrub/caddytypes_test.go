@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -58,42 +59,76 @@ func TestCaddyMarshalersMatch(t *testing.T) {
 			return r
 		}(),
 	}
-	enc := &Encoder{Options: Options{Fields: []string{"method"}}}
-	provision(t, enc)
-	fe := enc.Encoder.(*fieldEncoder)
+	fe, f := matchEncoders(t)
 	for name, r := range requests {
 		for _, creds := range []bool{false, true} {
-			req := caddyhttp.LoggableHTTPRequest{Request: r, ShouldLogCredentials: creds}
-			hdr := caddyhttp.LoggableHTTPHeader{Header: r.Header, ShouldLogCredentials: creds}
-			ours := []zapcore.Field{zap.Object("request", req), zap.Object("resp_headers", hdr), zap.Inline(hdr)}
-			// ObjectMarshalerFunc hides the types, so the generic wrapper scrubs Caddy's output.
-			generic := []zapcore.Field{zap.Object("request", zapcore.ObjectMarshalerFunc(req.MarshalLogObject)),
-				zap.Object("resp_headers", zapcore.ObjectMarshalerFunc(hdr.MarshalLogObject)),
-				zap.Inline(zapcore.ObjectMarshalerFunc(hdr.MarshalLogObject))}
-			ent := zapcore.Entry{Message: "handled request"}
-			got, want := decodeLine(t, encode(t, fe, ent, ours)), decodeLine(t, encode(t, fe, ent, generic))
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("%s, credentials %v:\n got %v\nwant %v", name, creds, got, want)
-			}
-			// Through With, as Caddy's access logger adds the request, and through the filter.
-			ctxEnc := fe.Clone()
-			if err := ctxEnc.AddObject("request", req); err != nil {
-				t.Fatal(err)
-			}
-			if got := decodeLine(t, encode(t, ctxEnc, ent, nil)); !reflect.DeepEqual(got["request"], want["request"]) {
-				t.Errorf("%s, credentials %v, With:\n got %v\nwant %v", name, creds, got["request"], want["request"])
-			}
-			f := &Filter{Options: enc.Options}
-			provision(t, f)
-			if got := decodeLine(t, encode(t, fe.enc, ent, []zapcore.Field{f.Filter(ours[0])})); !reflect.DeepEqual(got["request"], want["request"]) {
-				t.Errorf("%s, credentials %v, filter:\n got %v\nwant %v", name, creds, got["request"], want["request"])
+			if err := marshalersMatch(t, fe, f, r, creds); err != "" {
+				t.Errorf("%s, credentials %v: %s", name, creds, err)
 			}
 		}
 	}
 }
 
+// FuzzCaddyMarshalers checks the scrubber's marshalers of Caddy's types against Caddy's own
+// under the generic wrapper for requests with arbitrary header names and values, URIs,
+// hosts and client addresses.
+func FuzzCaddyMarshalers(f *testing.F) {
+	f.Add("Authorization", "Bearer abc.def", "/v1/x?email=a%40b.co", "203.0.113.9:1", "muejam.test", false)
+	f.Add("X-Card", "4111 1111 1111 1111", "/", "[2001:db8::1]:443", "2001:db8::2", true)
+	f.Add("cookie", "s=1", "/?password=hunter2", "@", "", false)
+	fe, filter := matchEncoders(f)
+	f.Fuzz(func(t *testing.T, name, value, uri, remote, host string, creds bool) {
+		r := &http.Request{Method: "GET", Proto: "HTTP/1.1", RequestURI: uri, RemoteAddr: remote, Host: host,
+			Header: http.Header{name: {value, "second " + value}, "User-Agent": {value}}}
+		r = r.WithContext(context.Background())
+		if err := marshalersMatch(t, fe, filter, r, creds); err != "" {
+			t.Error(err)
+		}
+	})
+}
+
+// matchEncoders returns a pii_scrub encoder over json (with the field "method" redacted
+// whole, so that field names matter) and a pii filter with the same options.
+func matchEncoders(t testing.TB) (*fieldEncoder, *Filter) {
+	enc := &Encoder{Options: Options{Fields: []string{"method"}}}
+	provision(t, enc)
+	f := &Filter{Options: enc.Options}
+	provision(t, f)
+	return enc.Encoder.(*fieldEncoder), f
+}
+
+// marshalersMatch encodes r (and its header as a response header and as inline fields) with
+// the scrubber's marshalers, as a field, as a context field (With, as Caddy's access logger
+// adds the request) and through the filter, and with Caddy's marshalers under the generic
+// wrapper; it returns how they differ, or "".
+func marshalersMatch(t testing.TB, fe *fieldEncoder, filter *Filter, r *http.Request, creds bool) string {
+	req := caddyhttp.LoggableHTTPRequest{Request: r, ShouldLogCredentials: creds}
+	hdr := caddyhttp.LoggableHTTPHeader{Header: r.Header, ShouldLogCredentials: creds}
+	ours := []zapcore.Field{zap.Object("request", req), zap.Object("resp_headers", hdr), zap.Inline(hdr)}
+	// ObjectMarshalerFunc hides the types, so the generic wrapper scrubs Caddy's output.
+	generic := []zapcore.Field{zap.Object("request", zapcore.ObjectMarshalerFunc(req.MarshalLogObject)),
+		zap.Object("resp_headers", zapcore.ObjectMarshalerFunc(hdr.MarshalLogObject)),
+		zap.Inline(zapcore.ObjectMarshalerFunc(hdr.MarshalLogObject))}
+	ent := zapcore.Entry{Message: "handled request"}
+	got, want := decodeLine(t, encode(t, fe, ent, ours)), decodeLine(t, encode(t, fe, ent, generic))
+	if !reflect.DeepEqual(got, want) {
+		return fmt.Sprintf("\n got %v\nwant %v", got, want)
+	}
+	ctxEnc := fe.Clone()
+	if err := ctxEnc.AddObject("request", req); err != nil {
+		t.Fatal(err)
+	}
+	if got := decodeLine(t, encode(t, ctxEnc, ent, nil)); !reflect.DeepEqual(got["request"], want["request"]) {
+		return fmt.Sprintf("With:\n got %v\nwant %v", got["request"], want["request"])
+	}
+	if got := decodeLine(t, encode(t, fe.enc, ent, []zapcore.Field{filter.Filter(ours[0])})); !reflect.DeepEqual(got["request"], want["request"]) {
+		return fmt.Sprintf("filter:\n got %v\nwant %v", got["request"], want["request"])
+	}
+	return ""
+}
+
 // decodeLine parses a JSON log line.
-func decodeLine(t *testing.T, line string) map[string]any {
+func decodeLine(t testing.TB, line string) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal([]byte(line), &m); err != nil {
