@@ -41,10 +41,10 @@ type policyDoc struct {
 }
 
 // TestIAMPolicy checks infra/iam-policies/secrets-manager-policy.json: valid JSON with only
-// the elements it should have (no NotAction, NotResource or Principal), Allow statements, no
-// wildcard action, every resource a secret under muejam/, and the allowed actions exactly
-// those the package calls (the methods of SecretsManagerClient) plus the seed's metadata-only
-// DescribeSecret.
+// the elements it should have (no NotAction, NotResource or Principal), Allow and Deny
+// statements, no wildcard action, every resource a secret under muejam/, the allowed actions
+// exactly those the package calls (the methods of SecretsManagerClient) plus the seed's
+// metadata-only DescribeSecret, and which secrets the role may read.
 func TestIAMPolicy(t *testing.T) {
 	raw, err := os.ReadFile(policyFile)
 	if err != nil {
@@ -65,8 +65,8 @@ func TestIAMPolicy(t *testing.T) {
 
 	var allowed []string
 	for i, st := range doc.Statement {
-		if st.Effect != "Allow" {
-			t.Errorf("statement %d: Effect %q, want Allow", i, st.Effect)
+		if st.Effect != "Allow" && st.Effect != "Deny" {
+			t.Errorf("statement %d: Effect %q, want Allow or Deny", i, st.Effect)
 		}
 		if len(st.Action) == 0 || len(st.Resource) == 0 {
 			t.Errorf("statement %d: needs Action and Resource", i)
@@ -75,20 +75,28 @@ func TestIAMPolicy(t *testing.T) {
 			if strings.ContainsAny(a, "*?") || !strings.HasPrefix(a, "secretsmanager:") {
 				t.Errorf("statement %d: action %q, want a named secretsmanager action, no wildcard", i, a)
 			}
-			allowed = append(allowed, a)
+			if st.Effect == "Allow" {
+				allowed = append(allowed, a)
+			}
 		}
 		for _, res := range st.Resource {
 			if !strings.HasPrefix(res, "arn:aws:secretsmanager:") || !strings.HasPrefix(arnResource(res), "secret:muejam/") {
 				t.Errorf("statement %d: resource %q, want arn:aws:secretsmanager:REGION:ACCOUNT:secret:muejam/...", i, res)
 			}
 		}
-		for arn, want := range map[string]bool{
-			"arn:aws:secretsmanager:us-east-1:123456789012:secret:muejam/production/database-AbCdEf": true,
-			"arn:aws:secretsmanager:us-east-1:123456789012:secret:other/production/database-AbCdEf":  false,
-			"arn:aws:secretsmanager:us-east-1:123456789012:secret:muejamx/database-AbCdEf":           false,
-		} {
-			if got := slices.ContainsFunc(st.Resource, func(p string) bool { return arnMatch(p, arn) }); got != want {
-				t.Errorf("statement %d: grants %s = %v, want %v", i, arn, got, want)
+	}
+	// What the role may read: an Allow matches and no Deny does. The edge's log pseudonym key
+	// (modules/secrets in the Terraform) is under muejam/ but not the app server's to read.
+	for arn, want := range map[string]bool{
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:muejam/production/database-AbCdEf":          true,
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:other/production/database-AbCdEf":           false,
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:muejamx/database-AbCdEf":                    false,
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:muejam/production/pii-pseudonym-key-AbCdEf": false,
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:muejam/dev/pii-pseudonym-key-123456":        false,
+	} {
+		for _, action := range allowed {
+			if got := canDo(doc, action, arn); got != want {
+				t.Errorf("%s on %s = %v, want %v", action, arn, got, want)
 			}
 		}
 	}
@@ -104,6 +112,22 @@ func TestIAMPolicy(t *testing.T) {
 	if !slices.Equal(slices.Compact(allowed), slices.Compact(want)) {
 		t.Errorf("policy allows %q; the package calls %q and the seed adds %q", allowed, called, seedOnlyActions)
 	}
+}
+
+// canDo evaluates doc for action on arn: a statement of either effect applies when it names
+// the action and a resource pattern matches; an applying Deny wins over any Allow.
+func canDo(doc policyDoc, action, arn string) bool {
+	allowed := false
+	for _, st := range doc.Statement {
+		if !slices.Contains(st.Action, action) || !slices.ContainsFunc(st.Resource, func(p string) bool { return arnMatch(p, arn) }) {
+			continue
+		}
+		if st.Effect == "Deny" {
+			return false
+		}
+		allowed = allowed || st.Effect == "Allow"
+	}
+	return allowed
 }
 
 // arnResource returns the resource part of an ARN, after arn:partition:service:region:account:.

@@ -1064,8 +1064,8 @@ func checkPolicyDoc(t *testing.T, path string, data []byte) policyDoc {
 	}
 	for i, s := range p.Statement {
 		where := fmt.Sprintf("%s: statement %d %s", path, i, s.Sid)
-		if s.Effect != "Allow" || s.Principal != nil || len(s.NotAction) > 0 || len(s.NotResource) > 0 {
-			t.Errorf("%s: want an Allow statement with Action and Resource (no Principal, NotAction, NotResource)", where)
+		if s.Effect != "Allow" && s.Effect != "Deny" || s.Principal != nil || len(s.NotAction) > 0 || len(s.NotResource) > 0 {
+			t.Errorf("%s: want an Allow (or Deny) statement with Action and Resource (no Principal, NotAction, NotResource)", where)
 		}
 		if len(s.Action) == 0 || len(s.Resource) == 0 {
 			t.Errorf("%s: needs Action and Resource", where)

@@ -3,12 +3,14 @@
 #   database           the database master user and password, as JSON {"username", "password"}.
 #                      The app server reads the password itself, from
 #                      DATABASE_PASSWORD=aws-sm:muejam/ENVIRONMENT/database#password, with its
-#                      task role (infra/iam-policies/secrets-manager-policy.json: muejam/* only),
-#                      so no password is in a task definition or in DATABASE_URL.
+#                      task role (infra/iam-policies/secrets-manager-policy.json: muejam/* but
+#                      the pseudonym key below), so no password is in a task definition or in
+#                      DATABASE_URL.
 #   pii-pseudonym-key  the HMAC key the edge's access logs pseudonymise emails with, a plain
 #                      string. ECS injects it into the edge container as PII_PSEUDONYM_KEY (a
 #                      task definition secret: its value is in no task definition); the edge's
-#                      execution role may read this secret and no other. A new key changes
+#                      execution role may read this secret and no other, the app server's task
+#                      role may not (an explicit Deny). A new key changes
 #                      every pseudonym: the log lines before and after it no longer join.
 
 resource "random_password" "database" {
