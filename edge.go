@@ -8,6 +8,7 @@ import (
 	_ "github.com/muejam/edge/modules/edgeadmin"
 	_ "github.com/muejam/edge/modules/edgecache"
 	_ "github.com/muejam/edge/modules/jwtauth"
+	_ "github.com/muejam/edge/modules/logbuffer"
 	_ "github.com/muejam/edge/modules/piiscrub"
 	_ "github.com/muejam/edge/modules/ratelimit"
 )
