@@ -94,6 +94,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pin := fs.Bool("pin", os.Getenv("PIN") == "1", "pin wrk to the last CPU and the servers to the others with taskset (also PIN=1)")
 	out := fs.String("out", ".run/bench", "output directory (results.md, results.json, results.png, build/, run/)")
 	list := fs.Bool("list", false, "list the scenarios and exit")
+	profile := fs.Bool("profile", os.Getenv("PROFILE") == "1", "after the rounds, take a CPU profile of each scenario's server under load into profile-ID.pprof (also PROFILE=1)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -304,6 +305,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			fmt.Fprintln(stderr, "bench: "+note)
 			ls.res.Notes = append(ls.res.Notes, note)
+		}
+	}
+	if *profile {
+		for _, ls := range live {
+			if ls.res.Skipped != "" {
+				continue
+			}
+			file := filepath.Join(outDir, "profile-"+ls.s.ID+".pprof")
+			if err := ls.profile(ctx, load, p.Duration, file); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				fmt.Fprintf(stderr, "bench: profile of %s: %v\n", ls.s.ID, err)
+				continue
+			}
+			fmt.Fprintf(stderr, "bench: profile of %s under load: %s (go tool pprof -top %s)\n", ls.s.ID, file, file)
 		}
 	}
 	for _, ls := range live {

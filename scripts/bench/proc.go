@@ -321,3 +321,41 @@ func (ls *liveScenario) measure(ctx context.Context, load wrkLoad, d time.Durati
 	}
 	return RoundResult{WrkResult: w, CPUMicros: cpuMicrosPerRequest(after-before, w.Requests)}, nil
 }
+
+// profile takes a CPU profile of the scenario's server from its admin endpoint's
+// /debug/pprof/ while wrk loads it for d, and writes it to file.
+func (ls *liveScenario) profile(ctx context.Context, load wrkLoad, d time.Duration, file string) error {
+	secs := max(1, int(d/time.Second)-1)
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", ls.admin, secs)
+	type result struct {
+		body []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		resp, err := (&http.Client{Timeout: d + 10*time.Second}).Do(req)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		done <- result{body, err}
+	}()
+	if _, err := load.run(ctx, ls.url, d, ls.headers); err != nil {
+		return err
+	}
+	r := <-done
+	if r.err != nil {
+		return r.err
+	}
+	return os.WriteFile(file, r.body, 0o644)
+}
