@@ -334,7 +334,8 @@ func TestPlanStaysWithinBudget(t *testing.T) {
 	}{{5, true, 90 * time.Second}, {1, true, 90 * time.Second}, {6, false, 8 * time.Minute}, {20, false, 8 * time.Minute}, {1, false, 8 * time.Minute}} {
 		p := makePlan(tc.n, tc.quick)
 		total := time.Duration(tc.n) * (p.Warmup + time.Duration(p.Rounds)*p.Duration)
-		if total > tc.limit || p.Duration < 2*time.Second || p.Warmup < time.Second || p.Duration%time.Second != 0 {
+		if total > tc.limit || p.Duration < 2*time.Second || p.Warmup < time.Second || p.Duration%time.Second != 0 ||
+			p.Paced < p.Duration || !tc.quick && p.Paced < 10*time.Second {
 			t.Errorf("makePlan(%d, quick=%v) = %+v: %s of load (limit %s)", tc.n, tc.quick, p, total, tc.limit)
 		}
 	}
