@@ -74,10 +74,10 @@ lint: fmt-check ## gofmt and go vet
 test: services-up $(CADDY) $(APPSERVER) monitoring-tools fmt-check ## every test (and go vet), against real services and the built binaries
 	$(GO) test -race -vet=all -tags $(GO_TAGS) -count=1 -timeout 8m ./...
 
-# The hot paths' Go benchmarks (limiter decision, cache hit, scrubber, access-log encoder, JWT
+# The hot paths' Go benchmarks (limiter decision, cache hit, scrubber, access-log encoder and logger, JWT
 # verification with and without the verified-token cache, dbrouter's pick), 6 runs each, into
 # .run/bench/micro-<commit>.txt; BASE=<commit> compares with that commit's file by benchstat.
-MICRO_BENCH = BenchmarkWindowsAllow|BenchmarkServeHit|BenchmarkString|BenchmarkAccessLog(Varied)?Ratio|BenchmarkVerify|BenchmarkPickReader
+MICRO_BENCH = BenchmarkWindowsAllow|BenchmarkServeHit|BenchmarkString|BenchmarkAccessLog(ger)?(Varied)?Ratio|BenchmarkVerify|BenchmarkPickReader
 MICRO_PKGS = ./modules/ratelimit ./modules/edgecache ./internal/pii ./modules/piiscrub ./modules/jwtauth ./appserver/dbrouter
 BENCHSTAT = golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 
