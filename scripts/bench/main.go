@@ -71,14 +71,14 @@ type plan struct {
 }
 
 // makePlan sizes warm-ups and rounds so that the load of a whole run stays within budget
-// however many scenarios there are: quick runs 3 rounds of at most 4 s in about 75 s of load,
+// however many scenarios there are: quick runs 2 rounds of at most 4 s in about 75 s of load,
 // full runs 5 rounds of at most 10 s in about 6.5 minutes, plus the paced measurements.
 // wrk takes whole seconds; a round is never shorter than 2 s.
 func makePlan(n int, quick bool) plan {
 	p := plan{Rounds: 5, Warmup: 3 * time.Second, Duration: 10 * time.Second}
 	budget := 6*time.Minute + 30*time.Second
 	if quick {
-		p = plan{Rounds: 3, Warmup: time.Second, Duration: 4 * time.Second}
+		p = plan{Rounds: 2, Warmup: time.Second, Duration: 4 * time.Second}
 		budget = 75 * time.Second
 	}
 	if n > 0 {
