@@ -374,37 +374,3 @@ func count(n float64, noun string) string {
 	}
 	return fmtNum(n, 0) + " " + noun
 }
-
-// waitStatus polls url until it answers status, the process exits, or timeout passes.
-func (p *proc) waitStatus(ctx context.Context, url string, status int, timeout time.Duration) error {
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(timeout)
-	for {
-		if err := p.exited(); err != nil {
-			return err
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		var last string
-		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-			resp.Body.Close()
-			if resp.StatusCode == status {
-				return nil
-			}
-			last = fmt.Sprintf("status %d: %s", resp.StatusCode, body)
-		} else {
-			last = err.Error()
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not answer %d within %s: %s (log: %s)", url, status, timeout, firstLine(last), p.log)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}

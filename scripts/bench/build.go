@@ -84,26 +84,23 @@ type builder struct {
 }
 
 // appServer builds bin/appserver with `make appserver` and returns its path.
-func (bl builder) appServer(ctx context.Context) (string, error) {
-	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "appserver")
+func (bl builder) appServer(ctx context.Context) (string, error) { return bl.make(ctx, "appserver") }
+
+// make runs `make name` in the checkout and returns the path of bin/name.
+func (bl builder) make(ctx context.Context, name string) (string, error) {
+	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", name)
 	cmd.Dir = bl.root
 	cmd.Stdout, cmd.Stderr = bl.log, bl.log
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("make appserver: %w", err)
+		return "", fmt.Errorf("make %s: %w", name, err)
 	}
-	return filepath.Join(bl.root, "bin", "appserver"), nil
+	return filepath.Join(bl.root, "bin", name), nil
 }
 
 // binary returns the path of b's binary, building it when it is not cached.
 func (bl builder) binary(ctx context.Context, b Build) (string, error) {
 	if b.Edge {
-		cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "caddy")
-		cmd.Dir = bl.root
-		cmd.Stdout, cmd.Stderr = bl.log, bl.log
-		if err := cmd.Run(); err != nil {
-			return "", fmt.Errorf("make caddy: %w", err)
-		}
-		return filepath.Join(bl.root, "bin", "caddy"), nil
+		return bl.make(ctx, "caddy")
 	}
 	out := filepath.Join(bl.dir, cacheKey(bl.caddyVersion, b.Plugins, runtime.Version()), "caddy")
 	if _, err := os.Stat(out); err == nil {

@@ -189,7 +189,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := up.waitReady(ctx, "http://"+upAddr+"/data"); err != nil {
+	if err := up.waitStatus(ctx, "http://"+upAddr+"/data", 0, 30*time.Second); err != nil {
 		return fmt.Errorf("upstream: %w", err)
 	}
 

@@ -123,10 +123,11 @@ func (p *proc) exited() error {
 	}
 }
 
-// waitReady polls url until it answers anything, the process exits, or 30 s pass.
-func (p *proc) waitReady(ctx context.Context, url string) error {
+// waitStatus polls url until it answers status (any status when 0), the process exits, or
+// timeout passes.
+func (p *proc) waitStatus(ctx context.Context, url string, status int, timeout time.Duration) error {
 	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for {
 		if err := p.exited(); err != nil {
 			return err
@@ -136,16 +137,26 @@ func (p *proc) waitReady(ctx context.Context, url string) error {
 			return err
 		}
 		resp, err := client.Do(req)
+		var last string
 		if err == nil {
-			io.Copy(io.Discard, resp.Body)
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
 			resp.Body.Close()
-			return nil
+			if status == 0 || resp.StatusCode == status {
+				return nil
+			}
+			last = fmt.Sprintf("status %d: %s", resp.StatusCode, body)
+		} else {
+			last = err.Error()
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not answer within 30 s: %w (log: %s)", url, err, p.log)
+			want := "answer"
+			if status != 0 {
+				want = fmt.Sprintf("answer %d", status)
+			}
+			return fmt.Errorf("%s did not %s within %s: %s (log: %s)", url, want, timeout, firstLine(last), p.log)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -236,7 +247,7 @@ func startScenario(ctx context.Context, ps *procSet, s Scenario, bin, dir, cpus 
 		return nil, err
 	}
 	url := "http://" + d.Addr + path
-	if err := p.waitReady(ctx, url); err != nil {
+	if err := p.waitStatus(ctx, url, 0, 30*time.Second); err != nil {
 		return nil, err
 	}
 	calls0 := int64(-1)
