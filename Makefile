@@ -30,7 +30,7 @@ caddy: $(CADDY) ## build the custom Caddy from xcaddy.json into bin/caddy
 appserver: $(APPSERVER) ## build the app server into bin/appserver
 
 .PHONY: services-up
-services-up: ## start Postgres primary + replica and Valkey under .run/ (installs what is missing)
+services-up: ## start Postgres primary + replica, Valkey and a Valkey Cluster (3+3) under .run/ (installs what is missing)
 	@scripts/services.sh up
 
 .PHONY: services-down
@@ -38,7 +38,7 @@ services-down: ## stop the services started by services-up
 	@scripts/services.sh down
 
 .PHONY: run
-run: $(CADDY) $(APPSERVER) services-up ## run the whole stack: services, app server on :8081, edge on :8080
+run: $(CADDY) $(APPSERVER) services-up ## run the whole stack: services, app server on :8081, edge on :8080 (VALKEY_CLUSTER=1: on the Valkey Cluster)
 	@scripts/run.sh
 
 .PHONY: token

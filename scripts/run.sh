@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
 # run.sh — `make run`: migrate, then run the app server and the edge in the foreground until
 # Ctrl-C, which stops both. The services are already up (make services-up).
+# VALKEY_CLUSTER=1 (VALKEY_CLUSTER=1 make run): both use the Valkey Cluster of services.sh
+# instead of the standalone Valkey, given its first three nodes as seeds in VALKEY_ADDR
+# (VALKEY_CLUSTER_ADDRS, comma-separated, overrides them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+valkey="standalone ${VALKEY_ADDR:-127.0.0.1:56379}"
+if [ "${VALKEY_CLUSTER:-}" = 1 ]; then
+	p=${MUEJAM_VALKEY_CLUSTER_PORT:-47001}
+	VALKEY_ADDR=${VALKEY_CLUSTER_ADDRS:-127.0.0.1:$p,127.0.0.1:$((p + 1)),127.0.0.1:$((p + 2))}
+	export VALKEY_ADDR VALKEY_CLUSTER=1
+	valkey="cluster, seeds $VALKEY_ADDR"
+fi
 
 bin/appserver migrate
 bin/appserver &
@@ -27,6 +38,7 @@ cat >&2 <<MSG
     edge        http://localhost:8080/v1/health
     edge admin  http://localhost:2019/edge/status   (metrics: http://localhost:2019/metrics)
     app server  http://localhost:8081/v1/health     (metrics: http://localhost:9081/metrics)
+    valkey      $valkey
 
 MSG
 # Either process exiting ends the run.

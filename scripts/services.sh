@@ -1,18 +1,30 @@
 #!/usr/bin/env bash
 # services.sh up|down|status — the dev/test services of MueJam Edge, all under .run/:
-#   PostgreSQL primary   127.0.0.1:55432   (.run/pg/primary)
-#   PostgreSQL replica   127.0.0.1:55433   (.run/pg/replica, pg_basebackup -R, streaming)
-#   Valkey/Redis         127.0.0.1:56379   (.run/valkey)
-# "up" installs missing Debian packages, creates what is missing, reuses what exists, waits
-# until every service answers and checks that the replica is streaming. "down" stops exactly
-# these processes. Postgres runs as an unprivileged user (postgres, or the caller if not root).
+#   PostgreSQL primary    127.0.0.1:55432         (.run/pg/primary)
+#   PostgreSQL replica    127.0.0.1:55433         (.run/pg/replica, pg_basebackup -R, streaming)
+#   Valkey/Redis          127.0.0.1:56379         (.run/valkey)
+#   Valkey/Redis Cluster  127.0.0.1:47001-47006   (.run/valkey-cluster/<port>, 3 primaries +
+#                                                  3 replicas, cluster bus on port+10000)
+# "up" installs missing Debian packages, creates what is missing, reuses what exists (and
+# restarts cluster nodes that died, which rejoin), waits until every service answers, checks
+# that the replica is streaming and that every cluster node says cluster_state:ok. "down"
+# stops exactly these processes. Postgres runs as an unprivileged user (postgres, or the
+# caller if not root).
+#
+# The ports can be moved, for a second stack beside the dev one (the tests do that):
+# MUEJAM_PG_PRIMARY_PORT, MUEJAM_PG_REPLICA_PORT, MUEJAM_VALKEY_PORT and
+# MUEJAM_VALKEY_CLUSTER_PORT (the first of six consecutive ports; each node's bus port is its
+# port + 10000, so at most 55530). The Postgres ports are written into the clusters when they
+# are created: change them on a fresh .run/ only.
 set -euo pipefail
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
-run_dir=${MUEJAM_RUN_DIR:-$repo/.run}
-pg_primary_port=55432
-pg_replica_port=55433
-valkey_port=56379
+repo=$(cd "$(dirname "$0")/.." && pwd -P)
+run_dir=$(readlink -m "${MUEJAM_RUN_DIR:-$repo/.run}") # absolute: the servers chdir
+pg_primary_port=${MUEJAM_PG_PRIMARY_PORT:-55432}
+pg_replica_port=${MUEJAM_PG_REPLICA_PORT:-55433}
+valkey_port=${MUEJAM_VALKEY_PORT:-56379}
+cluster_port=${MUEJAM_VALKEY_CLUSTER_PORT:-47001}
+cluster_nodes=6
 pg_db=muejam
 pg_user=postgres
 
@@ -35,10 +47,10 @@ apt_install() {
 # pg_bin prints the bin directory of the newest installed PostgreSQL server.
 pg_bin() {
 	local d
-	d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+	d=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 	if [ -z "$d" ] || [ ! -x "$d/initdb" ]; then
 		apt_install postgresql postgresql-contrib
-		d=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+		d=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 	fi
 	printf '%s\n' "$d"
 }
@@ -56,34 +68,61 @@ valkey_bin() {
 
 cli_bin() { command -v valkey-cli || command -v redis-cli; }
 
+# live_pid PIDFILE prints the pid in PIDFILE if that process runs and is a Valkey/Redis server
+# (not another process that got the pid of one that died).
+live_pid() {
+	local pid comm
+	[ -f "$1" ] || return 1
+	pid=$(cat "$1")
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+	comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+	case $comm in valkey* | redis*) printf '%s\n' "$pid" ;; *) return 1 ;; esac
+}
+
 os_user() {
 	if [ "$(id -u)" != 0 ]; then id -un; return; fi
 	id postgres >/dev/null 2>&1 || as_root useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 	printf 'postgres\n'
 }
 
+# as_pg runs a command as the unprivileged user, from / : runuser keeps the working directory,
+# which may be a checkout that user cannot enter (initdb and pg_ctl then fail with "could not
+# change directory").
 as_pg() {
-	if [ "$(id -u)" = 0 ]; then runuser -u "$(os_user)" -- "$@"; else "$@"; fi
+	if [ "$(id -u)" = 0 ]; then (cd / && exec runuser -u "$(os_user)" -- "$@"); else "$@"; fi
 }
 
-# pg_dir prints where the clusters live: .run/pg, or, when the unprivileged user cannot reach
-# the checkout (a home directory without the x bit), a private directory in /var/tmp linked
-# from .run/pg.
+# pg_dir prints the real directory where the clusters live, every symlink resolved, since the
+# unprivileged user must not go through the checkout: .run/pg, or, when that user cannot reach
+# the checkout (a home directory or a mktemp -d directory without the x bit for others), a
+# directory in /var/tmp linked from .run/pg. With "existing" it creates nothing and prints
+# nothing when there are no clusters.
 pg_dir() {
-	local d=$run_dir/pg
-	mkdir -p "$run_dir"
-	if [ -L "$d" ] || [ -d "$d" ]; then printf '%s\n' "$d"; return; fi
-	if as_pg test -x "$run_dir" 2>/dev/null && as_pg test -r "$run_dir" 2>/dev/null; then
-		mkdir -p "$d"
-	else
-		local alt
-		alt=/var/tmp/muejam-edge-$(printf '%s' "$repo" | sha256sum | cut -c1-12)
-		mkdir -p "$alt"
-		ln -s "$alt" "$d"
-		log "$(os_user) cannot reach $run_dir; clusters live in $alt (linked from $d)"
+	local d=$run_dir/pg alt
+	alt=/var/tmp/muejam-edge-$(printf '%s' "$repo" | sha256sum | cut -c1-12)
+	if [ "${1:-}" = existing ]; then
+		if [ -L "$d" ] || [ -d "$d" ]; then readlink -m "$d"; fi
+		return 0
 	fi
-	[ "$(id -u)" = 0 ] && chown "$(os_user)" "$d/"
-	printf '%s\n' "$d"
+	mkdir -p "$run_dir"
+	if [ ! -L "$d" ] && [ ! -d "$d" ]; then
+		if as_pg test -x "$run_dir" 2>/dev/null && as_pg test -r "$run_dir" 2>/dev/null; then
+			mkdir -p "$d"
+		else
+			ln -s "$alt" "$d"
+		fi
+	fi
+	local real
+	real=$(readlink -m "$d")
+	if [ -L "$d" ]; then
+		mkdir -p "$real" # /var/tmp may have been cleaned since the link was made
+		log "$(os_user) cannot reach $run_dir; clusters live in $real (linked from $d)"
+	fi
+	if [ "$(id -u)" = 0 ]; then chown "$(os_user)" "$real"; fi
+	if ! as_pg test -w "$real" 2>/dev/null || ! as_pg test -x "$real" 2>/dev/null; then
+		die "$(os_user) cannot write to $real (remove $d and run again to use $alt)"
+	fi
+	printf '%s\n' "$real"
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -173,7 +212,7 @@ up_valkey() {
 	server=$(valkey_bin)
 	cli=$(cli_bin)
 	mkdir -p "$dir"
-	if [ -f "$dir/valkey.pid" ] && kill -0 "$(cat "$dir/valkey.pid")" 2>/dev/null; then
+	if live_pid "$dir/valkey.pid" >/dev/null; then
 		log "valkey already running on :$valkey_port"
 	else
 		if port_open "$valkey_port"; then die "port $valkey_port is taken by another process; valkey cannot start"; fi
@@ -189,6 +228,97 @@ up_valkey() {
 	die "valkey on :$valkey_port did not answer PING within 30s (log: $dir/valkey.log)"
 }
 
+cluster_ports() { seq "$cluster_port" $((cluster_port + cluster_nodes - 1)); }
+
+cluster_dir=$run_dir/valkey-cluster
+
+# cluster_field PORT FIELD prints one field of CLUSTER INFO from the node on PORT (empty when
+# it does not answer).
+cluster_field() {
+	"$cli" -h 127.0.0.1 -p "$1" cluster info 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p" || true
+}
+
+# up_valkey_cluster starts the nodes that do not run (those with a nodes.conf rejoin the
+# cluster), creates the cluster when every node is new, and waits for cluster_state:ok on
+# every node.
+up_valkey_cluster() {
+	local server port dir i last=$((cluster_port + cluster_nodes - 1))
+	if [ "$cluster_port" -lt 1 ] || [ "$last" -gt 55535 ]; then
+		die "MUEJAM_VALKEY_CLUSTER_PORT=$cluster_port: the nodes take $cluster_nodes ports from it, and their bus ports (port + 10000) must stay below 65536"
+	fi
+	server=$(valkey_bin)
+	cli=$(cli_bin)
+	for port in $(cluster_ports); do
+		dir=$cluster_dir/$port
+		mkdir -p "$dir"
+		live_pid "$dir/node.pid" >/dev/null && continue
+		for i in "$port" $((port + 10000)); do
+			if port_open "$i"; then die "port $i is taken by another process; cluster node :$port cannot start"; fi
+		done
+		if [ -f "$dir/nodes.conf" ]; then log "restarting valkey cluster node :$port (it rejoins)"; fi
+		"$server" --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$dir" \
+			--pidfile "$dir/node.pid" --logfile "$dir/node.log" --save "" --appendonly no \
+			--cluster-enabled yes --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 1000 \
+			--cluster-require-full-coverage no --cluster-replica-validity-factor 0 >/dev/null
+	done
+	for port in $(cluster_ports); do
+		for i in $(seq 1 100); do
+			[ "$("$cli" -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && break
+			[ "$i" = 100 ] && die "valkey cluster node :$port did not answer PING within 20s (log: $cluster_dir/$port/node.log)"
+			sleep 0.2
+		done
+	done
+
+	local formed='' new=() addrs=() n
+	for port in $(cluster_ports); do
+		addrs+=("127.0.0.1:$port")
+		n=$(cluster_field "$port" cluster_slots_assigned)
+		if [ "$n" = 16384 ]; then formed=$port; fi
+		if [ "$n" = 0 ] && [ "$(cluster_field "$port" cluster_known_nodes)" = 1 ]; then new+=("$port"); fi
+	done
+	if [ "${#new[@]}" = "$cluster_nodes" ]; then
+		log "creating the valkey cluster on :$cluster_port-$last (3 primaries, 3 replicas)"
+		"$cli" --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$cluster_dir/create.log" 2>&1 ||
+			die "creating the cluster failed (output: $cluster_dir/create.log)"
+	elif [ -n "$formed" ]; then
+		for port in "${new[@]}"; do rejoin_node "$port" "$formed"; done
+	else
+		die "the valkey cluster under $cluster_dir is half formed (its nodes neither new nor covering the 16384 slots): run $0 down, remove that directory and run $0 up"
+	fi
+
+	for i in $(seq 1 150); do
+		n=0
+		for port in $(cluster_ports); do
+			[ "$(cluster_field "$port" cluster_state)" = ok ] && n=$((n + 1))
+		done
+		if [ "$n" = "$cluster_nodes" ]; then
+			log "valkey cluster ok on :$cluster_port-$last ($(basename "$server"))"
+			return 0
+		fi
+		sleep 0.2
+	done
+	die "the valkey cluster on :$cluster_port-$last is not cluster_state:ok on every node after 30s (logs: $cluster_dir/*/node.log)"
+}
+
+# rejoin_node PORT SEED adds a node that lost its nodes.conf back to the cluster, as a replica,
+# and makes the other nodes forget the identity it had.
+rejoin_node() {
+	local id old p
+	log "valkey cluster node :$1 lost its cluster state; adding it again as a replica"
+	id=$("$cli" -h 127.0.0.1 -p "$1" cluster myid | tr -d '\r')
+	# The old identity is listed with the address, or, once a node has reached the new one
+	# there, with none (noaddr); forget it unless it still owns slots.
+	old=$("$cli" -h 127.0.0.1 -p "$2" cluster nodes | tr -d '\r' |
+		awk -v a="127.0.0.1:$1@" -v id="$id" '$1 != id && NF == 8 && (index($2, a) == 1 || $3 ~ /noaddr/) { print $1 }')
+	"$cli" --cluster add-node "127.0.0.1:$1" "127.0.0.1:$2" --cluster-slave >>"$cluster_dir/create.log" 2>&1 ||
+		die "adding :$1 to the cluster failed (output: $cluster_dir/create.log)"
+	for old in $old; do
+		for p in $(cluster_ports); do
+			"$cli" -h 127.0.0.1 -p "$p" cluster forget "$old" >/dev/null 2>&1 || true
+		done
+	done
+}
+
 stop_pg() { # stop_pg DATADIR NAME
 	if [ -f "$1/PG_VERSION" ] && pg_running "$1"; then
 		as_pg "$bin/pg_ctl" -D "$1" -m fast -w stop >/dev/null
@@ -196,27 +326,49 @@ stop_pg() { # stop_pg DATADIR NAME
 	fi
 }
 
-stop_valkey() {
-	local pidfile=$run_dir/valkey/valkey.pid pid i
-	[ -f "$pidfile" ] || return 0
-	pid=$(cat "$pidfile")
-	if kill -0 "$pid" 2>/dev/null; then
-		kill "$pid"
-		for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		log "valkey stopped"
-	fi
-	rm -f "$pidfile"
+# stop_servers NAME PIDFILE... stops the Valkey/Redis servers of these pidfiles, all at once
+# (a cluster primary that still has its replica may wait for it to catch up before it exits).
+stop_servers() {
+	local name=$1 f pid pids=() i
+	shift
+	for f in "$@"; do
+		if pid=$(live_pid "$f"); then
+			kill "$pid"
+			pids+=("$pid")
+		fi
+		rm -f "$f"
+	done
+	[ "${#pids[@]}" -gt 0 ] || return 0
+	for i in $(seq 1 150); do
+		kill -0 "${pids[@]}" 2>/dev/null || break
+		sleep 0.1
+	done
+	for pid in "${pids[@]}"; do
+		if kill -0 "$pid" 2>/dev/null; then log "$name: pid $pid ignored SIGTERM for 15s; killing it"; kill -KILL "$pid" 2>/dev/null || true; fi
+	done
+	log "$name stopped"
 }
 
 status() {
-	local rc=0
-	pg_running "$pgd/primary" && log "primary: running on :$pg_primary_port" || { log "primary: stopped"; rc=1; }
-	pg_running "$pgd/replica" && log "replica: running on :$pg_replica_port" || { log "replica: stopped"; rc=1; }
-	if [ -f "$run_dir/valkey/valkey.pid" ] && kill -0 "$(cat "$run_dir/valkey/valkey.pid")" 2>/dev/null; then
+	local rc=0 port role state
+	if [ -n "$pgd" ] && pg_running "$pgd/primary"; then log "primary: running on :$pg_primary_port"; else log "primary: stopped"; rc=1; fi
+	if [ -n "$pgd" ] && pg_running "$pgd/replica"; then log "replica: running on :$pg_replica_port"; else log "replica: stopped"; rc=1; fi
+	if live_pid "$run_dir/valkey/valkey.pid" >/dev/null; then
 		log "valkey: running on :$valkey_port"
 	else
 		log "valkey: stopped"; rc=1
 	fi
+	cli=$(cli_bin || true)
+	for port in $(cluster_ports); do
+		if live_pid "$cluster_dir/$port/node.pid" >/dev/null && [ -n "$cli" ]; then
+			role=$("$cli" -h 127.0.0.1 -p "$port" role 2>/dev/null | head -n 1 | tr -d '\r')
+			state=$(cluster_field "$port" cluster_state)
+			log "valkey cluster node :$port: running, ${role:-?}, cluster_state:${state:-?}"
+			[ "$state" = ok ] || rc=1
+		else
+			log "valkey cluster node :$port: stopped"; rc=1
+		fi
+	done
 	return $rc
 }
 
@@ -228,18 +380,24 @@ up)
 	up_primary
 	up_replica
 	up_valkey
+	up_valkey_cluster
 	;;
 down)
-	[ -e "$run_dir/pg" ] || [ -d "$run_dir/valkey" ] || exit 0
-	bin=$(pg_bin)
-	pgd=$(pg_dir)
-	stop_pg "$pgd/replica" replica
-	stop_pg "$pgd/primary" primary
-	stop_valkey
+	pgd=$(pg_dir existing)
+	if [ -n "$pgd" ]; then
+		bin=$(pg_bin)
+		stop_pg "$pgd/replica" replica
+		stop_pg "$pgd/primary" primary
+	fi
+	stop_servers valkey "$run_dir/valkey/valkey.pid"
+	# Every node ever started here, whatever MUEJAM_VALKEY_CLUSTER_PORT was; nodes.conf stays,
+	# so the next "up" brings the same cluster back.
+	shopt -s nullglob
+	stop_servers "valkey cluster" "$cluster_dir"/*/node.pid
 	;;
 status)
-	bin=$(pg_bin)
-	pgd=$(pg_dir)
+	pgd=$(pg_dir existing)
+	if [ -n "$pgd" ]; then bin=$(pg_bin); fi
 	status
 	;;
 *)

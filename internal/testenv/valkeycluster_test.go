@@ -1,0 +1,123 @@
+package testenv
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRequireValkeyClusterSeesTheDevCluster(t *testing.T) {
+	seeds := RequireValkeyCluster(t)
+	entries, err := clusterNodes(seeds[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var primaries, replicas int
+	for _, e := range entries {
+		switch {
+		case e.failed():
+		case e.primary():
+			primaries++
+		default:
+			replicas++
+		}
+	}
+	if primaries < 3 || replicas < 3 {
+		t.Fatalf("the dev cluster has %d primaries and %d replicas; want 3 and 3", primaries, replicas)
+	}
+}
+
+func TestValkeyClusterFailoverAndReshard(t *testing.T) {
+	c := StartValkeyCluster(t)
+	if seeds := c.Seeds(); len(seeds) != 6 || slices.Contains(seeds, ValkeyClusterAddrs[0]) {
+		t.Fatalf("Seeds() = %v; want six private nodes", seeds)
+	}
+	before := c.Primaries(t)
+	if len(before) != 3 {
+		t.Fatalf("Primaries() = %v; want 3", before)
+	}
+
+	// A write that a replica has acknowledged (WAIT) survives its primary's death.
+	const key = "muejam:testenv:failover"
+	owner := ownerOf(t, c, key)
+	if _, err := respDo(owner, "SET", key, "kept"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := respDo(owner, "WAIT", "1", "5000"); err != nil || n != int64(1) {
+		t.Fatalf("WAIT 1 on %s = %v, %v; want 1 replica", owner, n, err)
+	}
+
+	start := time.Now()
+	killed := c.KillPrimaryOf(t, key)
+	if killed.Addr != owner {
+		t.Fatalf("KillPrimaryOf(%q) killed %s; the key lives on %s", key, killed.Addr, owner)
+	}
+	c.WaitHealthy(t, 10*time.Second)
+	t.Logf("a replica took over from %s in %s", killed.Addr, time.Since(start).Round(time.Millisecond))
+
+	after := c.Primaries(t)
+	if len(after) != 3 || slices.ContainsFunc(after, func(n Node) bool { return n.Addr == killed.Addr }) {
+		t.Fatalf("primaries after the failover: %v; want 3 without %s", after, killed.Addr)
+	}
+	promoted := ownerOf(t, c, key)
+	if slices.ContainsFunc(before, func(n Node) bool { return n.Addr == promoted }) {
+		t.Fatalf("the key's slot moved to %s, a primary before the failover; want a promoted replica", promoted)
+	}
+	if v, err := respDo(promoted, "GET", key); err != nil || v != "kept" {
+		t.Fatalf("GET %s on the promoted %s = %v, %v; want kept", key, promoted, v, err)
+	}
+
+	// The killed node comes back as a replica.
+	c.Restart(t, killed)
+	c.WaitHealthy(t, 10*time.Second)
+	if p := c.Primaries(t); slices.ContainsFunc(p, func(n Node) bool { return n.Addr == killed.Addr }) {
+		t.Fatalf("the restarted %s is a primary again: %v", killed.Addr, p)
+	}
+
+	// Reshard moves slots, keys included.
+	from, to := after[0], after[1]
+	slotsBefore := slotCount(t, c, to.Addr)
+	c.Reshard(t, from, to, 100)
+	c.WaitHealthy(t, 10*time.Second)
+	if got := slotCount(t, c, to.Addr); got != slotsBefore+100 {
+		t.Fatalf("%s serves %d slots after the reshard; want %d", to.Addr, got, slotsBefore+100)
+	}
+	if v, err := respDo(ownerOf(t, c, key), "GET", key); err != nil || v != "kept" {
+		t.Fatalf("GET %s after the reshard = %v, %v; want kept", key, v, err)
+	}
+}
+
+// ownerOf returns the running primary that serves key: the one that does not answer MOVED.
+func ownerOf(t *testing.T, c *ValkeyCluster, key string) string {
+	t.Helper()
+	for _, p := range c.Primaries(t) {
+		_, err := respDo(p.Addr, "EXISTS", key)
+		if err == nil {
+			return p.Addr
+		}
+		if !strings.HasPrefix(err.Error(), "MOVED ") {
+			t.Fatalf("EXISTS %s on %s: %v", key, p.Addr, err)
+		}
+	}
+	t.Fatalf("no running primary serves %s", key)
+	return ""
+}
+
+// slotCount returns how many slots the node on addr serves, in its own view.
+func slotCount(t *testing.T, c *ValkeyCluster, addr string) int {
+	t.Helper()
+	entries, err := clusterNodes(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if e.addr == addr {
+			for _, r := range e.slots {
+				n += r[1] - r[0] + 1
+			}
+		}
+	}
+	return n
+}
