@@ -18,6 +18,7 @@ import (
 
 	"github.com/muejam/edge/appserver/identity"
 	"github.com/muejam/edge/appserver/secrets"
+	"github.com/muejam/edge/internal/valkeyconn"
 )
 
 // config is everything the app server reads from its environment and flags. Flags win over
@@ -27,7 +28,11 @@ type config struct {
 	MetricsAddr     string        // APP_METRICS_ADDR, -metrics-addr
 	DatabaseURL     string        // DATABASE_URL, -database-url
 	ReplicaURLs     []string      // DATABASE_REPLICA_URLS (comma-separated), -replica-urls
-	ValkeyAddr      string        // VALKEY_ADDR, -valkey-addr
+	ValkeyAddr      string        // VALKEY_ADDR, -valkey-addr: host:port, or a cluster's seeds, comma-separated
+	ValkeyCluster   bool          // VALKEY_CLUSTER, -valkey-cluster: require a cluster
+	ValkeyUsername  string        // VALKEY_USERNAME, -valkey-username
+	ValkeyPassword  string        // VALKEY_PASSWORD, -valkey-password: a secret reference
+	ValkeyTLS       string        // VALKEY_TLS, -valkey-tls: off, on (system roots) or a CA file
 	Migrate         bool          // MIGRATE_ON_START, -migrate
 	LogLevel        zapcore.Level // LOG_LEVEL, -log-level
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT, -shutdown-timeout
@@ -58,6 +63,7 @@ type config struct {
 
 	primary  *pgxpool.Config
 	replicas []*pgxpool.Config
+	valkey   valkeyconn.Config   // without the password, which is resolved at start
 	getenv   func(string) string // resolves env: secret references
 }
 
@@ -120,6 +126,11 @@ func parseConfigWith(name string, args []string, getenv func(string) string, std
 	env("APP_METRICS_ADDR", &cfg.MetricsAddr)
 	env("DATABASE_URL", &cfg.DatabaseURL)
 	env("VALKEY_ADDR", &cfg.ValkeyAddr)
+	valkeyCluster := strconv.FormatBool(cfg.ValkeyCluster)
+	env("VALKEY_CLUSTER", &valkeyCluster)
+	env("VALKEY_USERNAME", &cfg.ValkeyUsername)
+	env("VALKEY_PASSWORD", &cfg.ValkeyPassword)
+	env("VALKEY_TLS", &cfg.ValkeyTLS)
 	replicas := strings.Join(cfg.ReplicaURLs, ",")
 	env("DATABASE_REPLICA_URLS", &replicas)
 	migrate := strconv.FormatBool(cfg.Migrate)
@@ -164,7 +175,11 @@ func parseConfigWith(name string, args []string, getenv func(string) string, std
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "internal metrics and pprof listen address (APP_METRICS_ADDR)")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", cfg.DatabaseURL, "primary PostgreSQL URL (DATABASE_URL)")
 	fs.StringVar(&replicas, "replica-urls", replicas, "comma-separated replica PostgreSQL URLs (DATABASE_REPLICA_URLS)")
-	fs.StringVar(&cfg.ValkeyAddr, "valkey-addr", cfg.ValkeyAddr, "Valkey host:port (VALKEY_ADDR)")
+	fs.StringVar(&cfg.ValkeyAddr, "valkey-addr", cfg.ValkeyAddr, "Valkey host:port, or a cluster's seed addresses, comma-separated (VALKEY_ADDR)")
+	fs.StringVar(&valkeyCluster, "valkey-cluster", valkeyCluster, "require a Valkey cluster: on or off (VALKEY_CLUSTER)")
+	fs.StringVar(&cfg.ValkeyUsername, "valkey-username", cfg.ValkeyUsername, "Valkey ACL user, empty for the default user (VALKEY_USERNAME)")
+	fs.StringVar(&cfg.ValkeyPassword, "valkey-password", cfg.ValkeyPassword, "Valkey AUTH password as a secret reference: env:NAME, file:PATH or aws-sm:SECRET_ID[#json_key] (VALKEY_PASSWORD)")
+	fs.StringVar(&cfg.ValkeyTLS, "valkey-tls", cfg.ValkeyTLS, "TLS to Valkey: off, on (system roots) or a CA file (VALKEY_TLS)")
 	fs.StringVar(&migrate, "migrate", migrate, "apply migrations at start (MIGRATE_ON_START)")
 	fs.StringVar(&level, "log-level", level, "debug, info, warn or error (LOG_LEVEL)")
 	fs.StringVar(&shutdown, "shutdown-timeout", shutdown, "how long SIGTERM waits for in-flight requests (SHUTDOWN_TIMEOUT)")
@@ -229,10 +244,30 @@ func parseConfigWith(name string, args []string, getenv func(string) string, std
 		return cfg, usagef("invalid TRENDING_INTERVAL/-trending-interval %q: want a duration from 10m to 30m", trending)
 	}
 	for _, a := range []struct{ name, addr string }{
-		{"APP_ADDR/-addr", cfg.Addr}, {"APP_METRICS_ADDR/-metrics-addr", cfg.MetricsAddr}, {"VALKEY_ADDR/-valkey-addr", cfg.ValkeyAddr},
+		{"APP_ADDR/-addr", cfg.Addr}, {"APP_METRICS_ADDR/-metrics-addr", cfg.MetricsAddr},
 	} {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			return cfg, usagef("invalid %s %q: want host:port", a.name, a.addr)
+		}
+	}
+	on, ok := valkeyconn.ParseSwitch(valkeyCluster)
+	if !ok {
+		return cfg, usagef("invalid VALKEY_CLUSTER/-valkey-cluster %q: want on or off", valkeyCluster)
+	}
+	cfg.ValkeyCluster = on
+	cfg.valkey = valkeyconn.Config{Addresses: valkeyconn.SplitAddresses(cfg.ValkeyAddr), Cluster: on, Username: cfg.ValkeyUsername}
+	switch tlsOn, isSwitch := valkeyconn.ParseSwitch(cfg.ValkeyTLS); {
+	case isSwitch && tlsOn:
+		cfg.valkey.TLS = &valkeyconn.TLS{}
+	case !isSwitch:
+		cfg.valkey.TLS = &valkeyconn.TLS{CAFile: cfg.ValkeyTLS}
+	}
+	if err := cfg.valkey.Validate(); err != nil {
+		return cfg, usagef("invalid VALKEY_ADDR/-valkey-addr or VALKEY_TLS/-valkey-tls: %v", err)
+	}
+	if cfg.ValkeyPassword != "" {
+		if _, err := secrets.ParseRef(cfg.ValkeyPassword); err != nil {
+			return cfg, usagef("invalid VALKEY_PASSWORD/-valkey-password: %v", err)
 		}
 	}
 	if cfg.primary, err = parseDatabaseURL("DATABASE_URL", cfg.DatabaseURL); err != nil {

@@ -41,6 +41,7 @@ import (
 	"github.com/muejam/edge/appserver/stories"
 	"github.com/muejam/edge/appserver/whispers"
 	"github.com/muejam/edge/internal/pii"
+	"github.com/muejam/edge/internal/valkeyconn"
 )
 
 // piiRedactions counts the values the log scrubber replaces, by kind; never a value.
@@ -115,6 +116,23 @@ func passwordHooks(cfg config) (password func(context.Context) (string, error), 
 	}
 	res := secrets.New(secrets.Options{TTL: cfg.SecretsCacheTTL, Getenv: cfg.getenv})
 	return res.Func(cfg.DatabasePassword), func() { res.Invalidate(cfg.DatabasePassword) }
+}
+
+// valkeyConfig is the Valkey server or cluster of cfg with its password, when
+// VALKEY_PASSWORD names one, resolved through the secrets package.
+func valkeyConfig(ctx context.Context, cfg config) (valkeyconn.Config, error) {
+	vc := cfg.valkey
+	if cfg.ValkeyPassword == "" {
+		return vc, nil
+	}
+	res := secrets.New(secrets.Options{TTL: cfg.SecretsCacheTTL, Getenv: cfg.getenv})
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var err error
+	if vc.Password, err = res.Func(cfg.ValkeyPassword)(ctx); err != nil {
+		return vc, fmt.Errorf("resolving VALKEY_PASSWORD: %w", err)
+	}
+	return vc, nil
 }
 
 // primaryPool opens a pool of its own on the configured primary, for the subcommands.
@@ -244,7 +262,11 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	}()
 	defer func() { stopTrending(); <-trendingDone }()
 
-	vk := health.NewValkey(cfg.ValkeyAddr, cfg.HealthTimeout)
+	vcfg, err := valkeyConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	vk := health.NewValkey(vcfg, cfg.HealthTimeout)
 	defer vk.Close()
 	var checks []health.Check
 	for _, s := range db.Status() {
@@ -272,7 +294,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		zap.String("metrics_addr", metricsLn.Addr().String()),
 		zap.String("database", redactURL(cfg.DatabaseURL)),
 		zap.Int("replicas", len(cfg.replicas)),
-		zap.String("valkey", cfg.ValkeyAddr))
+		zap.Stringer("valkey", vcfg))
 	go func() {
 		if err := internal.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {
 			log.Error("internal listener stopped", zap.Error(err))

@@ -3,13 +3,14 @@ package health
 import (
 	"context"
 	"fmt"
-	"net"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/valkey-io/valkey-go"
 
 	"github.com/muejam/edge/appserver/dbrouter"
+	"github.com/muejam/edge/internal/valkeyconn"
 )
 
 // DatabaseNode probes the database node of the router named name: it runs a router check
@@ -37,20 +38,20 @@ func DatabaseNode(r *dbrouter.Router, name string) Probe {
 	}
 }
 
-// Valkey probes a Valkey (or Redis) server with PING. The client is created on first use and
-// again after a failed creation, so the app server starts, and recovers, while Valkey is down.
+// Valkey probes a Valkey (or Redis) server with PING, or a cluster with CLUSTER INFO (its
+// state must be ok: every slot served). The client is created on first use and again after a
+// failed creation, so the app server starts, and recovers, while Valkey is down.
 type Valkey struct {
-	addr    string
+	cfg     valkeyconn.Config
 	timeout time.Duration
 
 	mu     sync.Mutex
 	client valkey.Client
 }
 
-// NewValkey returns a Valkey probe for addr (host:port); timeout bounds dialing and each
-// command.
-func NewValkey(addr string, timeout time.Duration) *Valkey {
-	return &Valkey{addr: addr, timeout: timeout}
+// NewValkey returns a Valkey probe for the server or cluster of cfg; timeout bounds dialing.
+func NewValkey(cfg valkeyconn.Config, timeout time.Duration) *Valkey {
+	return &Valkey{cfg: cfg, timeout: timeout}
 }
 
 // Probe is the health probe.
@@ -59,7 +60,24 @@ func (v *Valkey) Probe(ctx context.Context) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return nil, c.Do(ctx, c.B().Ping().Build()).Error()
+	if c.Mode() != valkey.ClientModeCluster {
+		return map[string]any{"mode": "standalone"}, c.Do(ctx, c.B().Ping().Build()).Error()
+	}
+	info, err := c.Do(ctx, c.B().ClusterInfo().Build()).ToString()
+	if err != nil {
+		return map[string]any{"mode": "cluster"}, err
+	}
+	details := map[string]any{"mode": "cluster"}
+	for line := range strings.Lines(info) {
+		k, val, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "cluster_state" || k == "cluster_known_nodes" || k == "cluster_size") {
+			details[k] = val
+		}
+	}
+	if details["cluster_state"] != "ok" {
+		return details, fmt.Errorf("cluster state %v", details["cluster_state"])
+	}
+	return details, nil
 }
 
 func (v *Valkey) get() (valkey.Client, error) {
@@ -68,13 +86,7 @@ func (v *Valkey) get() (valkey.Client, error) {
 	if v.client != nil {
 		return v.client, nil
 	}
-	c, err := valkey.NewClient(valkey.ClientOption{
-		InitAddress:       []string{v.addr},
-		ForceSingleClient: true,
-		DisableCache:      true,
-		Dialer:            net.Dialer{Timeout: v.timeout},
-		ConnWriteTimeout:  v.timeout,
-	})
+	c, err := v.cfg.NewClient(v.timeout)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to valkey: %w", err)
 	}

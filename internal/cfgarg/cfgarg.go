@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/dustin/go-humanize"
+
+	"github.com/muejam/edge/internal/valkeyconn"
 )
 
 // one returns the option's name and its single argument.
@@ -80,3 +82,88 @@ func Size(d *caddyfile.Dispenser) (int64, error) {
 	}
 	return int64(n), nil
 }
+
+// Valkey reads a `valkey` option of an edge module, the dispenser on its name:
+//
+//	valkey <address...>
+//	valkey <address...> {
+//		cluster  [on|off]          # require a cluster (default: discovered from the server)
+//		username <user>
+//		password <password>        # a placeholder: {env.VALKEY_PASSWORD}, {file./run/secrets/valkey}
+//		tls      [on|off|<ca_file>] # TLS, verifying with the CA file or the system's roots
+//		tls_server_name <name>     # the name in the server's certificate (default: the host)
+//	}
+//
+// An address argument may hold several, comma-separated, as environment variables give
+// them: `valkey {$VALKEY_ADDR}` with VALKEY_ADDR=10.0.0.1:6379,10.0.0.2:6379. An empty list
+// (`valkey ""`, an unset variable) means no Valkey.
+func Valkey(d *caddyfile.Dispenser) (valkeyconn.Config, error) {
+	var c valkeyconn.Config
+	for d.NextArg() {
+		c.Addresses = append(c.Addresses, valkeyconn.SplitAddresses(d.Val())...)
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch opt := d.Val(); opt {
+		case "cluster":
+			c.Cluster = true
+			if d.NextArg() {
+				on, ok := valkeyconn.ParseSwitch(d.Val())
+				if !ok {
+					return c, d.Errf("cluster: %q is not on or off", d.Val())
+				}
+				c.Cluster = on
+			}
+		case "username", "password", "tls_server_name":
+			if !d.NextArg() {
+				return c, d.ArgErr()
+			}
+			switch opt {
+			case "username":
+				c.Username = d.Val()
+			case "password":
+				c.Password = d.Val()
+			default:
+				if c.TLS == nil {
+					c.TLS = &valkeyconn.TLS{}
+				}
+				c.TLS.ServerName = d.Val()
+			}
+		case "tls":
+			on, ca := true, ""
+			if d.NextArg() {
+				if sw, ok := valkeyconn.ParseSwitch(d.Val()); ok && d.Val() != "" {
+					on = sw
+				} else {
+					ca = d.Val()
+				}
+			}
+			switch {
+			case !on:
+				c.TLS = nil
+			case c.TLS == nil:
+				c.TLS = &valkeyconn.TLS{CAFile: ca}
+			default:
+				c.TLS.CAFile = ca
+			}
+		default:
+			return c, d.Errf("valkey: unrecognized option %q", opt)
+		}
+		if d.NextArg() {
+			return c, d.ArgErr()
+		}
+	}
+	if len(c.Addresses) == 0 && (c.Cluster || c.TLS != nil || c.Username != "" || c.Password != "") {
+		return c, d.Err("valkey: options given but no address")
+	}
+	if len(c.Addresses) > 0 {
+		if err := c.Validate(); err != nil {
+			return c, d.Err(err.Error())
+		}
+	}
+	return c, nil
+}
+
+// Placeholders replaces the placeholders Caddy knows outside a request ({env.*}, {file.*})
+// in s, leaving unknown ones empty: for secrets given as placeholders, such as a Valkey
+// password (valkeyconn.Config.Replace).
+func Placeholders(s string) string { return caddy.NewReplacer().ReplaceKnown(s, "") }
