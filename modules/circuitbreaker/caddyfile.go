@@ -38,7 +38,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		open_duration        <duration>               # default 10s
 //		max_open_duration    <duration>               # doubling cap; default open_duration
 //		half_open_probes     <n>                      # default 1
-//		failure_status       <code|class>...          # default every 5xx but 501; e.g. 5xx 429
+//		failure_status       <code|class>...          # default 502 503 504; e.g. 5xx 429
+//		probe <path> {                                # e.g. /v1/health; no probes by default
+//			upstreams <host:port|http(s) URL>...      # required here
+//			interval  <duration>                      # default 250ms
+//			timeout   <duration>                      # default 1s
+//			status    <code|class>...                 # healthy answers; default 2xx
+//		}
 //	}
 //
 // Without a trip condition, a breaker opens after 5 consecutive failures.
@@ -63,12 +69,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.MaxBreakers = n
 		default:
-			if err := h.Policy.unmarshalOption(d); err != nil {
+			if err := h.Policy.unmarshalOption(d, false); err != nil {
 				return err
 			}
 		}
 	}
-	return h.Policy.check(d)
+	return h.Policy.check(d, false)
 }
 
 // UnmarshalCaddyfile sets up the transport from Caddyfile tokens, inside reverse_proxy.
@@ -76,6 +82,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //
 //	transport circuit_breaker {
 //		<the options of the circuit_breaker directive but key and max_breakers>
+//		probe <path> {
+//			<the probe options of the circuit_breaker directive but upstreams>
+//		}
 //		http {
 //			<the options of transport http>
 //		}
@@ -92,15 +101,15 @@ func (t *Transport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			continue
 		}
-		if err := t.Policy.unmarshalOption(d); err != nil {
+		if err := t.Policy.unmarshalOption(d, true); err != nil {
 			return err
 		}
 	}
-	return t.Policy.check(d)
+	return t.Policy.check(d, true)
 }
 
-// unmarshalOption parses the policy option d is on.
-func (p *Policy) unmarshalOption(d *caddyfile.Dispenser) error {
+// unmarshalOption parses the policy option d is on. ownUpstream: see Policy.validate.
+func (p *Policy) unmarshalOption(d *caddyfile.Dispenser, ownUpstream bool) error {
 	var err error
 	switch d.Val() {
 	case "consecutive_failures":
@@ -122,26 +131,90 @@ func (p *Policy) unmarshalOption(d *caddyfile.Dispenser) error {
 	case "half_open_probes":
 		p.HalfOpenProbes, err = cfgarg.Int(d, 1)
 	case "failure_status":
-		args := d.RemainingArgs()
-		if len(args) == 0 {
-			return d.ArgErr()
+		p.FailureStatus, err = statusArgs(d)
+	case "probe":
+		if p.Probe != nil {
+			return d.Err("probe: given twice")
 		}
-		for _, arg := range args {
-			code, err := strconv.Atoi(strings.TrimSuffix(strings.ToLower(arg), "xx"))
-			if err != nil || !(code >= 1 && code <= 5 || code >= 100 && code <= 599) {
-				return d.Errf("failure_status: %q is not a status code (100-599) or class (1xx-5xx)", arg)
-			}
-			p.FailureStatus = append(p.FailureStatus, code)
-		}
+		p.Probe, err = unmarshalProbe(d, ownUpstream)
 	default:
 		return d.Errf("unrecognized circuit_breaker option %q", d.Val())
 	}
 	return err
 }
 
+// unmarshalProbe parses a probe option and its block, reporting a value that does not fit
+// at its own line.
+func unmarshalProbe(d *caddyfile.Dispenser, ownUpstream bool) (*Probe, error) {
+	pr := new(Probe)
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	pr.Path = d.Val()
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	if !strings.HasPrefix(pr.Path, "/") {
+		return nil, d.Errf("probe: path %q does not start with /", pr.Path)
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "upstreams":
+			if ownUpstream {
+				return nil, d.Err("probe upstreams: the transport probes the upstream of each breaker; leave them out")
+			}
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.ArgErr()
+			}
+			for _, a := range args {
+				if _, err := probeBase(a); err != nil {
+					return nil, d.Errf("probe: %v", err)
+				}
+			}
+			pr.Upstreams = append(pr.Upstreams, args...)
+		case "interval":
+			pr.Interval, err = cfgarg.Duration(d)
+		case "timeout":
+			pr.Timeout, err = cfgarg.Duration(d)
+		case "status":
+			pr.Status, err = statusArgs(d)
+		default:
+			return nil, d.Errf("unrecognized probe option %q", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !ownUpstream && len(pr.Upstreams) == 0 {
+		return nil, d.Err("probe: upstreams are required (the addresses of the health endpoint)")
+	}
+	return pr, nil
+}
+
+// statusArgs parses the arguments of a status list option: codes (100-599) or classes
+// (1xx-5xx, or 1-5).
+func statusArgs(d *caddyfile.Dispenser) ([]int, error) {
+	opt := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.ArgErr()
+	}
+	codes := make([]int, 0, len(args))
+	for _, arg := range args {
+		code, err := strconv.Atoi(strings.TrimSuffix(strings.ToLower(arg), "xx"))
+		if err != nil || !validStatus(code) {
+			return nil, d.Errf("%s: %q is not a status code (100-599) or class (1xx-5xx)", opt, arg)
+		}
+		codes = append(codes, code)
+	}
+	return codes, nil
+}
+
 // check reports a policy whose options do not fit together, at the current token.
-func (p *Policy) check(d *caddyfile.Dispenser) error {
-	if err := p.validate(); err != nil {
+func (p *Policy) check(d *caddyfile.Dispenser, ownUpstream bool) error {
+	if err := p.validate(ownUpstream); err != nil {
 		return d.Errf("circuit_breaker: %v", err)
 	}
 	return nil

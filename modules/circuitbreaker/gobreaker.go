@@ -15,17 +15,26 @@ func init() {
 
 // Gobreaker is http.reverse_proxy.circuit_breakers.gobreaker, for the circuit_breaker field
 // of reverse_proxy's JSON config. Caddy gives that slot one breaker for all the upstreams of
-// the proxy and tells it only about responses (not about connection errors or timeouts), so
-// while it is open every upstream counts as unavailable. For a breaker per upstream that also
-// sees network errors, use the circuit_breaker transport instead.
+// the proxy, asks it (OK) whether upstreams may be selected, and tells it (RecordMetric)
+// only the status and latency of the responses it got: a refused connection, a reset or a
+// timeout never reaches it. Its failures are the responses with a status of FailureStatus
+// (default 502, 503, 504); while it is open every upstream counts as unavailable, and
+// reverse_proxy answers 503. For a breaker per upstream that counts connection errors and
+// timeouts at once, use the circuit_breaker transport (or, with this slot, reverse_proxy's
+// passive health checks, fail_duration, for connection errors).
+//
+// With a probe (its upstreams are required: the slot is never told the proxy's), a prober
+// closes the open breaker as soon as one of them answers the probe path healthy.
 type Gobreaker struct {
 	// Name names the breaker in metrics and on the admin API. Default: reverse_proxy.
 	Name string `json:"name,omitempty"`
 
 	Policy
 
-	owner *owner
-	entry *entry
+	owner  *owner
+	entry  *entry
+	probes *urlProbes
+	prober *prober
 }
 
 // CaddyModule returns the Caddy module information.
@@ -36,12 +45,12 @@ func (Gobreaker) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision takes (or makes) the named breaker.
+// Provision takes (or makes) the named breaker and starts the prober.
 func (g *Gobreaker) Provision(ctx caddy.Context) error {
 	if g.Name == "" {
 		g.Name = "reverse_proxy"
 	}
-	if err := g.validate(); err != nil {
+	if err := g.validate(false); err != nil {
 		return err
 	}
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
@@ -49,17 +58,27 @@ func (g *Gobreaker) Provision(ctx caddy.Context) error {
 	}
 	g.owner = newOwner("gobreaker", g.settings(), ctx.Logger(), 0)
 	e, err := g.owner.get(g.Name)
+	if err != nil {
+		return err
+	}
 	g.entry = e
-	return err
+	if g.Probe != nil {
+		g.Probe.provision()
+		g.probes = newURLProbes(g.Probe)
+		g.prober = g.startProber(ctx, g.owner, g.probes.targets, g.probes.check)
+	}
+	return nil
 }
 
 // Validate checks the breaker policy.
 func (g *Gobreaker) Validate() error {
-	return g.validate()
+	return g.validate(false)
 }
 
-// Cleanup releases the breaker.
+// Cleanup stops the prober and releases the breaker.
 func (g *Gobreaker) Cleanup() error {
+	g.prober.stop()
+	g.probes.close()
 	if g.owner != nil {
 		g.owner.release()
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/muejam/edge/internal/breaker"
+	"github.com/muejam/edge/internal/testenv"
+	_ "github.com/muejam/edge/modules/edgecache" // edge_cache in front of the breakers
 )
 
 // The integration tests run one in-process Caddy (caddytest) on free ports, in front of
@@ -197,11 +200,11 @@ func checkShortCircuit(t *testing.T, status int, retryAfter, body string, maxRet
 	}
 }
 
-// TestHandlerOpensShortCircuitsProbesAndCloses: an upstream answering 500s opens the
+// TestHandlerOpensShortCircuitsProbesAndCloses: an upstream answering 503s opens the
 // breaker after the configured consecutive failures; short-circuited requests never reach
 // it; after the open time exactly the allowed probes reach it; their success closes it.
 func TestHandlerOpensShortCircuitsProbesAndCloses(t *testing.T) {
-	up := newUpstream(t, http.StatusInternalServerError)
+	up := newUpstream(t, http.StatusServiceUnavailable)
 	loadCaddy(t, `
 	circuit_breaker {
 		consecutive_failures 3
@@ -213,8 +216,8 @@ func TestHandlerOpensShortCircuitsProbesAndCloses(t *testing.T) {
 	before := testutil.ToFloat64(shortCircuited.WithLabelValues(name))
 
 	for i := range 3 {
-		if status, _, _ := get(t, "/"); status != 500 {
-			t.Fatalf("request %d: status %d, want the upstream's 500", i, status)
+		if status, _, body := get(t, "/"); status != 503 || !strings.HasPrefix(body, "from ") {
+			t.Fatalf("request %d: status %d (%s), want the upstream's 503", i, status, body)
 		}
 	}
 	opened := time.Now()
@@ -282,7 +285,7 @@ func TestHandlerOpensShortCircuitsProbesAndCloses(t *testing.T) {
 // TestStateSurvivesReload: a reload to another config with the same breaker settings keeps
 // an open breaker open, with its open time running on.
 func TestStateSurvivesReload(t *testing.T) {
-	up := newUpstream(t, http.StatusInternalServerError)
+	up := newUpstream(t, http.StatusBadGateway)
 	const site = `
 	circuit_breaker {
 		consecutive_failures 2
@@ -316,13 +319,15 @@ func TestStateSurvivesReload(t *testing.T) {
 		consecutive_failures 3
 	}
 	reverse_proxy %s`, up.addr())
-	if status, _, _ := get(t, "/"); status != 500 {
-		t.Errorf("after a settings change: status %d, want the upstream's 500 from a fresh breaker", status)
+	if status, _, _ := get(t, "/"); status != 502 {
+		t.Errorf("after a settings change: status %d, want the upstream's 502 from a fresh breaker", status)
 	}
 }
 
 // TestTransportConnectionErrorsTrip: an upstream that stops accepting connections trips
-// its breaker; then reverse_proxy does not dial it and the handler answers 503.
+// its breaker; the handler answers the 502s of the refused dials with a problem document
+// and Retry-After; then reverse_proxy does not dial the upstream and the handler answers
+// 503, which counts against its own breaker (the route has no upstream left).
 func TestTransportConnectionErrorsTrip(t *testing.T) {
 	up := newUpstream(t, http.StatusOK)
 	addr := up.addr()
@@ -341,8 +346,9 @@ func TestTransportConnectionErrorsTrip(t *testing.T) {
 	}
 	up.srv.Close() // connections are now refused
 	for i := range 2 {
-		if status, _, _ := get(t, "/"); status != http.StatusBadGateway {
-			t.Fatalf("request %d to a closed port: status %d, want 502", i, status)
+		status, retry, body := get(t, "/")
+		if status != http.StatusBadGateway || retry != "1" || !strings.Contains(body, `"title":"Bad Gateway"`) {
+			t.Fatalf("request %d to a closed port: %d, Retry-After %q, %s; want 502 with Retry-After 1 and a problem document", i, status, retry, body)
 		}
 	}
 	if s := breakerState(t, addr); s.State != "open" || s.ConsecutiveFailures != 0 || s.Trips != 1 {
@@ -354,9 +360,9 @@ func TestTransportConnectionErrorsTrip(t *testing.T) {
 	if got := testutil.ToFloat64(shortCircuited.WithLabelValues(addr)) - before; got != 1 {
 		t.Errorf("the transport's breaker short-circuited %v requests, want 1", got)
 	}
-	// The short-circuits did not count against the handler's own breaker.
-	if s := breakerState(t, "127.0.0.1"); s.State != "closed" || s.Failures != 2 {
-		t.Errorf("handler breaker %+v, want closed with the 2 failures of the 502s only", s)
+	// The 502s and the short-circuit counted against the handler's own breaker.
+	if s := breakerState(t, "127.0.0.1"); s.State != "closed" || s.Failures != 3 || s.ConsecutiveFailures != 3 {
+		t.Errorf("handler breaker %+v, want closed with 3 failures in a row (2 refused, 1 short-circuited)", s)
 	}
 }
 
@@ -397,7 +403,7 @@ func TestTransportSlowUpstreamTrips(t *testing.T) {
 // counts a passive health failure (fail_duration), so that the load balancer stops picking
 // the open upstream.
 func TestTransportOneOfTwoUpstreamsFailing(t *testing.T) {
-	bad := newUpstream(t, http.StatusInternalServerError)
+	bad := newUpstream(t, http.StatusServiceUnavailable)
 	good := newUpstream(t, http.StatusOK)
 	loadCaddy(t, `
 	reverse_proxy %s %s {
@@ -486,8 +492,8 @@ func TestAdminOpenCloseReset(t *testing.T) {
 	}
 }
 
-// TestGobreakerSlot: the JSON circuit_breaker slot of reverse_proxy stops selecting the
-// upstreams when its breaker opens.
+// TestGobreakerSlot: the JSON circuit_breaker slot of reverse_proxy counts 502s (not
+// 500s) and stops selecting the upstreams when its breaker opens.
 func TestGobreakerSlot(t *testing.T) {
 	up := newUpstream(t, http.StatusInternalServerError)
 	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
@@ -499,27 +505,54 @@ func TestGobreakerSlot(t *testing.T) {
 			"routes": [{"handle": [{
 				"handler": "reverse_proxy",
 				"upstreams": [{"dial": %q}],
-				"circuit_breaker": {"type": "gobreaker", "name": "slot", "consecutive_failures": 2, "open_duration": "1m"}
+				"circuit_breaker": {"type": "gobreaker", "name": "slot", "consecutive_failures": 2, "open_duration": "1m",
+					"probe": {"path": "/v1/health", "upstreams": [%q], "interval": "100ms"}}
 			}]}]
 		}}}}
-	}`, adminPort, sitePort, up.addr()), "json")
+	}`, adminPort, sitePort, up.addr(), up.addr()), "json")
 	if t.Failed() {
 		t.FailNow()
 	}
 	client.CloseIdleConnections()
-	for range 2 {
+	for range 5 {
 		if status, _, _ := get(t, "/"); status != 500 {
 			t.Fatalf("status %d, want the upstream's 500", status)
+		}
+	}
+	if s := breakerState(t, "slot"); s.State != "closed" || s.Failures != 0 {
+		t.Fatalf("slot breaker after 5 answers of 500: %+v, want closed without failures", s)
+	}
+	up.status.Store(http.StatusBadGateway)
+	for range 2 {
+		if status, _, _ := get(t, "/"); status != 502 {
+			t.Fatalf("status %d, want the upstream's 502", status)
 		}
 	}
 	if status, _, _ := get(t, "/"); status != http.StatusServiceUnavailable {
 		t.Errorf("open slot breaker: status %d, want reverse_proxy's 503 (no upstream available)", status)
 	}
-	if hits := up.hits.Load(); hits != 2 {
-		t.Errorf("upstream got %d requests, want 2", hits)
+	if hits := up.hits.Load(); hits != 7 {
+		t.Errorf("upstream got %d requests, want 7", hits)
 	}
 	if s := breakerState(t, "slot"); s.State != "open" {
 		t.Errorf("slot breaker %+v, want open", s)
+	}
+	// The upstream's health endpoint answers 502 too: the probes keep the breaker open.
+	time.Sleep(300 * time.Millisecond)
+	if s := breakerState(t, "slot"); s.State != "open" {
+		t.Errorf("slot breaker %+v while the probes fail, want open", s)
+	}
+	up.status.Store(http.StatusOK)
+	back := time.Now()
+	for breakerState(t, "slot").State != "closed" {
+		if time.Since(back) > 5*time.Second {
+			t.Fatal("the slot's probes did not close it within 5s of the upstream's recovery")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("slot breaker closed %v after the upstream's recovery (probe interval 100ms)", time.Since(back))
+	if status, _, _ := get(t, "/"); status != 200 {
+		t.Errorf("after the probe closed the slot: status %d, want 200", status)
 	}
 }
 
@@ -633,5 +666,325 @@ func loopbackLoad(b *testing.B, workers int) {
 	if len(all) > 0 {
 		b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
 		b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+	}
+}
+
+// TestFiveHundredsDoNotTrip: an upstream answering 500s (which clients can provoke) trips
+// neither the handler's breaker nor the transport's, however many in a row.
+func TestFiveHundredsDoNotTrip(t *testing.T) {
+	up := newUpstream(t, http.StatusInternalServerError)
+	loadCaddy(t, `
+	circuit_breaker {
+		consecutive_failures 2
+	}
+	reverse_proxy %s {
+		transport circuit_breaker {
+			consecutive_failures 2
+		}
+	}`, up.addr())
+	for i := range 20 {
+		if status, _, body := get(t, "/"); status != 500 || !strings.HasPrefix(body, "from ") {
+			t.Fatalf("request %d: %d %q, want the upstream's 500", i, status, body)
+		}
+	}
+	for _, name := range []string{"127.0.0.1", up.addr()} {
+		if s := breakerState(t, name); s.State != "closed" || s.Failures != 0 {
+			t.Errorf("breaker %s after 20 answers of 500: %+v, want closed without failures", name, s)
+		}
+	}
+	// 503 and 504 from the upstream do count.
+	for _, code := range []int{503, 504} {
+		up.status.Store(int64(code))
+		get(t, "/")
+	}
+	if s := breakerState(t, up.addr()); s.State != "open" {
+		t.Errorf("transport breaker after a 503 and a 504: %+v, want open", s)
+	}
+}
+
+// TestEdgeErrorsCarryRetryAfter: every 502, 503 and 504 the edge makes (a refused dial, a
+// response header timeout, every upstream short-circuited, no upstream available) carries
+// Retry-After and a problem document; the upstream's own answers are passed on as they are.
+func TestEdgeErrorsCarryRetryAfter(t *testing.T) {
+	up := newUpstream(t, http.StatusOK)
+	up.delay.Store(int64(300 * time.Millisecond))
+	dead := freeAddr(t)
+	loadCaddy(t, `
+	circuit_breaker {
+		consecutive_failures 100
+	}
+	handle /refused {
+		reverse_proxy %s
+	}
+	handle /slow {
+		reverse_proxy %s {
+			transport http {
+				response_header_timeout 100ms
+			}
+		}
+	}
+	handle /open {
+		reverse_proxy %s {
+			transport circuit_breaker {
+				consecutive_failures 1
+				open_duration 1m
+			}
+		}
+	}
+	handle /none {
+		reverse_proxy %s {
+			fail_duration 1m
+			max_fails 1
+		}
+	}`, dead, up.addr(), dead, freeAddr(t))
+	for _, tc := range []struct {
+		path   string
+		status int
+		retry  string
+	}{
+		{"/refused", 502, "1"}, {"/slow", 504, "1"},
+		{"/open", 502, "1"}, {"/open", 503, "60"}, // the transport breaker's open time left
+		{"/none", 502, "1"}, {"/none", 503, "1"}, // a refused dial marks the only upstream down: no upstream left
+	} {
+		status, retry, body := get(t, tc.path)
+		if status != tc.status || retry != tc.retry || !strings.Contains(body, fmt.Sprintf(`"status":%d`, tc.status)) {
+			t.Errorf("GET %s: %d, Retry-After %q, %q; want %d, Retry-After %s and a problem document", tc.path, status, retry, body, tc.status, tc.retry)
+		}
+	}
+	up.delay.Store(0)
+	up.status.Store(http.StatusServiceUnavailable)
+	if status, retry, body := get(t, "/slow"); status != 503 || retry != "" || !strings.HasPrefix(body, "from ") {
+		t.Errorf("the upstream's own 503: %d, Retry-After %q, %q; want it as it is", status, retry, body)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	return fmt.Sprintf("127.0.0.1:%d", freePort())
+}
+
+// TestProbesCloseWithinASecond: an upstream that goes away trips the transport's and the
+// handler's breakers; while it is away they answer 503 at once and their probes fail; when
+// it comes back on the same address the probes close both, and the first 200 comes within a
+// second, long before the open duration (1m) ends.
+func TestProbesCloseWithinASecond(t *testing.T) {
+	up := newUpstream(t, http.StatusOK)
+	px := testenv.NewProxy(t, up.addr())
+	loadCaddy(t, `
+	circuit_breaker {
+		consecutive_failures 2
+		open_duration 1m
+		probe /v1/health {
+			upstreams %s
+			interval 100ms
+		}
+	}
+	reverse_proxy %s {
+		transport circuit_breaker {
+			consecutive_failures 2
+			open_duration 1m
+			probe /v1/health {
+				interval 100ms
+			}
+		}
+	}`, px.Addr, px.Addr)
+	if status, _, _ := get(t, "/"); status != 200 {
+		t.Fatalf("status %d before the outage", status)
+	}
+	px.Down()
+	for i := 0; breakerState(t, "127.0.0.1").State != "open"; i++ {
+		if i == 10 {
+			t.Fatalf("handler breaker %+v after 10 requests to a dead upstream, want open", breakerState(t, "127.0.0.1"))
+		}
+		get(t, "/")
+	}
+	if s := breakerState(t, px.Addr); s.State != "open" {
+		t.Fatalf("transport breaker %+v, want open", s)
+	}
+	hits := up.hits.Load()
+	time.Sleep(500 * time.Millisecond) // probes fail meanwhile: the breakers stay open
+	status, retry, body := get(t, "/")
+	checkShortCircuit(t, status, retry, body, 1)
+	if s := breakerState(t, "127.0.0.1"); s.State != "open" {
+		t.Fatalf("handler breaker %+v while the upstream is away, want open", s)
+	}
+
+	px.Up(t)
+	back := time.Now()
+	var first time.Duration
+	for {
+		status, _, _, err := tryGet("/")
+		if err == nil && status == 200 {
+			first = time.Since(back)
+			break
+		}
+		if time.Since(back) > 10*time.Second {
+			t.Fatalf("no 200 within 10s of the upstream's return (last %d, %v)", status, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("first 200 %v after the upstream's return (probe interval 100ms)", first)
+	if first > 2*time.Second {
+		t.Errorf("first 200 %v after the upstream's return, want within about a second", first)
+	}
+	for _, name := range []string{"127.0.0.1", px.Addr} {
+		if s := breakerState(t, name); s.State != "closed" {
+			t.Errorf("breaker %s %+v after the return, want closed", name, s)
+		}
+	}
+	if up.hits.Load() == hits {
+		t.Error("the upstream saw no request after its return")
+	}
+}
+
+// TestStaleThroughAnOutage: edge_cache in front of the breakers, as in production. While
+// the upstream is away, a cached page with stale-if-error is served stale both for the
+// edge's 502s (before the trip) and for the open breaker's 503s; a page without a stored
+// entry gets the edge's answer with Retry-After.
+func TestStaleThroughAnOutage(t *testing.T) {
+	up := newUpstream(t, http.StatusOK)
+	px := testenv.NewProxy(t, up.addr())
+	loadCaddy(t, `
+	edge_cache
+	circuit_breaker {
+		consecutive_failures 3
+		open_duration 1m
+	}
+	reverse_proxy %s {
+		header_down Cache-Control "max-age=1, stale-if-error=600"
+		transport circuit_breaker {
+			consecutive_failures 100
+		}
+	}`, px.Addr)
+	get(t, "/page") // stored, fresh for a second
+	time.Sleep(1100 * time.Millisecond)
+	px.Down() // the entry is stale: the cache asks the upstream, which is gone
+	var statuses []string
+	for range 5 {
+		resp, err := client.Get(siteURL + "/page")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		cs := resp.Header.Get("Cache-Status")
+		if resp.StatusCode != 200 || !strings.Contains(cs, "detail=stale-if-error") {
+			t.Fatalf("GET /page during the outage: %d, Cache-Status %q; want a stale 200", resp.StatusCode, cs)
+		}
+		statuses = append(statuses, cs[strings.Index(cs, "fwd-status="):])
+	}
+	if want := "fwd-status=502; detail=stale-if-error"; statuses[0] != want || !strings.HasPrefix(statuses[4], "fwd-status=503") {
+		t.Errorf("stale answers' upstream statuses %q, want 502s until the trip, then the open breaker's 503", statuses)
+	}
+	status, retry, body := get(t, "/uncached")
+	checkShortCircuit(t, status, retry, body, 60)
+}
+
+// proberGoroutines counts the goroutines of probers (loops and probes in flight).
+func proberGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, "circuitbreaker.(*prober)") {
+			count++
+		}
+	}
+	return count
+}
+
+// TestProbersStopOnUnload: the probers of a config (one per module with a probe, each with a
+// probe of a hanging upstream in flight) end when a reload unloads it; none is left.
+func TestProbersStopOnUnload(t *testing.T) {
+	hang := newUpstream(t, http.StatusOK)
+	g := newGate()
+	hang.hold.Store(g) // the probes hang until the unload cancels them
+	loadCaddy(t, `
+	circuit_breaker {
+		consecutive_failures 1
+		probe /v1/health {
+			upstreams %s
+			interval 50ms
+			timeout 1m
+		}
+	}
+	reverse_proxy %s`, hang.addr(), freeAddr(t))
+	get(t, "/") // refused: the breaker opens, and probes start
+	g.waitArrivals(t, 1)
+	if n := proberGoroutines(); n < 2 {
+		t.Fatalf("%d prober goroutines with a breaker open, want the loop and a probe", n)
+	}
+	loadCaddy(t, `respond "no breakers"`)
+	deadline := time.Now().Add(5 * time.Second)
+	for proberGoroutines() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d prober goroutines left 5s after the unload", proberGoroutines())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestTransportTimeoutsCount: a response header timeout is a failure of the upstream's
+// breaker at once (and the client gets 504 with Retry-After).
+func TestTransportTimeoutsCount(t *testing.T) {
+	up := newUpstream(t, http.StatusOK)
+	up.delay.Store(int64(300 * time.Millisecond))
+	loadCaddy(t, `
+	circuit_breaker {
+		consecutive_failures 100
+	}
+	reverse_proxy %s {
+		transport circuit_breaker {
+			consecutive_failures 1
+			http {
+				response_header_timeout 50ms
+			}
+		}
+	}`, up.addr())
+	status, retry, _ := get(t, "/")
+	if status != http.StatusGatewayTimeout || retry != "1" {
+		t.Errorf("slow upstream: %d, Retry-After %q; want 504 with Retry-After 1", status, retry)
+	}
+	if s := breakerState(t, up.addr()); s.State != "open" || s.Trips != 1 {
+		t.Errorf("transport breaker after one timeout: %+v, want open", s)
+	}
+}
+
+// TestBrokenRequestBodiesDoNotCount: a client that sends less body than it announced makes
+// the round trip fail, which is the client's doing: neither breaker counts it.
+func TestBrokenRequestBodiesDoNotCount(t *testing.T) {
+	up := newUpstream(t, http.StatusOK)
+	loadCaddy(t, `
+	circuit_breaker {
+		consecutive_failures 1
+	}
+	reverse_proxy %s {
+		transport circuit_breaker {
+			consecutive_failures 1
+		}
+	}`, up.addr())
+	get(t, "/") // makes both breakers
+	for range 3 {
+		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", sitePort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\nonly a little")
+		conn.(*net.TCPConn).CloseWrite() // the body ends early; the answer can still come
+		resp, _ := io.ReadAll(conn)
+		conn.Close()
+		t.Logf("answer to a broken body: %q", strings.SplitN(string(resp), "\r\n", 2)[0])
+	}
+	for _, name := range []string{"127.0.0.1", up.addr()} {
+		if s := breakerState(t, name); s.State != "closed" || s.Failures != 0 {
+			t.Errorf("breaker %s after 3 broken request bodies: %+v, want closed without failures", name, s)
+		}
 	}
 }

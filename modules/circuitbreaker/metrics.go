@@ -3,9 +3,9 @@ package circuitbreaker
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/muejam/edge/internal/promreg"
-
 	"github.com/muejam/edge/internal/breaker"
+	"github.com/muejam/edge/internal/panics"
+	"github.com/muejam/edge/internal/promreg"
 )
 
 // The metrics of every breaker, labelled by breaker name only. Names are bounded: a
@@ -32,8 +32,12 @@ var (
 	}, []string{"breaker"})
 )
 
-// registerMetrics registers the collectors on a config's registry.
+// registerMetrics registers the collectors on a config's registry, with the counter of
+// recovered panics (request path and prober).
 func registerMetrics(reg prometheus.Registerer) error {
+	if err := panics.Register(reg); err != nil {
+		return err
+	}
 	return promreg.Register(reg, stateGauge, transitions, shortCircuited)
 }
 

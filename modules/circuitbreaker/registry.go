@@ -2,10 +2,12 @@ package circuitbreaker
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -24,6 +26,8 @@ type entry struct {
 	group  atomic.Pointer[string]
 	b      atomic.Pointer[breaker.Breaker]
 	logger atomic.Pointer[zap.Logger]
+	// dial is how a transport last dialed the breaker's upstream, for its probes.
+	dial atomic.Pointer[reverseproxy.DialInfo]
 	// shortCircuited counts the requests the breaker refused.
 	shortCircuited prometheus.Counter
 }
@@ -129,6 +133,45 @@ func (o *owner) get(name string) (*entry, error) {
 	}
 	o.held[name] = e
 	return e, nil
+}
+
+// transportOpen reports whether the breaker of a circuit_breaker transport for the upstream
+// at addr is open (not half-open).
+func transportOpen(addr string) bool {
+	open := false
+	breakers.Range(func(key, value any) bool {
+		if key.(string) != addr {
+			return true
+		}
+		e := value.(*entry)
+		if g := e.group.Load(); g != nil && strings.HasPrefix(*g, transportGroup+" ") {
+			b := e.b.Load()
+			open = b != nil && b.State() == breaker.Open
+		}
+		return false
+	})
+	return open
+}
+
+// transportGroup starts the group of the transports' breakers.
+const transportGroup = "transport"
+
+// entries returns the breakers o holds.
+func (o *owner) entries() []*entry {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	list := make([]*entry, 0, len(o.held))
+	for _, e := range o.held {
+		list = append(list, e)
+	}
+	return list
+}
+
+// lookup returns the named breaker if o holds it.
+func (o *owner) lookup(name string) *entry {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return o.held[name]
 }
 
 // release gives back every reference o holds.
