@@ -5,6 +5,7 @@ package edge
 
 import (
 	_ "github.com/muejam/edge/modules/circuitbreaker"
+	_ "github.com/muejam/edge/modules/clientaddr"
 	_ "github.com/muejam/edge/modules/edgeadmin"
 	_ "github.com/muejam/edge/modules/edgecache"
 	_ "github.com/muejam/edge/modules/jwtauth"

@@ -278,3 +278,33 @@ func TestMetricsExposeDatabaseRouter(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthOnValkeyCluster: pointed at the dev cluster's seeds with VALKEY_CLUSTER=on, the
+// health check reports the cluster and its state; a standalone server given as a cluster is
+// down, not taken for one.
+func TestHealthOnValkeyCluster(t *testing.T) {
+	db := testenv.NewDatabase(t)
+	seeds := testenv.RequireValkeyCluster(t)
+	base := startServer(t, map[string]string{
+		"DATABASE_URL":          db.PrimaryURL,
+		"DATABASE_REPLICA_URLS": db.ReplicaURL,
+		"VALKEY_ADDR":           strings.Join(seeds, ","),
+		"VALKEY_CLUSTER":        "on",
+	})
+	code, rep := getHealth(t, base)
+	vk := rep.Checks["valkey"]
+	if code != http.StatusOK || vk.Status != "up" || vk.Details["mode"] != "cluster" || vk.Details["cluster_state"] != "ok" {
+		t.Errorf("on the cluster: %d %+v", code, rep)
+	}
+
+	wrong := startServer(t, map[string]string{
+		"DATABASE_URL":          db.PrimaryURL,
+		"DATABASE_REPLICA_URLS": db.ReplicaURL,
+		"VALKEY_ADDR":           testenv.ValkeyAddr,
+		"VALKEY_CLUSTER":        "on",
+	})
+	if code, rep := getHealth(t, wrong); code != http.StatusServiceUnavailable || rep.Checks["valkey"].Status != "down" ||
+		!strings.Contains(rep.Checks["valkey"].Error, "not a cluster") {
+		t.Errorf("a standalone server required as a cluster: %d %+v", code, rep)
+	}
+}

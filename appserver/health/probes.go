@@ -68,7 +68,8 @@ func (v *Valkey) Probe(ctx context.Context) (map[string]any, error) {
 		return map[string]any{"mode": "cluster"}, err
 	}
 	details := map[string]any{"mode": "cluster"}
-	for line := range strings.Lines(info) {
+	// RESP3 gives CLUSTER INFO as a verbatim string, whose text follows its format, "txt:".
+	for line := range strings.Lines(strings.TrimPrefix(info, "txt:")) {
 		k, val, ok := strings.Cut(strings.TrimSpace(line), ":")
 		if ok && (k == "cluster_state" || k == "cluster_known_nodes" || k == "cluster_size") {
 			details[k] = val
