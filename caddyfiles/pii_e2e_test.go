@@ -165,20 +165,39 @@ func caddyfileFrom(t *testing.T, name string, replace map[string]string) string 
 // minute, and the JWKS that verifies it.
 func devToken(t *testing.T, user string) (string, []byte) {
 	t.Helper()
+	s := newSigner(t, "muejam-dev")
+	return s.token(user, time.Minute), s.jwks
+}
+
+// signer mints EdDSA JWTs of one issuer for the audience muejam-edge, as an identity
+// provider would, with one key whose JWKS the edge is given.
+type signer struct {
+	priv   ed25519.PrivateKey
+	issuer string
+	jwks   []byte
+}
+
+func newSigner(t testing.TB, issuer string) *signer {
+	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b64 := base64.RawURLEncoding.EncodeToString
 	jwks, err := json.Marshal(map[string]any{"keys": []map[string]string{
-		{"kty": "OKP", "crv": "Ed25519", "x": b64(pub), "kid": "e2e", "use": "sig", "alg": "EdDSA"},
+		{"kty": "OKP", "crv": "Ed25519", "x": base64.RawURLEncoding.EncodeToString(pub), "kid": "e2e", "use": "sig", "alg": "EdDSA"},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return &signer{priv: priv, issuer: issuer, jwks: jwks}
+}
+
+// token returns a token for user, valid for ttl.
+func (s *signer) token(user string, ttl time.Duration) string {
+	b64 := base64.RawURLEncoding.EncodeToString
 	header, _ := json.Marshal(map[string]string{"alg": "EdDSA", "typ": "JWT", "kid": "e2e"})
 	now := time.Now().Unix()
-	claims, _ := json.Marshal(map[string]any{"sub": user, "iss": "muejam-dev", "aud": "muejam-edge", "iat": now, "exp": now + 60})
+	claims, _ := json.Marshal(map[string]any{"sub": user, "iss": s.issuer, "aud": "muejam-edge", "iat": now, "exp": now + int64(ttl.Seconds())})
 	signing := b64(header) + "." + b64(claims)
-	return signing + "." + b64(ed25519.Sign(priv, []byte(signing))), jwks
+	return signing + "." + b64(ed25519.Sign(s.priv, []byte(signing)))
 }

@@ -1,16 +1,20 @@
 // Package api holds what every handler of the /v1 API shares: the response envelope
 // ({"data": ..., "next_cursor": ...}), request decoding and validation with per-field
 // details, errors mapped to statuses in one place, opaque pagination cursors, optimistic
-// concurrency preconditions (version / If-Match) and the edge's cache headers.
+// concurrency preconditions (version / If-Match), the edge's cache headers (one table of
+// cache policies, strong ETags, conditional GETs) and the refusal of text PostgreSQL cannot
+// store (NUL, invalid UTF-8).
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
@@ -55,15 +59,17 @@ type Mux interface {
 	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
 }
 
-// Write sends {"data": v} with the given status.
-func Write(w http.ResponseWriter, status int, v any) {
-	httpjson.Write(w, status, struct {
+// Write sends {"data": v} with the given status, through WriteJSON: a public answer gets
+// a strong ETag and conditional GETs a 304.
+func Write(w http.ResponseWriter, r *http.Request, status int, v any) {
+	send(w, r, status, struct {
 		Data any `json:"data"`
 	}{v})
 }
 
-// WriteList sends {"data": items, "next_cursor": next}; next is null when next is "".
-func WriteList[T any](w http.ResponseWriter, items []T, next string) {
+// WriteList sends {"data": items, "next_cursor": next} with 200, as Write does; next is
+// null when next is "".
+func WriteList[T any](w http.ResponseWriter, r *http.Request, items []T, next string) {
 	if items == nil {
 		items = []T{}
 	}
@@ -71,7 +77,7 @@ func WriteList[T any](w http.ResponseWriter, items []T, next string) {
 	if next != "" {
 		cursor = &next
 	}
-	httpjson.Write(w, http.StatusOK, struct {
+	send(w, r, http.StatusOK, struct {
 		Data       []T     `json:"data"`
 		NextCursor *string `json:"next_cursor"`
 	}{items, cursor})
@@ -79,9 +85,10 @@ func WriteList[T any](w http.ResponseWriter, items []T, next string) {
 
 // Fail answers a failed request: an *Error as it says, a write that found no primary with
 // 503 and Retry-After (dbrouter.WriteError), a cancelled request with nothing, anything else
-// with 500 "internal error" after logging it.
+// with 500 "internal error" after logging it. No cache stores the answer: it is no-store,
+// without stale windows, ETag or Cache-Tags, whatever the handler set before failing.
 func Fail(w http.ResponseWriter, r *http.Request, log *zap.Logger, err error) {
-	w.Header().Set("Cache-Control", "no-store")
+	uncacheable(w)
 	var ae *Error
 	switch {
 	case errors.As(err, &ae):
@@ -91,30 +98,38 @@ func Fail(w http.ResponseWriter, r *http.Request, log *zap.Logger, err error) {
 		// The client is gone; nobody reads the answer.
 	default:
 		log.Error("request failed", zap.String("method", r.Method), zap.String("route", r.Pattern), zap.Error(err))
-		httpjson.Error(w, http.StatusInternalServerError, "internal", "internal error", nil)
+		httpjson.InternalError(w)
 	}
 }
 
 // Decode reads the JSON request body into dst. Unknown fields, trailing data, a body over
-// MaxBodyBytes and a content type other than JSON are errors (400 or 415).
+// MaxBodyBytes and a content type other than JSON are errors (400 or 415), and so is text
+// PostgreSQL cannot store, in any field at any depth: a body that is not UTF-8 is not JSON
+// (400 invalid_json), and a string holding NUL (\u0000) is 400 invalid_request (CheckText).
 func Decode(w http.ResponseWriter, r *http.Request, dst any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
 		return Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as application/json")
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(dst)
-	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
-		err = errors.New("trailing data after the JSON value")
-	}
-	if err == nil {
-		return nil
-	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	var tooBig *http.MaxBytesError
-	var typeErr *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &tooBig):
 		return Errorf(http.StatusRequestEntityTooLarge, "body_too_large", "the body is larger than %d bytes", MaxBodyBytes)
+	case err != nil:
+		return Errorf(http.StatusBadRequest, "invalid_json", "the body could not be read: %v", err)
+	case !utf8.Valid(body):
+		return Errorf(http.StatusBadRequest, "invalid_json", "the body is not valid JSON: it is not UTF-8 text")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(dst)
+	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
+		err = errors.New("trailing data after the JSON value")
+	}
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return CheckText(body)
 	case errors.As(err, &typeErr) && typeErr.Field != "":
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "validation failed",
 			Details: map[string]string{typeErr.Field: "must be a " + jsonType(typeErr.Type.Kind().String())}}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Page sizes of list routes.
@@ -33,7 +34,8 @@ func ParsePage(r *http.Request) (Page, error) {
 
 // After decodes the cursor into dst, the position of the last item already returned. It
 // reports false when the request has no cursor (the first page), and a 400 error when the
-// cursor is not one this API made.
+// cursor is not one this API made (which includes one whose text is not valid UTF-8 or
+// holds NUL: this API's cursors never do).
 func (p Page) After(dst any) (bool, error) {
 	if p.cursor == "" {
 		return false, nil
@@ -42,7 +44,8 @@ func (p Page) After(dst any) (bool, error) {
 	if err == nil {
 		err = json.Unmarshal(b, dst)
 	}
-	if err != nil {
+	// Positions reach SQL: text in them must be text PostgreSQL can store.
+	if err != nil || !utf8.Valid(b) || CheckText(b) != nil {
 		return false, &Error{Status: 400, Code: "invalid_request", Message: "validation failed",
 			Details: map[string]string{"cursor": "is not a cursor from this API"}}
 	}

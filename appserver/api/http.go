@@ -4,53 +4,53 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/muejam/edge/appserver/identity"
 )
 
-// Headers of the edge's cache contract (DESIGN.md): the edge stores a response under its
-// Cache-Tags, and a Cache-Purge on any response drops every entry carrying those tags.
-const (
-	HeaderCacheTags  = "Cache-Tags"
-	HeaderCachePurge = "Cache-Purge"
-)
-
-// StoryMetadataMaxAge is how long the edge may cache public story metadata (the seed
-// allows 5 to 15 minutes).
-const StoryMetadataMaxAge = 5 * time.Minute
-
-// Public marks a response cacheable by anyone for maxAge, under tags.
-func Public(w http.ResponseWriter, maxAge time.Duration, tags ...string) {
-	w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(int(maxAge.Seconds())))
-	if len(tags) > 0 {
-		w.Header().Set(HeaderCacheTags, strings.Join(tags, " "))
-	}
-}
-
-// PublicPerViewer marks a response that depends on who asks (a feed that hides the authors
-// a viewer blocked) cacheable for maxAge under tags, one variant per viewer: Vary names the
-// identity header the edge sets from the verified token, so anonymous requests share one
-// entry and a signed-in viewer never gets another viewer's (or the anonymous) answer.
-func PublicPerViewer(w http.ResponseWriter, maxAge time.Duration, tags ...string) {
-	Public(w, maxAge, tags...)
-	w.Header().Add("Vary", identity.Header)
-}
-
-// Private marks a response as personal: no cache stores it.
-func Private(w http.ResponseWriter) {
-	w.Header().Set("Cache-Control", "private, no-store")
-}
-
-// Purge names the cache tags a mutation invalidates.
-func Purge(w http.ResponseWriter, tags ...string) {
-	if len(tags) > 0 {
-		w.Header().Set(HeaderCachePurge, strings.Join(tags, " "))
-	}
-}
-
-// ETag is the entity tag of version v of a resource.
+// ETag is the entity tag of version v of a resource, the validator of the author's
+// (private) views that If-Match sends back. Public answers carry ContentETag instead.
 func ETag(v int64) string { return `"v` + strconv.FormatInt(v, 10) + `"` }
+
+// entityTag is one member of an If-Match or If-None-Match list (RFC 9110 8.8.3).
+type entityTag struct {
+	weak   bool
+	opaque string // with its quotes
+}
+
+// parseETags reads the entity-tags listed in the field values vs (If-Match, If-None-Match):
+// star when one member is "*". Members that are not entity-tags are skipped; a quoted tag
+// may hold commas.
+func parseETags(vs []string) (tags []entityTag, star bool) {
+	for _, v := range vs {
+		for v != "" {
+			v = strings.TrimLeft(v, " \t,")
+			var t entityTag
+			rest := v
+			if s, ok := strings.CutPrefix(rest, "W/"); ok {
+				t.weak, rest = true, s
+			}
+			switch {
+			case v == "":
+			case v[0] == '*':
+				star, v = true, v[1:]
+			case strings.HasPrefix(rest, `"`):
+				end := strings.IndexByte(rest[1:], '"')
+				if end < 0 {
+					v = "" // unterminated: nothing more to read in this value
+					break
+				}
+				t.opaque, v = rest[:end+2], rest[end+2:]
+				tags = append(tags, t)
+			default: // not an entity-tag: skip the member
+				if i := strings.IndexByte(v, ','); i >= 0 {
+					v = v[i:]
+				} else {
+					v = ""
+				}
+			}
+		}
+	}
+	return tags, star
+}
 
 // Precondition is the version of a resource a write was based on. The zero value expects
 // nothing (If-Match: *).
@@ -66,18 +66,13 @@ type Precondition struct {
 func ParsePrecondition(r *http.Request, bodyVersion *int64) (Precondition, error) {
 	if h := r.Header.Values("If-Match"); len(h) > 0 {
 		p := Precondition{fromHeader: true}
-		for _, list := range h {
-			for tag := range strings.SplitSeq(list, ",") {
-				tag = strings.TrimSpace(tag)
-				if tag == "*" {
-					p.any = true
-					continue
-				}
-				// Weak tags never match in If-Match (strong comparison, RFC 9110 13.1.1).
-				if s, ok := strings.CutPrefix(tag, `"v`); ok && strings.HasSuffix(s, `"`) {
-					if v, err := strconv.ParseInt(strings.TrimSuffix(s, `"`), 10, 64); err == nil {
-						p.versions = append(p.versions, v)
-					}
+		var tags []entityTag
+		tags, p.any = parseETags(h)
+		for _, t := range tags {
+			// Weak tags never match in If-Match (strong comparison, RFC 9110 13.1.1).
+			if s, ok := strings.CutPrefix(t.opaque, `"v`); ok && !t.weak {
+				if v, err := strconv.ParseInt(strings.TrimSuffix(s, `"`), 10, 64); err == nil {
+					p.versions = append(p.versions, v)
 				}
 			}
 		}

@@ -3,10 +3,10 @@
 // trending job (Trending).
 //
 // Feeds list published, not deleted stories, keyset-paginated with opaque cursors. They are
-// cacheable by the edge for FeedMaxAge under feed:new or feed:trending, plus tag:NAME when
-// filtered by a tag; stories purges feed:new when a story enters or leaves the feeds, and
-// trending scores change only when the job runs. A signed-in caller who has blocked users
-// does not see their stories, and gets a private answer.
+// cacheable by the edge under the api.Feed policy and feed:new or feed:trending, plus
+// tag:NAME when filtered by a tag; stories purges feed:new when a story enters or leaves the
+// feeds, and trending scores change only when the job runs. A signed-in caller who has
+// blocked users does not see their stories, and gets a private answer.
 //
 //	GET    /v1/discover?tab=new|trending&tag=&limit=&cursor=   a feed, newest or trending first   public or private
 //	PUT    /v1/stories/{id}/like                               like a story (idempotent)          signed in
@@ -31,9 +31,6 @@ import (
 	"github.com/muejam/edge/appserver/social"
 	"github.com/muejam/edge/appserver/stories"
 )
-
-// FeedMaxAge is how long the edge may cache a feed (the seed allows 1 to 5 minutes).
-const FeedMaxAge = time.Minute
 
 // FeedTrendingTag is the cache tag of the trending feed; stories.FeedNewTag is the new one's.
 const FeedTrendingTag = "feed:trending"
@@ -118,14 +115,14 @@ func (v Viewer) Hider(args *Args) func(col string) string {
 	return func(col string) string { return " and " + social.NotBlocked(col, viewer) }
 }
 
-// Cache marks a list answer: public for maxAge under tags, one variant per viewer, unless
-// the viewer's blocks shaped it.
-func (v Viewer) Cache(w http.ResponseWriter, maxAge time.Duration, tags ...string) {
+// Cache marks a list answer: public under the policy of kind and tags, one variant per
+// viewer, unless the viewer's blocks shaped it.
+func (v Viewer) Cache(w http.ResponseWriter, kind api.Resource, tags ...string) {
 	if v.Blocking {
 		api.Private(w)
 		return
 	}
-	api.PublicPerViewer(w, maxAge, tags...)
+	api.PublicPerViewer(w, kind, tags...)
 }
 
 // Handler serves the discovery and engagement routes.
@@ -266,6 +263,6 @@ func (h *Handler) feed(w http.ResponseWriter, r *http.Request) {
 	if f.tag != "" {
 		tags = append(tags, TagCacheTag(f.tag))
 	}
-	viewer.Cache(w, FeedMaxAge, tags...)
-	api.WriteList(w, list, next)
+	viewer.Cache(w, api.Feed, tags...)
+	api.WriteList(w, r, list, next)
 }

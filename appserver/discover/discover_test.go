@@ -39,7 +39,7 @@ func TestFeedNew(t *testing.T) {
 		if !slices.Equal(ids, want) {
 			t.Errorf("limit %d: new feed %v, want %v", limit, ids, want)
 		}
-		resps[0].ExpectHeader(t, "Cache-Control", "public, max-age=60")
+		resps[0].ExpectHeader(t, "Cache-Control", "public, max-age=60, stale-while-revalidate=60, stale-if-error=3600")
 		resps[0].ExpectHeader(t, "Cache-Tags", "feed:new")
 		resps[0].ExpectHeader(t, "Vary", "X-Auth-User") // one edge cache entry per viewer
 	}
@@ -47,7 +47,7 @@ func TestFeedNew(t *testing.T) {
 	if !slices.Equal(ids, want) {
 		t.Errorf("default feed %v, want %v", ids, want)
 	}
-	resps[0].ExpectHeader(t, "Cache-Control", "public, max-age=60")
+	resps[0].ExpectHeader(t, "Cache-Control", "public, max-age=60, stale-while-revalidate=60, stale-if-error=3600")
 
 	ids, resps = e.Pages("/v1/discover?tab=new&tag=Fantasy", "", 1)
 	if !slices.Equal(ids, []int64{recent, old}) {
@@ -117,7 +117,7 @@ func TestBlockedAuthorsAreHidden(t *testing.T) {
 		if !slices.Equal(ids, []int64{a, b}) {
 			t.Errorf("%s for dave: %v, want %v", path, ids, []int64{a, b})
 		}
-		resps[0].ExpectHeader(t, "Cache-Control", "public, max-age=60")
+		resps[0].ExpectHeader(t, "Cache-Control", "public, max-age=60, stale-while-revalidate=60, stale-if-error=3600")
 	}
 }
 

@@ -87,7 +87,7 @@ func TestTrendingFollowsTheDecay(t *testing.T) {
 		if !slices.Equal(ids, want) {
 			t.Errorf("limit %d: trending %v, want %v (draft %d, deleted %d, quiet %d excluded)", limit, ids, want, draft, gone, quiet)
 		}
-		resps[0].ExpectHeader(t, "Cache-Control", "public, max-age=60")
+		resps[0].ExpectHeader(t, "Cache-Control", "public, max-age=60, stale-while-revalidate=60, stale-if-error=3600")
 		resps[0].ExpectHeader(t, "Cache-Tags", "feed:trending")
 	}
 	ids, resps := e.Pages("/v1/discover?tab=trending&tag=fantasy", "", 2)

@@ -237,7 +237,7 @@ func (h *Handler) library(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	shelves, next := api.Trim(page, shelves, func(sh Shelf) any { return shelfCursor{sh.Name} })
-	api.WriteList(w, shelves, next)
+	api.WriteList(w, r, shelves, next)
 }
 
 func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
@@ -271,7 +271,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	}
 	h.db.SetToken(w, tok)
 	w.Header().Set("Location", "/v1/library/shelves/"+strconv.FormatInt(sh.ID, 10))
-	api.Write(w, http.StatusCreated, sh)
+	api.Write(w, r, http.StatusCreated, sh)
 }
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
@@ -287,7 +287,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, r, h.log, err)
 		return
 	}
-	api.Write(w, http.StatusOK, sh)
+	api.Write(w, r, http.StatusOK, sh)
 }
 
 func (h *Handler) rename(w http.ResponseWriter, r *http.Request) {
@@ -322,7 +322,7 @@ func (h *Handler) rename(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.db.SetToken(w, tok)
-	api.Write(w, http.StatusOK, sh)
+	api.Write(w, r, http.StatusOK, sh)
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
@@ -380,7 +380,7 @@ func (h *Handler) listStories(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	items, next := api.Trim(page, items, func(it Item) any { return itemCursor{it.AddedAt, it.StoryID} })
-	api.WriteList(w, items, next)
+	api.WriteList(w, r, items, next)
 }
 
 // ownShelfSQL selects shelf $1 if owner $2 has it.

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -27,9 +26,6 @@ import (
 //
 //go:embed openapi.yaml
 var source []byte
-
-// MaxAge is how long the edge and clients may cache the document.
-const MaxAge = 5 * time.Minute
 
 // document is source as JSON, converted once at startup. A source that does not convert
 // fails every test of the package: reaching the panic takes a build whose tests failed.
@@ -44,10 +40,8 @@ var document = func() []byte {
 // Handler serves the document as JSON.
 func Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		api.Public(w, MaxAge)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		_, _ = w.Write(document) // an error can only be a broken connection
+		api.Public(w, api.Document)
+		api.WriteJSON(w, r, http.StatusOK, document)
 	})
 }
 

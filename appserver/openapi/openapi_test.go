@@ -34,7 +34,7 @@ func TestHandlerServesTheDocument(t *testing.T) {
 	rec := httptest.NewRecorder()
 	Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/openapi.json", nil))
 	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "application/json" ||
-		rec.Header().Get("Cache-Control") != "public, max-age=300" {
+		rec.Header().Get("Cache-Control") != "public, max-age=300, stale-while-revalidate=300, stale-if-error=86400" {
 		t.Errorf("GET = %d %v", rec.Code, rec.Header())
 	}
 	var doc struct {

@@ -38,9 +38,6 @@ var handleRE = regexp.MustCompile(`^[A-Za-z0-9_]{3,30}$`)
 // ValidHandle reports whether s has the form of a handle: 3 to 30 of [A-Za-z0-9_].
 func ValidHandle(s string) bool { return handleRE.MatchString(s) }
 
-// MaxAge is how long the edge may cache a public profile.
-const MaxAge = 5 * time.Minute
-
 // ErrHandleTaken answers a handle another user has, in any letter case.
 var ErrHandleTaken = &api.Error{Status: http.StatusConflict, Code: "handle_taken", Message: "that handle is taken",
 	Details: map[string]string{"handle": "is taken"}}
@@ -134,7 +131,7 @@ func (h *Handler) getMe(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, r, h.log, err)
 		return
 	}
-	api.Write(w, http.StatusOK, p)
+	api.Write(w, r, http.StatusOK, p)
 }
 
 // patch is the body of PATCH /v1/me; absent fields are left as they are.
@@ -198,7 +195,7 @@ func (h *Handler) patchMe(w http.ResponseWriter, r *http.Request) {
 		tags = append(tags, CacheTag(after.Handle))
 	}
 	api.Purge(w, tags...)
-	api.Write(w, http.StatusOK, after)
+	api.Write(w, r, http.StatusOK, after)
 }
 
 func (h *Handler) getUser(w http.ResponseWriter, r *http.Request) {
@@ -216,6 +213,6 @@ func (h *Handler) getUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.UserID = ""
-	api.Public(w, MaxAge, CacheTag(p.Handle))
-	api.Write(w, http.StatusOK, p)
+	api.Public(w, api.StoryMetadata, CacheTag(p.Handle))
+	api.Write(w, r, http.StatusOK, p)
 }

@@ -83,7 +83,7 @@ func TestPatchMe(t *testing.T) {
 	if pub.Handle != "Alice_1" || pub.UserID != "" || strings.Contains(string(resp.Body), "user_id") {
 		t.Errorf("public profile %s", resp.Body)
 	}
-	if resp.Header.Get("Cache-Control") != "public, max-age=300" || resp.Header.Get("Cache-Tags") != "user:alice_1" {
+	if resp.Header.Get("Cache-Control") != "public, max-age=300, stale-while-revalidate=300, stale-if-error=21600" || resp.Header.Get("Cache-Tags") != "user:alice_1" {
 		t.Errorf("cache headers %v", resp.Header)
 	}
 	s.Do(t, apitest.Request{Method: "GET", Path: "/v1/users/nobody_here"}).Expect(t, http.StatusNotFound, "not_found")

@@ -9,8 +9,8 @@
 // leads and engagement breaks near-ties. Suggestions are published story titles, tags in
 // use and authors' handles starting with the query, in any letter case.
 //
-// Answers to anonymous callers are cacheable by the edge (results for ResultsMaxAge,
-// suggestions for SuggestMaxAge); a signed-in caller's results are private, as are the
+// Answers to anonymous callers are cacheable by the edge (results like the feeds, api.Feed;
+// suggestions under api.Suggestions); a signed-in caller's results are private, as are the
 // suggestions of a caller who has blocked users (whose stories are then hidden).
 //
 //	GET /v1/search?q=&limit=&cursor=   stories matching q, best first   public when anonymous
@@ -20,7 +20,6 @@ package search
 import (
 	"net/http"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -33,12 +32,10 @@ import (
 	"github.com/muejam/edge/appserver/stories"
 )
 
-// Cache lifetimes and tags of search answers.
+// Cache tags of search answers.
 const (
-	ResultsMaxAge = time.Minute      // like the feeds
-	SuggestMaxAge = 10 * time.Minute // the seed allows 10 to 30 minutes
-	ResultsTag    = "search"
-	SuggestTag    = "search:suggest"
+	ResultsTag = "search"
+	SuggestTag = "search:suggest"
 )
 
 // MaxQuery is the longest query, in characters.
@@ -64,12 +61,13 @@ func (h *Handler) Register(mux api.Mux) {
 	mux.HandleFunc("GET /v1/search/suggest", h.suggest)
 }
 
-// parseQuery reads ?q=: required, 1 to MaxQuery characters once trimmed, no control
-// characters.
+// parseQuery reads ?q=: required, 1 to MaxQuery characters once trimmed, valid UTF-8
+// (it reaches SQL), no control characters.
 func parseQuery(r *http.Request) (string, error) {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
 	v := api.Validator{}
 	v.Check(q != "", "q", "is required")
+	v.Check(api.ValidText(q), "q", "must be valid UTF-8 text")
 	v.Check(utf8.RuneCountInString(q) <= MaxQuery, "q", "must be at most 100 characters")
 	v.Check(!strings.ContainsFunc(q, unicode.IsControl), "q", "must not contain control characters")
 	return q, v.Err()
@@ -148,11 +146,11 @@ func (h *Handler) search(w http.ResponseWriter, r *http.Request) {
 	}
 	list, next := api.Trim(page, list, func(res result) any { return res.pos })
 	if viewer.User == "" {
-		api.PublicPerViewer(w, ResultsMaxAge, ResultsTag)
+		api.PublicPerViewer(w, api.Feed, ResultsTag)
 	} else {
 		api.Private(w)
 	}
-	api.WriteList(w, list, next)
+	api.WriteList(w, r, list, next)
 }
 
 // StorySuggestion is a story whose title starts with the query.
@@ -226,6 +224,6 @@ func (h *Handler) suggest(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, r, h.log, err)
 		return
 	}
-	viewer.Cache(w, SuggestMaxAge, SuggestTag)
-	api.Write(w, http.StatusOK, out)
+	viewer.Cache(w, api.Suggestions, SuggestTag)
+	api.Write(w, r, http.StatusOK, out)
 }

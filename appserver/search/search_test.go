@@ -46,7 +46,7 @@ func TestSearch(t *testing.T) {
 	if len(ids) != 4 || ids[0] != title || ids[3] != inBlurb || !slices.Contains(ids, byAuthor) || !slices.Contains(ids, tagged) {
 		t.Errorf("results %v, want %d, then %d and %d, then %d", ids, title, byAuthor, tagged, inBlurb)
 	}
-	resps[0].ExpectHeader(t, "Cache-Control", "public, max-age=60")
+	resps[0].ExpectHeader(t, "Cache-Control", "public, max-age=60, stale-while-revalidate=60, stale-if-error=3600")
 	resps[0].ExpectHeader(t, "Cache-Tags", "search")
 	for _, limit := range []int{1, 3} {
 		if paged, _ := e.Pages("/v1/search?q=dragons", "", limit); !slices.Equal(paged, ids) {
@@ -144,7 +144,7 @@ func TestSuggest(t *testing.T) {
 	if !slices.Equal(s.Authors, []stories.Author{{Handle: "drew", DisplayName: "Drew"}}) {
 		t.Errorf("authors %v, want those with public stories", s.Authors)
 	}
-	resp.ExpectHeader(t, "Cache-Control", "public, max-age=600")
+	resp.ExpectHeader(t, "Cache-Control", "public, max-age=600, stale-while-revalidate=600, stale-if-error=21600")
 	resp.ExpectHeader(t, "Cache-Tags", "search:suggest")
 
 	s, _ = get("dragon%20q", "")
@@ -171,7 +171,7 @@ func TestSuggest(t *testing.T) {
 	}
 	resp.ExpectHeader(t, "Cache-Control", "private, no-store")
 	_, resp = get("dr", "dave")
-	resp.ExpectHeader(t, "Cache-Control", "public, max-age=600")
+	resp.ExpectHeader(t, "Cache-Control", "public, max-age=600, stale-while-revalidate=600, stale-if-error=21600")
 }
 
 // TestHotQueriesUseIndexes explains every query of this package on a seeded database of

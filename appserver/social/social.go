@@ -254,6 +254,6 @@ func (h *Handler) list(rel relation) http.HandlerFunc {
 			return
 		}
 		users, next := api.Trim(page, users, func(u User) any { return relationCursor{u.Since, u.Handle} })
-		api.WriteList(w, users, next)
+		api.WriteList(w, r, users, next)
 	}
 }

@@ -125,12 +125,13 @@ func storyAccess(ctx context.Context, q querier, id int64, viewer string) (autho
 	return author, nil
 }
 
-// cacheChapters sets the cache headers of a chapter view.
+// cacheChapters sets the cache headers of a chapter view: private for the author, else
+// public (with an ETag of its bytes).
 func cacheChapters(w http.ResponseWriter, id int64, author bool) {
 	if author {
 		api.Private(w)
 	} else {
-		api.Public(w, StoryMaxAge, CacheTag(id))
+		api.Public(w, api.StoryMetadata, CacheTag(id))
 	}
 }
 
@@ -170,7 +171,7 @@ func (h *Handler) createChapter(w http.ResponseWriter, r *http.Request) {
 	api.Private(w)
 	w.Header().Set("Location", "/v1/stories/"+strconv.FormatInt(id, 10)+"/chapters/"+strconv.Itoa(c.Number))
 	w.Header().Set("ETag", api.ETag(c.Version))
-	api.Write(w, http.StatusCreated, c)
+	api.Write(w, r, http.StatusCreated, c)
 }
 
 func (h *Handler) listChapters(w http.ResponseWriter, r *http.Request) {
@@ -204,7 +205,7 @@ func (h *Handler) listChapters(w http.ResponseWriter, r *http.Request) {
 	}
 	list, next := api.Trim(page, list, func(c Chapter) any { return chapterCursor{c.Number} })
 	cacheChapters(w, id, author)
-	api.WriteList(w, list, next)
+	api.WriteList(w, r, list, next)
 }
 
 func (h *Handler) getChapter(w http.ResponseWriter, r *http.Request) {
@@ -232,8 +233,10 @@ func (h *Handler) getChapter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cacheChapters(w, id, author)
-	w.Header().Set("ETag", api.ETag(c.Version))
-	api.Write(w, http.StatusOK, view(c, author))
+	if author {
+		w.Header().Set("ETag", api.ETag(c.Version)) // what If-Match sends back
+	}
+	api.Write(w, r, http.StatusOK, view(c, author))
 }
 
 func (h *Handler) updateChapter(w http.ResponseWriter, r *http.Request) {
@@ -283,5 +286,5 @@ func (h *Handler) updateChapter(w http.ResponseWriter, r *http.Request) {
 	api.Purge(w, CacheTag(id)) // the story (chapter count, list) and its chapters
 	api.Private(w)
 	w.Header().Set("ETag", api.ETag(c.Version))
-	api.Write(w, http.StatusOK, c)
+	api.Write(w, r, http.StatusOK, c)
 }

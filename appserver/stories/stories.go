@@ -3,9 +3,11 @@
 // with markdown content sanitized against XSS.
 //
 // Drafts and deleted stories, and everything under them, are visible to their author only;
-// other users get 404. Public views are cacheable by the edge for StoryMaxAge under the tag
-// story:ID; the author's views are private. Every mutation answers Cache-Purge with the tags
-// it invalidates: story:ID, plus feed:new when the story is (or was) in the feeds.
+// other users get 404. Public views are cacheable by the edge under the api.StoryMetadata
+// policy and the tag story:ID, with a strong ETag of their bytes; the author's views are
+// private, with the version's ETag ("vN") that If-Match sends back. Every mutation answers
+// Cache-Purge with the tags it invalidates: story:ID, plus feed:new when the story is (or
+// was) in the feeds.
 //
 //	POST   /v1/stories                        create a draft                      author
 //	GET    /v1/me/stories                     the caller's stories, newest first  author
@@ -39,10 +41,6 @@ import (
 	"github.com/muejam/edge/appserver/identity"
 	"github.com/muejam/edge/appserver/profiles"
 )
-
-// StoryMaxAge is how long the edge may cache a public story or chapter (the seed allows 5
-// to 15 minutes).
-const StoryMaxAge = 5 * time.Minute
 
 // FeedNewTag is the cache tag of the feed of new stories.
 const FeedNewTag = "feed:new"
@@ -257,15 +255,15 @@ func setTags(ctx context.Context, tx pgx.Tx, id int64, tags []string) error {
 }
 
 // writeStory answers with a story: public and cacheable when anyone may see it and the
-// viewer is not its author, else private.
-func writeStory(w http.ResponseWriter, status int, s Story, viewer string) {
+// viewer is not its author, else private with the version's ETag.
+func writeStory(w http.ResponseWriter, r *http.Request, status int, s Story, viewer string) {
 	if s.public() && viewer != s.authorID {
-		api.Public(w, StoryMaxAge, CacheTag(s.ID))
+		api.Public(w, api.StoryMetadata, CacheTag(s.ID))
 	} else {
 		api.Private(w)
+		w.Header().Set("ETag", api.ETag(s.Version))
 	}
-	w.Header().Set("ETag", api.ETag(s.Version))
-	api.Write(w, status, s)
+	api.Write(w, r, status, s)
 }
 
 func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
@@ -306,7 +304,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	h.db.SetToken(w, tok)
 	api.Purge(w, CacheTag(s.ID))
 	w.Header().Set("Location", "/v1/stories/"+strconv.FormatInt(s.ID, 10))
-	writeStory(w, http.StatusCreated, s, uid)
+	writeStory(w, r, http.StatusCreated, s, uid)
 }
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
@@ -324,7 +322,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, r, h.log, err)
 		return
 	}
-	writeStory(w, http.StatusOK, s, viewer)
+	writeStory(w, r, http.StatusOK, s, viewer)
 }
 
 // storyCursor is the position in a list of an author's stories (newest first).
@@ -356,7 +354,7 @@ func (h *Handler) listMine(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	list, next := api.Trim(page, list, func(s Story) any { return storyCursor{s.ID} })
-	api.WriteList(w, list, next)
+	api.WriteList(w, r, list, next)
 }
 
 // authorTx runs fn in a transaction on story id locked for update, after checking that
@@ -416,7 +414,7 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request) {
 	}
 	h.db.SetToken(w, tok)
 	api.Purge(w, s.purgeTags(false)...)
-	writeStory(w, http.StatusOK, s, uid)
+	writeStory(w, r, http.StatusOK, s, uid)
 }
 
 func (h *Handler) publish(w http.ResponseWriter, r *http.Request) {
@@ -454,7 +452,7 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) {
 		h.db.SetToken(w, tok)
 		api.Purge(w, s.purgeTags(false)...)
 	}
-	writeStory(w, http.StatusOK, s, uid)
+	writeStory(w, r, http.StatusOK, s, uid)
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {

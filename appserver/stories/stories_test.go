@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/muejam/edge/appserver/api"
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/internal/apitest"
 	"github.com/muejam/edge/internal/testenv"
@@ -93,12 +94,13 @@ func TestStoryLifecycle(t *testing.T) {
 	for _, viewer := range []string{"", "bob"} {
 		resp = s.Do(t, req{Method: "GET", Path: storyPath(st.ID), User: viewer})
 		resp.Expect(t, http.StatusOK, "")
-		resp.ExpectHeader(t, "Cache-Control", "public, max-age=300")
+		resp.ExpectHeader(t, "Cache-Control", "public, max-age=300, stale-while-revalidate=300, stale-if-error=21600")
 		resp.ExpectHeader(t, "Cache-Tags", CacheTag(st.ID))
-		resp.ExpectHeader(t, "ETag", `"v2"`)
+		resp.ExpectHeader(t, "ETag", api.ContentETag(resp.Body)) // the bytes', not the version's
 	}
 	resp = s.Do(t, req{Method: "GET", Path: storyPath(st.ID), User: "alice"})
 	resp.ExpectHeader(t, "Cache-Control", "private, no-store")
+	resp.ExpectHeader(t, "ETag", `"v2"`) // what the author sends back in If-Match
 
 	// Edits: only the author, always with the version edited.
 	s.Do(t, req{Method: "PATCH", Path: storyPath(st.ID), User: "bob", Body: map[string]any{"title": "Mine", "version": 2}}).
@@ -324,7 +326,7 @@ func TestChapters(t *testing.T) {
 	if got.ContentHTML != c.ContentHTML || got.ContentMarkdown != "" {
 		t.Errorf("public chapter %+v", got)
 	}
-	resp.ExpectHeader(t, "Cache-Control", "public, max-age=300")
+	resp.ExpectHeader(t, "Cache-Control", "public, max-age=300, stale-while-revalidate=300, stale-if-error=21600")
 	resp.ExpectHeader(t, "Cache-Tags", CacheTag(st.ID))
 	resp = s.Do(t, req{Method: "GET", Path: storyPath(st.ID, "/chapters/1"), User: "alice"})
 	resp.Data(t, &got)

@@ -17,13 +17,13 @@
 // feeds or alone (404); a user cannot reply to or like the whispers of someone who blocked
 // them, nor whisper about their stories (403 blocked).
 //
-// Caching: reads are public for MaxAge, tagged with CacheTag of every whisper shown (so a
-// like, reply or deletion purges exactly the pages showing that whisper), of the whisper
-// whose replies they list, and, on first pages where a new whisper would appear, GlobalTag or
-// StoryTag; a story's feed also carries the story's tag, purged when the story changes. What
-// a caller who blocks someone sees depends on them: their responses are private. Mutations
-// answer Cache-Purge: a whisper its feed's tag, a reply its parent's, a like or unlike the
-// whisper's, a deletion the whisper's and its parent's.
+// Caching: reads are public under the api.Whispers policy, tagged with CacheTag of every
+// whisper shown (so a like, reply or deletion purges exactly the pages showing that
+// whisper), of the whisper whose replies they list, and, on first pages where a new whisper
+// would appear, GlobalTag or StoryTag; a story's feed also carries the story's tag, purged
+// when the story changes. What a caller who blocks someone sees depends on them: their
+// responses are private. Mutations answer Cache-Purge: a whisper its feed's tag, a reply its
+// parent's, a like or unlike the whisper's, a deletion the whisper's and its parent's.
 //
 //	GET    /v1/whispers                 the global feed                        public
 //	POST   /v1/whispers                 whisper {"body"}                       signed in
@@ -60,10 +60,6 @@ import (
 
 // MaxBody bounds a whisper's body, in characters.
 const MaxBody = 500
-
-// MaxAge is how long the edge may cache a public read of whispers (the seed allows 30 s to
-// 2 minutes for whisper feeds).
-const MaxAge = 30 * time.Second
 
 // GlobalTag is the cache tag of the first pages of the global feed.
 const GlobalTag = "whispers:global"
@@ -207,7 +203,7 @@ func (v view) cache(w http.ResponseWriter, tags ...string) {
 	if v.personal {
 		api.Private(w)
 	} else {
-		api.PublicPerViewer(w, MaxAge, tags...)
+		api.PublicPerViewer(w, api.Whispers, tags...)
 	}
 }
 
@@ -275,7 +271,7 @@ func (h *Handler) serveFeed(w http.ResponseWriter, r *http.Request, v view, f fe
 		tags = append(tags, CacheTag(x.ID))
 	}
 	v.cache(w, tags...)
-	api.WriteList(w, list, next)
+	api.WriteList(w, r, list, next)
 }
 
 func (h *Handler) globalFeed(w http.ResponseWriter, r *http.Request) {
@@ -343,7 +339,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		tags = append(tags, stories.CacheTag(*x.StoryID))
 	}
 	v.cache(w, tags...)
-	api.Write(w, http.StatusOK, x)
+	api.Write(w, r, http.StatusOK, x)
 }
 
 // bodyInput is the body of the POST routes.
@@ -407,7 +403,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, place func(ctx co
 	h.db.SetToken(w, tok)
 	api.Purge(w, at.purge)
 	w.Header().Set("Location", "/v1/whispers/"+strconv.FormatInt(x.ID, 10))
-	api.Write(w, http.StatusCreated, x)
+	api.Write(w, r, http.StatusCreated, x)
 }
 
 func (h *Handler) postGlobal(w http.ResponseWriter, r *http.Request) {
@@ -549,7 +545,7 @@ func (h *Handler) likeTx(w http.ResponseWriter, r *http.Request, liked bool, cha
 		h.db.SetToken(w, tok)
 		api.Purge(w, CacheTag(id))
 	}
-	api.Write(w, http.StatusOK, res)
+	api.Write(w, r, http.StatusOK, res)
 }
 
 func (h *Handler) like(w http.ResponseWriter, r *http.Request) {

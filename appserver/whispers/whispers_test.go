@@ -121,7 +121,7 @@ func TestGlobalFeed(t *testing.T) {
 		}
 		page, resp := getFeed(t, s, "", path)
 		got = append(got, ids(page.Data)...)
-		resp.ExpectHeader(t, "Cache-Control", "public, max-age=30")
+		resp.ExpectHeader(t, "Cache-Control", "public, max-age=30, stale-while-revalidate=30, stale-if-error=900")
 		tags := strings.Fields(resp.Header.Get("Cache-Tags"))
 		if slices.Contains(tags, GlobalTag) != (pages == 0) {
 			t.Errorf("page %d tags %v: %s only on the first page", pages, tags, GlobalTag)
@@ -142,7 +142,7 @@ func TestGlobalFeed(t *testing.T) {
 
 	resp = s.Do(t, req{Method: "GET", Path: whisperPath(first.ID), User: "carol"})
 	resp.Expect(t, http.StatusOK, "")
-	resp.ExpectHeader(t, "Cache-Control", "public, max-age=30")
+	resp.ExpectHeader(t, "Cache-Control", "public, max-age=30, stale-while-revalidate=30, stale-if-error=900")
 	resp.ExpectHeader(t, "Cache-Tags", CacheTag(first.ID))
 	s.Do(t, req{Method: "GET", Path: whisperPath(999999)}).Expect(t, http.StatusNotFound, "not_found")
 	s.Do(t, req{Method: "GET", Path: "/v1/whispers/abc"}).Expect(t, http.StatusNotFound, "not_found")
@@ -197,7 +197,7 @@ func TestStoryWhispers(t *testing.T) {
 	if !slices.Equal(ids(page.Data), []int64{second.ID, w.ID}) {
 		t.Errorf("story feed %v", ids(page.Data))
 	}
-	resp.ExpectHeader(t, "Cache-Control", "public, max-age=30")
+	resp.ExpectHeader(t, "Cache-Control", "public, max-age=30, stale-while-revalidate=30, stale-if-error=900")
 	tags := strings.Fields(resp.Header.Get("Cache-Tags"))
 	for _, tag := range []string{stories.CacheTag(story), StoryTag(story), CacheTag(w.ID), CacheTag(second.ID)} {
 		if !slices.Contains(tags, tag) {
@@ -370,7 +370,7 @@ func TestBlockedAuthorsAreHidden(t *testing.T) {
 		if !slices.Equal(ids(page.Data), []int64{fromBob.ID, fromAlice.ID}) {
 			t.Errorf("%q's feed %v", viewer, ids(page.Data))
 		}
-		resp.ExpectHeader(t, "Cache-Control", "public, max-age=30")
+		resp.ExpectHeader(t, "Cache-Control", "public, max-age=30, stale-while-revalidate=30, stale-if-error=900")
 	}
 
 	// Bob cannot reply to, like, or whisper about the stories of alice.
@@ -383,7 +383,7 @@ func TestBlockedAuthorsAreHidden(t *testing.T) {
 	if !slices.Equal(ids(page.Data), []int64{fromBob.ID, fromAlice.ID}) {
 		t.Errorf("alice's feed after unblocking %v", ids(page.Data))
 	}
-	resp.ExpectHeader(t, "Cache-Control", "public, max-age=30")
+	resp.ExpectHeader(t, "Cache-Control", "public, max-age=30, stale-while-revalidate=30, stale-if-error=900")
 }
 
 func TestAuthRequired(t *testing.T) {
