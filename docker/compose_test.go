@@ -131,13 +131,21 @@ func TestEdgeEnvironmentIsRead(t *testing.T) {
 }
 
 // TestComposeCaddyfile checks the laptop Caddyfile with the built custom Caddy (bin/caddy,
-// from `make caddy`): it validates and is formatted, runs the edge's modules in production's
-// order, enforces dev.Caddyfile's limits, and reaches the compose services it names.
+// from `make caddy`): it validates with the environment compose gives the edge and is
+// formatted, runs the edge's modules in production's order, enforces dev.Caddyfile's limits,
+// keeps the admin API on the container's loopback and serves metrics on a listener of their
+// own, takes the client address as production does (client_address with CDN_ORIGIN_SECRET),
+// and reaches the compose services it names.
 func TestComposeCaddyfile(t *testing.T) {
 	caddy := testenv.Binary(t, "caddy")
 	_, f := edgeCaddyfiles(t)
-	if out, err := exec.Command(caddy, "validate", "--config", f, "--adapter", "caddyfile").CombinedOutput(); err != nil {
-		t.Errorf("caddy validate %s: %v\n%s", f, err, out)
+	validate := exec.Command(caddy, "validate", "--config", f, "--adapter", "caddyfile")
+	validate.Env = os.Environ()
+	for name, v := range buildService(t, "edge").Environment {
+		validate.Env = append(validate.Env, name+"="+v)
+	}
+	if out, err := validate.CombinedOutput(); err != nil {
+		t.Errorf("caddy validate %s (with compose's environment of the edge): %v\n%s", f, err, out)
 	}
 	if out, err := exec.Command(caddy, "fmt", "--diff", f).CombinedOutput(); err != nil {
 		t.Errorf("%s is not formatted (caddy fmt --overwrite %s): %v\n%s", f, f, err, out)
@@ -173,11 +181,12 @@ func TestComposeCaddyfile(t *testing.T) {
 		}
 	}
 
-	// Valkey and the app server are the compose services, on their container ports.
-	valkey := "valkey:" + containerPort(t, "valkey")
+	// Valkey and the app server are the compose services, on their container ports. The
+	// modules take Valkey as internal/valkeyconn's Config: its addresses, one server here.
+	valkey := `["valkey:` + containerPort(t, "valkey") + `"]`
 	for _, h := range []string{"edge_rate_limit", "edge_cache"} {
-		if got := one(h)["valkey"]; got != valkey {
-			t.Errorf("%s: %s valkey %s, want %q (the valkey service)", f, h, str(got), valkey)
+		if got := str(get(one(h), "valkey", "addresses")); got != valkey {
+			t.Errorf("%s: %s valkey %s, want addresses %s (the valkey service)", f, h, str(one(h)["valkey"]), valkey)
 		}
 	}
 	_, appPort := splitHostPort(t, appserverAddr(t, "APP_ADDR"))
@@ -194,6 +203,39 @@ func TestComposeCaddyfile(t *testing.T) {
 	one("circuit_breaker")
 	one("edge_cache")
 
+	// The admin API on the container's loopback; metrics on a server of their own, on a port
+	// compose publishes; the client address from CloudFront-Viewer-Address with the secret
+	// compose sets.
+	if admin, _ := get(cfg, "admin", "listen").(string); admin == "" || !isLoopback(hostOf(admin)) {
+		t.Errorf("%s: the admin API listens on %q, want the container's loopback (it changes the running config)", f, admin)
+	}
+	var metricsServers []string
+	servers, _ := get(cfg, "apps", "http", "servers").(map[string]any)
+	for name, srv := range servers {
+		names := slices.DeleteFunc(handlerOrder(srv), func(h string) bool { return h == "subroute" })
+		if !slices.Contains(names, "metrics") {
+			continue
+		}
+		if slices.ContainsFunc(names, func(h string) bool { return h != "metrics" }) {
+			t.Errorf("%s: server %s serves metrics next to %v: metrics get a listener of their own", f, name, names)
+		}
+		for _, l := range get(srv, "listen").([]any) {
+			metricsServers = append(metricsServers, l.(string))
+		}
+	}
+	if len(metricsServers) != 1 {
+		t.Errorf("%s: metrics served on %v, want one listener", f, metricsServers)
+	} else if _, port, _ := net.SplitHostPort(metricsServers[0]); !slices.ContainsFunc(buildService(t, "edge").Ports, func(p string) bool { _, c, _ := parsePublished(p); return c == port }) {
+		t.Errorf("%s: metrics on %s, a port compose does not publish", f, metricsServers[0])
+	}
+	client := one("client_address")
+	if got := str(client["secrets"]); got != `["{env.CDN_ORIGIN_SECRET}"]` {
+		t.Errorf("%s: client_address secrets %s, want [\"{env.CDN_ORIGIN_SECRET}\"] (read at run time, as in production)", f, got)
+	}
+	if _, ok := buildService(t, "edge").Environment["CDN_ORIGIN_SECRET"]; !ok {
+		t.Errorf("%s does not set CDN_ORIGIN_SECRET for the edge, which %s needs", composePath, f)
+	}
+
 	// production.Caddyfile's order: the user id (vars here, authentication there) before the
 	// limits, X-Auth-User and the limits before the cache, which wraps the breaker
 	// (stale-if-error while it is open), which wraps the proxy.
@@ -207,6 +249,7 @@ func TestComposeCaddyfile(t *testing.T) {
 		user = "vars"
 	}
 	for _, p := range [][2]string{
+		{"client_address", user}, {"client_address", "edge_rate_limit"},
 		{user, "edge_rate_limit"}, {user, "headers"}, {"edge_rate_limit", "edge_cache"}, {"headers", "edge_cache"},
 		{"edge_cache", "circuit_breaker"}, {"circuit_breaker", "reverse_proxy"},
 	} {
@@ -255,37 +298,46 @@ func TestAppserverPorts(t *testing.T) {
 	checkPorts(t, "appserver", svc, want)
 }
 
-// TestEdgePorts checks that the Caddyfiles of the edge image and of compose's edge listen on
-// every interface on the ports of the dev Caddyfile, and that compose publishes and the
-// Dockerfile exposes exactly those. The image's Caddyfile is read with its defaults, the
-// environment it reads unset; infra/terraform/terraform_test.go checks the ports of the
-// environment ECS gives it.
+// TestEdgePorts checks the listeners of the Caddyfiles of the edge image and of compose's edge:
+// the admin API on loopback in both (and in the dev Caddyfile), so that no port reaches it;
+// the same site ports in both, the dev Caddyfile's among them (every stack answers on the same
+// ports); every site on every interface of the container, so that the ports compose publishes
+// reach them, but the image's metrics listener, which its Caddyfile binds to loopback unless
+// EDGE_METRICS_BIND says otherwise; and compose publishing and the Dockerfile exposing exactly
+// those ports. The image's Caddyfile is read with its defaults, the environment it reads
+// unset; infra/terraform/terraform_test.go checks it with the environment ECS gives it.
 func TestEdgePorts(t *testing.T) {
-	var dev []string
-	for _, addr := range caddyListeners(t, devCaddyfile) {
-		_, port := splitHostPort(t, addr)
-		dev = append(dev, port)
-	}
-	slices.Sort(dev)
 	image, compose := edgeCaddyfiles(t)
 	for name := range caddyEnv(t, image) {
 		t.Setenv(name, "") // restored when the test ends
 		os.Unsetenv(name)
 	}
-	for _, path := range []string{image, compose} {
-		var ports []string
-		for _, addr := range caddyListeners(t, path) {
-			host, port := splitHostPort(t, addr)
-			if isLoopback(host) {
-				t.Errorf("%s listens on %s, loopback: no published port reaches it", path, addr)
-			}
-			ports = append(ports, port)
+	ports := map[string][]string{}
+	for _, path := range []string{devCaddyfile, image, compose} {
+		admin, sites := caddyListeners(t, path)
+		if admin != "off" && !strings.HasPrefix(admin, "unix/") && !isLoopback(hostOf(admin)) {
+			t.Errorf("%s: the admin API listens on %s, want loopback only: it changes the running config, purges the cache and opens breakers", path, admin)
 		}
-		if slices.Sort(ports); !slices.Equal(ports, dev) {
-			t.Errorf("%s listens on ports %v and %s on %v: every stack should answer on the same ports", path, ports, devCaddyfile, dev)
+		for _, s := range sites {
+			host, port := splitHostPort(t, s.addr)
+			if isLoopback(host) && path != devCaddyfile && !(path == image && s.metricsOnly) {
+				t.Errorf("%s listens on %s, loopback: no published port reaches it", path, s.addr)
+			}
+			if !slices.Contains(ports[path], port) {
+				ports[path] = append(ports[path], port)
+			}
+		}
+		slices.Sort(ports[path])
+	}
+	if !slices.Equal(ports[image], ports[compose]) {
+		t.Errorf("%s listens on ports %v and %s on %v: every stack should answer on the same ports", image, ports[image], compose, ports[compose])
+	}
+	for _, p := range ports[devCaddyfile] {
+		if !slices.Contains(ports[compose], p) {
+			t.Errorf("%s listens on port %s, %s does not (%v): every stack should answer on the same ports", devCaddyfile, p, compose, ports[compose])
 		}
 	}
-	checkPorts(t, "edge", buildService(t, "edge"), dev)
+	checkPorts(t, "edge", buildService(t, "edge"), ports[compose])
 }
 
 // TestPortsBoundToLoopback checks that compose publishes every port on 127.0.0.1 only.
@@ -535,9 +587,16 @@ func walkHandlers(v any, fn func(map[string]any)) {
 	}
 }
 
-// caddyListeners returns the host:port addresses a Caddyfile listens on: its admin endpoint
-// and each site address, on each host of the site's bind directive.
-func caddyListeners(t *testing.T, path string) []string {
+// siteListener is one address a site of a Caddyfile listens on.
+type siteListener struct {
+	addr        string // host:port, the host "" for every interface
+	metricsOnly bool   // the site serves metrics and nothing else
+}
+
+// caddyListeners returns the listen address of a Caddyfile's admin API ("off" when it has
+// none) and the host:port addresses of its sites, each site address on each host of the
+// site's bind directive.
+func caddyListeners(t *testing.T, path string) (admin string, sites []siteListener) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -547,8 +606,7 @@ func caddyListeners(t *testing.T, path string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin := caddy.DefaultAdminListen
-	var addrs []string
+	admin = caddy.DefaultAdminListen
 	for _, b := range blocks {
 		if len(b.Keys) == 0 { // the global options
 			for _, seg := range b.Segments {
@@ -559,7 +617,9 @@ func caddyListeners(t *testing.T, path string) []string {
 			continue
 		}
 		binds := []string{""}
+		metricsOnly := len(b.Segments) > 0
 		for _, seg := range b.Segments {
+			metricsOnly = metricsOnly && (seg.Directive() == "bind" || seg.Directive() == "metrics")
 			if seg.Directive() == "bind" {
 				binds = binds[:0]
 				for _, tok := range seg[1:] {
@@ -576,14 +636,19 @@ func caddyListeners(t *testing.T, path string) []string {
 				t.Fatalf("%s: site address %q has no port", path, key)
 			}
 			for _, host := range binds {
-				addrs = append(addrs, net.JoinHostPort(host, u.Port()))
+				sites = append(sites, siteListener{addr: net.JoinHostPort(host, u.Port()), metricsOnly: metricsOnly})
 			}
 		}
 	}
-	if admin != "off" {
-		addrs = append(addrs, admin)
+	return admin, sites
+}
+
+// hostOf returns the host of a host:port address, or addr when it has no port.
+func hostOf(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
 	}
-	return addrs
+	return addr
 }
 
 // parsePublished splits a published port in the short syntax HOST_IP:HOST_PORT:CONTAINER_PORT

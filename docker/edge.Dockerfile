@@ -20,7 +20,8 @@ RUN --mount=type=cache,target=/root/.cache/go-build \
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/caddy /usr/bin/caddy
 COPY caddyfiles/production.Caddyfile /etc/caddy/Caddyfile
-# 8080: the site; 2019: the admin endpoint (metrics, /edge/status).
-EXPOSE 8080 2019
+# 8080: the site; 9180: the metrics listener (EDGE_METRICS_BIND; ECS maps it as metrics). The
+# admin API (localhost:2019) listens on the container's loopback and is not exposed.
+EXPOSE 8080 9180
 USER nonroot:nonroot
 CMD ["/usr/bin/caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]

@@ -22,12 +22,14 @@ import (
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/tryfunc"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
 
+	appsecrets "github.com/muejam/edge/appserver/secrets"
 	"github.com/muejam/edge/internal/testenv"
 )
 
@@ -351,10 +353,11 @@ func TestPolicies(t *testing.T) {
 // TestContainerEnvironment checks that the environment variables the Terraform passes to the
 // app server are exactly ones appserver/config.go reads, that none of the app server's
 // loopback defaults is left in place, and that the edge gets exactly the variables its
-// Caddyfile (caddyfiles/production.Caddyfile, baked into the image) reads: each as plain
-// environment or as a secret ECS injects, never both; PII_PSEUDONYM_KEY as a secret; and a
-// secret only where the Caddyfile reads it at run time ({env.NAME}), never at parse time
-// ({$NAME}), which would write its value into the adapted config.
+// Caddyfile (caddyfiles/production.Caddyfile, baked into the image) reads, but those of
+// edgeLeftAtDefault: each as plain environment or as a secret ECS injects, never both;
+// edgeSecretNames as secrets; and a secret only where the Caddyfile reads it at run time
+// ({env.NAME}), never at parse time ({$NAME}), which would write its value into the adapted
+// config. The app server's TRUSTED_EDGE_CIDRS, whose default is loopback only, is set too.
 func TestContainerEnvironment(t *testing.T) {
 	read := testenv.AppServerEnv(t)
 	edgeRead := caddyEnv(t, edgeCaddyfile)
@@ -371,6 +374,10 @@ func TestContainerEnvironment(t *testing.T) {
 			if strings.Contains(def, "127.0.0.1") && !app[name] {
 				t.Errorf("%s does not set %s for the app server, whose default %q is loopback", dir, name, def)
 			}
+		}
+		// Its default (127.0.0.0/8,::1/128) is not a string literal of defaultConfig.
+		if !app["TRUSTED_EDGE_CIDRS"] {
+			t.Errorf("%s does not set TRUSTED_EDGE_CIDRS for the app server, whose default trusts loopback only", dir)
 		}
 		edgeEnv, edgeSecrets := containerEnv(t, m, "edge"), containerSecrets(t, m, "edge")
 		for name := range edgeEnv {
@@ -390,27 +397,58 @@ func TestContainerEnvironment(t *testing.T) {
 			}
 		}
 		for name := range edgeRead {
+			if _, ok := edgeLeftAtDefault[name]; ok {
+				if edgeEnv[name] || edgeSecrets[name] {
+					t.Errorf("%s passes %s to the edge, which should keep the Caddyfile's default: %s", dir, name, edgeLeftAtDefault[name])
+				}
+				continue
+			}
 			if !edgeEnv[name] && !edgeSecrets[name] {
 				t.Errorf("%s does not pass %s to the edge, which %s reads", dir, name, edgeCaddyfile)
 			}
 		}
-		if !edgeSecrets["PII_PSEUDONYM_KEY"] {
-			t.Errorf("%s: the edge's PII_PSEUDONYM_KEY must be a secret (the ecs-service module's secrets), not plain environment", dir)
+		for _, name := range edgeSecretNames {
+			if !edgeSecrets[name] {
+				t.Errorf("%s: the edge's %s must be a secret (the ecs-service module's secrets), not plain environment", dir, name)
+			}
 		}
 	}
 }
 
-// TestEdgeTask checks the values the edge task gets in each environment: its admin endpoint on
-// the task's metrics port and not on loopback (the scraper reaches it), EDGE_EXPECTED_NODES
-// the edge's desired count, an L1 cache that fits the task's memory, the app server, Valkey
-// and the pseudonym key from the modules that make them; and that the ecs-service module
-// injects its secrets into the container and lets the execution role read exactly those.
+// edgeSecretNames are the variables of the edge that ECS injects from Secrets Manager: the
+// pseudonym key of its access logs, Valkey's AUTH token and the CDN origin secret. Its
+// execution role may read these secrets and no other.
+var edgeSecretNames = []string{"PII_PSEUDONYM_KEY", "VALKEY_PASSWORD", "CDN_ORIGIN_SECRET"}
+
+// edgeLeftAtDefault are the variables production.Caddyfile reads that the edge task leaves
+// unset on purpose, each with the reason; TestEdgeTask checks the default is what production
+// needs.
+var edgeLeftAtDefault = map[string]string{
+	"EDGE_ADMIN_ADDR": "the admin API (config, purges, breakers) listens on the task's loopback only",
+}
+
+// edgeMetricsPort is the port of the edge's metrics listener in every environment: the task's
+// port mapping named metrics, the monitoring group's way in (modules/network) and what
+// infra/monitoring/prometheus.yml scrapes.
+const edgeMetricsPort = 9180
+
+// TestEdgeTask checks the values the edge task gets in each environment, and
+// production.Caddyfile read with exactly that environment: the admin API on loopback
+// (EDGE_ADMIN_ADDR unset, the Caddyfile's default) and served by no site; a metrics-only
+// listener on a non-loopback interface, on the task's metrics_port (edgeMetricsPort); the
+// site on the task's container port, the load balancer's target port, on a non-loopback
+// interface; the edge tier's security group open to exactly those two ports, the first to the
+// load balancer, the second to the monitoring group; EDGE_EXPECTED_NODES the edge's desired
+// count, an L1 cache that fits the task's memory, the app server, Valkey and the secrets from
+// the modules that make them; and that the ecs-service module injects its secrets into the
+// container and lets the execution role read exactly those.
 func TestEdgeTask(t *testing.T) {
+	network := loadModule(t, filepath.Join(modulesDir, "network"))
+	flows := eval(t, network.locals["flows"], nil)
 	for _, env := range environments {
 		dir := filepath.Join(environmentsDir, env)
 		m := loadModule(t, dir)
-		ctx := evalContext(t, m, tfvars(t, dir))
-		ctx.Functions = tfFunctions
+		ctx := deployedContext(t, m, dir)
 		items := objectItems(m.modules["edge"].Body.Attributes["environment"].Expr)
 		value := func(name string) string {
 			t.Helper()
@@ -420,13 +458,67 @@ func TestEdgeTask(t *testing.T) {
 			}
 			return eval(t, expr, ctx).AsString()
 		}
-
-		admin := value("EDGE_ADMIN_ADDR")
-		host, port, err := net.SplitHostPort(admin)
-		metrics := moduleArg(t, m, ctx, "edge", "metrics_port")
-		if err != nil || host == "" || net.ParseIP(host) == nil || net.ParseIP(host).IsLoopback() || port != show(metrics) {
-			t.Errorf("%s: EDGE_ADMIN_ADDR = %q, want a non-loopback IP on the edge's metrics_port %s", dir, admin, show(metrics))
+		taskEnv := map[string]string{}
+		for name := range items {
+			taskEnv[name] = value(name)
 		}
+
+		metrics := moduleArg(t, m, ctx, "edge", "metrics_port")
+		if !metrics.RawEquals(cty.NumberIntVal(edgeMetricsPort)) {
+			t.Errorf("%s: the edge's metrics_port = %s, want %d", dir, show(metrics), edgeMetricsPort)
+		}
+		sitePort := moduleArg(t, m, ctx, "edge", "container_port")
+		if got := moduleArg(t, m, ctx, "alb", "target_port"); !got.RawEquals(sitePort) {
+			t.Errorf("%s: the load balancer's target_port %s is not the edge's container_port %s", dir, show(got), show(sitePort))
+		}
+		if admin, ok := taskEnv["EDGE_ADMIN_ADDR"]; ok && !loopbackListen(admin) {
+			t.Errorf("%s: EDGE_ADMIN_ADDR = %q: the admin API must listen on loopback only", dir, admin)
+		}
+
+		// The Caddyfile as the task runs it.
+		cf := readCaddyfile(t, edgeCaddyfile, taskEnv)
+		if !loopbackListen(cf.admin) {
+			t.Errorf("%s: with the task's environment, %s's admin API listens on %q, want loopback only (%s)", dir, edgeCaddyfile, cf.admin, edgeLeftAtDefault["EDGE_ADMIN_ADDR"])
+		}
+		var metricsSites, otherSites int
+		for _, site := range cf.sites {
+			onlyMetrics := len(site.directives) > 0 && !slices.ContainsFunc(site.directives, func(d string) bool { return d != "bind" && d != "metrics" })
+			want := show(sitePort)
+			if onlyMetrics {
+				metricsSites++
+				want = show(metrics)
+			} else {
+				otherSites++
+			}
+			for _, addr := range site.listen {
+				_, port, err := net.SplitHostPort(addr)
+				if err != nil || port != want {
+					t.Errorf("%s: %s site %s listens on %s, want port %s (the task's %s)", dir, edgeCaddyfile, site.key, addr, want, map[bool]string{true: "metrics_port", false: "container_port"}[onlyMetrics])
+				}
+				if loopbackListen(addr) {
+					t.Errorf("%s: %s site %s listens on %q with the task's environment: unreachable from the %s", dir, edgeCaddyfile, site.key, addr, map[bool]string{true: "monitoring group", false: "load balancer"}[onlyMetrics])
+				}
+				if port == portOf(cf.admin) {
+					t.Errorf("%s: %s site %s listens on the admin API's port %s", dir, edgeCaddyfile, site.key, port)
+				}
+			}
+		}
+		if metricsSites != 1 || otherSites != 1 {
+			t.Errorf("%s: %s has %d metrics-only sites and %d others, want one of each", dir, edgeCaddyfile, metricsSites, otherSites)
+		}
+
+		// The edge tier admits the load balancer to the site and the monitoring group to the
+		// metrics listener, nothing else (not the admin port).
+		into := map[string]string{}
+		for it := flows.ElementIterator(); it.Next(); {
+			if _, f := it.Element(); f.GetAttr("to").AsString() == "edge" {
+				into[f.GetAttr("from").AsString()] = show(f.GetAttr("port"))
+			}
+		}
+		if want := map[string]string{"alb": show(sitePort), "monitoring": show(metrics)}; !maps.Equal(into, want) {
+			t.Errorf("%s: flows into the edge tier (from => port) %v, want %v", network.dir, into, want)
+		}
+
 		if got, want := value("EDGE_EXPECTED_NODES"), show(moduleArg(t, m, ctx, "edge", "desired_count")); got != want {
 			t.Errorf("%s: EDGE_EXPECTED_NODES = %q, want the edge's desired_count %s", dir, got, want)
 		}
@@ -441,6 +533,8 @@ func TestEdgeTask(t *testing.T) {
 			{"environment", "APP_UPSTREAMS", "module.appserver.service_connect_address"},
 			{"environment", "VALKEY_ADDR", "module.valkey.address"},
 			{"secrets", "PII_PSEUDONYM_KEY", "module.secrets.pii_pseudonym_key_secret_arn"},
+			{"secrets", "VALKEY_PASSWORD", "module.secrets.valkey_auth_token_secret_arn"},
+			{"secrets", "CDN_ORIGIN_SECRET", "module.secrets.cdn_origin_secret_arn"},
 		} {
 			attr, ok := m.modules["edge"].Body.Attributes[c.attr]
 			if !ok {
@@ -467,6 +561,10 @@ func TestEdgeTask(t *testing.T) {
 	for _, secrets := range []map[string]string{
 		{},
 		{"PII_PSEUDONYM_KEY": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:muejam/production/pii-pseudonym-key-AbCdEf"},
+		{
+			"PII_PSEUDONYM_KEY": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:muejam/production/pii-pseudonym-key-AbCdEf",
+			"VALKEY_PASSWORD":   "arn:aws:secretsmanager:eu-west-1:123456789012:secret:muejam/production/valkey-auth-token-GhIjKl",
+		},
 		{"A": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:muejam/dev/b-123456", "B": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:muejam/dev/a-654321"},
 	} {
 		vals := map[string]cty.Value{}
@@ -503,15 +601,256 @@ func TestEdgeTask(t *testing.T) {
 	}
 }
 
+// TestValkeyTLSAndAuth checks Valkey's in-transit encryption and AUTH in each environment:
+// the replication group requires TLS and takes its AUTH token from the valkey module's
+// sensitive auth_token, which every environment sets from the secrets module's
+// random_password, stored as the plain string secret muejam/ENV/valkey-auth-token; the edge
+// gets that secret as VALKEY_PASSWORD, injected by ECS through its execution role, and the app
+// server a reference to it (aws-sm:muejam/ENV/valkey-auth-token) that its task role may
+// resolve; both get VALKEY_TLS=on and VALKEY_CLUSTER on exactly when the environment runs
+// Valkey in cluster mode.
+func TestValkeyTLSAndAuth(t *testing.T) {
+	valkey := loadModule(t, filepath.Join(modulesDir, "valkey"))
+	const group = "aws_elasticache_replication_group.this"
+	for attr, want := range map[string]cty.Value{
+		"transit_encryption_enabled": cty.True,
+		"transit_encryption_mode":    cty.StringVal("required"),
+		"at_rest_encryption_enabled": cty.True,
+	} {
+		if got := eval(t, resourceAttr(t, valkey, group, attr), nil); !got.RawEquals(want) {
+			t.Errorf("%s: %s.%s = %s, want %s", valkey.dir, group, attr, show(got), show(want))
+		}
+	}
+	if got := exprAt(valkey.resources[group].Body, []string{"auth_token"}); got != "var.auth_token" {
+		t.Errorf("%s: %s.auth_token = %s, want var.auth_token", valkey.dir, group, got)
+	}
+	token, ok := valkey.variables["auth_token"]
+	switch {
+	case !ok:
+		t.Fatalf("%s: no variable auth_token", valkey.dir)
+	case token.Body.Attributes["default"] != nil:
+		t.Errorf("%s: variable auth_token must have no default: every environment passes the secrets module's token", valkey.dir)
+	case token.Body.Attributes["sensitive"] == nil || !eval(t, token.Body.Attributes["sensitive"].Expr, nil).True():
+		t.Errorf("%s: variable auth_token must be sensitive", valkey.dir)
+	}
+	// Its validation holds ElastiCache's rules for an AUTH token.
+	for tok, want := range map[string]bool{
+		strings.Repeat("aZ09", 4):          true,
+		strings.Repeat("aZ09", 16):         true,
+		strings.Repeat("aZ09", 32):         true,
+		"!#$&'()*+,-.:;<=>?[]^_`{|}~":      true,
+		strings.Repeat("a", 15):            false,
+		strings.Repeat("a", 129):           false,
+		strings.Repeat("a", 16) + "@":      false,
+		strings.Repeat("a", 16) + `"`:      false,
+		strings.Repeat("a", 16) + "/":      false,
+		strings.Repeat("a", 16) + "%":      false,
+		strings.Repeat("a", 16) + " ":      false,
+		strings.Repeat("a", 16) + "\u00e9": false,
+		strings.Repeat("a", 16) + "\n":     false,
+	} {
+		ctx := evalContext(t, valkey, map[string]cty.Value{"auth_token": cty.StringVal(tok)})
+		ctx.Functions = tfFunctions
+		ok := true
+		for _, b := range token.Body.Blocks {
+			if b.Type == "validation" {
+				ok = ok && eval(t, b.Body.Attributes["condition"].Expr, ctx).True()
+			}
+		}
+		if ok != want {
+			t.Errorf("%s: variable auth_token accepts %q: %v, want %v", valkey.dir, tok, ok, want)
+		}
+	}
+
+	// The secrets module generates the token, stores it as a plain string and hands it out.
+	secrets := loadModule(t, filepath.Join(modulesDir, "secrets"))
+	const password = "random_password.valkey_auth_token"
+	length := eval(t, resourceAttr(t, secrets, password, "length"), nil)
+	if length.LessThan(cty.NumberIntVal(16)).True() || length.GreaterThan(cty.NumberIntVal(128)).True() {
+		t.Errorf("%s: %s.length = %s, want 16 to 128 (ElastiCache AUTH)", secrets.dir, password, show(length))
+	}
+	if got := eval(t, resourceAttr(t, secrets, password, "special"), nil); !got.RawEquals(cty.False) {
+		t.Errorf("%s: %s.special = %s, want false: letters and digits, none of the characters AUTH refuses", secrets.dir, password, show(got))
+	}
+	for _, w := range []struct {
+		block  *hclsyntax.Block
+		where  string
+		attr   string
+		want   string
+		secret bool
+	}{
+		{secrets.resources["aws_secretsmanager_secret_version.valkey_auth_token"], "aws_secretsmanager_secret_version.valkey_auth_token", "secret_string", password + ".result", false},
+		{secrets.resources["aws_secretsmanager_secret_version.valkey_auth_token"], "aws_secretsmanager_secret_version.valkey_auth_token", "secret_id", "aws_secretsmanager_secret.valkey_auth_token.id", false},
+		{secrets.outputs["valkey_auth_token"], "output valkey_auth_token", "value", password + ".result", true},
+		{secrets.outputs["valkey_auth_token_secret_arn"], "output valkey_auth_token_secret_arn", "value", "aws_secretsmanager_secret_version.valkey_auth_token.arn", false},
+		{secrets.outputs["valkey_auth_token_secret_name"], "output valkey_auth_token_secret_name", "value", "aws_secretsmanager_secret.valkey_auth_token.name", false},
+	} {
+		if w.block == nil {
+			t.Errorf("%s: no %s", secrets.dir, w.where)
+			continue
+		}
+		if got := exprAt(w.block.Body, []string{w.attr}); got != w.want {
+			t.Errorf("%s: %s: %s = %s, want %s", secrets.dir, w.where, w.attr, got, w.want)
+		}
+		if sens := w.block.Body.Attributes["sensitive"]; w.secret && (sens == nil || !eval(t, sens.Expr, nil).True()) {
+			t.Errorf("%s: %s must be sensitive", secrets.dir, w.where)
+		}
+	}
+
+	for _, env := range environments {
+		t.Run(env, func(t *testing.T) {
+			dir := filepath.Join(environmentsDir, env)
+			m := loadModule(t, dir)
+			ctx := evalContext(t, m, tfvars(t, dir))
+			ctx.Functions = maps.Clone(tfFunctions)
+			ctx.Functions["file"] = fileFunc
+
+			if got := exprAt(m.modules["valkey"].Body, []string{"auth_token"}); got != "module.secrets.valkey_auth_token" {
+				t.Errorf("%s: module valkey: auth_token = %s, want module.secrets.valkey_auth_token", dir, got)
+			}
+
+			// What the secrets module makes for this environment, as ARNs Secrets Manager
+			// would give them.
+			sctx := evalContext(t, secrets, map[string]cty.Value{"environment_name": moduleArg(t, m, ctx, "secrets", "environment_name")})
+			name := func(res string) string {
+				return eval(t, resourceAttr(t, secrets, "aws_secretsmanager_secret."+res, "name"), sctx).AsString()
+			}
+			tokenName, keyName, dbName := name("valkey_auth_token"), name("pii_pseudonym_key"), name("database")
+			if want := "muejam/" + env + "/valkey-auth-token"; tokenName != want {
+				t.Errorf("%s: the Valkey AUTH token secret is %q, want %q", dir, tokenName, want)
+			}
+			arn := func(name, suffix string) string {
+				return fmt.Sprintf("arn:aws:secretsmanager:%s:123456789012:secret:%s-%s", ctx.Variables["var"].GetAttr("region").AsString(), name, suffix)
+			}
+			tokenARN, keyARN, dbARN := arn(tokenName, "AbCdEf"), arn(keyName, "GhIjKl"), arn(dbName, "MnOpQr")
+			ctx.Variables["module"] = cty.ObjectVal(map[string]cty.Value{
+				"secrets": cty.ObjectVal(map[string]cty.Value{
+					"valkey_auth_token_secret_name": cty.StringVal(tokenName),
+					"valkey_auth_token_secret_arn":  cty.StringVal(tokenARN),
+					"pii_pseudonym_key_secret_arn":  cty.StringVal(keyARN),
+					"cdn_origin_secret_arn":         cty.StringVal(arn(name("cdn_origin_secret"), "StUvWx")),
+					"database_secret_name":          cty.StringVal(dbName),
+				}),
+			})
+
+			cluster := "off"
+			if moduleArg(t, m, ctx, "valkey", "cluster_mode").True() {
+				cluster = "on"
+			}
+			if vars := ctx.Variables["var"]; !moduleArg(t, m, ctx, "valkey", "cluster_mode").RawEquals(vars.GetAttr("valkey_cluster_mode")) {
+				t.Errorf("%s: module valkey: cluster_mode is not valkey_cluster_mode", dir)
+			}
+			for _, svc := range []string{"edge", "appserver"} {
+				items := objectItems(m.modules[svc].Body.Attributes["environment"].Expr)
+				for name, want := range map[string]string{"VALKEY_CLUSTER": cluster, "VALKEY_TLS": "on"} {
+					expr, ok := items[name]
+					if !ok {
+						t.Errorf("%s: the %s's environment does not set %s", dir, svc, name)
+						continue
+					}
+					if got := eval(t, expr, ctx); !got.RawEquals(cty.StringVal(want)) {
+						t.Errorf("%s: the %s's %s = %s, want %q (valkey_cluster_mode = %s)", dir, svc, name, show(got), want, show(moduleArg(t, m, ctx, "valkey", "cluster_mode")))
+					}
+				}
+			}
+
+			// The app server resolves VALKEY_PASSWORD itself: a reference to the whole secret,
+			// which its task role may read.
+			expr, ok := objectItems(m.modules["appserver"].Body.Attributes["environment"].Expr)["VALKEY_PASSWORD"]
+			if !ok {
+				t.Fatalf("%s: the app server's environment does not set VALKEY_PASSWORD", dir)
+			}
+			ref, err := appsecrets.ParseRef(eval(t, expr, ctx).AsString())
+			if err != nil || ref.Scheme != appsecrets.SchemeAWSSM || ref.Name != tokenName || ref.Key != "" {
+				t.Errorf("%s: the app server's VALKEY_PASSWORD = %s (%v), want aws-sm:%s", dir, show(eval(t, expr, ctx)), err, tokenName)
+			}
+			taskPolicies := moduleArg(t, m, ctx, "appserver", "task_policies")
+			var appDocs []policyDoc
+			for it := taskPolicies.ElementIterator(); it.Next(); {
+				k, v := it.Element()
+				appDocs = append(appDocs, checkPolicyDoc(t, dir+": app server task policy "+k.AsString(), []byte(v.AsString())))
+			}
+			for secretARN, want := range map[string]bool{tokenARN: true, dbARN: true, keyARN: false} {
+				if got := slices.ContainsFunc(appDocs, func(p policyDoc) bool { return policyAllows(p, "secretsmanager:GetSecretValue", secretARN) }); got != want {
+					t.Errorf("%s: the app server's task role may read %s: %v, want %v", dir, secretARN, got, want)
+				}
+			}
+
+			// The edge gets the token injected by ECS; its execution role may read exactly its
+			// secrets.
+			edgeSecrets := moduleArg(t, m, ctx, "edge", "secrets")
+			if got := edgeSecrets.GetAttr("VALKEY_PASSWORD"); !got.RawEquals(cty.StringVal(tokenARN)) {
+				t.Errorf("%s: the edge's secret VALKEY_PASSWORD = %s, want the ARN of %s", dir, show(got), tokenName)
+			}
+			var names []string
+			for k := range edgeSecrets.AsValueMap() {
+				names = append(names, k)
+			}
+			if want := slices.Sorted(slices.Values(edgeSecretNames)); !slices.Equal(slices.Sorted(slices.Values(names)), want) {
+				t.Errorf("%s: the edge's secrets are %v, want %v", dir, slices.Sorted(slices.Values(names)), want)
+			}
+			svc := loadModule(t, filepath.Join(modulesDir, "ecs-service"))
+			sctx = evalContext(t, svc, map[string]cty.Value{"secrets": cty.MapVal(edgeSecrets.AsValueMap())})
+			sctx.Functions = tfFunctions
+			exec := checkPolicyDoc(t, dir+": the edge's read-injected-secrets", []byte(eval(t, resourceAttr(t, svc, "aws_iam_role_policy.execution_secrets", "policy"), sctx).AsString()))
+			for secretARN, want := range map[string]bool{tokenARN: true, keyARN: true, dbARN: false} {
+				if got := policyAllows(exec, "secretsmanager:GetSecretValue", secretARN); got != want {
+					t.Errorf("%s: the edge's execution role may read %s: %v, want %v", dir, secretARN, got, want)
+				}
+			}
+		})
+	}
+}
+
+// policyAllows evaluates p as IAM does for action on the resource arn: some Allow statement
+// names the action and a resource pattern that matches, and no Deny statement does.
+func policyAllows(p policyDoc, action, arn string) bool {
+	allowed := false
+	for _, st := range p.Statement {
+		if !slices.Contains(st.Action, action) || !slices.ContainsFunc(st.Resource, func(pattern string) bool { return arnMatch(pattern, arn) }) {
+			continue
+		}
+		if st.Effect == "Deny" {
+			return false
+		}
+		allowed = allowed || st.Effect == "Allow"
+	}
+	return allowed
+}
+
+// arnMatch reports whether an IAM resource pattern (* any run of characters, ? one) matches arn.
+func arnMatch(pattern, arn string) bool {
+	re := strings.NewReplacer(`\*`, `.*`, `\?`, `.`).Replace(regexp.QuoteMeta(pattern))
+	return regexp.MustCompile("^" + re + "$").MatchString(arn)
+}
+
 // tfFunctions are the Terraform functions the tests evaluate expressions with.
 var tfFunctions = map[string]function.Function{
+	"can":        tryfunc.CanFunc,
+	"cidrsubnet": tfCidrSubnetFunc,
+	"concat":     stdlib.ConcatFunc,
 	"floor":      stdlib.FloorFunc,
+	"join":       stdlib.JoinFunc,
 	"jsonencode": stdlib.JSONEncodeFunc,
-	"length":     stdlib.LengthFunc,
+	"length":     tfLengthFunc,
+	"regex":      stdlib.RegexFunc,
 	"sort":       stdlib.SortFunc,
 	"tostring":   stdlib.MakeToFunc(cty.String),
 	"values":     stdlib.ValuesFunc,
 }
+
+// tfLengthFunc is Terraform's length: the characters of a string, else the elements of a
+// collection (cty's LengthFunc takes collections only).
+var tfLengthFunc = function.New(&function.Spec{
+	Params: []function.Parameter{{Name: "value", Type: cty.DynamicPseudoType, AllowDynamicType: true}},
+	Type:   function.StaticReturnType(cty.Number),
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		if args[0].Type() == cty.String {
+			return stdlib.Strlen(args[0])
+		}
+		return stdlib.Length(args[0])
+	},
+})
 
 // caddyEnvRef matches the environment variables a Caddyfile reads: {$NAME} and
 // {$NAME:default} at parse time, {env.NAME} at run time.

@@ -53,9 +53,20 @@ locals {
   alarm_actions = var.alerting ? [aws_sns_topic.alerts[0].arn] : []
   # Every database connection uses TLS (the rds module sets rds.force_ssl).
   db_path = "muejam?sslmode=require"
-  # The edge's admin endpoint (metrics, /edge/...): the port the monitoring security group
-  # reaches (modules/network) and the task's port mapping named metrics.
-  edge_admin_port = 2019
+  # The edge's site (production.Caddyfile's EDGE_PORT): the load balancer's target port.
+  edge_port = 8080
+  # The edge's metrics listener (production.Caddyfile's http://:9180, /metrics only): the
+  # port the monitoring security group reaches (modules/network) and the task's port mapping
+  # named metrics. The admin API stays on the task's loopback (the Caddyfile's default).
+  edge_metrics_port = 9180
+  # What reaches the app server's port: the edge tasks, from the private subnets, through the
+  # app task's Service Connect proxy, which forwards each request to the app container over
+  # the task's loopback. TRUSTED_EDGE_CIDRS, comma-separated; the security group admits the
+  # edge tier alone to that port (modules/network).
+  app_trusted_edge_cidrs = concat(module.network.private_subnet_cidrs, ["127.0.0.0/8", "::1/128"])
+  # VALKEY_CLUSTER of the edge and the app server: on requires a cluster (modules/valkey's
+  # cluster_mode), off a single shard.
+  valkey_cluster = var.valkey_cluster_mode ? "on" : "off"
 }
 
 module "network" {
@@ -108,6 +119,7 @@ module "valkey" {
   shards                  = var.valkey_shards
   replicas_per_shard      = var.valkey_replicas_per_shard
   snapshot_retention_days = var.valkey_snapshot_retention_days
+  auth_token              = module.secrets.valkey_auth_token
   subnet_ids              = module.network.private_subnet_ids
   security_group_id       = module.network.security_group_ids["valkey"]
 }
@@ -119,7 +131,8 @@ module "alb" {
   subnet_ids          = module.network.public_subnet_ids
   security_group_id   = module.network.security_group_ids["alb"]
   certificate_arn     = var.alb_certificate_arn
-  target_port         = 8080
+  origin_secret       = module.secrets.cdn_origin_secret
+  target_port         = local.edge_port
   health_check_path   = "/v1/health"
   deletion_protection = var.deletion_protection
   alarm_actions       = local.alarm_actions
@@ -135,6 +148,7 @@ module "cloudfront" {
   name                = local.name
   origin_domain_name  = var.alb_domain_name != "" ? var.alb_domain_name : module.alb.dns_name
   origin_https        = module.alb.https
+  origin_secret       = module.secrets.cdn_origin_secret
   aliases             = var.cdn_aliases
   certificate_arn     = var.cdn_certificate_arn
   static_path_pattern = "/static/*"
@@ -167,8 +181,11 @@ resource "aws_ecs_cluster" "this" {
 
 # The app server. Its environment holds only variables appserver/config.go reads (a test
 # checks). The database URLs carry no password: the app server reads it from Secrets Manager
-# (DATABASE_PASSWORD, an aws-sm: reference) with its task role. Without replicas the flag
-# -replica-urls= turns off the image's loopback default (an empty variable would not).
+# (DATABASE_PASSWORD, an aws-sm: reference) with its task role, and so Valkey's AUTH token
+# (VALKEY_PASSWORD); it speaks TLS to Valkey, verified against the system roots. It trusts
+# X-Auth-User only from what can reach it: the edge (local.app_trusted_edge_cidrs). Without
+# replicas the flag -replica-urls= turns off the image's loopback default (an empty variable
+# would not).
 module "appserver" {
   source           = "../../modules/ecs-service"
   name             = "appserver"
@@ -184,13 +201,17 @@ module "appserver" {
   command          = var.db_replica_count > 0 ? [] : ["-replica-urls="]
   environment = merge(
     {
-      APP_ADDR          = "0.0.0.0:8081"
-      APP_METRICS_ADDR  = "0.0.0.0:9081"
-      DATABASE_URL      = "postgres://${var.db_username}@${module.rds.address}:${module.rds.port}/${local.db_path}"
-      DATABASE_PASSWORD = "aws-sm:${module.secrets.database_secret_name}#password"
-      VALKEY_ADDR       = module.valkey.address
-      LOG_LEVEL         = var.log_level
-      MIGRATE_ON_START  = "true"
+      APP_ADDR           = "0.0.0.0:8081"
+      APP_METRICS_ADDR   = "0.0.0.0:9081"
+      DATABASE_URL       = "postgres://${var.db_username}@${module.rds.address}:${module.rds.port}/${local.db_path}"
+      DATABASE_PASSWORD  = "aws-sm:${module.secrets.database_secret_name}#password"
+      VALKEY_ADDR        = module.valkey.address
+      VALKEY_CLUSTER     = local.valkey_cluster
+      VALKEY_TLS         = "on"
+      VALKEY_PASSWORD    = "aws-sm:${module.secrets.valkey_auth_token_secret_name}"
+      TRUSTED_EDGE_CIDRS = join(",", local.app_trusted_edge_cidrs)
+      LOG_LEVEL          = var.log_level
+      MIGRATE_ON_START   = "true"
     },
     var.db_replica_count > 0 ? {
       DATABASE_REPLICA_URLS = join(",", [for host in module.rds.replica_addresses : "postgres://${var.db_username}@${host}:${module.rds.port}/${local.db_path}"])
@@ -214,11 +235,16 @@ module "appserver" {
 }
 
 # The edge: the custom Caddy image, which runs caddyfiles/production.Caddyfile (JWT, limits,
-# cache, breakers, scrubbed logs), configured by exactly the environment that file's header
-# lists (a test checks): the app server through Service Connect (appserver:8081, load-balanced
-# over its tasks by the Service Connect proxy), the environment's Valkey, its identity
-# provider, and the pseudonym key of its logs, injected by ECS from Secrets Manager. Its task
-# role has no policy (the edge calls no AWS API); its execution role may read that one secret.
+# cache, breakers, scrubbed logs), configured by exactly the environment that file reads but
+# EDGE_ADMIN_ADDR (a test checks): its listeners, the app server through Service Connect
+# (appserver:8081, load-balanced over its tasks by the Service Connect proxy), the
+# environment's Valkey (over TLS, with the AUTH token), its identity provider, the pseudonym
+# key of its logs, the load balancer's subnets (trusted X-Forwarded-For hops) and the CDN
+# origin secret. The three secrets, the
+# pseudonym key, the AUTH token and the origin secret, are injected by ECS from Secrets
+# Manager. Its admin API stays on the task's loopback (EDGE_ADMIN_ADDR unset: the Caddyfile's
+# localhost:2019); Prometheus scrapes its metrics listener. Its task role has no policy (the
+# edge calls no AWS API); its execution role may read those three secrets only.
 module "edge" {
   source           = "../../modules/ecs-service"
   name             = "edge"
@@ -229,16 +255,25 @@ module "edge" {
   image_tag        = var.image_tag
   cpu              = var.edge_cpu
   memory           = var.edge_memory
-  container_port   = 8080
-  metrics_port     = local.edge_admin_port
+  container_port   = local.edge_port
+  metrics_port     = local.edge_metrics_port
   environment = {
-    # Every interface of the task, which in awsvpc mode is its private ENI (and loopback):
-    # the security group admits the monitoring group alone to this port.
-    EDGE_ADMIN_ADDR = "0.0.0.0:${local.edge_admin_port}"
-    APP_UPSTREAMS   = module.appserver.service_connect_address
-    VALKEY_ADDR     = module.valkey.address
-    JWKS_URL        = var.jwks_url
-    JWT_ISSUER      = var.jwt_issuer
+    # The site and the metrics listener on every interface of the task, which in awsvpc mode
+    # is its private ENI (and loopback): the security group admits the load balancer alone to
+    # the first, the monitoring group alone to the second.
+    EDGE_BIND         = "0.0.0.0"
+    EDGE_PORT         = tostring(local.edge_port)
+    EDGE_METRICS_BIND = "0.0.0.0"
+    EDGE_METRICS_PORT = tostring(local.edge_metrics_port)
+    # The load balancer reaches the tasks from its subnets: X-Forwarded-For hops from them are
+    # trusted, and its health checks from them need no origin secret.
+    EDGE_TRUSTED_PROXIES = join(" ", module.network.public_subnet_cidrs)
+    APP_UPSTREAMS        = module.appserver.service_connect_address
+    VALKEY_ADDR          = module.valkey.address
+    VALKEY_CLUSTER       = local.valkey_cluster
+    VALKEY_TLS           = "on"
+    JWKS_URL             = var.jwks_url
+    JWT_ISSUER           = var.jwt_issuer
     # With Valkey down each node admits limit/EDGE_EXPECTED_NODES. The count at creation:
     # autoscaling moves the real one between edge_min_capacity and edge_max_capacity.
     EDGE_EXPECTED_NODES = tostring(var.edge_desired_count)
@@ -248,6 +283,8 @@ module "edge" {
   }
   secrets = {
     PII_PSEUDONYM_KEY = module.secrets.pii_pseudonym_key_secret_arn
+    VALKEY_PASSWORD   = module.secrets.valkey_auth_token_secret_arn
+    CDN_ORIGIN_SECRET = module.secrets.cdn_origin_secret_arn
   }
   # Caddy writes its autosaved config and its storage under $HOME.
   read_only_root_filesystem     = false

@@ -270,7 +270,7 @@ variable "valkey_node_type" {
 }
 
 variable "valkey_cluster_mode" {
-  description = "Valkey cluster mode (sharded)."
+  description = "Valkey cluster mode (sharded); the edge's and the app server's VALKEY_CLUSTER follow it (on or off)."
   type        = bool
 }
 

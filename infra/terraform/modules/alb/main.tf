@@ -1,8 +1,30 @@
 # The application load balancer in front of the edge (the custom Caddy) tasks, and the
 # seed's critical alerts on what it sees: error rate above 5 % and p95 latency above 2 s.
+#
+# Only requests that came through our CloudFront distribution reach the edge: CloudFront adds
+# the origin header X-Origin-Verify with the CDN origin secret (modules/secrets) to every
+# request it sends here, and the listener forwards a request to the edge only when that
+# header holds the secret (a listener rule with an http_header condition); every other
+# request gets the listener's default answer, a 403 from the load balancer itself. The edge
+# checks the same header again (client_address in caddyfiles/production.Caddyfile) before it
+# trusts CloudFront-Viewer-Address. The target group's health checks go from the load balancer
+# to each task directly, past the listener and its rules, so they need no secret (the edge
+# exempts /v1/health from its subnets). An environment without CloudFront (dev) has the same
+# gate: whoever calls its load balancer sends the header (the secret is in Secrets Manager).
 
 locals {
   https = var.certificate_arn != ""
+  # The header CloudFront adds (modules/cloudfront) and the edge reads (client_address's
+  # default secret_header).
+  origin_secret_header = "X-Origin-Verify"
+  # The answer to a request that skipped CloudFront. ALB fixed responses take application/json,
+  # not application/problem+json.
+  refused_body = jsonencode({
+    type   = "about:blank"
+    title  = "Forbidden"
+    status = 403
+    detail = "requests must come through the MueJam CDN"
+  })
   # The edge answers 502/503 itself when the app server is down or its breaker is open:
   # the edge task is alive, and replacing it would not help, so those count as healthy.
   healthy_codes = "200,502,503"
@@ -47,20 +69,26 @@ resource "aws_lb_listener" "https" {
   ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
   certificate_arn   = var.certificate_arn
 
+  # Without the origin secret: refused (the rule edge_with_origin_secret forwards).
   default_action {
-    type             = "forward"
-    target_group_arn = aws_lb_target_group.edge.arn
+    type = "fixed-response"
+    fixed_response {
+      content_type = "application/json"
+      message_body = local.refused_body
+      status_code  = "403"
+    }
   }
 }
 
+# With a certificate, plain HTTP only redirects to HTTPS; without one (an environment without
+# a domain) it is the listener that serves, behind the same gate as HTTPS.
 resource "aws_lb_listener" "http" {
   load_balancer_arn = aws_lb.this.arn
   port              = 80
   protocol          = "HTTP"
 
   default_action {
-    type             = local.https ? "redirect" : "forward"
-    target_group_arn = local.https ? null : aws_lb_target_group.edge.arn
+    type = local.https ? "redirect" : "fixed-response"
 
     dynamic "redirect" {
       for_each = local.https ? [1] : []
@@ -69,6 +97,37 @@ resource "aws_lb_listener" "http" {
         protocol    = "HTTPS"
         status_code = "HTTP_301"
       }
+    }
+
+    dynamic "fixed_response" {
+      for_each = local.https ? [] : [1]
+      content {
+        content_type = "application/json"
+        message_body = local.refused_body
+        status_code  = "403"
+      }
+    }
+  }
+}
+
+# The one way to the edge: the serving listener forwards a request whose X-Origin-Verify is the
+# CDN origin secret. ALB compares header values case-insensitively and treats * and ? as
+# wildcards; the secret is letters and digits only (modules/secrets), and the edge compares it
+# exactly.
+resource "aws_lb_listener_rule" "edge_with_origin_secret" {
+  listener_arn = local.https ? aws_lb_listener.https[0].arn : aws_lb_listener.http.arn
+  priority     = 1
+  tags         = var.tags
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.edge.arn
+  }
+
+  condition {
+    http_header {
+      http_header_name = local.origin_secret_header
+      values           = [var.origin_secret]
     }
   }
 }

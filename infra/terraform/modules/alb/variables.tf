@@ -24,6 +24,17 @@ variable "certificate_arn" {
   default     = ""
 }
 
+variable "origin_secret" {
+  description = "The CDN origin secret (modules/secrets): the listener forwards to the edge only requests whose X-Origin-Verify header holds it. Letters and digits, 16 to 128 of them (the edge wants at least 16 bytes, an ALB header condition at most 128 characters, and * and ? would be wildcards)."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9]{16,128}$", var.origin_secret))
+    error_message = "origin_secret must be 16 to 128 letters and digits."
+  }
+}
+
 variable "target_port" {
   description = "Port of the edge containers the load balancer forwards to."
   type        = number

@@ -1,17 +1,86 @@
 # CloudFront in front of the load balancer: the API passes through and is cached as its
 # Cache-Control headers say; static assets come from a versioned S3 bucket and are cached at
 # the edge locations. A WAF web ACL (managed rule groups and a per-IP rate rule) guards both.
-
-data "aws_cloudfront_cache_policy" "origin_headers" {
-  name = "UseOriginCacheControlHeaders-QueryStrings"
-}
+#
+# Every request CloudFront sends to the load balancer carries the origin custom header
+# X-Origin-Verify with the CDN origin secret (var.origin_secret, from modules/secrets); the
+# load balancer forwards only those to the edge (modules/alb), and the edge then trusts the
+# CloudFront-Viewer-Address header, the viewer's own address, which the API's origin request
+# policy asks CloudFront to add. A viewer that sends X-Origin-Verify itself gains nothing:
+# CloudFront replaces a viewer header of the same name as an origin custom header.
 
 data "aws_cloudfront_cache_policy" "static" {
   name = "Managed-CachingOptimized"
 }
 
-data "aws_cloudfront_origin_request_policy" "all_viewer" {
-  name = "Managed-AllViewerExceptHostHeader"
+# The API's cache key. Cached only as the edge's Cache-Control allows (default TTL 0: nothing
+# without it), and keyed on what makes one viewer's answer differ from another's: the token
+# (Authorization, which CloudFront forwards to the origin only through a cache policy; an
+# origin request policy may not name it) and the read-your-writes token (the X-Read-Your-Writes
+# header or the ryw cookie) with which the edge skips its own cache.
+resource "aws_cloudfront_cache_policy" "api" {
+  name        = "${var.name}-api"
+  comment     = "MueJam API: origin Cache-Control, keyed on the viewer's token and read-your-writes token."
+  min_ttl     = 0
+  default_ttl = 0
+  max_ttl     = 31536000
+
+  parameters_in_cache_key_and_forwarded_to_origin {
+    enable_accept_encoding_brotli = true
+    enable_accept_encoding_gzip   = true
+
+    headers_config {
+      header_behavior = "whitelist"
+      headers {
+        items = ["Authorization", "X-Read-Your-Writes"]
+      }
+    }
+
+    cookies_config {
+      cookie_behavior = "whitelist"
+      cookies {
+        items = ["ryw"]
+      }
+    }
+
+    query_strings_config {
+      query_string_behavior = "all"
+    }
+  }
+}
+
+# What the API's origin requests carry besides the cache key: the viewer's address as
+# CloudFront saw it (CloudFront-Viewer-Address, "ip:port": the edge's client address when the
+# request carries the origin secret), the request headers the edge and the app server read,
+# every cookie and every query string. Not Host: CloudFront sends the origin's own name, which
+# the load balancer's certificate covers. At most 10 headers (a CloudFront quota); Authorization
+# and X-Read-Your-Writes travel through the cache policy.
+resource "aws_cloudfront_origin_request_policy" "api" {
+  name    = "${var.name}-api"
+  comment = "MueJam API: the viewer's address and the request headers the edge and the app server read."
+
+  headers_config {
+    header_behavior = "whitelist"
+    headers {
+      items = [
+        "CloudFront-Viewer-Address",
+        "Accept",
+        "Content-Type",
+        "If-Match",
+        "If-Modified-Since",
+        "If-None-Match",
+        "User-Agent",
+      ]
+    }
+  }
+
+  cookies_config {
+    cookie_behavior = "all"
+  }
+
+  query_strings_config {
+    query_string_behavior = "all"
+  }
 }
 
 resource "aws_s3_bucket" "static" {
@@ -139,6 +208,13 @@ resource "aws_cloudfront_distribution" "this" {
   origin {
     origin_id   = "edge"
     domain_name = var.origin_domain_name
+
+    # The proof that a request came through this distribution (modules/alb, client_address).
+    custom_header {
+      name  = "X-Origin-Verify"
+      value = var.origin_secret
+    }
+
     custom_origin_config {
       http_port              = 80
       https_port             = 443
@@ -153,16 +229,16 @@ resource "aws_cloudfront_distribution" "this" {
     origin_access_control_id = aws_cloudfront_origin_access_control.static.id
   }
 
-  # The API: cached only as the edge's Cache-Control allows, every viewer header but Host
-  # forwarded (the edge's cache and rate limits see the client).
+  # The API: cached only as the edge's Cache-Control allows, keyed per token; the edge sees
+  # the viewer's address, token and request headers (the api policies above).
   default_cache_behavior {
     target_origin_id         = "edge"
     viewer_protocol_policy   = "redirect-to-https"
     allowed_methods          = ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"]
     cached_methods           = ["GET", "HEAD"]
     compress                 = true
-    cache_policy_id          = data.aws_cloudfront_cache_policy.origin_headers.id
-    origin_request_policy_id = data.aws_cloudfront_origin_request_policy.all_viewer.id
+    cache_policy_id          = aws_cloudfront_cache_policy.api.id
+    origin_request_policy_id = aws_cloudfront_origin_request_policy.api.id
   }
 
   ordered_cache_behavior {

@@ -13,6 +13,17 @@ variable "origin_https" {
   type        = bool
 }
 
+variable "origin_secret" {
+  description = "The CDN origin secret (modules/secrets): CloudFront sends it to the origin as X-Origin-Verify on every request, the proof the load balancer and the edge require."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9]{16,128}$", var.origin_secret))
+    error_message = "origin_secret must be 16 to 128 letters and digits."
+  }
+}
+
 variable "aliases" {
   description = "Domain names of the distribution; empty for the cloudfront.net name only."
   type        = list(string)

@@ -18,15 +18,17 @@ locals {
   tiers = ["alb", "edge", "appserver", "database", "valkey", "monitoring"]
 
   # Traffic between tiers: the tier "from" may open TCP connections to port "port" of "to".
-  # The monitoring group is for a metrics scraper: only it reaches the edge's admin endpoint
-  # (:2019, /metrics) and the app server's internal listener (:9081).
+  # The monitoring group is for a metrics scraper: only it reaches the edge's metrics
+  # listener (:9180, /metrics only; production.Caddyfile's EDGE_METRICS_BIND) and the app
+  # server's internal listener (:9081). The edge's admin API (:2019) listens on the task's
+  # loopback and no flow reaches it.
   flows = {
     alb_to_edge             = { from = "alb", to = "edge", port = 8080 }
     edge_to_appserver       = { from = "edge", to = "appserver", port = 8081 }
     edge_to_valkey          = { from = "edge", to = "valkey", port = 6379 }
     appserver_to_database   = { from = "appserver", to = "database", port = 5432 }
     appserver_to_valkey     = { from = "appserver", to = "valkey", port = 6379 }
-    monitoring_to_edge      = { from = "monitoring", to = "edge", port = 2019 }
+    monitoring_to_edge      = { from = "monitoring", to = "edge", port = 9180 }
     monitoring_to_appserver = { from = "monitoring", to = "appserver", port = 9081 }
   }
 

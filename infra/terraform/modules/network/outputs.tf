@@ -8,9 +8,19 @@ output "public_subnet_ids" {
   value       = aws_subnet.public[*].id
 }
 
+output "public_subnet_cidrs" {
+  description = "CIDR blocks of the public subnets (the load balancer's), in the order of public_subnet_ids."
+  value       = aws_subnet.public[*].cidr_block
+}
+
 output "private_subnet_ids" {
   description = "IDs of the private subnets, one per availability zone."
   value       = aws_subnet.private[*].id
+}
+
+output "private_subnet_cidrs" {
+  description = "CIDR blocks of the private subnets (the ECS tasks', RDS's and ElastiCache's), in the order of private_subnet_ids."
+  value       = aws_subnet.private[*].cidr_block
 }
 
 output "security_group_ids" {

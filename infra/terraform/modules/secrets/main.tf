@@ -9,9 +9,31 @@
 #   pii-pseudonym-key  the HMAC key the edge's access logs pseudonymise emails with, a plain
 #                      string. ECS injects it into the edge container as PII_PSEUDONYM_KEY (a
 #                      task definition secret: its value is in no task definition); the edge's
-#                      execution role may read this secret and no other, the app server's task
-#                      role may not (an explicit Deny). A new key changes
+#                      execution role may read it (and valkey-auth-token and
+#                      cdn-origin-secret, below), the app server's task role may not (an
+#                      explicit Deny). A new key changes
 #                      every pseudonym: the log lines before and after it no longer join.
+#   valkey-auth-token  the AUTH token of ElastiCache Valkey (modules/valkey, auth_token), a
+#                      plain string of letters and digits (AUTH tokens are 16 to 128 printable
+#                      characters without @, ", / or %). ECS injects it into the edge container
+#                      as VALKEY_PASSWORD (a task definition secret, read by the edge's
+#                      execution role); the app server reads it itself, from
+#                      VALKEY_PASSWORD=aws-sm:muejam/ENVIRONMENT/valkey-auth-token, with its
+#                      task role. Rotation: modules/valkey.
+#   cdn-origin-secret  the value CloudFront adds to every request it sends to the load balancer
+#                      as the origin custom header X-Origin-Verify (modules/cloudfront); the
+#                      load balancer forwards to the edge only requests that carry it
+#                      (modules/alb), and the edge trusts CloudFront-Viewer-Address only with
+#                      it (client_address in caddyfiles/production.Caddyfile). 48 letters and
+#                      digits: header-safe, and within the 128 characters of an ALB header
+#                      condition. ECS injects it into the edge container as CDN_ORIGIN_SECRET (a
+#                      task definition secret, read by the edge's execution role); the app
+#                      server's task role may not read it (an explicit Deny). Rotating it
+#                      (terraform apply -replace=module.secrets.random_password.cdn_origin_secret)
+#                      changes CloudFront, the listener rule and the secret in one apply, but
+#                      running edge tasks keep the old value until they restart: requests are
+#                      refused (403) from the first change until the edge service is redeployed,
+#                      so rotate in a quiet window and redeploy the edge right after.
 
 resource "random_password" "database" {
   length  = 40
@@ -48,4 +70,38 @@ resource "aws_secretsmanager_secret" "pii_pseudonym_key" {
 resource "aws_secretsmanager_secret_version" "pii_pseudonym_key" {
   secret_id     = aws_secretsmanager_secret.pii_pseudonym_key.id
   secret_string = random_password.pii_pseudonym_key.result
+}
+
+resource "random_password" "valkey_auth_token" {
+  length  = 64
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "valkey_auth_token" {
+  name                    = "muejam/${var.environment_name}/valkey-auth-token"
+  description             = "AUTH token of the MueJam Valkey (ElastiCache, in-transit encryption on): VALKEY_PASSWORD of the edge and the app server."
+  recovery_window_in_days = var.recovery_window_days
+  tags                    = var.tags
+}
+
+resource "aws_secretsmanager_secret_version" "valkey_auth_token" {
+  secret_id     = aws_secretsmanager_secret.valkey_auth_token.id
+  secret_string = random_password.valkey_auth_token.result
+}
+
+resource "random_password" "cdn_origin_secret" {
+  length  = 48
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "cdn_origin_secret" {
+  name                    = "muejam/${var.environment_name}/cdn-origin-secret"
+  description             = "Value of the X-Origin-Verify header CloudFront adds to origin requests: the load balancer forwards and the edge trusts CloudFront-Viewer-Address only with it (CDN_ORIGIN_SECRET of the edge)."
+  recovery_window_in_days = var.recovery_window_days
+  tags                    = var.tags
+}
+
+resource "aws_secretsmanager_secret_version" "cdn_origin_secret" {
+  secret_id     = aws_secretsmanager_secret.cdn_origin_secret.id
+  secret_string = random_password.cdn_origin_secret.result
 }

@@ -14,7 +14,40 @@ output "pii_pseudonym_key_secret_arn" {
   value       = aws_secretsmanager_secret_version.pii_pseudonym_key.arn
 }
 
+output "valkey_auth_token" {
+  description = "AUTH token of Valkey, for the valkey module."
+  value       = random_password.valkey_auth_token.result
+  sensitive   = true
+}
+
+output "valkey_auth_token_secret_arn" {
+  description = "ARN of the Valkey AUTH token secret, for the edge task's VALKEY_PASSWORD. Taken from the secret's version, so that no task starts before the secret has a value."
+  value       = aws_secretsmanager_secret_version.valkey_auth_token.arn
+}
+
+output "valkey_auth_token_secret_name" {
+  description = "Name of the Valkey AUTH token secret: the app server's VALKEY_PASSWORD is aws-sm:NAME. Available once the secret has a value."
+  value       = aws_secretsmanager_secret.valkey_auth_token.name
+  depends_on  = [aws_secretsmanager_secret_version.valkey_auth_token]
+}
+
+output "cdn_origin_secret" {
+  description = "Value of the X-Origin-Verify header: the custom origin header of CloudFront and the condition of the load balancer's listener rule."
+  value       = random_password.cdn_origin_secret.result
+  sensitive   = true
+}
+
+output "cdn_origin_secret_arn" {
+  description = "ARN of the CDN origin secret, for the edge task's CDN_ORIGIN_SECRET. Taken from the secret's version, so that no task starts before the secret has a value."
+  value       = aws_secretsmanager_secret_version.cdn_origin_secret.arn
+}
+
 output "secret_arns" {
   description = "ARNs of every secret of the environment."
-  value       = [aws_secretsmanager_secret.database.arn, aws_secretsmanager_secret.pii_pseudonym_key.arn]
+  value = [
+    aws_secretsmanager_secret.database.arn,
+    aws_secretsmanager_secret.pii_pseudonym_key.arn,
+    aws_secretsmanager_secret.valkey_auth_token.arn,
+    aws_secretsmanager_secret.cdn_origin_secret.arn,
+  ]
 }

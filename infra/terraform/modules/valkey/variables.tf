@@ -33,6 +33,17 @@ variable "snapshot_retention_days" {
   type        = number
 }
 
+variable "auth_token" {
+  description = "AUTH token every client must present (ElastiCache AUTH: 16 to 128 printable characters, none of @ \" / %): the secrets module's valkey_auth_token, stored as muejam/ENVIRONMENT/valkey-auth-token."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = length(var.auth_token) >= 16 && length(var.auth_token) <= 128 && can(regex("^[!#-$&-.0-?A-~]+$", var.auth_token))
+    error_message = "auth_token must be 16 to 128 printable ASCII characters without @, \", / or %."
+  }
+}
+
 variable "subnet_ids" {
   description = "Private subnets of the cache nodes."
   type        = list(string)
