@@ -79,6 +79,18 @@ func Recover(logger *zap.Logger, where string, err *error) {
 	}
 }
 
+// Reabort, deferred before Recover by a handler whose recovery covers the next handler,
+// panics again with http.ErrAbortHandler when Recover caught it, so that net/http aborts the
+// response:
+//
+//	defer panics.Reabort(&err)
+//	defer panics.Recover(h.logger, "circuit_breaker.serve", &err)
+func Reabort(err *error) {
+	if *err == http.ErrAbortHandler {
+		panic(http.ErrAbortHandler)
+	}
+}
+
 // Go runs loop in a new goroutine and runs it again, after a pause, each time it panics;
 // the goroutine ends when loop returns normally. The pause doubles from 100ms up to 5s, so a
 // loop that panics at once every time costs little. wg, if not nil, counts the goroutine

@@ -68,3 +68,30 @@ func TestRecoverLeavesAnAbortedResponseUncounted(t *testing.T) {
 		t.Errorf("an aborted response was counted (%v) or logged (%v)", got, logs.All())
 	}
 }
+
+func TestReabortPassesAnAbortOn(t *testing.T) {
+	before := testutil.ToFloat64(Total.WithLabelValues("test.abort"))
+	var got any
+	func() {
+		defer func() { got = recover() }()
+		func() (err error) {
+			defer Reabort(&err)
+			defer Recover(nil, "test.abort", &err)
+			panic(http.ErrAbortHandler)
+		}()
+	}()
+	if got != http.ErrAbortHandler {
+		t.Errorf("recovered %v above the handler, want http.ErrAbortHandler", got)
+	}
+	if testutil.ToFloat64(Total.WithLabelValues("test.abort")) != before {
+		t.Error("an abort was counted as a panic")
+	}
+	err := func() (err error) {
+		defer Reabort(&err)
+		defer Recover(nil, "test.abort", &err)
+		return errors.New("plain")
+	}()
+	if err == nil || err.Error() != "plain" {
+		t.Errorf("Reabort changed a plain error: %v", err)
+	}
+}

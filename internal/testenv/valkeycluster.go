@@ -521,12 +521,7 @@ func respDo(addr string, args ...string) (any, error) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := io.WriteString(c, b.String()); err != nil {
+	if _, err := io.WriteString(c, encodeCommand(args...)); err != nil {
 		return nil, err
 	}
 	return readReply(bufio.NewReader(c))

@@ -125,12 +125,38 @@ func (c *Conn) probe() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.opt.ProbeTimeout)
-		err := client.Do(ctx, client.B().Ping().Build()).Error()
+		err := c.ping(ctx, client)
 		cancel()
 		if err == nil {
 			c.Breaker.Close()
 		}
 	}
+}
+
+// ping sends PING to every node the client knows, in parallel, and returns nil only if
+// all of them answered: the server, or every node of a cluster in the client's view of it.
+// A keyless PING to a cluster client goes to any one node, which may be a replica that
+// answers while its shard has no primary (all primaries frozen, or one dead and not yet
+// replaced): that would close the breaker in the middle of the outage, and let calls wait
+// on the dead shard again every probe interval.
+func (c *Conn) ping(ctx context.Context, client valkey.Client) error {
+	nodes := client.Nodes()
+	errs := make(chan error, len(nodes))
+	for addr, n := range nodes {
+		go func() {
+			var err error
+			defer func() { errs <- err }()
+			defer panics.Recover(c.opt.Logger, "valkey.probe", &err)
+			if err = n.Do(ctx, n.B().Ping().Build()).Error(); err != nil {
+				err = fmt.Errorf("%s: %w", addr, err)
+			}
+		}()
+	}
+	var err error
+	for range nodes {
+		err = errors.Join(err, <-errs)
+	}
+	return err
 }
 
 // connect makes the client, retrying with a growing pause.

@@ -142,6 +142,7 @@ func (h *Handler) Cleanup() error {
 
 // ServeHTTP guards the rest of the route with the request's breaker.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (err error) {
+	defer panics.Reabort(&err)
 	defer panics.Recover(h.logger, "circuit_breaker.serve", &err)
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	name := repl.ReplaceAll(h.Key, "")

@@ -6,6 +6,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/muejam/edge/internal/cfgarg"
+	"github.com/muejam/edge/internal/valkeyconn"
 )
 
 func init() {
@@ -41,7 +42,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		bypass {                       # repeatable: requests matching any set skip the lookup
 //			<matchers>
 //		}
-//		valkey           <host:port>   # L2 and purge fan-out shared by edge nodes (default: L1 only)
+//		valkey <host:port...> {        # L2 and purge fan-out shared by edge nodes (default: L1
+//			cluster [on|off]           # only); see cfgarg.Valkey for cluster,
+//		}                              # tls, username, password
 //		valkey_timeout   <duration>    # L2 read timeout, default 20ms
 //		valkey_retry     <duration>    # breaker open period after 3 failures, default 1s
 //		write_queue      <n>           # pending L2 writes before dropping, default 1024
@@ -91,8 +94,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.BypassRaw = append(h.BypassRaw, set)
 		case "valkey":
-			if !d.AllArgs(&h.Valkey) {
-				return d.ArgErr()
+			var cfg valkeyconn.Config
+			if cfg, err = cfgarg.Valkey(d); err == nil && cfg.Configured() {
+				h.Valkey = &cfg
 			}
 		case "valkey_timeout":
 			h.ValkeyTimeout, err = cfgarg.Duration(d)

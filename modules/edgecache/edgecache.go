@@ -19,6 +19,10 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/muejam/edge/internal/cfgarg"
+	"github.com/muejam/edge/internal/panics"
+	"github.com/muejam/edge/internal/valkeyconn"
 )
 
 func init() {
@@ -129,9 +133,9 @@ type Handler struct {
 	// carry a fresh token must see the origin. Default: none.
 	BypassRaw []caddy.ModuleMap `json:"bypass,omitempty" caddy:"namespace=http.matchers"`
 
-	// Valkey is the host:port of the Valkey (or Redis) server that edge nodes share for L2
-	// and purges; empty for L1 only. Default: empty.
-	Valkey string `json:"valkey,omitempty"`
+	// Valkey is the Valkey (or Redis) server or cluster that edge nodes share for L2 and
+	// purges; absent for L1 only. A plain "host:port" string is accepted. Default: absent.
+	Valkey *valkeyconn.Config `json:"valkey,omitempty"`
 
 	// ValkeyTimeout bounds an L2 read. Default: 20ms.
 	ValkeyTimeout caddy.Duration `json:"valkey_timeout,omitempty"`
@@ -213,12 +217,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
-	initSeries(h.Name, h.Valkey != "")
+	if err := panics.Register(ctx.GetMetricsRegistry(), panicSites...); err != nil {
+		return err
+	}
+	initSeries(h.Name, h.Valkey.Configured())
+	var vc valkeyconn.Config
+	if h.Valkey.Configured() {
+		vc = h.Valkey.Replace(cfgarg.Placeholders)
+	}
 	h.cfg = storeConfig{
 		name:      h.Name,
 		maxBytes:  uint64(h.L1MaxBytes),
 		maxTTL:    time.Duration(h.MaxTTL),
-		valkey:    h.Valkey,
+		valkey:    vc,
 		timeout:   time.Duration(h.ValkeyTimeout),
 		retry:     time.Duration(h.ValkeyRetry),
 		queue:     h.WriteQueue,
@@ -292,11 +303,57 @@ func (h *Handler) Cleanup() error {
 	return nil
 }
 
-// ServeHTTP answers the request from the cache or forwards it.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+// ServeHTTP answers the request from the cache or forwards it. A panic while it does (here
+// or in the handlers after this one) is logged, counted in muejam_edge_panics_total and
+// answered with a 500 problem document (see afterPanic).
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) (err error) {
 	if r.Header.Get("Upgrade") != "" { // a protocol switch, not a response to store
 		return next.ServeHTTP(w, r)
 	}
+	defer func() {
+		if err != nil {
+			err = afterPanic(w, err)
+		}
+	}()
+	defer panics.Recover(h.logger, whereServe, &err)
+	return h.serve(w, r, next)
+}
+
+// problemPanic is the body of the 500 that answers a request whose handling panicked (RFC
+// 9457).
+var problemPanic = []byte(`{"type":"about:blank","title":"Internal Server Error","status":500,` +
+	`"detail":"The edge failed on this request; it has been logged."}` + "\n")
+
+// afterPanic answers a request whose handling ended in err, when err is a recovered panic
+// (panics.Recover); it returns other errors as they are. When no response has started, it
+// writes a 500 with a problem document (Caddy answers a handler's error with an empty body
+// unless the site has handle_errors) and the request is done. Once a response has started
+// (every response this handler sends has Cache-Status set before its header goes out), it
+// cannot become a 500, and ending it normally would pass a truncated body for a whole one:
+// the response is aborted (http.ErrAbortHandler), as reverse_proxy aborts a response whose
+// upstream fails mid-body; that abort, coming from a handler after this one, goes on as it is.
+func afterPanic(w http.ResponseWriter, err error) error {
+	var p *panics.Error
+	switch {
+	case err == http.ErrAbortHandler:
+		panic(http.ErrAbortHandler)
+	case !errors.As(err, &p):
+		return err
+	case w.Header().Get(HeaderStatus) != "":
+		panic(http.ErrAbortHandler)
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/problem+json")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("Content-Length", strconv.Itoa(len(problemPanic)))
+	hdr.Set(HeaderStatus, cacheID+"; detail=panic")
+	w.WriteHeader(http.StatusInternalServerError)
+	_, werr := w.Write(problemPanic)
+	return werr
+}
+
+// serve is ServeHTTP without its recovery.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return h.serveOther(w, r, next)
 	}

@@ -46,9 +46,9 @@ var (
 	l1Bytes = prometheus.NewDesc("muejam_edge_cache_l1_bytes", "Approximate bytes of L1's entries.", []string{"cache"}, nil)
 	l1Count = prometheus.NewDesc("muejam_edge_cache_l1_entries", "Entries in L1 (Vary records included).", []string{"cache"}, nil)
 	l2Bytes = prometheus.NewDesc("muejam_edge_cache_l2_bytes",
-		"Memory used by the cache's Valkey server (used_memory: the whole server, which the cache dominates), as of the last probe (every 15s).", []string{"cache"}, nil)
+		"Memory used by the cache's Valkey (used_memory of the server, or summed over a cluster's primaries: all of it, which the cache dominates), as of the last probe (every 15s).", []string{"cache"}, nil)
 	l2Count = prometheus.NewDesc("muejam_edge_cache_l2_entries",
-		"Keys in the cache's Valkey database (DBSIZE: the whole database), as of the last probe (every 15s).", []string{"cache"}, nil)
+		"Keys in the cache's Valkey (DBSIZE of the server, or summed over a cluster's primaries: all keys), as of the last probe (every 15s).", []string{"cache"}, nil)
 )
 
 // sizes reports the sizes of every store in the pool when scraped.

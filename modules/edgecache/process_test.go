@@ -11,8 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,12 +22,15 @@ import (
 
 	"github.com/muejam/edge/internal/promtext"
 	"github.com/muejam/edge/internal/testenv"
+	"github.com/muejam/edge/internal/valkeyconn"
 )
 
 // The tests in this file run bin/caddy (from `make caddy`) as processes, in front of an
-// origin in the test process that counts the requests it answers, with private Valkey
-// servers: what issue 4 asks of edge nodes sharing Valkey, of a Valkey that goes away under
-// load, of an app server that goes away, and of a stampede on one cold key.
+// origin in the test process that counts the requests it answers: what issue 4 asks of edge
+// nodes sharing Valkey, of a Valkey that goes away under load, of an app server that goes
+// away, and of a stampede on one cold key; and what issue 16 asks of a Valkey Cluster: the
+// Valkey tests run against one server (standalone) and a cluster (cluster), and a cluster's
+// primary dies and its slots move under load.
 
 // procHost is the Host every request to an edge node carries: nodes behind one load balancer
 // see the same host, and the host is part of the cache key.
@@ -103,11 +108,11 @@ type procNode struct {
 
 // procNodeConfig is what differs between the nodes of these tests.
 type procNodeConfig struct {
-	cache    string // the cache's name, which namespaces its Valkey keys
-	upstream string // the origin's host:port
-	valkey   string // empty for L1 only
-	retry    string // valkey_retry; empty for the default
-	admin    bool   // enable the admin endpoint on a free port
+	cache    string             // the cache's name, which namespaces its Valkey keys
+	upstream string             // the origin's host:port
+	valkey   *valkeyconn.Config // nil for L1 only
+	retry    string             // valkey_retry; empty for the default
+	admin    bool               // enable the admin endpoint on a free port
 }
 
 // startProcNode runs bin/caddy with c, waits until it answers and stops it when the test ends.
@@ -120,7 +125,9 @@ func startProcNode(t *testing.T, c procNodeConfig) procNode {
 		n.Admin = testenv.FreeAddr(t)
 		admin = map[string]any{"listen": n.Admin, "config": map[string]any{"persist": false}}
 	}
-	cache := map[string]any{"handler": "edge_cache", "name": c.cache, "valkey": c.valkey, "valkey_timeout": procValkeyTimeout.String()}
+	// max_ttl bounds what the nodes leave in the dev Valkey Cluster, which outlives the tests
+	// (purge records are kept as long): the origin's answers live 300s at most.
+	cache := map[string]any{"handler": "edge_cache", "name": c.cache, "valkey": c.valkey, "valkey_timeout": procValkeyTimeout.String(), "max_ttl": "10m"}
 	if c.retry != "" {
 		cache["valkey_retry"] = c.retry
 	}
@@ -186,12 +193,13 @@ func (n procNode) do(method, path string) (procResponse, error) {
 	return procResponse{status: resp.StatusCode, cacheStatus: resp.Header.Get(HeaderStatus), body: string(b)}, err
 }
 
-// procValkey is a client of a test's Valkey, to look at what the edge nodes keep there.
+// procValkey is a client of a test's Valkey (server or cluster), to look at what the edge
+// nodes keep there.
 type procValkey struct{ valkey.Client }
 
-func newProcValkey(t *testing.T, addr string) procValkey {
+func newProcValkey(t *testing.T, vc *valkeyconn.Config) procValkey {
 	t.Helper()
-	c, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{addr}, DisableCache: true})
+	c, err := valkey.NewClient(valkey.ClientOption{InitAddress: vc.Addresses, DisableCache: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,29 +207,65 @@ func newProcValkey(t *testing.T, addr string) procValkey {
 	return procValkey{c}
 }
 
-// entries returns how many entries of cache are stored in Valkey (its e: keys, see l2).
+// primaries returns the nodes the client knows that answer as primaries.
+func (v procValkey) primaries(ctx context.Context) []valkey.Client {
+	var ps []valkey.Client
+	for _, n := range v.Nodes() {
+		role, err := n.Do(ctx, n.B().Role().Build()).ToArray()
+		if err != nil || len(role) == 0 {
+			continue // a dead node
+		}
+		if r, _ := role[0].ToString(); r == "master" {
+			ps = append(ps, n)
+		}
+	}
+	return ps
+}
+
+// entries returns how many entries of cache are stored in Valkey (its e: keys, see l2),
+// summed over the primaries.
 func (v procValkey) entries(t testing.TB, cache string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	keys, err := v.Do(ctx, v.B().Keys().Pattern("muejam:cache:"+cache+":e:*").Build()).AsStrSlice()
-	if err != nil {
-		t.Fatalf("listing the entries of cache %s in valkey: %v", cache, err)
+	ps := v.primaries(ctx)
+	if len(ps) == 0 {
+		t.Fatalf("listing the entries of cache %s: no primary answered", cache)
 	}
-	return len(keys)
+	n := 0
+	for _, p := range ps {
+		keys, err := p.Do(ctx, p.B().Keys().Pattern("muejam:cache:"+cache+":{*}:e:*").Build()).AsStrSlice()
+		if err != nil {
+			t.Fatalf("listing the entries of cache %s in valkey: %v", cache, err)
+		}
+		n += len(keys)
+	}
+	return n
 }
 
-// subscribers returns how many edge nodes listen to cache's purge channel.
+// subscribers returns how many edge nodes listen to cache's purge channel, summed over the
+// primaries (the one that serves its slot has them all), or -1 when none answers. Each
+// primary is asked, because PUBSUB SHARDNUMSUB is answered by any node, not redirected to
+// the slot's: a client whose view of the slots is behind would ask the former owner.
 func (v procValkey) subscribers(t testing.TB, cache string) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	ch := "muejam:cache:" + cache + ":purge"
-	n, err := v.Do(ctx, v.B().PubsubNumsub().Channel(ch).Build()).AsIntMap()
-	if err != nil {
-		t.Fatalf("PUBSUB NUMSUB %s: %v", ch, err)
+	ch := "muejam:cache:{" + cache + "}:purge"
+	n := int64(-1)
+	for _, p := range v.primaries(ctx) {
+		m, err := p.Do(ctx, p.B().PubsubShardnumsub().Channel(ch).Build()).AsIntMap()
+		if err == nil {
+			n = max(n, 0) + m[ch]
+		}
 	}
-	return n[ch]
+	return n
+}
+
+// procCacheName is base made unique to the test run: the dev Valkey Cluster outlives runs,
+// and a cache's keys and channels are named after it.
+func procCacheName(base string) string {
+	return fmt.Sprintf("%s-%d", base, time.Now().UnixNano()%1e9)
 }
 
 // procWait polls cond every 10 ms until it holds, failing the test after timeout.
@@ -253,13 +297,22 @@ func procWant(t testing.TB, what string, r procResponse, parts ...string) {
 // Cache-Purge answered through A, and an admin purge on A, are honoured by B on the very
 // next request. A purge reaching B a millisecond late is a race that one try rarely shows,
 // so the test purges purgeRounds times, alternating the two kinds, and counts the times B
-// served the purged entry after A had answered.
+// served the purged entry after A had answered. It runs against a private Valkey server
+// and against the dev Valkey Cluster.
 func TestProcessTwoNodesShareL2AndPurges(t *testing.T) {
+	t.Run("standalone", func(t *testing.T) {
+		testTwoNodesShareL2AndPurges(t, &valkeyconn.Config{Addresses: []string{testenv.StartValkey(t).Addr}})
+	})
+	t.Run("cluster", func(t *testing.T) {
+		testTwoNodesShareL2AndPurges(t, &valkeyconn.Config{Addresses: testenv.RequireValkeyCluster(t), Cluster: true})
+	})
+}
+
+func testTwoNodesShareL2AndPurges(t *testing.T, vc *valkeyconn.Config) {
 	const purgeRounds = 100
 	origin := newProcOrigin(t)
-	vk := testenv.StartValkey(t)
-	v := newProcValkey(t, vk.Addr)
-	cfg := procNodeConfig{cache: "twonodes", upstream: origin.Listener.Addr().String(), valkey: vk.Addr, admin: true}
+	v := newProcValkey(t, vc)
+	cfg := procNodeConfig{cache: procCacheName("twonodes"), upstream: origin.Listener.Addr().String(), valkey: vc, admin: true}
 	a := startProcNode(t, cfg)
 	cfg.admin = false
 	b := startProcNode(t, cfg)
@@ -331,12 +384,69 @@ func procAdminPurge(t *testing.T, n procNode, cache string, tags ...string) {
 // TestProcessValkeyStoppedUnderLoad: four clients hammer a node with hot keys (in L1) and new
 // keys for 3 s while its Valkey first freezes (every call times out) and then dies: no 5xx,
 // no request much slower than the Valkey timeout, hot keys keep hitting L1. Once Valkey is
-// back the node writes L2 again, and a new node reads what it wrote from there.
+// back the node writes L2 again, and a new node reads what it wrote from there. Against a
+// cluster, every primary freezes and dies (no replica can take over without a majority of
+// primaries), and comes back.
 func TestProcessValkeyStoppedUnderLoad(t *testing.T) {
+	t.Run("standalone", func(t *testing.T) {
+		vk := testenv.StartValkey(t)
+		testValkeyStoppedUnderLoad(t, procOutage{
+			valkey: &valkeyconn.Config{Addresses: []string{vk.Addr}},
+			freeze: vk.Freeze,
+			stop:   vk.Stop,
+			start:  vk.Start,
+		})
+	})
+	t.Run("cluster", func(t *testing.T) {
+		c := testenv.StartValkeyCluster(t)
+		var primaries []testenv.Node
+		testValkeyStoppedUnderLoad(t, procOutage{
+			valkey: &valkeyconn.Config{Addresses: c.Seeds(), Cluster: true},
+			freeze: func(t testing.TB) {
+				primaries = c.Primaries(t)
+				procSignal(t, primaries, syscall.SIGSTOP)
+			},
+			stop: func(t testing.TB) {
+				procSignal(t, primaries, syscall.SIGKILL)
+				procWait(t, 5*time.Second, "the primaries gone", func() bool {
+					for _, p := range primaries {
+						if syscall.Kill(p.PID, 0) != syscall.ESRCH { // until reaped
+							return false
+						}
+					}
+					return true
+				})
+			},
+			start: func(t testing.TB) {
+				for _, p := range primaries {
+					c.Restart(t, p)
+				}
+				c.WaitHealthy(t, 30*time.Second)
+			},
+		})
+	})
+}
+
+// procOutage is a test's Valkey and how to take it down and bring it back.
+type procOutage struct {
+	valkey              *valkeyconn.Config
+	freeze, stop, start func(t testing.TB)
+}
+
+// procSignal sends sig to the nodes' processes.
+func procSignal(t testing.TB, nodes []testenv.Node, sig syscall.Signal) {
+	t.Helper()
+	for _, n := range nodes {
+		if err := syscall.Kill(n.PID, sig); err != nil {
+			t.Fatalf("signalling valkey %s (pid %d): %v", n.Addr, n.PID, err)
+		}
+	}
+}
+
+func testValkeyStoppedUnderLoad(t *testing.T, vk procOutage) {
 	origin := newProcOrigin(t)
-	vk := testenv.StartValkey(t)
-	v := newProcValkey(t, vk.Addr)
-	cfg := procNodeConfig{cache: "outage", upstream: origin.Listener.Addr().String(), valkey: vk.Addr, retry: "200ms", admin: true}
+	v := newProcValkey(t, vk.valkey)
+	cfg := procNodeConfig{cache: procCacheName("outage"), upstream: origin.Listener.Addr().String(), valkey: vk.valkey, retry: "200ms", admin: true}
 	c := startProcNode(t, cfg)
 	hot := make([]string, 8)
 	for i := range hot {
@@ -385,12 +495,12 @@ func TestProcessValkeyStoppedUnderLoad(t *testing.T) {
 	}
 	time.Sleep(load / 6) // some load with Valkey up, as a reference
 	downMu.Lock()
-	vk.Freeze(t)
+	vk.freeze(t)
 	callsBefore := procMetric(t, c, "muejam_edge_cache_l2_seconds_count") // from the freeze on
 	down = true
 	downMu.Unlock()
 	time.Sleep(load / 3)
-	vk.Stop(t)
+	vk.stop(t)
 	wg.Wait()
 	calls := procMetric(t, c, "muejam_edge_cache_l2_seconds_count") - callsBefore
 
@@ -432,7 +542,7 @@ func TestProcessValkeyStoppedUnderLoad(t *testing.T) {
 	}
 
 	// Back: after the breaker's open period, new entries reach L2 again.
-	vk.Start(t)
+	vk.start(t)
 	back := time.Now()
 	i := 0
 	procWait(t, 10*time.Second, "an entry written to the restarted Valkey", func() bool {
@@ -527,4 +637,202 @@ func procMetric(t *testing.T, n procNode, name string) float64 {
 		t.Fatal(err)
 	}
 	return promtext.Sum(text, name, "")
+}
+
+// TestProcessClusterFailover: two edge nodes share a private Valkey Cluster while four
+// clients load both (hot keys, which L1 and L2 hold, and new keys). The primary serving the
+// purge channel's slot (and a third of the entries) is killed with SIGKILL; its replica
+// takes over within seconds. Then the 200 lowest slots of that shard, the channel's among
+// them, move to another primary (redis-cli --cluster reshard), keys and all. Throughout:
+// no request fails, gets a 5xx or waits much longer than the Valkey timeout, and no panic
+// is recovered; during the failover the nodes serve hot keys from L1, after it from L2
+// again (a node reads what the other stored); after the failover and after the move, once
+// both nodes have subscribed again, a purge through A is honoured by B's next request.
+func TestProcessClusterFailover(t *testing.T) {
+	// The cache's name is the purge channel's hash tag: this one's slot, 40, is among the
+	// lowest of its shard, which the reshard moves first.
+	const cache = "failover-127"
+	origin := newProcOrigin(t)
+	vc := testenv.StartValkeyCluster(t)
+	channel := "muejam:cache:{" + cache + "}:purge"
+	cfg := procNodeConfig{cache: cache, upstream: origin.Listener.Addr().String(),
+		valkey: &valkeyconn.Config{Addresses: vc.Seeds(), Cluster: true}, retry: "200ms", admin: true}
+	a, b := startProcNode(t, cfg), startProcNode(t, cfg)
+	nodes := []procNode{a, b}
+	v := newProcValkey(t, cfg.valkey)
+	procWait(t, 10*time.Second, "both nodes subscribed to the purge channel", func() bool { return v.subscribers(t, cfg.cache) == 2 })
+	hot := make([]string, 16)
+	for i := range hot {
+		hot[i] = fmt.Sprintf("/hot/%d", i)
+		procWant(t, "A storing "+hot[i], a.get(t, hot[i]), "stored")
+	}
+	procWait(t, 5*time.Second, "the hot keys written to L2", func() bool { return v.entries(t, cfg.cache) >= len(hot) })
+	for _, p := range hot {
+		procWant(t, "B reading "+p, b.get(t, p), "hit", "detail=l2")
+	}
+
+	// The load: phase says what the cluster was doing when a request was sent.
+	const (
+		phaseUp = iota
+		phaseFailover
+		phaseAfter
+		phaseReshard
+		phases
+	)
+	phaseNames := [phases]string{"up", "failover", "after", "reshard"}
+	type tally struct {
+		requests, l1Hits, l2Hits int
+		slowest                  time.Duration
+	}
+	var (
+		mu      sync.Mutex
+		tallies [phases]tally
+		phase   = phaseUp
+		failed  []string
+		wg      sync.WaitGroup
+		stop    = make(chan struct{})
+	)
+	setPhase := func(p int) {
+		mu.Lock()
+		phase = p
+		mu.Unlock()
+	}
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := nodes[(g+i)%2]
+				path := hot[(g+i)%len(hot)]
+				if i%2 == 1 {
+					path = fmt.Sprintf("/new/%d/%d", g, i)
+				}
+				mu.Lock()
+				p := phase
+				mu.Unlock()
+				start := time.Now()
+				r, err := n.do(http.MethodGet, path)
+				took := time.Since(start)
+				mu.Lock()
+				ta := &tallies[p]
+				ta.requests++
+				ta.slowest = max(ta.slowest, took)
+				switch {
+				case err != nil:
+					failed = append(failed, fmt.Sprintf("%s %s on %s: %v", phaseNames[p], path, n.Addr, err))
+				case r.status != http.StatusOK:
+					failed = append(failed, fmt.Sprintf("%s %s on %s: status %d, Cache-Status %q", phaseNames[p], path, n.Addr, r.status, r.cacheStatus))
+				case strings.Contains(r.cacheStatus, "detail=l2"):
+					ta.l2Hits++
+				case strings.Contains(r.cacheStatus, "; hit"):
+					ta.l1Hits++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	stopLoad := func() {
+		if stop != nil {
+			close(stop)
+			wg.Wait()
+			stop = nil
+		}
+	}
+	defer stopLoad()
+
+	time.Sleep(time.Second)
+	primaries := vc.Primaries(t)
+	setPhase(phaseFailover)
+	killed := vc.KillPrimaryOf(t, channel)
+	killedAt := time.Now()
+	// A purge while the channel's shard has no primary answers at once (and reports that it
+	// did not reach every node): the mutation that carries it is not held up.
+	if r, err := a.do(http.MethodPost, "/stories?purge=during:failover"); err != nil || r.status != http.StatusOK {
+		t.Errorf("POST through A during the failover: %+v, %v", r, err)
+	}
+	vc.WaitHealthy(t, 30*time.Second)
+	promoted := time.Since(killedAt)
+	setPhase(phaseAfter)
+	procWait(t, 30*time.Second, "both nodes subscribed again", func() bool { return v.subscribers(t, cfg.cache) == 2 })
+	resubscribed := time.Since(killedAt)
+
+	// L2 again: what A stores, B reads from Valkey.
+	i := 0
+	procWait(t, 10*time.Second, "B reading from L2 what A stored after the failover", func() bool {
+		i++
+		p := fmt.Sprintf("/after/%d", i)
+		if r := a.get(t, p); !strings.Contains(r.cacheStatus, "stored") {
+			return false
+		}
+		var r procResponse
+		procWait(t, 2*time.Second, "A's entry readable", func() bool {
+			r = b.get(t, p)
+			return strings.Contains(r.cacheStatus, "detail=l2") || !strings.Contains(r.cacheStatus, "; hit")
+		})
+		return strings.Contains(r.cacheStatus, "detail=l2")
+	})
+	l2Back := time.Since(killedAt)
+
+	// Purges through A honoured by B's next request.
+	purges := func(when string) {
+		for round := range 3 {
+			path := fmt.Sprintf("/purged/%s/%d", when, round)
+			procWant(t, "B storing "+path, b.get(t, path), "stored")
+			procWant(t, "B before the purge", b.get(t, path), "hit")
+			if r, err := a.do(http.MethodPost, "/stories?purge=purged:"+when+":"+strconv.Itoa(round)); err != nil || r.status != http.StatusOK {
+				t.Fatalf("POST through A %s: %+v, %v", when, r, err)
+			}
+			procWant(t, "B right after a purge through A "+when, b.get(t, path), "fwd=miss")
+		}
+	}
+	purges("failover")
+
+	// The promoted replica serves the killed primary's slots: move its lowest ones away.
+	var from, to testenv.Node
+	for _, p := range vc.Primaries(t) {
+		if slices.ContainsFunc(primaries, func(q testenv.Node) bool { return q.Addr == p.Addr }) {
+			to = p
+		} else {
+			from = p
+		}
+	}
+	setPhase(phaseReshard)
+	reshardStart := time.Now()
+	vc.Reshard(t, from, to, 200)
+	vc.WaitHealthy(t, 30*time.Second)
+	resharded := time.Since(reshardStart)
+	procWait(t, 30*time.Second, "both nodes subscribed on the channel's new shard", func() bool { return v.subscribers(t, cfg.cache) == 2 })
+	resubscribedAgain := time.Since(reshardStart)
+	purges("reshard")
+	stopLoad()
+
+	t.Logf("killed %s; replica %s promoted after %s, both nodes resubscribed after %s, L2 read across nodes again after %s",
+		killed.Addr, from.Addr, promoted.Round(time.Millisecond), resubscribed.Round(time.Millisecond), l2Back.Round(time.Millisecond))
+	t.Logf("200 slots, the channel's among them, moved from %s to %s in %s; both nodes resubscribed after %s",
+		from.Addr, to.Addr, resharded.Round(time.Millisecond), resubscribedAgain.Round(time.Millisecond))
+	for p, ta := range tallies {
+		t.Logf("%-8s %5d requests, %4d L1 hits, %4d L2 hits, slowest %s", phaseNames[p], ta.requests, ta.l1Hits, ta.l2Hits, ta.slowest.Round(time.Millisecond))
+	}
+	if len(failed) > 0 {
+		t.Errorf("%d requests failed, first: %s", len(failed), failed[0])
+	}
+	for p, ta := range tallies {
+		if ta.slowest > 2*time.Second {
+			t.Errorf("%s: the slowest request took %s", phaseNames[p], ta.slowest)
+		}
+	}
+	if tallies[phaseFailover].l1Hits == 0 {
+		t.Error("no L1 hit during the failover")
+	}
+	if tallies[phaseAfter].l2Hits+tallies[phaseReshard].l2Hits == 0 {
+		t.Error("no L2 hit under load after the failover")
+	}
+	for _, n := range nodes {
+		if got := procMetric(t, n, "muejam_edge_panics_total"); got != 0 {
+			t.Errorf("node %s recovered %v panics", n.Addr, got)
+		}
+	}
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/muejam/edge/internal/panics"
 )
 
 // recorder is the ResponseWriter the upstream writes to. When the header is written,
@@ -245,6 +247,9 @@ func (h *Handler) revalidateInBackground(r *http.Request, next caddyhttp.Handler
 	bg := detach(r)
 	go func() {
 		defer h.store.land(f, nil)
+		// A panic here has no client to answer: it is logged and counted; reverse_proxy's
+		// abort of a response whose upstream failed mid-body just ends the revalidation.
+		defer panics.Recover(h.logger, whereRevalidate, nil)
 		_ = h.revalidate(discard{}, bg, next, primary, e, false, "fwd=stale")
 	}()
 }

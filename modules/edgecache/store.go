@@ -13,6 +13,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/maypok86/otter/v2"
 	"go.uber.org/zap"
+
+	"github.com/muejam/edge/internal/panics"
+	"github.com/muejam/edge/internal/valkeyconn"
 )
 
 // stores holds every cache's store across config loads, so that L1 survives `caddy reload`:
@@ -57,7 +60,7 @@ type storeConfig struct {
 	name      string
 	maxBytes  uint64
 	maxTTL    time.Duration
-	valkey    string
+	valkey    valkeyconn.Config // no Addresses: L1 only
 	timeout   time.Duration
 	retry     time.Duration
 	queue     int
@@ -78,7 +81,11 @@ func takeStore(cfg storeConfig, logger *zap.Logger) (*store, error) {
 	return v.(*store), nil
 }
 
-func (c storeConfig) poolKey() string { return fmt.Sprintf("%+v", c) }
+func (c storeConfig) poolKey() string {
+	v := c.valkey.Key()
+	c.valkey = valkeyconn.Config{}
+	return fmt.Sprintf("%+v|valkey=%s", c, v)
+}
 
 func newStore(cfg storeConfig, logger *zap.Logger) (*store, error) {
 	s := &store{
@@ -108,14 +115,13 @@ func newStore(cfg storeConfig, logger *zap.Logger) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.valkey != "" {
+	if cfg.valkey.Configured() {
 		s.l2, err = newL2(s, cfg)
 		if err != nil {
 			return nil, err
 		}
 	}
-	s.done.Add(1)
-	go s.sweep()
+	panics.Go(&s.done, logger, whereSweep, s.sweep)
 	return s, nil
 }
 
@@ -132,7 +138,6 @@ func (s *store) Destruct() error {
 
 // sweep drops purge records no entry can be older than.
 func (s *store) sweep() {
-	defer s.done.Done()
 	t := time.NewTicker(min(s.maxTTL, time.Minute))
 	defer t.Stop()
 	for {
@@ -162,6 +167,14 @@ func (s *store) recordPurge(tags []string, at time.Time) {
 	}
 	s.nPurges.Store(int64(len(s.purges)))
 	s.purgeMu.Unlock()
+}
+
+// purgedAt returns the time of the last purge of tag this node has a record of.
+func (s *store) purgedAt(tag string) (time.Time, bool) {
+	s.purgeMu.RLock()
+	defer s.purgeMu.RUnlock()
+	at, ok := s.purges[tag]
+	return at, ok
 }
 
 // purged reports whether a purge record invalidates e.
