@@ -35,10 +35,11 @@ func TestCaddyfilesValidateAndAreFormatted(t *testing.T) {
 	for _, f := range caddyfiles(t) {
 		t.Run(f, func(t *testing.T) {
 			validate := exec.Command(caddy, "validate", "--config", f, "--adapter", "caddyfile")
-			// production.Caddyfile reads its pseudonym key at run time ({env.PII_PSEUDONYM_KEY},
-			// never in the adapted config) and refuses to start without one: give validate a
-			// throwaway key.
-			validate.Env = append(os.Environ(), "PII_PSEUDONYM_KEY=validate-only-throwaway-key")
+			// production.Caddyfile reads its pseudonym key and CDN origin secret at run time
+			// ({env.NAME}, never in the adapted config) and refuses to start without them: give
+			// validate throwaway values.
+			validate.Env = append(os.Environ(), "PII_PSEUDONYM_KEY=validate-only-throwaway-key",
+				"CDN_ORIGIN_SECRET=validate-only-throwaway-secret")
 			if out, err := validate.CombinedOutput(); err != nil {
 				t.Errorf("caddy validate %s: %v\n%s", f, err, out)
 			}
@@ -102,7 +103,7 @@ type devStack struct {
 
 func startDevStack(t *testing.T) devStack {
 	t.Helper()
-	requireFree(t, "127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:9081", "127.0.0.1:2019")
+	requireFree(t, "127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:9081", "127.0.0.1:2019", "127.0.0.1:9180")
 	db := testenv.NewDatabase(t)
 	env := []string{
 		"DATABASE_URL=" + db.PrimaryURL,
@@ -183,7 +184,7 @@ func TestDevStackEndToEnd(t *testing.T) {
 
 	// The deployment smoke tests pass against the local stack too.
 	smoke := exec.Command(filepath.Join(testenv.RepoRoot(t), "scripts/deployment/smoke-tests.sh"), "http://127.0.0.1:8080")
-	smoke.Env = append(os.Environ(), "EDGE_METRICS_URL=http://127.0.0.1:2019/metrics", "APP_METRICS_URL=http://127.0.0.1:9081/metrics")
+	smoke.Env = append(os.Environ(), "EDGE_METRICS_URL=http://127.0.0.1:9180/metrics", "APP_METRICS_URL=http://127.0.0.1:9081/metrics")
 	out, err := smoke.CombinedOutput()
 	if err != nil {
 		t.Errorf("smoke-tests.sh against the local stack: %v\n%s", err, out)

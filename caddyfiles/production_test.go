@@ -103,17 +103,25 @@ func TestProductionLimitsAreDevs(t *testing.T) {
 func TestProductionCaddyfile(t *testing.T) {
 	const f = "production.Caddyfile"
 	cfg := adapt(t, f,
-		"EDGE_ADMIN_ADDR=10.0.3.7:2019",
+		"EDGE_BIND=0.0.0.0",
+		"EDGE_METRICS_BIND=10.0.3.7",
+		"EDGE_TRUSTED_PROXIES=10.0.0.0/24 10.0.1.0/24",
+		"VALKEY_CLUSTER=on",
+		"VALKEY_TLS=on",
 		"JWKS_URL=https://id.example.test/jwks.json",
 		"JWT_ISSUER=https://id.example.test/",
 		"VALKEY_ADDR=valkey.muejam.internal:6379",
 		"EDGE_EXPECTED_NODES=5",
 		"APP_UPSTREAMS=10.0.1.5:8081 10.0.2.5:8081",
 		"PII_PSEUDONYM_KEY=must-never-appear-in-the-config",
+		"CDN_ORIGIN_SECRET=must-never-appear-in-the-config-either",
+		"VALKEY_PASSWORD=nor-the-valkey-token",
 	)
 	raw, _ := json.Marshal(cfg)
-	if strings.Contains(string(raw), "must-never-appear-in-the-config") {
-		t.Errorf("%s writes the pseudonym key into the adapted config: read it at run time with {env.PII_PSEUDONYM_KEY}", f)
+	for _, secret := range []string{"must-never-appear-in-the-config", "nor-the-valkey-token"} {
+		if strings.Contains(string(raw), secret) {
+			t.Errorf("%s writes a secret (%s) into the adapted config: read secrets at run time with {env.NAME}", f, secret)
+		}
 	}
 	get := func(v any, path ...string) any {
 		for _, p := range path {
@@ -124,22 +132,29 @@ func TestProductionCaddyfile(t *testing.T) {
 	}
 	str := func(v any) string { b, _ := json.Marshal(v); return string(b) }
 	srv := get(cfg, "apps", "http", "servers", "srv0")
+	metricsSrv := get(cfg, "apps", "http", "servers", "srv1")
 	for _, c := range []struct {
 		what string
 		got  any
 		want string
 	}{
-		{"admin", get(cfg, "admin", "listen"), `"10.0.3.7:2019"`},
-		{"site", get(srv, "listen"), `[":8080"]`},
+		{"admin on loopback", get(cfg, "admin", "listen"), `"localhost:2019"`},
+		{"site", get(srv, "listen"), `["0.0.0.0:8080"]`},
+		{"metrics listener", get(metricsSrv, "listen"), `["10.0.3.7:9180"]`},
+		{"metrics listener serves metrics only", get(metricsSrv, "routes"), `[{"handle":[{"handler":"metrics"}]}]`},
+		{"read header timeout", get(srv, "read_header_timeout"), `5000000000`},
+		{"read timeout", get(srv, "read_timeout"), `10000000000`},
+		{"client address", get(one(t, f, cfg, "client_address"), "secrets"), `["{env.CDN_ORIGIN_SECRET}"]`},
+		{"client address required", get(one(t, f, cfg, "client_address"), "require"), `true`},
 		{"metrics per host", get(cfg, "apps", "http", "metrics", "per_host"), `true`},
-		{"trusted proxies", get(srv, "trusted_proxies"), `{"ranges":["192.168.0.0/16","172.16.0.0/12","10.0.0.0/8","127.0.0.1/8","fd00::/8","::1"],"source":"static"}`},
+		{"trusted proxies", get(srv, "trusted_proxies"), `{"ranges":["10.0.0.0/24","10.0.1.0/24"],"source":"static"}`},
 		{"client IP header", get(srv, "client_ip_headers"), `["X-Forwarded-For"]`},
 		{"access log encoder", get(cfg, "logging", "logs", "log0", "encoder"), `{"format":"pii_scrub","modes":{"email":"pseudonym"},"pseudonym_key":"{env.PII_PSEUDONYM_KEY}","wrap":{"format":"json"}}`},
 		{"jwt", get(one(t, f, cfg, "authentication"), "providers", "jwt"), `{"allow_anonymous":true,"audiences":["muejam-edge"],"issuers":["https://id.example.test/"],"jwks_url":"https://id.example.test/jwks.json"}`},
-		{"valkey", get(one(t, f, cfg, "edge_rate_limit"), "valkey"), `"valkey.muejam.internal:6379"`},
+		{"valkey", get(one(t, f, cfg, "edge_rate_limit"), "valkey"), `{"addresses":["valkey.muejam.internal:6379"],"cluster":true,"password":"{env.VALKEY_PASSWORD}","tls":{}}`},
 		{"fallback share", get(one(t, f, cfg, "edge_rate_limit"), "fallback_share"), `5`},
 		{"upstreams", get(one(t, f, cfg, "reverse_proxy"), "upstreams"), `[{"dial":"10.0.1.5:8081"},{"dial":"10.0.2.5:8081"}]`},
-		{"passive health only", get(one(t, f, cfg, "reverse_proxy"), "health_checks"), `{"passive":{"fail_duration":10000000000}}`},
+		{"passive health only", get(one(t, f, cfg, "reverse_proxy"), "health_checks"), `{"passive":{"fail_duration":1000000000}}`},
 		{"transport", get(one(t, f, cfg, "reverse_proxy"), "transport", "protocol"), `"circuit_breaker"`},
 		{"lb_retries", get(one(t, f, cfg, "reverse_proxy"), "load_balancing", "retries"), `2`},
 	} {
@@ -156,7 +171,7 @@ func TestProductionCaddyfile(t *testing.T) {
 		t.Errorf("%s: request_header sets X-Auth-User to %s", f, got)
 	}
 	cache := one(t, f, cfg, "edge_cache")
-	if got := str(get(cache, "valkey")); got != `"valkey.muejam.internal:6379"` {
+	if got := str(get(cache, "valkey")); got != `{"addresses":["valkey.muejam.internal:6379"],"cluster":true,"password":"{env.VALKEY_PASSWORD}","tls":{}}` {
 		t.Errorf("%s: edge_cache valkey %s", f, got)
 	}
 	if got := str(get(cache, "bypass")); !strings.Contains(got, "X-Read-Your-Writes") {

@@ -36,7 +36,7 @@ cat >&2 <<MSG
 
   MueJam Edge is running. Ctrl-C stops the app server and the edge (make services-down stops the databases).
     edge        http://localhost:8080/v1/health
-    edge admin  http://localhost:2019/edge/status   (metrics: http://localhost:2019/metrics)
+    edge admin  http://localhost:2019/edge/status   (metrics: http://localhost:9180/metrics)
     app server  http://localhost:8081/v1/health     (metrics: http://localhost:9081/metrics)
     valkey      $valkey
 

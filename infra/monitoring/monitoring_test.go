@@ -448,7 +448,7 @@ func TestRulesAndDashboardsUseExportedMetrics(t *testing.T) {
 
 	// The database monitor and the pools report on their own schedule: scrape until every
 	// name is there or 10 s have passed.
-	edgeURL, appURL := "http://"+s.EdgeAdmin+"/metrics", "http://"+s.AppMetrics+"/metrics"
+	edgeURL, appURL := "http://"+s.EdgeMetrics+"/metrics", "http://"+s.AppMetrics+"/metrics"
 	var edge, app map[string]bool
 	var missing []string
 	for deadline := time.Now().Add(10 * time.Second); ; {

@@ -16,8 +16,9 @@ import (
 
 // stack is the edge and the app server running on free loopback ports.
 type stack struct {
-	Edge, EdgeAdmin, App, AppMetrics string // host:port
-	Dead                             string // a free port nothing listens on
+	Edge, EdgeAdmin, EdgeMetrics string // host:port
+	App, AppMetrics              string
+	Dead                         string // a free port nothing listens on
 }
 
 // devCaddyfile returns caddyfiles/dev.Caddyfile with its addresses moved to the stack's, so
@@ -34,6 +35,7 @@ func devCaddyfile(t *testing.T, s stack) string {
 	for _, r := range []struct{ old, new string }{
 		{"admin localhost:2019", "admin " + s.EdgeAdmin},
 		{"http://:8080", "http://:" + port(s.Edge)},
+		{"http://:9180", "http://:" + port(s.EdgeMetrics)},
 		{"reverse_proxy 127.0.0.1:8081", "reverse_proxy " + s.App},
 		// The anonymous per-IP zone down to ipLimit, so the test's traffic meets a 429.
 		{"events 60\n", fmt.Sprintf("events %d\n", ipLimit)},
@@ -79,11 +81,12 @@ func startStack(t *testing.T) stack {
 	t.Helper()
 	appserver, caddy := testenv.Binary(t, "appserver"), testenv.Binary(t, "caddy")
 	s := stack{
-		Edge:       testenv.FreeAddr(t),
-		EdgeAdmin:  testenv.FreeAddr(t),
-		App:        testenv.FreeAddr(t),
-		AppMetrics: testenv.FreeAddr(t),
-		Dead:       testenv.FreeAddr(t),
+		Edge:        testenv.FreeAddr(t),
+		EdgeAdmin:   testenv.FreeAddr(t),
+		EdgeMetrics: testenv.FreeAddr(t),
+		App:         testenv.FreeAddr(t),
+		AppMetrics:  testenv.FreeAddr(t),
+		Dead:        testenv.FreeAddr(t),
 	}
 	db := testenv.NewDatabase(t)
 	valkey := testenv.NewValkey(t) // the edge's limiter counters stay private to this test

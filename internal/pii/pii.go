@@ -119,7 +119,7 @@ var DefaultParams = []string{
 
 // DefaultHeaders are the fields (HTTP headers) whose values are always redacted whole.
 var DefaultHeaders = []string{
-	"authorization", "proxy_authorization", "cookie", "set_cookie", "x_api_key",
+	"authorization", "proxy_authorization", "cookie", "set_cookie", "x_api_key", "x_origin_verify",
 	"x_auth_token", "x_csrf_token", "x_amz_security_token",
 }
 

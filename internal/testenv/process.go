@@ -28,6 +28,7 @@ func Binary(t testing.TB, name string) string {
 // report.
 type Process struct {
 	cmd  *exec.Cmd
+	env  []string // what Start added to the test's environment, for Restart
 	out  lockedBuffer
 	once sync.Once
 	err  error
@@ -37,7 +38,7 @@ type Process struct {
 // process gets SIGTERM (SIGKILL 10 s later), and its output is logged if the test failed.
 func Start(t testing.TB, env []string, bin string, args ...string) *Process {
 	t.Helper()
-	p := &Process{cmd: exec.Command(bin, args...)}
+	p := &Process{cmd: exec.Command(bin, args...), env: env}
 	p.cmd.Dir = RepoRoot(t)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
@@ -53,12 +54,41 @@ func Start(t testing.TB, env []string, bin string, args ...string) *Process {
 	return p
 }
 
+// Output returns what the process has written to stdout and stderr so far.
+func (p *Process) Output() string { return p.out.String() }
+
 // Stop sends SIGTERM and fails the test unless the process exits cleanly within 20 s.
 func (p *Process) Stop(t testing.TB) {
 	t.Helper()
 	if err := p.terminate(20 * time.Second); err != nil {
 		t.Errorf("%s after SIGTERM: %v", p.cmd.Path, err)
 	}
+}
+
+// Kill kills the process with SIGKILL, as a crash or the OOM killer would (no shutdown
+// hooks, connections reset), and waits for it to exit. It fails the test if the process had
+// already been stopped.
+func (p *Process) Kill(t testing.TB) {
+	t.Helper()
+	killed := false
+	p.once.Do(func() {
+		killed = true
+		p.cmd.Process.Kill()
+		p.err = p.cmd.Wait()
+	})
+	if !killed {
+		t.Fatalf("%s: Kill of a process already stopped", p.cmd.Path)
+	}
+}
+
+// Restart starts the program of a process that has exited (Kill, Stop) again, with the same
+// arguments and environment, as a new Process; the old one keeps its output.
+func (p *Process) Restart(t testing.TB) *Process {
+	t.Helper()
+	if p.cmd.ProcessState == nil {
+		t.Fatalf("%s: Restart of a process still running", p.cmd.Path)
+	}
+	return Start(t, p.env, p.cmd.Path, p.cmd.Args[1:]...)
 }
 
 // terminate signals the process once and waits for it; later calls return the same result.

@@ -6,8 +6,8 @@
 #
 # BASE_URL is the edge, e.g. http://localhost:8080 or the environment's https:// URL. Checks:
 #   health            GET /v1/health answers 200 with "status": "healthy"
-#   metrics           EDGE_METRICS_URL (default http://localhost:2019/metrics, Caddy's admin
-#                     endpoint) and APP_METRICS_URL (default http://localhost:9081/metrics,
+#   metrics           EDGE_METRICS_URL (default http://localhost:9180/metrics, the edge's
+#                     metrics listener) and APP_METRICS_URL (default http://localhost:9081/metrics,
 #                     the app server's internal listener) serve Prometheus text; set one to
 #                     the empty string where it is unreachable (deployed environments keep
 #                     both inside the VPC)
@@ -19,6 +19,8 @@
 # The cached read and rate limit checks are skipped, with a "not yet available" line, when
 # the edge sends no Cache-Status / no rate limit header at all (an edge whose Caddyfile does
 # not enable edge_cache / edge_rate_limit). Once it sends them, they must be right.
+# ORIGIN_SECRET, when set, is sent as X-Origin-Verify on every request to BASE_URL, as
+# CloudFront does: for an environment whose load balancer is reached without the CDN (dev).
 # Prints one line per check and a summary; exits 1 when a check failed.
 set -euo pipefail
 
@@ -27,7 +29,7 @@ if (($# != 1)); then
 	exit 2
 fi
 BASE_URL=${1%/}
-EDGE_METRICS_URL=${EDGE_METRICS_URL-http://localhost:2019/metrics}
+EDGE_METRICS_URL=${EDGE_METRICS_URL-http://localhost:9180/metrics}
 APP_METRICS_URL=${APP_METRICS_URL-http://localhost:9081/metrics}
 CACHED_PATH=${CACHED_PATH:-/v1/discover?tab=new}
 RATE_LIMITED_PATH=${RATE_LIMITED_PATH:-/v1/discover?tab=new}
@@ -48,8 +50,12 @@ skip() { printf 'skip  %s\n' "$*"; skipped=$((skipped + 1)); }
 fetch() {
 	: >"$BODY"
 	: >"$HEADERS"
+	local origin=()
+	if [ -n "${ORIGIN_SECRET:-}" ] && [[ $1 == "$BASE_URL"* ]]; then
+		origin=(--header "X-Origin-Verify: $ORIGIN_SECRET")
+	fi
 	STATUS=$(curl --silent --max-time "$TIMEOUT" --output "$BODY" --dump-header "$HEADERS" \
-		--write-out '%{http_code}' "$1") || STATUS=000
+		"${origin[@]}" --write-out '%{http_code}' "$1") || STATUS=000
 }
 
 # header prints the value of the last response header named $1 (any case), or nothing.
