@@ -213,6 +213,12 @@ func (h *Handler) result(r *http.Request, status int, err error, shortCircuited 
 		return breaker.Failure // refused, reset, DNS, timed out
 	default:
 		status = errorStatus(err)
+		if status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout {
+			// No answer at all, and the proxy gave up: every upstream was marked down by
+			// passive health ("no upstreams available") or none could be reached. That is an
+			// outage whatever FailureStatus says, which lists the statuses of answers.
+			return breaker.Failure
+		}
 	}
 	if h.failed(status) {
 		return breaker.Failure

@@ -177,6 +177,32 @@ func TestHandlerOutcomes(t *testing.T) {
 	}
 }
 
+// TestHandlerCountsTheProxysOwnErrors: with failure_status 502 504 (the app's own 503s are
+// answers from a healthy task), a 503 the proxy fails with itself, having no upstream left
+// (passive health marked them all down), still counts; the app's 503 answer does not.
+func TestHandlerCountsTheProxysOwnErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		next    caddyhttp.HandlerFunc
+		failure bool
+	}{
+		{"no upstreams available", fail(http.StatusServiceUnavailable, errors.New("no upstreams available")), true},
+		{"proxy 502 error", fail(http.StatusBadGateway, errors.New("upstream gone")), true},
+		{"app answers 503", status(http.StatusServiceUnavailable), false},
+		{"app answers 502", status(http.StatusBadGateway), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &Handler{Key: "own-" + tc.name, Policy: Policy{ConsecutiveFailures: 100, FailureStatus: []int{502, 504}}}
+			provisionHandler(t, h)
+			_ = h.ServeHTTP(httptest.NewRecorder(), newRequest(context.Background()), tc.next)
+			s := find(h.Key).Snapshot()
+			if want := map[bool]int{true: 1}[tc.failure]; s.Calls != 1 || s.Failures != want {
+				t.Errorf("counted %d calls, %d failures; want 1, %d", s.Calls, s.Failures, want)
+			}
+		})
+	}
+}
+
 // TestHandlerAnswersEdgeErrors: every 502, 503 or 504 that the rest of the route fails
 // with is answered with a problem document and Retry-After; other errors, and errors after
 // a response went out, go on to Caddy.

@@ -66,8 +66,9 @@ type Policy struct {
 	HalfOpenProbes int `json:"half_open_probes,omitempty"`
 
 	// FailureStatus lists the response status codes that count as failures; a one-digit
-	// entry stands for its class (5 is 5xx). Connection errors and timeouts always count.
-	// Default: 502, 503 and 504.
+	// entry stands for its class (5 is 5xx). Connection errors, timeouts and the proxy's
+	// own 502/503/504 errors (no upstream answered at all) always count. Default: 502, 503
+	// and 504.
 	FailureStatus []int `json:"failure_status,omitempty"`
 
 	// Probe, when set, makes a background prober request the upstream's health endpoint
