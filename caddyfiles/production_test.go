@@ -3,54 +3,19 @@ package caddyfiles_test
 import (
 	"encoding/json"
 	"maps"
-	"os"
-	"os/exec"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/muejam/edge/internal/testenv"
+	"github.com/muejam/edge/internal/adapttest"
 )
 
 // adapt returns the JSON config bin/caddy adapts a Caddyfile of this folder to, with env
 // added to the environment.
 func adapt(t *testing.T, file string, env ...string) map[string]any {
 	t.Helper()
-	cmd := exec.Command(testenv.Binary(t, "caddy"), "adapt", "--config", file, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("caddy adapt %s: %v", file, err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(out, &cfg); err != nil {
-		t.Fatalf("caddy adapt %s: %v\n%s", file, err, out)
-	}
-	return cfg
-}
-
-// handlers returns every object of cfg whose "handler" is name, at any depth.
-func handlers(cfg any, name string) []map[string]any {
-	var found []map[string]any
-	var walk func(v any)
-	walk = func(v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			if v["handler"] == name {
-				found = append(found, v)
-			}
-			for _, c := range v {
-				walk(c)
-			}
-		case []any:
-			for _, c := range v {
-				walk(c)
-			}
-		}
-	}
-	walk(cfg)
-	return found
+	return adapttest.File(t, file, env...)
 }
 
 // handlerOrder lists the handler names of cfg in the order requests meet them (arrays in
@@ -79,7 +44,7 @@ func handlerOrder(cfg any) []string {
 
 func one(t *testing.T, file string, cfg any, name string) map[string]any {
 	t.Helper()
-	hs := handlers(cfg, name)
+	hs := adapttest.Handlers(cfg, name)
 	if len(hs) != 1 {
 		t.Fatalf("%s: %d %s handlers, want 1", file, len(hs), name)
 	}
@@ -162,7 +127,7 @@ func TestProductionCaddyfile(t *testing.T) {
 			t.Errorf("%s: %s is %s, want %s", f, c.what, got, c.want)
 		}
 	}
-	if len(handlers(cfg, "circuit_breaker")) != 1 {
+	if len(adapttest.Handlers(cfg, "circuit_breaker")) != 1 {
 		t.Errorf("%s: no circuit_breaker handler in front of reverse_proxy", f)
 	}
 	// X-Auth-User comes only from the verified token: whatever the client sent is replaced

@@ -1,15 +1,20 @@
-// Package adapttest runs the golden Caddyfile adapt tests of the edge's modules: each
+// Package adapttest runs the golden Caddyfile adapt tests of the edge's modules (each
 // testdata/adapt/*.caddyfiletest holds a Caddyfile, a line of ten dashes, and the JSON it must
-// adapt to, compared with caddytest.CompareAdapt.
+// adapt to, compared with caddytest.CompareAdapt), and adapts whole Caddyfiles with bin/caddy
+// for tests that look into the result.
 package adapttest
 
 import (
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/muejam/edge/internal/testenv"
 )
 
 // Run compares every testdata/adapt/*.caddyfiletest of the calling package, one subtest each.
@@ -35,4 +40,44 @@ func Run(t *testing.T) {
 			}
 		})
 	}
+}
+
+// File returns the JSON config bin/caddy adapts the Caddyfile at path to (relative to the
+// test's directory), with env added to the environment.
+func File(t testing.TB, path string, env ...string) map[string]any {
+	t.Helper()
+	cmd := exec.Command(testenv.Binary(t, "caddy"), "adapt", "--config", path, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("caddy adapt %s: %v", path, err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatalf("caddy adapt %s: %v\n%s", path, err, out)
+	}
+	return cfg
+}
+
+// Handlers returns every object of cfg whose "handler" is name, at any depth.
+func Handlers(cfg any, name string) []map[string]any {
+	var found []map[string]any
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if v["handler"] == name {
+				found = append(found, v)
+			}
+			for _, c := range v {
+				walk(c)
+			}
+		case []any:
+			for _, c := range v {
+				walk(c)
+			}
+		}
+	}
+	walk(cfg)
+	return found
 }

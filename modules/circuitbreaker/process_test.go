@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -16,47 +15,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/muejam/edge/internal/adapttest"
 	"github.com/muejam/edge/internal/testenv"
 )
 
 // adaptCaddyfile returns the JSON that bin/caddy adapts caddyfiles/<name> to, with env.
 func adaptCaddyfile(t *testing.T, name string, env ...string) map[string]any {
 	t.Helper()
-	cmd := exec.Command(testenv.Binary(t, "caddy"), "adapt", "--adapter", "caddyfile",
-		"--config", filepath.Join(testenv.RepoRoot(t), "caddyfiles", name))
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("caddy adapt %s: %v", name, err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(out, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return adapttest.File(t, filepath.Join(testenv.RepoRoot(t), "caddyfiles", name), env...)
 }
 
 // handlerOf returns the one handler named name in cfg, at any depth.
 func handlerOf(t *testing.T, cfg any, name string) map[string]any {
 	t.Helper()
-	var found []map[string]any
-	var walk func(v any)
-	walk = func(v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			if v["handler"] == name {
-				found = append(found, v)
-			}
-			for _, c := range v {
-				walk(c)
-			}
-		case []any:
-			for _, c := range v {
-				walk(c)
-			}
-		}
-	}
-	walk(cfg)
+	found := adapttest.Handlers(cfg, name)
 	if len(found) != 1 {
 		t.Fatalf("%d %s handlers, want 1", len(found), name)
 	}
