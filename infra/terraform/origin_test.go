@@ -310,9 +310,10 @@ func TestCDNOriginSecret(t *testing.T) {
 		}
 		exempt := exemptMatchers(readCaddyfile(t, edgeCaddyfile, taskEnv).directive(t, "client_address"))
 		health := moduleArg(t, m, ctx, "alb", "health_check_path").AsString()
-		proxies := strings.Fields(taskEnv["EDGE_TRUSTED_PROXIES"])
+		// The load balancer's subnets, and loopback for probes from inside the task.
+		proxies := append(strings.Fields(taskEnv["EDGE_TRUSTED_PROXIES"]), "127.0.0.1/8", "::1")
 		if !slices.Equal(exempt["path"], []string{health}) || !slices.Equal(exempt["remote_ip"], proxies) || len(exempt) != 2 {
-			t.Errorf("%s: with the task's environment, %s's client_address exempts %v, want exactly path %s (the load balancer's health check) from remote_ip %v (EDGE_TRUSTED_PROXIES, the load balancer's subnets)", dir, edgeCaddyfile, exempt, health, proxies)
+			t.Errorf("%s: with the task's environment, %s's client_address exempts %v, want exactly path %s (the load balancer's health check) from remote_ip %v (EDGE_TRUSTED_PROXIES, the load balancer's subnets, and loopback)", dir, edgeCaddyfile, exempt, health, proxies)
 		}
 
 		// The edge's execution role may read the secret, the app server's task role may not.

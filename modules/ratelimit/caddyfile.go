@@ -1,11 +1,13 @@
 package ratelimit
 
 import (
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/muejam/edge/internal/cfgarg"
+	"github.com/muejam/edge/internal/valkeyconn"
 )
 
 func init() {
@@ -36,7 +38,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		}
 //		...                        # more zones; all must allow
 //
-//		valkey         <host:port> # share the windows between nodes (default: local)
+//		exempt {                   # requests the limiter lets through untouched (repeatable:
+//			<matchers>             # any block matching exempts): health checks, probes
+//		}
+//		ipv4_prefix <bits>         # {http.rate_limit.client_prefix} of IPv4 clients (default 32)
+//		ipv6_prefix <bits>         # {http.rate_limit.client_prefix} of IPv6 clients (default 64)
+//
+//		valkey <host:port...> {    # share the windows between nodes (default: local); see
+//			cluster [on|off]       # cfgarg.Valkey for cluster, tls, username,
+//		}                          # password
 //		valkey_timeout <duration>  # default 25ms
 //		valkey_retry   <duration>  # breaker open period, default 1s
 //		fallback_share <nodes>     # while Valkey is down each node admits events/nodes (default 1)
@@ -57,8 +67,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "zone":
 			err = h.unmarshalZone(d)
 		case "valkey":
-			if !d.AllArgs(&h.Valkey) {
-				return d.ArgErr()
+			var cfg valkeyconn.Config
+			if cfg, err = cfgarg.Valkey(d); err == nil && cfg.Configured() {
+				h.Valkey = &cfg
 			}
 		case "valkey_timeout":
 			h.ValkeyTimeout, err = cfgarg.Duration(d)
@@ -68,6 +79,25 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.FallbackShare, err = cfgarg.Int(d, 0)
 		case "max_keys":
 			h.MaxKeys, err = cfgarg.Int(d, 0)
+		case "exempt":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			var set caddy.ModuleMap
+			if set, err = caddyhttp.ParseCaddyfileNestedMatcherSet(d); err == nil {
+				if len(set) == 0 {
+					return d.Err("exempt needs at least one matcher")
+				}
+				h.ExemptRaw = append(h.ExemptRaw, set)
+			}
+		case "ipv4_prefix", "ipv6_prefix":
+			opt, most, field := d.Val(), 32, &h.IPv4Prefix
+			if opt == "ipv6_prefix" {
+				most, field = 128, &h.IPv6Prefix
+			}
+			if *field, err = cfgarg.Int(d, 1); err == nil && *field > most {
+				return d.Errf("%s: %d is more bits than an address has (%d)", opt, *field, most)
+			}
 		case "disable_headers":
 			if d.NextArg() {
 				return d.ArgErr()

@@ -32,10 +32,59 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		}`, check: func(t *testing.T, h *Handler) {
 			if len(h.Zones) != 2 || h.Zones[0].Name != "user" || h.Zones[0].Events != 100 ||
 				time.Duration(h.Zones[0].Window) != time.Minute || !h.Zones[1].DryRun ||
-				h.Valkey != "127.0.0.1:56379" || h.FallbackShare != 3 {
+				!h.Valkey.Configured() || h.Valkey.Addresses[0] != "127.0.0.1:56379" || h.FallbackShare != 3 {
 				t.Errorf("parsed %+v", h)
 			}
 		}},
+		{name: "platform options", input: `edge_rate_limit {
+			zone global {
+				key {http.rate_limit.client_prefix}
+				events 1000
+				window 1m
+			}
+			exempt {
+				path /v1/health
+				remote_ip private_ranges
+			}
+			exempt {
+				remote_ip 127.0.0.1
+			}
+			ipv4_prefix 24
+			ipv6_prefix 56
+			valkey 10.0.0.1:6379,10.0.0.2:6379 {
+				cluster
+			}
+		}`, check: func(t *testing.T, h *Handler) {
+			if len(h.ExemptRaw) != 2 || h.ExemptRaw[0]["path"] == nil || h.ExemptRaw[1]["remote_ip"] == nil ||
+				h.IPv4Prefix != 24 || h.IPv6Prefix != 56 || !h.Valkey.Cluster || len(h.Valkey.Addresses) != 2 {
+				t.Errorf("parsed %+v (valkey %+v)", h, h.Valkey)
+			}
+		}},
+		{name: "ipv6 prefix too long", input: `edge_rate_limit {
+			zone a {
+				key all
+				events 1
+				window 1m
+			}
+			ipv6_prefix 129
+		}`, wantErr: "more bits than an address has"},
+		{name: "ipv4 prefix zero", input: `edge_rate_limit {
+			zone a {
+				key all
+				events 1
+				window 1m
+			}
+			ipv4_prefix 0
+		}`, wantErr: "at least 1"},
+		{name: "empty exempt", input: `edge_rate_limit {
+			zone a {
+				key all
+				events 1
+				window 1m
+			}
+			exempt {
+			}
+		}`, wantErr: "at least one matcher"},
 		{name: "no zone", input: `edge_rate_limit {
 			valkey 127.0.0.1:56379
 		}`, wantErr: "at least one zone"},
@@ -129,6 +178,8 @@ func TestValidateJSON(t *testing.T) {
 		"zero window":    {Zones: []*Zone{{Name: "a", Key: "all", Events: 1}}},
 		"negative share": {Zones: []*Zone{{Name: "a", Key: "all", Events: 1, Window: 1}}, FallbackShare: -1},
 		"bad key":        {Zones: []*Zone{{Name: "a", Key: "{query.u}", Events: 1, Window: 1}}},
+		"ipv6 prefix":    {Zones: []*Zone{{Name: "a", Key: "all", Events: 1, Window: 1}}, IPv6Prefix: 129},
+		"ipv4 prefix":    {Zones: []*Zone{{Name: "a", Key: "all", Events: 1, Window: 1}}, IPv4Prefix: 33},
 	} {
 		if err := h.Validate(); err == nil {
 			t.Errorf("%s: Validate accepted %+v", name, h)
@@ -137,13 +188,15 @@ func TestValidateJSON(t *testing.T) {
 }
 
 func TestTemplateRender(t *testing.T) {
-	vals := map[string]string{"http.auth.user.id": "alice", "http.vars.client_ip": "192.0.2.1"}
+	vals := map[string]string{"http.auth.user.id": "alice", "http.vars.client_ip": "192.0.2.1",
+		"http.rate_limit.client_prefix": "2001:db8::/64"}
 	get := func(k string) (string, bool) { v, ok := vals[k]; return v, ok }
 	for tmpl, want := range map[string]string{
 		"all":                 "all",
 		"{http.auth.user.id}": "alice",
 		"u:{http.auth.user.id}@{http.vars.client_ip}": "u:alice@192.0.2.1",
 		"{http.request.header.X}":                     "", // unset: the zone does not apply
+		"{http.rate_limit.client_prefix}":             "2001:db8::/64",
 		"u:{http.request.header.X}":                   "",
 	} {
 		tp, err := parseTemplate(tmpl)

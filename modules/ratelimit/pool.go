@@ -12,7 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
-	"github.com/muejam/edge/internal/breaker"
+	"github.com/muejam/edge/internal/valkeyconn"
 	"github.com/muejam/edge/modules/edgeadmin"
 )
 
@@ -79,17 +79,14 @@ func (p pooledRemote) Destruct() error {
 	return nil
 }
 
-func remoteKey(addr string, retry time.Duration) string {
-	return fmt.Sprintf("%s|%s", addr, retry)
+func remoteKey(cfg valkeyconn.Config, retry time.Duration) string {
+	return fmt.Sprintf("%s|%s", cfg.Key(), retry)
 }
 
-// takeRemote takes a reference to the pooled Valkey connection of addr.
-func takeRemote(addr string, retry time.Duration, logger *zap.Logger) (*remote, error) {
-	val, _, err := remotes.LoadOrNew(remoteKey(addr, retry), func() (caddy.Destructor, error) {
-		r, err := newRemote(addr, retry, func(from, to breaker.State) {
-			logger.Warn("rate limiter valkey breaker changed state",
-				zap.String("valkey", addr), zap.Stringer("from", from), zap.Stringer("to", to))
-		})
+// takeRemote takes a reference to the pooled Valkey connection of cfg.
+func takeRemote(cfg valkeyconn.Config, retry time.Duration, logger *zap.Logger) (*remote, error) {
+	val, _, err := remotes.LoadOrNew(remoteKey(cfg, retry), func() (caddy.Destructor, error) {
+		r, err := newRemote(cfg, retry, logger)
 		return pooledRemote{r}, err
 	})
 	if err != nil {

@@ -5,10 +5,8 @@
 package ratelimit
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -19,6 +17,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/muejam/edge/internal/cfgarg"
+	"github.com/muejam/edge/internal/panics"
+	"github.com/muejam/edge/internal/valkeyconn"
 )
 
 func init() {
@@ -34,14 +36,22 @@ const (
 
 // Handler is http.handlers.edge_rate_limit. Each request goes through every zone whose
 // matchers match it and whose key template renders (a key with an unset or empty
-// placeholder, such as {http.auth.user.id} of an anonymous request, skips the zone); all
-// of them must allow it. Zones are evaluated in order and the first one that refuses ends
-// the evaluation: the request counts in the zones before it, not in those after.
+// placeholder, such as {http.auth.user.id} of an anonymous request, skips the zone). The
+// request is decided in all of them at once, then counted: it is admitted when every
+// enforcing zone allows it, and then counted in every zone that has room for it; a request
+// refused by any zone consumes no quota in any zone (one client flooding its own per-address
+// zone cannot use up a zone it shares with others). Requests that match Exempt skip the
+// limiter altogether.
 //
 // Each zone is an exact sliding-window log: at most Events admitted requests per key in
 // any span of Window, wherever the span starts (refused requests do not count). Without
-// Valkey the windows live in this node's memory; with Valkey every node shares them, one
-// atomic script call per zone decision. When Valkey errs or does not answer within
+// Valkey the windows live in this node's memory, and the zones of a request are decided
+// under their windows' locks, together. With Valkey every node shares them: one atomic
+// script decides all the zones of a request whose keys share a cluster slot (on one server:
+// all of them, one round trip), and concurrent requests with the same keys share a script
+// call (group commit); on a cluster, the groups of other slots go in the same pipelined
+// round trip, and when one group refuses, a second round trip takes the request back out of
+// the groups that counted it. When Valkey errs or does not answer within
 // ValkeyTimeout, the decision is made at once on the local windows (which also record every
 // request Valkey admitted, so they start from this node's recent history) and counted as a
 // fallback; after three failures in a row a breaker stops asking Valkey for ValkeyRetry
@@ -49,26 +59,30 @@ const (
 // succeeds.
 //
 // A refused request gets 429 with Retry-After and an RFC 9457 problem document of type
-// https://iana.org/assignments/http-problem-types#quota-exceeded. Allowed and refused
-// responses carry the RateLimit-Policy and RateLimit header fields of the IETF httpapi
-// draft (for example `RateLimit-Policy: "user";q=100;w=60` and `RateLimit:
-// "user";r=0;t=12`), unless DisableHeaders is set. A dry-run zone decides, logs and counts
-// but never refuses and adds no header.
+// https://iana.org/assignments/http-problem-types#quota-exceeded naming the zones that
+// refused it. Allowed and refused responses carry the RateLimit-Policy and RateLimit header
+// fields of the IETF httpapi draft (for example `RateLimit-Policy: "user";q=100;w=60` and
+// `RateLimit: "user";r=0;t=12`), unless DisableHeaders is set. A dry-run zone decides, logs
+// and counts but never refuses, never keeps the request from being counted in the other
+// zones, and adds no header.
 //
 // Placeholders it sets:
 //
-//	{http.rate_limit.zone}      the zone that refused the request, else the applied zone with the fewest remaining
-//	{http.rate_limit.decision}  allowed, denied or dry_run_denied
-//	{http.rate_limit.remaining} the remaining requests of that zone
+//	{http.rate_limit.zone}          the first zone that refused the request, else the applied zone with the fewest remaining
+//	{http.rate_limit.decision}      allowed, denied or dry_run_denied
+//	{http.rate_limit.remaining}     the remaining requests of that zone
+//	{http.rate_limit.client_prefix} the client's address prefix (see IPv4Prefix), when a key used it
 //
 // Windows survive `caddy reload`: they are pooled by zone name, window and max_keys.
 type Handler struct {
-	// Zones are the limits, evaluated in order. At least one is required.
+	// Zones are the limits, all decided for each request; their order is that of the
+	// header items and of the refusing zones in a 429. At least one is required.
 	Zones []*Zone `json:"zones,omitempty"`
 
-	// Valkey is the host:port of the Valkey (or Redis) server that edge nodes share; empty
-	// for local mode, where each node enforces the limits on its own. Default: empty.
-	Valkey string `json:"valkey,omitempty"`
+	// Valkey is the Valkey (or Redis) server or cluster that edge nodes share; absent for
+	// local mode, where each node enforces the limits on its own. A plain "host:port" string
+	// is accepted. Default: absent.
+	Valkey *valkeyconn.Config `json:"valkey,omitempty"`
 
 	// ValkeyTimeout bounds the Valkey calls of one request; past it the request is decided
 	// on the local windows. Default: 25ms.
@@ -92,6 +106,23 @@ type Handler struct {
 	// DisableHeaders leaves out the RateLimit-Policy and RateLimit response header fields.
 	DisableHeaders bool `json:"disable_headers,omitempty"`
 
+	// ExemptRaw lists matcher sets of requests the limiter lets through untouched: no zone
+	// counts or refuses them and they get no header fields. A request is exempt when it
+	// matches any of the sets (all the matchers of one set). Meant for load-balancer health
+	// checks and internal probes, matched by what a client cannot forge (client_ip: the
+	// load balancer's own addresses, loopback), not by path alone. Default: none.
+	ExemptRaw []caddy.ModuleMap `json:"exempt,omitempty" caddy:"namespace=http.matchers"`
+
+	// IPv4Prefix is the prefix length, in bits, by which {http.rate_limit.client_prefix}
+	// groups IPv4 client addresses: 32 keys each address apart. 1 to 32; default: 32.
+	IPv4Prefix int `json:"ipv4_prefix,omitempty"`
+
+	// IPv6Prefix is the prefix length, in bits, by which {http.rate_limit.client_prefix}
+	// groups IPv6 client addresses: 64, the subnet one subscriber gets (who can use any of
+	// its 2^64 addresses). 1 to 128; default: 64.
+	IPv6Prefix int `json:"ipv6_prefix,omitempty"`
+
+	exempt  caddyhttp.MatcherSets
 	timeout time.Duration
 	remote  *remote
 	logger  *zap.Logger
@@ -104,10 +135,11 @@ type Zone struct {
 	Name string `json:"name"`
 
 	// Key is the template of the key requests are counted by: {http.auth.user.id} for
-	// the verified user, {http.vars.client_ip} for the client IP (which honours the
-	// server's trusted_proxies), a constant such as "all" for one global limit, or a mix.
-	// Placeholders must be under http.auth., http.vars., http.request. or http.regexp.
-	// Required.
+	// the verified user, {http.rate_limit.client_prefix} for the client's address prefix
+	// (the client IP that Caddy determined, honouring the server's trusted_proxies, as a
+	// /32 for IPv4 and a /64 for IPv6 by default), a constant such as "all" for one limit
+	// over everyone, or a mix. Placeholders must be under http.auth., http.vars.,
+	// http.request. or http.regexp., or be {http.rate_limit.client_prefix}. Required.
 	Key string `json:"key"`
 
 	// Events is the number of requests a key may make per window. Required, at least 1.
@@ -123,14 +155,16 @@ type Zone struct {
 	// DryRun makes the zone decide, log and count without refusing any request.
 	DryRun bool `json:"dry_run,omitempty"`
 
-	key      template
-	match    caddyhttp.MatcherSet
-	state    *zoneState
-	poolKey  string
-	policy   string // this zone's RateLimit-Policy item
-	outcomes [3]prometheus.Counter
-	fallback prometheus.Counter
-	valkeyS  prometheus.Observer
+	key       template
+	match     caddyhttp.MatcherSet
+	state     *zoneState
+	poolKey   string
+	policy    string // this zone's RateLimit-Policy item
+	windowArg string // the Valkey script's arguments for the zone: window in µs, events
+	limitArg  string
+	outcomes  [3]prometheus.Counter
+	fallback  prometheus.Counter
+	valkeyS   prometheus.Observer
 }
 
 // The outcomes of a zone decision, as metric label values.
@@ -166,12 +200,30 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxKeys == 0 {
 		h.MaxKeys = defaultMaxKeys
 	}
+	if h.IPv4Prefix == 0 {
+		h.IPv4Prefix = 32
+	}
+	if h.IPv6Prefix == 0 {
+		h.IPv6Prefix = 64
+	}
 	h.timeout = time.Duration(h.ValkeyTimeout)
 	if err := h.Validate(); err != nil {
 		return err
 	}
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
+	}
+	if err := panics.Register(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	if h.ExemptRaw != nil {
+		mods, err := ctx.LoadModule(h, "ExemptRaw")
+		if err != nil {
+			return fmt.Errorf("loading exempt matchers: %v", err)
+		}
+		if err := h.exempt.FromInterface(mods); err != nil {
+			return fmt.Errorf("exempt: %v", err)
+		}
 	}
 	for _, z := range h.Zones {
 		if z.MatchRaw != nil {
@@ -191,6 +243,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		z.fallback = fallbacks.WithLabelValues(z.Name)
 		z.valkeyS = valkeySeconds.WithLabelValues(z.Name)
 		z.policy = strconv.Quote(z.Name) + ";q=" + strconv.Itoa(z.Events) + ";w=" + strconv.Itoa(ceilSeconds(time.Duration(z.Window)))
+		z.windowArg = strconv.FormatInt(time.Duration(z.Window).Microseconds(), 10)
+		z.limitArg = strconv.Itoa(z.Events)
 		z.poolKey = fmt.Sprintf("%s|%s|%d", z.Name, time.Duration(z.Window), h.MaxKeys)
 		st, err := takeZone(z.poolKey, time.Duration(z.Window), h.MaxKeys)
 		if err != nil {
@@ -198,10 +252,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		z.state = st
 		st.info.Store(&ZoneInfo{Name: z.Name, Key: z.Key, Events: z.Events, Window: time.Duration(z.Window).String(),
-			DryRun: z.DryRun, Valkey: h.Valkey})
+			DryRun: z.DryRun, Valkey: h.valkeyName()})
 	}
-	if h.Valkey != "" {
-		r, err := takeRemote(h.Valkey, time.Duration(h.ValkeyRetry), h.logger)
+	if h.Valkey.Configured() {
+		r, err := takeRemote(h.Valkey.Replace(cfgarg.Placeholders), time.Duration(h.ValkeyRetry), h.logger)
 		if err != nil {
 			return err
 		}
@@ -211,6 +265,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	return nil
+}
+
+// valkeyName names the shared server or cluster in GET /edge/limits; empty in local mode.
+func (h *Handler) valkeyName() string {
+	if !h.Valkey.Configured() {
+		return ""
+	}
+	return h.Valkey.String()
 }
 
 // zoneName is what a zone's name may contain.
@@ -240,6 +302,13 @@ func (h *Handler) Validate() error {
 		return errors.New("fallback share must not be negative")
 	case h.MaxKeys < 0:
 		return errors.New("max keys must not be negative")
+	case h.IPv4Prefix < 0 || h.IPv4Prefix > 32:
+		return fmt.Errorf("ipv4_prefix %d: want 1 to 32", h.IPv4Prefix)
+	case h.IPv6Prefix < 0 || h.IPv6Prefix > 128:
+		return fmt.Errorf("ipv6_prefix %d: want 1 to 128", h.IPv6Prefix)
+	}
+	if h.Valkey.Configured() {
+		return h.Valkey.Validate()
 	}
 	return nil
 }
@@ -271,110 +340,9 @@ func (h *Handler) Cleanup() error {
 		}
 	}
 	if h.remote != nil {
-		_, _ = remotes.Delete(remoteKey(h.Valkey, time.Duration(h.ValkeyRetry)))
+		_, _ = remotes.Delete(remoteKey(h.Valkey.Replace(cfgarg.Placeholders), time.Duration(h.ValkeyRetry)))
 	}
 	return nil
-}
-
-// ServeHTTP decides the request in every zone that applies and refuses it with 429 when
-// an enforcing zone does.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	get := func(name string) (string, bool) {
-		v, ok := repl.Get(name)
-		return caddy.ToString(v), ok
-	}
-	now := time.Now()
-	ctx := r.Context()
-	if h.remote != nil {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, h.timeout)
-		defer cancel()
-	}
-	var (
-		policyBuf, stateBuf [128]byte // room for a few zones' header items without allocating
-		policies, states    = policyBuf[:0], stateBuf[:0]
-		shown               *Zone
-		shownDecision       = outcomeNames[outcomeAllowed]
-		shownRemaining      = math.MaxInt
-	)
-	for _, z := range h.Zones {
-		if z.match != nil {
-			ok, err := z.match.MatchWithError(r)
-			if err != nil {
-				return caddyhttp.Error(http.StatusInternalServerError, err)
-			}
-			if !ok {
-				continue
-			}
-		}
-		key, ok := z.key.render(get)
-		if !ok {
-			continue
-		}
-		d := h.decide(ctx, z, key, now)
-		switch {
-		case d.Allowed:
-			z.outcomes[outcomeAllowed].Inc()
-		case z.DryRun:
-			z.outcomes[outcomeDryRunDenied].Inc()
-			if c := h.logger.Check(zap.InfoLevel, "rate limit exceeded (dry run)"); c != nil {
-				c.Write(zap.String("zone", z.Name), zap.Duration("retry_after", d.Reset))
-			}
-			if shownRemaining > 0 {
-				shown, shownDecision, shownRemaining = z, outcomeNames[outcomeDryRunDenied], 0
-			}
-			continue
-		default:
-			z.outcomes[outcomeDenied].Inc()
-		}
-		if z.DryRun {
-			continue
-		}
-		if !h.DisableHeaders {
-			policies, states = z.appendHeaders(policies, states, d)
-		}
-		if !d.Allowed {
-			repl.Set("http.rate_limit.zone", z.Name)
-			repl.Set("http.rate_limit.decision", outcomeNames[outcomeDenied])
-			repl.Set("http.rate_limit.remaining", 0)
-			setHeaders(w, policies, states)
-			return writeDenied(w, z.Name, d.Reset)
-		}
-		if d.Remaining < shownRemaining {
-			shown, shownDecision, shownRemaining = z, outcomeNames[outcomeAllowed], d.Remaining
-		}
-	}
-	if shown != nil {
-		repl.Set("http.rate_limit.zone", shown.Name)
-		repl.Set("http.rate_limit.decision", shownDecision)
-		repl.Set("http.rate_limit.remaining", shownRemaining)
-	}
-	setHeaders(w, policies, states)
-	return next.ServeHTTP(w, r)
-}
-
-// decide decides one request of a zone's key: on Valkey when configured and available,
-// else on the local windows.
-func (h *Handler) decide(ctx context.Context, z *Zone, key string, now time.Time) Decision {
-	if h.remote == nil {
-		return z.state.windows.Allow(key, z.Events, now)
-	}
-	d, took, err := h.remote.decide(ctx, z.Name, key, z.Events, time.Duration(z.Window))
-	if took > 0 {
-		z.valkeyS.Observe(took.Seconds())
-	}
-	if err == nil {
-		if d.Allowed {
-			z.state.windows.Record(key, z.Events, now)
-		}
-		return d.Decision
-	}
-	z.fallback.Inc()
-	if c := h.logger.Check(zap.DebugLevel, "rate limit decided locally: valkey unavailable"); c != nil {
-		c.Write(zap.String("zone", z.Name), zap.Error(err))
-	}
-	return z.state.windows.Allow(key, (z.Events+h.FallbackShare-1)/h.FallbackShare, now)
 }
 
 // appendHeaders appends the zone's items to the RateLimit-Policy and RateLimit values.
@@ -413,18 +381,46 @@ func ceilSeconds(d time.Duration) int {
 const quotaExceeded = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 
 // writeDenied answers a refused request: 429, Retry-After in whole seconds (at least 1)
-// and an RFC 9457 problem document naming the zone.
-func writeDenied(w http.ResponseWriter, zone string, retryAfter time.Duration) error {
+// and an RFC 9457 problem document naming the zones that refused it.
+func writeDenied(w http.ResponseWriter, zones []string, retryAfter time.Duration) error {
 	secs := max(1, ceilSeconds(retryAfter))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	var detail, violated strings.Builder
+	if len(zones) == 1 {
+		detail.WriteString("Request quota of zone " + zones[0])
+	} else {
+		detail.WriteString("Request quotas of zones " + strings.Join(zones, ", "))
+	}
+	fmt.Fprintf(&detail, " exceeded; retry after %d seconds.", secs)
+	violated.WriteString(`,"violated-policies":[`)
+	for i, z := range zones {
+		if i > 0 {
+			violated.WriteByte(',')
+		}
+		violated.WriteString(strconv.Quote(z))
+	}
+	violated.WriteByte(']')
+	return writeProblem(w, http.StatusTooManyRequests, "Too Many Requests", detail.String(), quotaExceeded, violated.String())
+}
+
+// writeProblem answers with an RFC 9457 problem document of the status, its title and detail,
+// of type typ (about:blank when empty) and with extra members (JSON text after a comma, or
+// empty), never stored by caches.
+func writeProblem(w http.ResponseWriter, status int, title, detail, typ string, extra ...string) error {
+	if typ == "" {
+		typ = "about:blank"
+	}
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/problem+json")
-	hdr.Set("Retry-After", strconv.Itoa(secs))
 	hdr.Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusTooManyRequests)
+	w.WriteHeader(status)
 	var b strings.Builder
-	b.WriteString(`{"type":"` + quotaExceeded + `","title":"Too Many Requests","status":429,"detail":`)
-	b.WriteString(strconv.Quote(fmt.Sprintf("Request quota of zone %s exceeded; retry after %d seconds.", zone, secs)))
-	b.WriteString(`,"violated-policies":[` + strconv.Quote(zone) + "]}\n")
+	b.WriteString(`{"type":` + strconv.Quote(typ) + `,"title":` + strconv.Quote(title) + `,"status":` + strconv.Itoa(status))
+	b.WriteString(`,"detail":` + strconv.Quote(detail))
+	for _, e := range extra {
+		b.WriteString(e)
+	}
+	b.WriteString("}\n")
 	_, err := w.Write([]byte(b.String()))
 	return err
 }

@@ -2,14 +2,20 @@ package ratelimit
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
 // keyPrefixes are the placeholder namespaces a key template may use: the verified identity
 // ({http.auth.user.id}), request variables ({http.vars.client_ip}, which honours the
-// server's trusted_proxies) and the request itself ({http.request.host}, ...). Anything else
+// server's trusted_proxies; {http.rate_limit.client_prefix} groups it by network) and the
+// request itself ({http.request.host}, ...). Anything else
 // is almost certainly a typo that would put every client in one bucket.
 var keyPrefixes = []string{"http.auth.", "http.vars.", "http.request.", "http.regexp."}
+
+// keyNames are the placeholders outside keyPrefixes a key template may use: the client's
+// address prefix, which the handler computes.
+var keyNames = []string{clientPrefixPlaceholder}
 
 // template is a parsed key template: literal text and placeholder names, alternating.
 type template struct {
@@ -45,13 +51,13 @@ func parseTemplate(s string) (template, error) {
 			return template{}, fmt.Errorf("key: unclosed placeholder in %q", s)
 		}
 		name := s[open+1 : open+end]
-		known := false
+		known := slices.Contains(keyNames, name)
 		for _, p := range keyPrefixes {
 			known = known || strings.HasPrefix(name, p) && len(name) > len(p)
 		}
 		if !known {
-			return template{}, fmt.Errorf("key: unknown placeholder {%s} (want one under {%s...})",
-				name, strings.Join(keyPrefixes, "...}, {"))
+			return template{}, fmt.Errorf("key: unknown placeholder {%s} (want {%s} or one under {%s...})",
+				name, strings.Join(keyNames, "}, {"), strings.Join(keyPrefixes, "...}, {"))
 		}
 		t.parts = append(t.parts, part{text: name, placeholder: true})
 		s = s[open+end+1:]

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -15,10 +13,30 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/muejam/edge/internal/testenv"
+	"github.com/muejam/edge/internal/valkeyconn"
 )
+
+// standalone is the config of one Valkey server.
+func standalone(addr string) *valkeyconn.Config {
+	return &valkeyconn.Config{Addresses: []string{addr}}
+}
+
+// devCluster is the config of the dev Valkey Cluster; the test fails when it is not up.
+func devCluster(t testing.TB) *valkeyconn.Config {
+	t.Helper()
+	return &valkeyconn.Config{Addresses: testenv.RequireValkeyCluster(t), Cluster: true}
+}
+
+// onBackends runs f against the dev Valkey server and the dev Valkey Cluster, as subtests.
+func onBackends(t *testing.T, f func(t *testing.T, vk *valkeyconn.Config)) {
+	t.Run("standalone", func(t *testing.T) { f(t, standalone(testenv.ValkeyAddr)) })
+	t.Run("cluster", func(t *testing.T) { f(t, devCluster(t)) })
+}
 
 // uniqueZone returns a zone name no earlier run has used, so that Valkey holds no events
 // of it.
@@ -89,10 +107,12 @@ func waitConnected(t *testing.T, h *Handler) {
 
 // TestValkeyExact: through Valkey, the (N+1)-th request of a window is refused and the key
 // is admitted again once the window has slid past its oldest event, not before.
-func TestValkeyExact(t *testing.T) {
+func TestValkeyExact(t *testing.T) { onBackends(t, testValkeyExact) }
+
+func testValkeyExact(t *testing.T, vk *valkeyconn.Config) {
 	const n, win = 5, time.Second
 	zone := uniqueZone("exact")
-	h := provision(t, &Handler{Valkey: testenv.ValkeyAddr, Zones: []*Zone{userZone(zone, n, win)}})
+	h := provision(t, &Handler{Valkey: vk, Zones: []*Zone{userZone(zone, n, win)}})
 	waitConnected(t, h)
 	first := time.Now()
 	for i := range n {
@@ -175,18 +195,20 @@ func load(hs []*Handler, workers int, user string, stop <-chan struct{}) (adm []
 }
 
 // TestValkeyTwoNodesShareLimit: two limiter instances (two edge nodes: separate local
-// windows and Valkey connections) under concurrent load for 3 s never admit more than N in
+// windows and Valkey connections) under concurrent load for 2 s never admit more than N in
 // any span of one window, and together admit about N per window.
-func TestValkeyTwoNodesShareLimit(t *testing.T) {
+func TestValkeyTwoNodesShareLimit(t *testing.T) { onBackends(t, testValkeyTwoNodesShareLimit) }
+
+func testValkeyTwoNodesShareLimit(t *testing.T, vk *valkeyconn.Config) {
 	const n, win = 50, time.Second
 	zone := uniqueZone("shared")
 	// Distinct max_keys and valkey_retry keep the nodes' pooled state apart. A generous
 	// timeout: this test is about sharing, and the race detector on 2 cores can make a call
 	// take longer than 25 ms (which would fall back, as TestValkeyDiesAndReturns tests).
 	timeout := caddy.Duration(time.Second)
-	a := provision(t, &Handler{Valkey: testenv.ValkeyAddr, ValkeyTimeout: timeout, MaxKeys: 1000,
+	a := provision(t, &Handler{Valkey: vk, ValkeyTimeout: timeout, MaxKeys: 1000,
 		Zones: []*Zone{userZone(zone, n, win)}})
-	b := provision(t, &Handler{Valkey: testenv.ValkeyAddr, ValkeyTimeout: timeout, MaxKeys: 1001,
+	b := provision(t, &Handler{Valkey: vk, ValkeyTimeout: timeout, MaxKeys: 1001,
 		ValkeyRetry: caddy.Duration(2 * time.Second), Zones: []*Zone{userZone(zone, n, win)}})
 	if a.remote == b.remote || a.Zones[0].state == b.Zones[0].state {
 		t.Fatal("the two nodes share state in this process")
@@ -194,18 +216,18 @@ func TestValkeyTwoNodesShareLimit(t *testing.T) {
 	waitConnected(t, a)
 	waitConnected(t, b)
 	stop := make(chan struct{})
-	time.AfterFunc(3*time.Second, func() { close(stop) })
+	time.AfterFunc(2*time.Second, func() { close(stop) })
 	adm, bad, _ := load([]*Handler{a, b}, 4, "carol", stop)
 	if len(bad) > 0 {
 		t.Fatalf("statuses other than 204/429: %v", bad[:min(10, len(bad))])
 	}
 	most := maxInWindow(adm, win)
-	t.Logf("two nodes, 3 s: %d admitted, at most %d in one window (limit %d)", len(adm), most, n)
+	t.Logf("two nodes, 2 s: %d admitted, at most %d in one window (limit %d)", len(adm), most, n)
 	if most > n {
 		t.Errorf("%d admitted within one window, limit %d", most, n)
 	}
-	if len(adm) < 2*n || len(adm) > 4*n {
-		t.Errorf("%d admitted in 3 s of windows of %d", len(adm), n)
+	if len(adm) < 2*n || len(adm) > 3*n {
+		t.Errorf("%d admitted in 2 s of windows of %d", len(adm), n)
 	}
 	if f := testutil.ToFloat64(fallbacks.WithLabelValues(zone)); f != 0 {
 		t.Errorf("%v fallbacks with Valkey up", f)
@@ -220,7 +242,7 @@ func TestValkeyDiesAndReturns(t *testing.T) {
 	timeout := 25 * time.Millisecond
 	zone := uniqueZone("fallback")
 	proxy := testenv.NewProxy(t, testenv.ValkeyAddr)
-	h := provision(t, &Handler{Valkey: proxy.Addr, ValkeyTimeout: caddy.Duration(timeout), ValkeyRetry: caddy.Duration(200 * time.Millisecond),
+	h := provision(t, &Handler{Valkey: standalone(proxy.Addr), ValkeyTimeout: caddy.Duration(timeout), ValkeyRetry: caddy.Duration(200 * time.Millisecond),
 		MaxKeys: 1002, Zones: []*Zone{userZone(zone, n, win)}})
 	waitConnected(t, h)
 
@@ -274,7 +296,7 @@ func TestValkeyDiesAndReturns(t *testing.T) {
 		serve(h, "erin")
 		return testutil.ToFloat64(fallbacks.WithLabelValues(zone)) == before
 	})
-	other := provision(t, &Handler{Valkey: testenv.ValkeyAddr, MaxKeys: 1003, Zones: []*Zone{userZone(zone, n, win)}})
+	other := provision(t, &Handler{Valkey: standalone(testenv.ValkeyAddr), MaxKeys: 1003, Zones: []*Zone{userZone(zone, n, win)}})
 	waitConnected(t, other)
 	for serve(h, "frank").Code == http.StatusNoContent {
 	}
@@ -288,7 +310,7 @@ func TestValkeyDiesAndReturns(t *testing.T) {
 // fallback_share.
 func TestFallbackShare(t *testing.T) {
 	zone := uniqueZone("share")
-	h := provision(t, &Handler{Valkey: testenv.FreeAddr(t), FallbackShare: 4, MaxKeys: 1004,
+	h := provision(t, &Handler{Valkey: standalone(testenv.FreeAddr(t)), FallbackShare: 4, MaxKeys: 1004,
 		Zones: []*Zone{userZone(zone, 18, time.Minute)}})
 	admitted := 0
 	start := time.Now()

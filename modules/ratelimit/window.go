@@ -7,6 +7,9 @@ import (
 	"time"
 )
 
+// windowsIDs numbers the Windows made by this process.
+var windowsIDs atomic.Uint64
+
 // numShards is the number of independently locked shards of a Windows.
 const numShards = 64
 
@@ -21,6 +24,7 @@ const evictSample = 8
 // limit) plus a fixed overhead; a key whose events have all left the window is idle and is
 // dropped by Sweep or when its shard needs room. Windows imports nothing from Caddy.
 type Windows struct {
+	id      uint64 // orders the locking of several zones' shards (AllowAll)
 	window  time.Duration
 	maxKeys int64
 	keys    atomic.Int64 // keys held, all shards
@@ -37,7 +41,8 @@ type shard struct {
 
 // Decision is the outcome of one event for one key.
 type Decision struct {
-	// Allowed is true when the event was admitted (and recorded).
+	// Allowed is true when the key had room for the event: Allow admitted (and recorded)
+	// it; AllowAll recorded it if every zone of the request allowed it.
 	Allowed bool
 	// Remaining is how many more events the key may make now.
 	Remaining int
@@ -53,7 +58,7 @@ type Decision struct {
 // key starts afresh, so a flood of distinct keys makes the limiter err towards admitting,
 // never towards refusing keys that are in use and never towards unbounded memory.
 func NewWindows(window time.Duration, maxKeys int) *Windows {
-	w := &Windows{window: window, maxKeys: int64(max(1, maxKeys)), seed: maphash.MakeSeed()}
+	w := &Windows{id: windowsIDs.Add(1), window: window, maxKeys: int64(max(1, maxKeys)), seed: maphash.MakeSeed()}
 	for i := range w.shards {
 		w.shards[i].logs = map[string][]int64{}
 	}
@@ -103,6 +108,108 @@ func (w *Windows) Record(key string, limit int, now time.Time) {
 		log = log[len(log)-limit+1:]
 	}
 	s.logs[key] = append(log, t)
+}
+
+// Check is one zone's part of a request decided by AllowAll: the zone's windows, the
+// request's key in it, the zone's limit and whether it is a dry run (decides without
+// refusing). AllowAll sets Decision.
+type Check struct {
+	Windows *Windows
+	Key     string
+	Limit   int
+	DryRun  bool
+
+	// Decision is the zone's: Allowed when the key has room for the request; Remaining and
+	// Reset count the request only if it was admitted (AllowAll returned true).
+	Decision Decision
+
+	shard uint64 // index of Key's shard in Windows
+}
+
+// maxLocked is how many checks AllowAll orders without allocating.
+const maxLocked = 8
+
+// AllowAll decides one request in several zones at once: the request is admitted when every
+// zone that is not a dry run allows it, and is then recorded in each zone that allows it; a
+// refused request is recorded in none (a zone that refuses consumes nothing of the others').
+// The shards of all the keys stay locked from the checks to the records, taken in one global
+// order (windows, then shard) so that concurrent calls cannot deadlock: no other request sees
+// the zones between the check and the record, and the decision is as exact as Allow's. It
+// returns whether the request was admitted.
+func AllowAll(checks []Check, now time.Time) bool {
+	if len(checks) == 1 {
+		c := &checks[0]
+		c.Decision = c.Windows.Allow(c.Key, c.Limit, now)
+		return c.Decision.Allowed || c.DryRun
+	}
+	var buf [maxLocked]int
+	order := buf[:0]
+	for i := range checks {
+		c := &checks[i]
+		c.shard = maphash.String(c.Windows.seed, c.Key) % numShards
+		order = append(order, i)
+	}
+	before := func(a, b *Check) bool {
+		if a.Windows.id != b.Windows.id {
+			return a.Windows.id < b.Windows.id
+		}
+		return a.shard < b.shard
+	}
+	for i := 1; i < len(order); i++ { // insertion sort: a handful of zones
+		for j := i; j > 0 && before(&checks[order[j]], &checks[order[j-1]]); j-- {
+			order[j], order[j-1] = order[j-1], order[j]
+		}
+	}
+	var prev *shard
+	for _, i := range order {
+		c := &checks[i]
+		if s := &c.Windows.shards[c.shard]; s != prev { // two zones never share Windows, but be safe
+			s.mu.Lock()
+			prev = s
+		}
+	}
+	t := now.UnixNano()
+	admit := true
+	for i := range checks {
+		c := &checks[i]
+		w := c.Windows
+		s := &w.shards[c.shard]
+		log, ok := s.logs[c.Key]
+		log = w.trim(log, t)
+		if ok {
+			s.logs[c.Key] = log
+		}
+		c.Decision = Decision{Allowed: len(log) < c.Limit, Remaining: max(0, c.Limit-len(log)), Reset: w.reset(log, t)}
+		admit = admit && (c.Decision.Allowed || c.DryRun)
+	}
+	if admit {
+		for i := range checks {
+			c := &checks[i]
+			if !c.Decision.Allowed {
+				continue
+			}
+			w := c.Windows
+			s := &w.shards[c.shard]
+			log, ok := s.logs[c.Key]
+			if !ok {
+				w.makeRoom(s, t)
+				w.keys.Add(1)
+			}
+			log = append(log, t)
+			s.logs[c.Key] = log
+			c.Decision.Remaining = c.Limit - len(log)
+			c.Decision.Reset = w.reset(log, t)
+		}
+	}
+	prev = nil
+	for _, i := range order {
+		c := &checks[i]
+		if s := &c.Windows.shards[c.shard]; s != prev {
+			s.mu.Unlock()
+			prev = s
+		}
+	}
+	return admit
 }
 
 // trim drops the events that have left the window (a, t] where a = t - window.

@@ -277,6 +277,9 @@ module "edge" {
     # With Valkey down each node admits limit/EDGE_EXPECTED_NODES. The count at creation:
     # autoscaling moves the real one between edge_min_capacity and edge_max_capacity.
     EDGE_EXPECTED_NODES = tostring(var.edge_desired_count)
+    # ElastiCache answers in well under a millisecond within the VPC: a limiter call still
+    # unanswered after 25ms is an outage, decided on the node's own windows.
+    EDGE_RATE_LIMIT_TIMEOUT = "25ms"
     # The in-memory (L1) cache takes a quarter of the task's memory: 512MiB, the Caddyfile's
     # default, on production's 2 GiB tasks; 128MiB on dev's 512 MiB.
     EDGE_CACHE_L1 = "${floor(var.edge_memory / 4)}MiB"
