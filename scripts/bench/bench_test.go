@@ -16,7 +16,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -211,7 +213,8 @@ func TestRatiosAreTakenRoundByRound(t *testing.T) {
 
 func TestEveryScenarioRenders(t *testing.T) {
 	d := TemplateData{Addr: "127.0.0.1:40001", Admin: "127.0.0.1:40002", Upstream: "127.0.0.1:40003",
-		Body: upstreamBody(), LogFile: "/tmp/bench/access.log", DeadUpstream: "127.0.0.1:40004", Valkey: "127.0.0.1:40005",
+		Body: upstreamBody(), LogFile: "/tmp/bench/access.log", DeadUpstream: "127.0.0.1:40004",
+		Valkey: "127.0.0.1:40005", ValkeyCluster: "127.0.0.1:40011 127.0.0.1:40012 127.0.0.1:40013",
 		JWTSecret: benchJWTSecret, JWTIssuer: benchJWTIssuer, JWTAudience: benchJWTAudience,
 		App: "127.0.0.1:40006", AppMetrics: "127.0.0.1:40007", Story: "42"}
 	ids := map[string]bool{}
@@ -228,7 +231,7 @@ func TestEveryScenarioRenders(t *testing.T) {
 				t.Errorf("scenario %s: baseline or comparison %q is not registered", s.ID, b)
 			}
 		}
-		if s.Needs != "" && s.Needs != "valkey" && s.Needs != "appserver" {
+		if s.Needs != "" && s.Needs != "valkey" && s.Needs != "valkeycluster" && s.Needs != "appserver" {
 			t.Errorf("scenario %s: needs unknown service %q", s.ID, s.Needs)
 		}
 		if path, err := s.requestPath(d); err != nil || !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "{}") {
@@ -244,6 +247,12 @@ func TestEveryScenarioRenders(t *testing.T) {
 		}
 		if s.Needs == "appserver" && !strings.Contains(out, "reverse_proxy "+d.App) {
 			t.Errorf("scenario %s needs the app server but does not proxy to it:\n%s", s.ID, out)
+		}
+		if s.needsValkeyCluster() != strings.Contains(out, "valkey "+d.ValkeyCluster+" {") {
+			t.Errorf("scenario %s needs %q but its Caddyfile uses the cluster or not accordingly:\n%s", s.ID, s.Needs, out)
+		}
+		if s.Needs == "valkey" && !strings.Contains(out, "valkey "+d.Valkey+"\n") {
+			t.Errorf("scenario %s needs the bench's Valkey but does not use it:\n%s", s.ID, out)
 		}
 		blocks, err := caddyfile.Parse(s.Template, []byte(out))
 		if err != nil {
@@ -356,6 +365,9 @@ func TestUpstream(t *testing.T) {
 		status             int
 	}{
 		{"/data", "public, max-age=300", 200},
+		{"/data?max_age=3600&k=7", "public, max-age=3600", 200},
+		{"/data?max_age=x", "", 400},
+		{"/data?max_age=86401", "", 400},
 		{"/slow?ms=1", "no-store", 200},
 		{"/slow?ms=x", "", 400},
 		{"/slow?ms=10001", "", 400},
@@ -492,8 +504,11 @@ func TestParseScriptCallsAndMetrics(t *testing.T) {
 	info := "# Commandstats\r\ncmdstat_ping:calls=3,usec=1,usec_per_call=0.33\r\n" +
 		"cmdstat_evalsha:calls=1200,usec=9000,usec_per_call=7.50,rejected_calls=0,failed_calls=0\r\n" +
 		"cmdstat_eval:calls=1,usec=50,usec_per_call=50.00\r\ncmdstat_evalsha_ro:calls=99\r\n"
-	if got := parseScriptCalls(info); got != 1201 {
-		t.Errorf("parseScriptCalls = %d, want 1201", got)
+	if got := parseCalls(info, limiterCheck.Commands); got != 1201 {
+		t.Errorf("parseCalls(eval, evalsha) = %d, want 1201", got)
+	}
+	if got := parseCalls(info+"cmdstat_mget:calls=42,usec=9\r\ncmdstat_mgetx:calls=5\r\n", l2Check.Commands); got != 42 {
+		t.Errorf("parseCalls(mget) = %d, want 42", got)
 	}
 	metrics := "# HELP x\nmuejam_edge_rate_limit_fallbacks_total{zone=\"a\"} 2\n" +
 		"muejam_edge_rate_limit_fallbacks_total{zone=\"b\"} 3\nmuejam_edge_rate_limit_fallbacks_total_other 7\n" +
@@ -574,20 +589,105 @@ func TestRequestPath(t *testing.T) {
 }
 
 func TestNeededServices(t *testing.T) {
-	sel := []Scenario{{ID: "1", Build: "stock"}, {ID: "6b", Build: "edge", Needs: "valkey"}, {ID: "9a", Build: "edge", Needs: "appserver"}}
+	sel := []Scenario{{ID: "1", Build: "stock"}, {ID: "6b", Build: "edge", Needs: "valkey"}, {ID: "9a", Build: "edge", Needs: "appserver"},
+		{ID: "6c", Build: "edge", Needs: "valkeycluster"}}
 	for _, tc := range []struct {
-		sel         []Scenario
-		failed      map[string]error
-		valkey, app bool
+		sel    []Scenario
+		failed map[string]error
+		want   services
 	}{
-		{sel[:1], nil, false, false},
-		{sel[:2], nil, true, false},
-		{sel[2:], nil, true, true}, // the app server and the edge cache use the bench's Valkey
-		{sel, map[string]error{"edge": errors.New("no")}, false, false},
+		{sel[:1], nil, services{}},
+		{sel[:2], nil, services{valkey: true}},
+		{sel[2:3], nil, services{valkey: true, app: true}}, // the app server and the edge cache use the bench's Valkey
+		{sel[3:], nil, services{cluster: true}},
+		{sel, nil, services{valkey: true, cluster: true, app: true}},
+		{sel, map[string]error{"edge": errors.New("no")}, services{}},
 	} {
-		v, a := neededServices(tc.sel, tc.failed)
-		if v != tc.valkey || a != tc.app {
-			t.Errorf("neededServices(%d scenarios, failed %v) = %v, %v; want %v, %v", len(tc.sel), tc.failed, v, a, tc.valkey, tc.app)
+		if got := neededServices(tc.sel, tc.failed); got != tc.want {
+			t.Errorf("neededServices(%d scenarios, failed %v) = %+v; want %+v", len(tc.sel), tc.failed, got, tc.want)
+		}
+	}
+}
+
+// TestValkeyScenarios: the scenarios that prove their answers came through Valkey count on
+// the right servers, and each cluster scenario is its standalone twin but for the valkey
+// block (`valkey ADDRS { cluster on }`), compared with it.
+func TestValkeyScenarios(t *testing.T) {
+	d := TemplateData{Addr: "127.0.0.1:40001", Admin: "127.0.0.1:40002", Upstream: "127.0.0.1:40003",
+		Body: upstreamBody(), LogFile: "/tmp/bench/access.log", Valkey: "127.0.0.1:40005",
+		ValkeyCluster: "127.0.0.1:40011 127.0.0.1:40012 127.0.0.1:40013"}
+	byID := map[string]Scenario{}
+	for _, s := range Scenarios {
+		byID[s.ID] = s
+		if (s.Needs == "valkey" || s.Needs == "valkeycluster") != (s.ValkeyCheck != nil) {
+			t.Errorf("scenario %s needs %q and has ValkeyCheck %v: a scenario of the bench's Valkey or cluster proves it is used", s.ID, s.Needs, s.ValkeyCheck)
+		}
+		if s.ValkeyCheck != nil && (len(s.ValkeyCheck.Commands) == 0 || s.ValkeyCheck.What == "") {
+			t.Errorf("scenario %s: ValkeyCheck %+v counts nothing", s.ID, s.ValkeyCheck)
+		}
+	}
+	if got := byID["6b"].valkeyAddrs(d); !slices.Equal(got, []string{d.Valkey}) {
+		t.Errorf("6b counts on %v", got)
+	}
+	if got := byID["6c"].valkeyAddrs(d); len(got) != clusterPrimaries || !slices.Equal(got, strings.Fields(d.ValkeyCluster)) {
+		t.Errorf("6c counts on %v, want every node of the cluster", got)
+	}
+	for _, tc := range []struct{ cluster, standalone string }{{"6c", "6b"}, {"4v", "4l"}} {
+		c, sa := byID[tc.cluster], byID[tc.standalone]
+		if c.Needs != "valkeycluster" || sa.Needs != "valkey" || !slices.Contains(c.Compare, sa.ID) || c.Baseline != sa.Baseline ||
+			c.Path != sa.Path || c.Keys != sa.Keys || c.Probe != sa.Probe || c.ValkeyCheck != sa.ValkeyCheck {
+			t.Errorf("scenario %s is not %s on the cluster, compared with it: %+v vs %+v", c.ID, sa.ID, c, sa)
+		}
+		cCfg, err1 := c.render(d)
+		sCfg, err2 := sa.render(d)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		strip := func(cfg string) string { // without comments
+			var out []string
+			for _, line := range strings.Split(cfg, "\n") {
+				if !strings.HasPrefix(strings.TrimSpace(line), "#") {
+					out = append(out, line)
+				}
+			}
+			return strings.Join(out, "\n")
+		}
+		want := strings.Replace(strip(sCfg), "valkey "+d.Valkey+"\n", "valkey "+d.ValkeyCluster+" {\n\t\t\tcluster on\n\t\t}\n", 1)
+		if strip(cCfg) != want || want == strip(sCfg) {
+			t.Errorf("scenario %s differs from %s in more than the valkey block:\n%s\n----\n%s", c.ID, sa.ID, strip(cCfg), want)
+		}
+	}
+	// 4l's and 4v's L1 must not hold the entry (every hit from L2) while the body still fits
+	// max_body_size (the response is stored at all): an entry weighs its body, header
+	// fields and 512 bytes of overhead (modules/edgecache/entry.go).
+	for _, id := range []string{"4l", "4v"} {
+		if !strings.Contains(byID[id].Probe.HeaderContains, "detail=l2") {
+			t.Errorf("scenario %s: the probe does not require an L2 hit: %+v", id, byID[id].Probe)
+		}
+		if byID[id].Keys < 100 {
+			t.Errorf("scenario %s requests %d URLs in turn: one requested again at once may still be in L1", id, byID[id].Keys)
+		}
+		cfg, err := byID[id].render(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := func(opt string) int {
+			for _, line := range strings.Split(cfg, "\n") {
+				if f := strings.Fields(line); len(f) == 2 && f[0] == opt {
+					n, err := strconv.Atoi(f[1])
+					if err != nil {
+						t.Fatalf("scenario %s: %s %q: %v", id, opt, f[1], err)
+					}
+					return n
+				}
+			}
+			t.Fatalf("scenario %s sets no %s", id, opt)
+			return 0
+		}
+		l1, maxBody, body := size("l1_max_size"), size("max_body_size"), len(upstreamBody())
+		if maxBody < body || maxBody > l1 || l1 >= body+512 {
+			t.Errorf("scenario %s: l1_max_size %d, max_body_size %d for a body of %d bytes: want body ≤ max_body_size ≤ l1_max_size < body + 512",
+				id, l1, maxBody, body)
 		}
 	}
 }
@@ -704,7 +804,8 @@ func TestEdgeTemplatesAdapt(t *testing.T) {
 	}
 	d := TemplateData{Addr: "127.0.0.1:40001", Admin: "127.0.0.1:40002", Upstream: "127.0.0.1:40003",
 		Body: upstreamBody(), LogFile: filepath.Join(t.TempDir(), "access.log"), DeadUpstream: "127.0.0.1:40004",
-		Valkey: "127.0.0.1:40005", JWTSecret: benchJWTSecret, JWTIssuer: benchJWTIssuer, JWTAudience: benchJWTAudience,
+		Valkey: "127.0.0.1:40005", ValkeyCluster: "127.0.0.1:40011 127.0.0.1:40012 127.0.0.1:40013",
+		JWTSecret: benchJWTSecret, JWTIssuer: benchJWTIssuer, JWTAudience: benchJWTAudience,
 		App: "127.0.0.1:40006", AppMetrics: "127.0.0.1:40007", Story: "42"}
 	for _, s := range Scenarios {
 		if s.Build != "edge" {
@@ -745,5 +846,91 @@ func TestPacedLoad(t *testing.T) {
 	}
 	if r.P50ms < 5 || r.P99ms < r.P50ms || r.MaxMs < r.P99ms {
 		t.Fatalf("latencies %+v: the server sleeps 5 ms", r)
+	}
+}
+
+// TestKeysScript: wrk with the script of Scenario.Keys requests the keys in turn, with the
+// header fields given on its command line.
+func TestKeysScript(t *testing.T) {
+	if s := keysScript("/data?x=1", 3); !strings.Contains(s, `"/data?x=1&k=" .. k`) || !strings.Contains(s, "n, i = {}, 3, 0") {
+		t.Errorf("keysScript of a path with a query:\n%s", s)
+	}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		t.Skip("wrk is not installed")
+	}
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Header.Get("X-Test") != "1" {
+			t.Errorf("request %s without the -H header field", r.URL)
+		}
+		got = append(got, r.URL.RequestURI())
+	}))
+	defer srv.Close()
+	script := filepath.Join(t.TempDir(), "keys.lua")
+	if err := os.WriteFile(script, []byte(keysScript("/data", 5)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	load := wrkLoad{Threads: 1, Connections: 1}
+	if _, err := load.run(context.Background(), srv.URL+"/data", time.Second, []string{"X-Test: 1"}, script); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) < 10 {
+		t.Fatalf("wrk sent %d requests in 1 s", len(got))
+	}
+	// wrk may call request() once before it connects: the turn starts anywhere.
+	first, err := strconv.Atoi(strings.TrimPrefix(got[0], "/data?k="))
+	if err != nil {
+		t.Fatalf("first request %s", got[0])
+	}
+	for i, uri := range got[:10] {
+		if want := "/data?k=" + strconv.Itoa((first+i)%5); uri != want {
+			t.Fatalf("request %d: %s, want %s (all: %v)", i, uri, want, got[:10])
+		}
+	}
+}
+
+func TestValkeyNote(t *testing.T) {
+	got := formatValkeyNote("4v", l2Check, 3, 8000, 8010, []float64{8000, 0, 0, 2})
+	want := "4v: during the rounds the cluster's 3 primaries ran 8,000 MGETs (L2 lookups) for 8,010 requests wrk completed (1.00 per request); L1 evictions 8,000; L2 errors 0; L2 writes dropped 0; misses 2"
+	if got != want {
+		t.Errorf("note\n%s\nwant\n%s", got, want)
+	}
+	if got := formatValkeyNote("6b", limiterCheck, 1, 0, 0, nil); got != "6b: during the rounds Valkey ran 0 scripts for 0 requests wrk completed (– per request); fallbacks to local windows –" {
+		t.Errorf("note %s", got)
+	}
+}
+
+// TestPrimeKeys: every URL is requested once, then each must pass the probe; one that fails
+// at first is tried again.
+func TestPrimeKeys(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.RequestURI()]++
+		n := seen[r.URL.RequestURI()]
+		mu.Unlock()
+		// k=3 is still in "L1" on its second request; every other is an L2 hit from its second.
+		if n >= 2 && (r.URL.Query().Get("k") != "3" || n >= 3) {
+			w.Header().Set("Cache-Status", "muejam-edge; hit; ttl=299; detail=l2")
+		}
+	}))
+	defer srv.Close()
+	pr := Probe{Header: "Cache-Status", HeaderContains: "; detail=l2"}
+	if err := primeKeys(context.Background(), srv.URL+keyPrefix("/data"), 5, pr, nil); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 5 || seen["/data?k=0"] != 2 || seen["/data?k=3"] != 3 || seen["/data?k=4"] != 2 {
+		t.Errorf("requests: %v", seen)
+	}
+	if keyPrefix("/v1/x?a=b") != "/v1/x?a=b&k=" {
+		t.Errorf("keyPrefix = %s", keyPrefix("/v1/x?a=b"))
 	}
 }

@@ -3,7 +3,7 @@
 // chart under .run/bench/.
 //
 //	go run ./scripts/bench            # every scenario, under 10 minutes
-//	go run ./scripts/bench -quick     # the quick ones, under 2 minutes once the builds are cached
+//	go run ./scripts/bench -quick     # the quick ones, about 2½ minutes once the builds are cached
 //	go run ./scripts/bench -only 2,7  # some scenarios (and the baselines they refer to)
 //
 // Builds: stock Caddy at the version xcaddy.json pins and Caddy with pinned peer plugins, each
@@ -30,6 +30,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/signal"
@@ -195,8 +196,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	base := TemplateData{Upstream: upAddr, Body: upstreamBody(),
 		JWTSecret: benchJWTSecret, JWTIssuer: benchJWTIssuer, JWTAudience: benchJWTAudience}
-	needValkey, needApp := neededServices(selected, buildErr)
-	var valkeyErr, appErr error
+	need := neededServices(selected, buildErr)
+	needValkey, needApp := need.valkey, need.app
+	var valkeyErr, clusterErr, appErr error
 	var appBin string
 	if needApp {
 		// Before Valkey: on a fresh machine scripts/services.sh installs it.
@@ -212,6 +214,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			fmt.Fprintf(stderr, "bench: Valkey did not start, the scenarios needing it are skipped: %v\n", valkeyErr)
 		}
+	}
+	if need.cluster {
+		var addrs []string
+		if addrs, clusterErr = startValkeyCluster(ctx, procs, filepath.Join(runDir, "valkey-cluster"), serverCPUs); clusterErr != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fmt.Fprintf(stderr, "bench: the Valkey Cluster did not start, the scenarios needing it are skipped: %v\n", clusterErr)
+		}
+		base.ValkeyCluster = strings.Join(addrs, " ")
 	}
 	var app appEnv
 	if needApp && appErr == nil {
@@ -242,6 +254,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			res.Skipped = "Valkey did not start: " + firstLine(valkeyErr.Error())
 			continue
 		}
+		if s.needsValkeyCluster() && clusterErr != nil {
+			res.Skipped = "the Valkey Cluster did not start: " + firstLine(clusterErr.Error())
+			continue
+		}
 		if s.Needs == "appserver" && appErr != nil {
 			res.Skipped = "the app server did not start: " + firstLine(appErr.Error())
 			continue
@@ -269,7 +285,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	for _, ls := range live {
 		fmt.Fprintf(stderr, "bench: warm-up %s (%s)\n", ls.s.ID, ls.s.Title)
-		if _, err := load.run(ctx, ls.url, p.Warmup, ls.headers); err != nil {
+		if _, err := load.run(ctx, ls.url, p.Warmup, ls.headers, ls.script); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -331,8 +347,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	for _, ls := range live {
-		if ls.s.Needs == "valkey" && ls.res.Skipped == "" {
-			ls.res.Notes = append(ls.res.Notes, valkeyNote(ctx, ls))
+		if ls.s.ValkeyCheck != nil && ls.res.Skipped == "" {
+			ls.res.Notes = append(ls.res.Notes, valkeyNote(ls))
 		}
 		if ls.s.Needs == "appserver" && ls.res.Skipped == "" {
 			var requests int64
@@ -376,33 +392,56 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// neededServices reports whether the selected scenarios whose build did not fail need the
-// bench's Valkey and the app server.
-func neededServices(selected []Scenario, buildErr map[string]error) (valkey, app bool) {
+// services are the services a run starts for its scenarios.
+type services struct{ valkey, cluster, app bool }
+
+// neededServices reports which services the selected scenarios whose build did not fail
+// need: the bench's Valkey, its Valkey Cluster, the app server.
+func neededServices(selected []Scenario, buildErr map[string]error) services {
+	var n services
 	for _, s := range selected {
 		if buildErr[s.Build] == nil {
-			valkey = valkey || s.needsValkey()
-			app = app || s.Needs == "appserver"
+			n.valkey = n.valkey || s.needsValkey()
+			n.cluster = n.cluster || s.needsValkeyCluster()
+			n.app = n.app || s.Needs == "appserver"
 		}
 	}
-	return valkey, app
+	return n
 }
 
-// valkeyNote says whether a Valkey-mode limiter stayed in Valkey mode over the run: the
-// limiter's fallbacks to local windows (Caddy's metrics) and the scripts Valkey ran, against
-// the requests measured.
-func valkeyNote(ctx context.Context, ls *liveScenario) string {
+// valkeyNote says whether a scenario's answers came through Valkey (its ValkeyCheck): the
+// commands its Valkey (or the cluster's primaries) ran during the rounds against the
+// requests wrk completed in them, and how much the Caddy metrics of fallbacks or misses
+// grew in them.
+func valkeyNote(ls *liveScenario) string {
 	var requests int64
 	for _, rr := range ls.res.Rounds {
 		requests += rr.Requests
 	}
-	fallbacks, ferr := metricSum(ctx, ls.admin, "muejam_edge_rate_limit_fallbacks_total")
-	calls, cerr := valkeyScriptCalls(ls.valkey)
-	if ferr != nil || cerr != nil {
-		return fmt.Sprintf("%s: could not check Valkey mode: metrics %v, Valkey %v", ls.s.ID, ferr, cerr)
+	return formatValkeyNote(ls.s.ID, ls.s.ValkeyCheck, len(ls.valkeys), ls.valkeyCalls, requests, ls.valkeyMetrics)
+}
+
+// formatValkeyNote is valkeyNote's text: servers is how many Valkey servers were counted on
+// (a cluster's primaries when more than one), metrics the growth of each of c.Metrics.
+func formatValkeyNote(id string, c *ValkeyCheck, servers int, calls, requests int64, metrics []float64) string {
+	where := "Valkey"
+	if servers > 1 {
+		where = fmt.Sprintf("the cluster's %d primaries", servers)
 	}
-	return fmt.Sprintf("%s: Valkey ran %d scripts (warm-up and probe included) for %d measured requests; fallbacks to local windows: %.0f",
-		ls.s.ID, calls, requests, fallbacks)
+	per := "–"
+	if requests > 0 {
+		per = fmt.Sprintf("%.2f", float64(calls)/float64(requests))
+	}
+	note := fmt.Sprintf("%s: during the rounds %s ran %s %s for %s requests wrk completed (%s per request)",
+		id, where, fmtNum(float64(calls), 0), c.What, fmtNum(float64(requests), 0), per)
+	for i, m := range c.Metrics {
+		v := math.NaN()
+		if i < len(metrics) {
+			v = metrics[i]
+		}
+		note += fmt.Sprintf("; %s %s", m.Label, fmtNum(v, 0))
+	}
+	return note
 }
 
 // firstLine returns s up to its first newline.

@@ -18,8 +18,10 @@ import (
 )
 
 // reservedPorts are ports other people's tests and services on this machine use; freeAddr never
-// returns them even when they happen to be free.
-var reservedPorts = []int{2019, 2997, 2998, 2999, 8080, 8081, 9080, 9081, 9180, 9443, 9543, 55432, 55433, 56379}
+// returns them even when they happen to be free: among them the dev Valkey Cluster's nodes
+// (47001-47006, scripts/services.sh) and their cluster bus ports (57001-57006).
+var reservedPorts = []int{2019, 2997, 2998, 2999, 8080, 8081, 9080, 9081, 9180, 9443, 9543, 55432, 55433, 56379,
+	47001, 47002, 47003, 47004, 47005, 47006, 57001, 57002, 57003, 57004, 57005, 57006}
 
 // freeAddr returns 127.0.0.1:PORT for a port the kernel reports free and nobody reserved.
 func freeAddr() (string, error) {
@@ -196,6 +198,54 @@ func (pr Probe) check(ctx context.Context, url string, headers []string) error {
 	return nil
 }
 
+// primeKeys requests prefix+"0" … prefix+(keys-1) once each, then checks each with the probe,
+// retrying for up to 10 s in all (a cache stores asynchronously): for 4l and 4v, every URL
+// wrk will request is then in L2.
+func primeKeys(ctx context.Context, prefix string, keys int, pr Probe, headers []string) error {
+	client := &http.Client{Timeout: 5 * time.Second}
+	for k := range keys {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, prefix+strconv.Itoa(k), nil)
+		if err != nil {
+			return err
+		}
+		for _, h := range headers {
+			name, value, _ := strings.Cut(h, ":")
+			req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return fmt.Errorf("priming %s: %w", req.URL, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	pending := make([]int, keys)
+	for k := range pending {
+		pending[k] = k
+	}
+	for {
+		var failed []int
+		var last error
+		for _, k := range pending {
+			if err := pr.check(ctx, prefix+strconv.Itoa(k), headers); err != nil {
+				failed, last = append(failed, k), fmt.Errorf("primed %s%d, %w", prefix, k, err)
+			}
+		}
+		if len(failed) == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d primed URLs fail the probe; %w", len(failed), keys, last)
+		}
+		pending = failed
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // liveScenario is a scenario whose server is running and passed its probe.
 type liveScenario struct {
 	s       Scenario
@@ -203,8 +253,13 @@ type liveScenario struct {
 	url     string
 	headers []string // sent with every request ("Name: value")
 	admin   string   // Caddy's admin endpoint
-	valkey  string   // the Valkey it uses, if any
+	script  string   // the wrk Lua script of Scenario.Keys, if any
+	valkeys []string // the Valkey servers its ValkeyCheck counts on (a cluster's primaries), if any
 	app     string   // the internal metrics listener of the app server it uses, if any
+	// valkeyCalls is how many of its ValkeyCheck's commands those servers ran during the
+	// measured rounds, valkeyMetrics how much each of the check's Metrics grew in them.
+	valkeyCalls   int64
+	valkeyMetrics []float64
 	// appTotal is what reached the app server over the measured rounds.
 	appTotal appCounters
 	res      *ScenarioResult
@@ -212,11 +267,14 @@ type liveScenario struct {
 
 // startScenario renders s's Caddyfile into dir with d (its Addr, Admin, LogFile and
 // DeadUpstream filled in here), starts bin on it, waits until it answers and checks the probe
-// (retrying for up to 3 s: a cache may store a response asynchronously). A scenario that needs
-// Valkey must also have made Valkey run its script.
+// (retrying for up to 3 s: a cache may store a response asynchronously). A scenario with a
+// ValkeyCheck must also have made its Valkey (or cluster) run the commands checked.
 func startScenario(ctx context.Context, ps *procSet, s Scenario, bin, dir, cpus string, d TemplateData, headers []string) (*liveScenario, error) {
 	if s.needsValkey() && d.Valkey == "" {
 		return nil, errors.New("needs Valkey, which did not start")
+	}
+	if s.needsValkeyCluster() && d.ValkeyCluster == "" {
+		return nil, errors.New("needs the Valkey Cluster, which did not start")
 	}
 	if s.Needs == "appserver" && d.App == "" {
 		return nil, errors.New("needs the app server, which did not start")
@@ -238,6 +296,13 @@ func startScenario(ctx context.Context, ps *procSet, s Scenario, bin, dir, cpus 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
+	var script string
+	if s.Keys > 0 {
+		script = filepath.Join(dir, "keys.lua")
+		if err := os.WriteFile(script, []byte(keysScript(path, s.Keys)), 0o644); err != nil {
+			return nil, err
+		}
+	}
 	cfg := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(cfg, []byte(caddyfile), 0o644); err != nil {
 		return nil, err
@@ -250,9 +315,11 @@ func startScenario(ctx context.Context, ps *procSet, s Scenario, bin, dir, cpus 
 	if err := p.waitStatus(ctx, url, 0, 30*time.Second); err != nil {
 		return nil, err
 	}
+	var valkeys []string
 	calls0 := int64(-1)
-	if s.Needs == "valkey" {
-		if calls0, err = valkeyScriptCalls(d.Valkey); err != nil {
+	if c := s.ValkeyCheck; c != nil {
+		valkeys = s.valkeyAddrs(d)
+		if calls0, err = valkeyCalls(valkeys, c.Commands); err != nil {
 			return nil, fmt.Errorf("valkey: %w", err)
 		}
 	}
@@ -268,15 +335,21 @@ func startScenario(ctx context.Context, ps *procSet, s Scenario, bin, dir, cpus 
 		return nil, err
 	}
 	if calls0 >= 0 {
-		calls, err := valkeyScriptCalls(d.Valkey)
+		calls, err := valkeyCalls(valkeys, s.ValkeyCheck.Commands)
 		if err != nil {
 			return nil, fmt.Errorf("valkey: %w", err)
 		}
 		if calls <= calls0 {
-			return nil, fmt.Errorf("probe: Valkey at %s ran no script for the probe (the limiter is not in Valkey mode, or fell back)", d.Valkey)
+			return nil, fmt.Errorf("probe: Valkey at %s ran no %s for the probe (the module is not using Valkey, or fell back)",
+				strings.Join(valkeys, ","), s.ValkeyCheck.What)
 		}
 	}
-	return &liveScenario{s: s, p: p, url: url, headers: headers, admin: d.Admin, valkey: d.Valkey, app: d.AppMetrics}, nil
+	if s.Keys > 0 {
+		if err := primeKeys(ctx, "http://"+d.Addr+keyPrefix(path), s.Keys, s.Probe, headers); err != nil {
+			return nil, err
+		}
+	}
+	return &liveScenario{s: s, p: p, url: url, headers: headers, script: script, admin: d.Admin, valkeys: valkeys, app: d.AppMetrics}, nil
 }
 
 // RoundResult is one scenario's figures in one round.
@@ -299,11 +372,22 @@ func (ls *liveScenario) measure(ctx context.Context, load wrkLoad, d time.Durati
 			return RoundResult{}, fmt.Errorf("app server metrics: %w", err)
 		}
 	}
+	var calls0 int64
+	var metrics0 []float64
+	if c := ls.s.ValkeyCheck; c != nil {
+		var err error
+		if metrics0, err = c.readMetrics(ctx, ls.admin); err != nil {
+			return RoundResult{}, err
+		}
+		if calls0, err = valkeyCalls(ls.valkeys, c.Commands); err != nil {
+			return RoundResult{}, fmt.Errorf("valkey: %w", err)
+		}
+	}
 	before, err := cpuTicks(pid)
 	if err != nil {
 		return RoundResult{}, err
 	}
-	w, err := load.run(ctx, ls.url, d, ls.headers)
+	w, err := load.run(ctx, ls.url, d, ls.headers, ls.script)
 	if err != nil {
 		return RoundResult{}, err
 	}
@@ -313,6 +397,23 @@ func (ls *liveScenario) measure(ctx context.Context, load wrkLoad, d time.Durati
 	}
 	if err := ls.p.exited(); err != nil {
 		return RoundResult{}, err
+	}
+	if c := ls.s.ValkeyCheck; c != nil {
+		calls1, err := valkeyCalls(ls.valkeys, c.Commands)
+		if err != nil {
+			return RoundResult{}, fmt.Errorf("valkey: %w", err)
+		}
+		metrics1, err := c.readMetrics(ctx, ls.admin)
+		if err != nil {
+			return RoundResult{}, err
+		}
+		ls.valkeyCalls += calls1 - calls0
+		if ls.valkeyMetrics == nil {
+			ls.valkeyMetrics = make([]float64, len(c.Metrics))
+		}
+		for i := range metrics1 {
+			ls.valkeyMetrics[i] += metrics1[i] - metrics0[i]
+		}
 	}
 	if ls.app != "" {
 		// The requests in flight when wrk stopped finish within this round's window.
@@ -361,7 +462,7 @@ func (ls *liveScenario) profile(ctx context.Context, load wrkLoad, d time.Durati
 		}
 		done <- result{body, err}
 	}()
-	if _, err := load.run(ctx, ls.url, d, ls.headers); err != nil {
+	if _, err := load.run(ctx, ls.url, d, ls.headers, ls.script); err != nil {
 		return err
 	}
 	r := <-done

@@ -27,6 +27,12 @@ type Scenario struct {
 	// Path is the request path and query wrk sends. In app-server scenarios, {story} stands
 	// for the ID of a seeded published story (TemplateData.Story).
 	Path string
+	// Keys, when positive, makes wrk request Path with a query parameter k=0…Keys-1 in turn
+	// (a wrk Lua script, keysScript), so that the server sees Keys distinct URLs, each again
+	// only after the Keys-1 others. The probe and the paced load request Path itself; before
+	// the warm-up, each of the Keys URLs is requested once and must then pass the probe
+	// (primeKeys: for 4l and 4v, every URL is in L2 before any load).
+	Keys int
 	// Probe is checked on one request after a priming one, before the warm-up.
 	Probe Probe
 	// Quick includes the scenario in QUICK=1 runs.
@@ -43,15 +49,81 @@ type Scenario struct {
 	// "at load" that wrk's saturation cannot give.
 	Paced int
 	// Needs names a service the harness starts before the scenario: "valkey" (a valkey-server
-	// or redis-server on a free loopback port, without persistence; TemplateData.Valkey), or
-	// "appserver": the dev Postgres primary and replica (scripts/services.sh up), a seeded
-	// bench database, bin/appserver over it (TemplateData.App, Story) and the Valkey of
-	// "valkey", which the app server and the edge cache use.
+	// or redis-server on a free loopback port, without persistence; TemplateData.Valkey),
+	// "valkeycluster" (a private Valkey Cluster of 3 primaries without replicas on free
+	// loopback ports, without persistence; TemplateData.ValkeyCluster), or "appserver": the
+	// dev Postgres primary and replica (scripts/services.sh up), a seeded bench database,
+	// bin/appserver over it (TemplateData.App, Story) and the Valkey of "valkey", which the
+	// app server and the edge cache use.
 	Needs string
+	// ValkeyCheck, for a scenario that needs "valkey" or "valkeycluster", is what its
+	// requests must make that Valkey do: the probe fails unless the request after the
+	// priming one did it, and the run notes how often it was done against the requests
+	// measured. Nil: no check (the app-server scenarios).
+	ValkeyCheck *ValkeyCheck
 }
+
+// ValkeyCheck proves that a scenario's answers came through Valkey (the limiter's decisions,
+// the edge cache's L2 hits) and not from a fallback or L1: it counts commands in INFO
+// commandstats, summed over a cluster's primaries, and reports Caddy metrics beside them.
+type ValkeyCheck struct {
+	// Commands are the INFO commandstats names, without "cmdstat_", whose calls are counted.
+	Commands []string
+	// What names the counted commands in the note ("scripts").
+	What string
+	// Metrics are Caddy metrics summed over their samples (those whose labels contain
+	// Labels, when set), read before and after each round; the note reports how much they
+	// grew during the rounds, under Label.
+	Metrics []NoteMetric
+}
+
+// NoteMetric is a Caddy metric a run's note reports.
+type NoteMetric struct{ Label, Name, Labels string }
+
+// limiterCheck: every limiter decision of 6b and 6c runs the limiter's script on Valkey
+// (concurrent requests of one key may share a call), and a fallback to local windows is
+// counted by the module.
+var limiterCheck = &ValkeyCheck{
+	Commands: []string{"eval", "evalsha"},
+	What:     "scripts",
+	Metrics:  []NoteMetric{{Label: "fallbacks to local windows", Name: "muejam_edge_rate_limit_fallbacks_total"}},
+}
+
+// l2Check: an L2 lookup of edge_cache is one MGET (the Vary record and the variant of a
+// primary key, in one slot); an answer from L1 sends none, and a miss (also one MGET) is
+// counted by the module.
+var l2Check = &ValkeyCheck{
+	Commands: []string{"mget"},
+	What:     "MGETs (L2 lookups)",
+	Metrics: []NoteMetric{
+		{Label: "L1 evictions", Name: "muejam_edge_cache_l1_evictions_total"},
+		{Label: "L2 errors", Name: "muejam_edge_cache_l2_errors_total"},
+		{Label: "L2 writes dropped", Name: "muejam_edge_cache_l2_writes_dropped_total"},
+		{Label: "misses", Name: "muejam_edge_cache_lookups_total", Labels: `outcome="miss"`},
+	},
+}
+
+// l2Keys is how many URLs 4l and 4v request in turn: each comes back about 100 ms later at
+// 10,000 requests/s, long after L1 evicted it.
+const l2Keys = 1000
 
 // needsValkey reports whether the scenario needs the bench's own Valkey.
 func (s Scenario) needsValkey() bool { return s.Needs == "valkey" || s.Needs == "appserver" }
+
+// needsValkeyCluster reports whether the scenario needs the bench's own Valkey Cluster.
+func (s Scenario) needsValkeyCluster() bool { return s.Needs == "valkeycluster" }
+
+// valkeyAddrs are the Valkey servers the scenario's ValkeyCheck counts on: the bench's
+// Valkey, or every node of its cluster (all primaries).
+func (s Scenario) valkeyAddrs(d TemplateData) []string {
+	switch s.Needs {
+	case "valkey":
+		return []string{d.Valkey}
+	case "valkeycluster":
+		return strings.Fields(d.ValkeyCluster)
+	}
+	return nil
+}
 
 // requestPath is Path with {story} replaced by d.Story; it fails when Path names a story and
 // there is none.
@@ -102,6 +174,19 @@ var Scenarios = []Scenario{
 	{ID: "4", Title: "our edge_cache hit (L1), bare like 5", Build: "edge", Template: "edge-cache-hit.Caddyfile",
 		Baseline: "1", Compare: []string{"5"}, Path: "/data",
 		Probe: Probe{MinBody: 1024, Header: "Cache-Status", HeaderContains: "muejam-edge; hit"}, Quick: true},
+	// 4l and 4v: 4 with an L1 too small to hold the entry, so that every hit is an L2 hit
+	// (Cache-Status: muejam-edge; hit; ttl=N; detail=l2), on a standalone Valkey and on a
+	// cluster. An L2 hit puts the entry in L1, which evicts it asynchronously (otter's
+	// maintenance): a URL requested again at once is often still there (about 40% of the
+	// requests of one URL at 32 connections were L1 hits), hence l2Keys URLs in turn, stored
+	// in L2 before the warm-up (primeKeys), fresh for an hour (max_age=3600: the default 300
+	// s ends within a full run, and 1000 entries expiring at once would be 1000 misses).
+	{ID: "4l", Title: "our edge_cache hit from L2 (standalone Valkey; L1 too small to hold it)", Build: "edge", Template: "edge-cache-l2.Caddyfile",
+		Baseline: "1", Compare: []string{"4"}, Path: "/data?max_age=3600", Keys: l2Keys, Needs: "valkey", ValkeyCheck: l2Check,
+		Probe: Probe{MinBody: 1024, Header: "Cache-Status", HeaderContains: "; detail=l2"}},
+	{ID: "4v", Title: "our edge_cache hit from L2 on a 3-primary Valkey Cluster (4l on the cluster)", Build: "edge", Template: "edge-cache-l2-cluster.Caddyfile",
+		Baseline: "1", Compare: []string{"4l"}, Path: "/data?max_age=3600", Keys: l2Keys, Needs: "valkeycluster", ValkeyCheck: l2Check,
+		Probe: Probe{MinBody: 1024, Header: "Cache-Status", HeaderContains: "; detail=l2"}, Quick: true},
 	{ID: "4c", Title: "our full chain of 3 + edge_cache, hit (L1)", Build: "edge", Template: "edge-chain-hit.Caddyfile",
 		Baseline: "1", Compare: []string{"1m", "3", "2m"}, Path: "/data", Auth: true,
 		Probe: Probe{MinBody: 1024, Header: "Cache-Status", HeaderContains: "muejam-edge; hit"}, Quick: true},
@@ -111,7 +196,10 @@ var Scenarios = []Scenario{
 	{ID: "6h", Title: "our limiter, local, disable_headers (6a sending no header fields, as 7 on allowed requests)", Build: "edge", Template: "edge-ratelimit-local-noheaders.Caddyfile",
 		Baseline: "2m", Compare: []string{"7"}, Path: "/data", Probe: Probe{MinBody: 1024}},
 	{ID: "6b", Title: "our limiter, Valkey mode (2m + edge_rate_limit + valkey)", Build: "edge", Template: "edge-ratelimit-valkey.Caddyfile",
-		Baseline: "2m", Compare: []string{"6a"}, Path: "/data", Needs: "valkey",
+		Baseline: "2m", Compare: []string{"6a"}, Path: "/data", Needs: "valkey", ValkeyCheck: limiterCheck,
+		Probe: Probe{MinBody: 1024, Header: "RateLimit-Policy", HeaderContains: `"bench"`}, Quick: true},
+	{ID: "6c", Title: "our limiter, Valkey Cluster mode (6b on a 3-primary cluster)", Build: "edge", Template: "edge-ratelimit-valkey-cluster.Caddyfile",
+		Baseline: "2m", Compare: []string{"6b"}, Path: "/data", Needs: "valkeycluster", ValkeyCheck: limiterCheck,
 		Probe: Probe{MinBody: 1024, Header: "RateLimit-Policy", HeaderContains: `"bench"`}, Quick: true},
 	{ID: "7", Title: "caddy-ratelimit v0.1.0, in memory (2m + rate_limit)", Build: "ratelimit", Template: "caddy-ratelimit.Caddyfile",
 		Baseline: "2m", Path: "/data", Probe: Probe{MinBody: 1024}, Quick: true},
@@ -144,6 +232,33 @@ var Scenarios = []Scenario{
 		Probe: Probe{MinBody: 1024, Header: "Cache-Status", HeaderContains: "muejam-edge; hit"}},
 }
 
+// keysScript is the wrk Lua script of a scenario with Keys: the requests for path with
+// k=0…keys-1 are formatted once, in init (with wrk's Host and -H header fields), and sent in
+// turn, one Lua state per wrk thread.
+func keysScript(path string, keys int) string {
+	return fmt.Sprintf(`-- written by scripts/bench: requests %[1]s0 … %[1]s%[2]d in turn (Scenario.Keys)
+local reqs, n, i = {}, %[3]d, 0
+function init(args)
+	for k = 0, n - 1 do
+		reqs[k] = wrk.format(nil, %[1]q .. k)
+	end
+end
+function request()
+	local r = reqs[i]
+	i = (i + 1) %% n
+	return r
+end
+`, keyPrefix(path), keys-1, keys)
+}
+
+// keyPrefix is path with the key parameter of Scenario.Keys appended, but for its value.
+func keyPrefix(path string) string {
+	if strings.Contains(path, "?") {
+		return path + "&k="
+	}
+	return path + "?k="
+}
+
 // pacedRate is the open-loop rate of the latency measurements: about a third of what stock
 // respond sustains on a 2-CPU machine with wrk alongside.
 const pacedRate = 3000
@@ -173,6 +288,10 @@ type TemplateData struct {
 	// Valkey is the 127.0.0.1:PORT of the Valkey the harness started, for scenarios that
 	// need it; empty otherwise.
 	Valkey string
+	// ValkeyCluster is the addresses of the nodes of the Valkey Cluster the harness started
+	// (3 primaries), separated by spaces: `valkey {{.ValkeyCluster}} { cluster on }`; empty
+	// unless a scenario needs it.
+	ValkeyCluster string
 	// JWTSecret, JWTIssuer and JWTAudience are what the token sent by Auth scenarios is
 	// signed with and claims (HS256).
 	JWTSecret, JWTIssuer, JWTAudience string

@@ -36,10 +36,15 @@ func upstreamBody() string {
 // maxSlow bounds the delay /slow accepts.
 const maxSlow = 10 * time.Second
 
+// maxMaxAge bounds the max_age /data accepts: a day.
+const maxMaxAge = 86400
+
 // upstreamHandler serves
 //
-//	GET /data          the ~1 KiB JSON body, Cache-Control: public, max-age=300
-//	GET /slow?ms=N     the same body after N ms (default 100, at most 10 s), not cacheable
+//	GET /data              the ~1 KiB JSON body, Cache-Control: public, max-age=300
+//	GET /data?max_age=N    the same with max-age=N (0 to 86400): for caches primed before a
+//	                       run longer than 300 s (4l, 4v)
+//	GET /slow?ms=N         the same body after N ms (default 100, at most 10 s), not cacheable
 func upstreamHandler() http.Handler {
 	body := []byte(upstreamBody())
 	mux := http.NewServeMux()
@@ -51,7 +56,16 @@ func upstreamHandler() http.Handler {
 		w.Write(body)
 	}
 	mux.HandleFunc("GET /data", func(w http.ResponseWriter, r *http.Request) {
-		write(w, "public, max-age=300")
+		maxAge := "300"
+		if v := r.URL.Query().Get("max_age"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > maxMaxAge {
+				http.Error(w, "max_age must be an integer from 0 to 86400", http.StatusBadRequest)
+				return
+			}
+			maxAge = strconv.Itoa(n)
+		}
+		write(w, "public, max-age="+maxAge)
 	})
 	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
 		d := 100 * time.Millisecond

@@ -106,15 +106,19 @@ type wrkLoad struct {
 	CPU         string `json:"cpu,omitempty"` // taskset CPU list, empty when not pinned
 }
 
-// run loads url for d, sending headers ("Name: value") on every request, and parses the
-// result. wrk stops by itself after d; the context is a backstop.
-func (w wrkLoad) run(ctx context.Context, url string, d time.Duration, headers []string) (WrkResult, error) {
+// run loads url for d, sending headers ("Name: value") on every request and, when script is
+// set, running that wrk Lua script (wrk -s: Scenario.Keys), and parses the result. wrk stops
+// by itself after d; the context is a backstop.
+func (w wrkLoad) run(ctx context.Context, url string, d time.Duration, headers []string, script string) (WrkResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, d+15*time.Second)
 	defer cancel()
 	args := []string{"wrk", "-t" + strconv.Itoa(w.Threads), "-c" + strconv.Itoa(w.Connections),
 		"-d" + strconv.Itoa(int(d.Round(time.Second)/time.Second)) + "s", "--latency", "--timeout", "2s"}
 	for _, h := range headers {
 		args = append(args, "-H", h)
+	}
+	if script != "" {
+		args = append(args, "-s", script)
 	}
 	args = append(args, url)
 	if w.CPU != "" {
