@@ -89,7 +89,7 @@ microbench: ## Go benchmarks of the hot paths (BASE=<commit>: benchstat against 
 	if [ -n "$(BASE)" ]; then $(GO) run $(BENCHSTAT) .run/bench/micro-$(BASE).txt $$out; fi
 
 .PHONY: bench
-bench: ## the edge against stock Caddy and peer plugins on loopback (QUICK=1: under 2 min, PIN=1: taskset); results in .run/bench/
+bench: ## the edge against stock Caddy and peer plugins on loopback (QUICK=1: about 2.5 min, PIN=1: taskset); results in .run/bench/
 	@$(GO) run ./scripts/bench $(if $(filter 1,$(QUICK)),-quick) $(if $(filter 1,$(PIN)),-pin)
 
 .PHONY: clean

@@ -2,7 +2,6 @@ package caddyfiles_test
 
 import (
 	"encoding/json"
-	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -16,30 +15,6 @@ import (
 func adapt(t *testing.T, file string, env ...string) map[string]any {
 	t.Helper()
 	return adapttest.File(t, file, env...)
-}
-
-// handlerOrder lists the handler names of cfg in the order requests meet them (arrays in
-// order; objects by sorted key, which does not reorder handlers: they live in arrays).
-func handlerOrder(cfg any) []string {
-	var names []string
-	var walk func(v any)
-	walk = func(v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			if name, ok := v["handler"].(string); ok {
-				names = append(names, name)
-			}
-			for _, k := range slices.Sorted(maps.Keys(v)) {
-				walk(v[k])
-			}
-		case []any:
-			for _, c := range v {
-				walk(c)
-			}
-		}
-	}
-	walk(cfg)
-	return names
 }
 
 func one(t *testing.T, file string, cfg any, name string) map[string]any {
@@ -144,7 +119,7 @@ func TestProductionCaddyfile(t *testing.T) {
 	}
 	// The order that makes stale-if-error work while the breaker is open: the cache wraps
 	// the breaker, which wraps the proxy.
-	order := handlerOrder(cfg)
+	order := adapttest.HandlerOrder(cfg)
 	if !(slices.Index(order, "headers") < slices.Index(order, "edge_cache") &&
 		slices.Index(order, "edge_cache") < slices.Index(order, "circuit_breaker") &&
 		slices.Index(order, "circuit_breaker") < slices.Index(order, "reverse_proxy")) {

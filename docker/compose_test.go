@@ -23,6 +23,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"gopkg.in/yaml.v3"
 
+	"github.com/muejam/edge/internal/adapttest"
 	"github.com/muejam/edge/internal/testenv"
 )
 
@@ -150,11 +151,11 @@ func TestComposeCaddyfile(t *testing.T) {
 	if out, err := exec.Command(caddy, "fmt", "--diff", f).CombinedOutput(); err != nil {
 		t.Errorf("%s is not formatted (caddy fmt --overwrite %s): %v\n%s", f, f, err, out)
 	}
-	cfg := adapt(t, caddy, f)
+	cfg := adapttest.File(t, f)
 
 	one := func(name string) map[string]any {
 		t.Helper()
-		hs := handlers(cfg, name)
+		hs := adapttest.Handlers(cfg, name)
 		if len(hs) != 1 {
 			t.Fatalf("%s: %d %s handlers, want 1", f, len(hs), name)
 		}
@@ -166,7 +167,7 @@ func TestComposeCaddyfile(t *testing.T) {
 	// caddyfiles/production_test.go checks against dev's).
 	limit := one("edge_rate_limit")
 	var devZones any
-	if dev := handlers(adapt(t, caddy, devCaddyfile), "edge_rate_limit"); len(dev) == 1 {
+	if dev := adapttest.Handlers(adapttest.File(t, devCaddyfile), "edge_rate_limit"); len(dev) == 1 {
 		devZones = dev[0]["zones"]
 	}
 	if !reflect.DeepEqual(devZones, limit["zones"]) {
@@ -174,8 +175,8 @@ func TestComposeCaddyfile(t *testing.T) {
 	}
 	// Without the jwt provider nothing sets {http.auth.user.id}: an unset placeholder is null
 	// in the ip zone's expression, which would then never match.
-	if len(handlers(cfg, "authentication")) == 0 {
-		vars := handlers(cfg, "vars")
+	if len(adapttest.Handlers(cfg, "authentication")) == 0 {
+		vars := adapttest.Handlers(cfg, "vars")
 		if len(vars) != 1 || vars[0]["http.auth.user.id"] != "" {
 			t.Errorf("%s has no authentication: it needs `vars http.auth.user.id \"\"` so that every request is anonymous, got %s", f, str(vars))
 		}
@@ -212,7 +213,7 @@ func TestComposeCaddyfile(t *testing.T) {
 	var metricsServers []string
 	servers, _ := get(cfg, "apps", "http", "servers").(map[string]any)
 	for name, srv := range servers {
-		names := slices.DeleteFunc(handlerOrder(srv), func(h string) bool { return h == "subroute" })
+		names := slices.DeleteFunc(adapttest.HandlerOrder(srv), func(h string) bool { return h == "subroute" })
 		if !slices.Contains(names, "metrics") {
 			continue
 		}
@@ -239,7 +240,7 @@ func TestComposeCaddyfile(t *testing.T) {
 	// production.Caddyfile's order: the user id (vars here, authentication there) before the
 	// limits, X-Auth-User and the limits before the cache, which wraps the breaker
 	// (stale-if-error while it is open), which wraps the proxy.
-	order := handlerOrder(cfg)
+	order := adapttest.HandlerOrder(cfg)
 	before := func(a, b string) bool {
 		i, j := slices.Index(order, a), slices.Index(order, b)
 		return i >= 0 && j >= 0 && i < j
@@ -528,20 +529,6 @@ func containerPort(t *testing.T, name string) string {
 	return port
 }
 
-// adapt returns the JSON config the custom Caddy adapts the Caddyfile at path to.
-func adapt(t *testing.T, caddy, path string) map[string]any {
-	t.Helper()
-	out, err := exec.Command(caddy, "adapt", "--config", path, "--adapter", "caddyfile").Output()
-	if err != nil {
-		t.Fatalf("caddy adapt %s: %v", path, err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(out, &cfg); err != nil {
-		t.Fatalf("caddy adapt %s: %v\n%s", path, err, out)
-	}
-	return cfg
-}
-
 // get returns the value at path (object keys) in v, or nil.
 func get(v any, path ...string) any {
 	for _, p := range path {
@@ -549,42 +536,6 @@ func get(v any, path ...string) any {
 		v = m[p]
 	}
 	return v
-}
-
-// handlers returns every object of cfg whose "handler" is name, at any depth.
-func handlers(cfg any, name string) []map[string]any {
-	var found []map[string]any
-	walkHandlers(cfg, func(h map[string]any) {
-		if h["handler"] == name {
-			found = append(found, h)
-		}
-	})
-	return found
-}
-
-// handlerOrder lists the handler names of cfg in the order requests meet them: arrays in
-// order, objects by sorted key (handlers live in arrays, so sorting keys reorders none).
-func handlerOrder(cfg any) []string {
-	var names []string
-	walkHandlers(cfg, func(h map[string]any) { names = append(names, h["handler"].(string)) })
-	return names
-}
-
-// walkHandlers calls fn with every object of v that has a string "handler", depth first.
-func walkHandlers(v any, fn func(map[string]any)) {
-	switch v := v.(type) {
-	case map[string]any:
-		if _, ok := v["handler"].(string); ok {
-			fn(v)
-		}
-		for _, k := range slices.Sorted(maps.Keys(v)) {
-			walkHandlers(v[k], fn)
-		}
-	case []any:
-		for _, c := range v {
-			walkHandlers(c, fn)
-		}
-	}
 }
 
 // siteListener is one address a site of a Caddyfile listens on.

@@ -6,9 +6,11 @@ package adapttest
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -62,22 +64,35 @@ func File(t testing.TB, path string, env ...string) map[string]any {
 // Handlers returns every object of cfg whose "handler" is name, at any depth.
 func Handlers(cfg any, name string) []map[string]any {
 	var found []map[string]any
-	var walk func(v any)
-	walk = func(v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			if v["handler"] == name {
-				found = append(found, v)
-			}
-			for _, c := range v {
-				walk(c)
-			}
-		case []any:
-			for _, c := range v {
-				walk(c)
-			}
+	walkHandlers(cfg, func(h map[string]any) {
+		if h["handler"] == name {
+			found = append(found, h)
+		}
+	})
+	return found
+}
+
+// HandlerOrder lists the handler names of cfg in the order requests meet them: arrays in
+// order, objects by sorted key (handlers live in arrays, so sorting keys reorders none).
+func HandlerOrder(cfg any) []string {
+	var names []string
+	walkHandlers(cfg, func(h map[string]any) { names = append(names, h["handler"].(string)) })
+	return names
+}
+
+// walkHandlers calls fn with every object of v that has a string "handler", depth first.
+func walkHandlers(v any, fn func(map[string]any)) {
+	switch v := v.(type) {
+	case map[string]any:
+		if _, ok := v["handler"].(string); ok {
+			fn(v)
+		}
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			walkHandlers(v[k], fn)
+		}
+	case []any:
+		for _, c := range v {
+			walkHandlers(c, fn)
 		}
 	}
-	walk(cfg)
-	return found
 }
