@@ -45,6 +45,10 @@ run: $(CADDY) $(APPSERVER) services-up ## run the whole stack: services, app ser
 token: ## print a dev JWT for USER (make token USER=alice), signed by the dev key in .run/dev-jwt/
 	@$(GO) run ./scripts/devtoken -dir $(DEV_JWT) -user "$(USER)"
 
+.PHONY: terraform-tools
+terraform-tools: ## a Terraform-compatible CLI for the Terraform tests' fmt check (PATH, or OpenTofu built from its Go module under .run/tools/)
+	@scripts/tofu.sh >/dev/null
+
 .PHONY: monitoring-tools
 monitoring-tools: ## promtool and amtool for the monitoring tests (Debian packages unpacked under .run/tools/, no service started)
 	@scripts/promtool.sh promtool >/dev/null && scripts/promtool.sh amtool >/dev/null
@@ -71,7 +75,7 @@ lint: fmt-check ## gofmt and go vet
 # go test runs every go vet analyzer (-vet=all) on the packages it builds for the tests, so
 # that the code is compiled once, with -race, instead of once for vet and once for the tests.
 .PHONY: test
-test: services-up $(CADDY) $(APPSERVER) monitoring-tools fmt-check ## every test (and go vet), against real services and the built binaries
+test: services-up $(CADDY) $(APPSERVER) monitoring-tools terraform-tools fmt-check ## every test (and go vet), against real services and the built binaries
 	$(GO) test -race -vet=all -tags $(GO_TAGS) -count=1 -timeout 8m ./...
 
 # The hot paths' Go benchmarks (limiter decision, cache hit, scrubber, access-log encoder and logger, JWT

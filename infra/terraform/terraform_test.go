@@ -82,7 +82,11 @@ func TestFormat(t *testing.T) {
 		}
 	}
 	if bin == "" {
-		t.Fatal("neither terraform nor tofu is on PATH: install Terraform (>= 1.10) or OpenTofu to check the formatting of infra/terraform")
+		// make test builds a pinned OpenTofu there when neither is on PATH (scripts/tofu.sh).
+		bin = filepath.Join("..", "..", ".run", "tools", "bin", "tofu")
+		if _, err := os.Stat(bin); err != nil {
+			t.Fatal("neither terraform nor tofu is on PATH, nor .run/tools/bin/tofu: run scripts/tofu.sh (make test does)")
+		}
 	}
 	out, err := exec.Command(bin, "fmt", "-check", "-recursive", "-diff", ".").CombinedOutput()
 	if err != nil {
