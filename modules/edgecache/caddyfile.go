@@ -33,6 +33,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		keep_stale       <duration>    # keep stale entries with validators this long, default 5m
 //		heuristic        <ratio>       # heuristic freshness fraction (e.g. 0.1), default off
 //		store_set_cookie               # store responses that set cookies
+//		targeted_fields  <field>...    # RFC 9213 fields obeyed over Cache-Control, default CDN-Cache-Control
 //		key {
 //			parts         <part>...     # of method scheme host path query, default method host path query
 //			query         sort|keep|ignore  # default sort
@@ -50,6 +51,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		write_queue      <n>           # pending L2 writes before dropping, default 1024
 //		purge_timeout    <duration>    # how long a purge waits for Valkey, default 250ms
 //		purge_settle     <duration>    # after a purge, do not store its tags' responses this long, default 0
+//		max_purge_records <n>          # purge records kept (oldest dropped beyond), default 100000
+//		invalidate_when  <placeholder>|off  # unsafe requests invalidate URLs only when it is not
+//		                               # empty, default {http.auth.user.id}
+//		invalidate_match {             # repeatable: unsafe requests matching any set may invalidate
+//			<matchers>
+//		}
 //	}
 //
 // Values are validated as they are parsed, so `caddy adapt` and `caddy validate` report a
@@ -80,6 +87,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.StoreSetCookie = true
+		case "targeted_fields":
+			h.TargetedFields = d.RemainingArgs()
+			if len(h.TargetedFields) == 0 {
+				return d.ArgErr()
+			}
 		case "key":
 			err = h.unmarshalKey(d)
 		case "coalesce_timeout":
@@ -108,6 +120,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.PurgeTimeout, err = cfgarg.Duration(d)
 		case "purge_settle":
 			h.PurgeSettle, err = cfgarg.Duration(d)
+		case "max_purge_records":
+			h.MaxPurgeRecords, err = cfgarg.Int(d, 1)
+		case "invalidate_when":
+			if !d.AllArgs(&h.InvalidateWhen) {
+				return d.ArgErr()
+			}
+		case "invalidate_match":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			set, perr := caddyhttp.ParseCaddyfileNestedMatcherSet(d)
+			if perr != nil {
+				return perr
+			}
+			h.InvalidateMatchRaw = append(h.InvalidateMatchRaw, set)
 		default:
 			return d.Errf("unrecognized edge_cache option %q", d.Val())
 		}

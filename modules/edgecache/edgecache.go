@@ -61,6 +61,9 @@ const (
 // Handler is http.handlers.edge_cache. It answers GET and HEAD requests from its store
 // when RFC 9111 allows, forwards the rest, and stores what may be stored:
 //
+//   - targeted cache control (RFC 9213): the first of TargetedFields with a valid value
+//     replaces Cache-Control and Expires; Expires, Date and Age are parsed strictly (an
+//     invalid Expires or Age makes a response stale);
 //   - freshness from s-maxage, max-age or Expires (heuristic freshness only when
 //     HeuristicFraction is set); Age computed as in §4.2.3; request directives max-age,
 //     min-fresh, max-stale, no-cache (and Pragma: no-cache) and only-if-cached (504 when
@@ -74,8 +77,10 @@ const (
 //   - stale-while-revalidate serves the stale entry at once and revalidates in the
 //     background; stale-if-error serves it when the upstream fails (an error, or a 500, 502,
 //     503 or 504 — including the circuit breaker's short-circuit 503);
-//   - a successful unsafe request (POST, PUT, PATCH, DELETE, ...) invalidates its URL and
-//     the same-host Location and Content-Location URLs (§4.4), on every node;
+//   - an unsafe request (POST, PUT, PATCH, DELETE, ...) answered with a 2xx invalidates its
+//     URL and the same-host Location and Content-Location URLs (§4.4), on every node — only
+//     when it reached the app with an identity (InvalidateWhen, InvalidateMatchRaw) and only
+//     those URLs that are cached (or being fetched), so anonymous clients cannot evict pages;
 //   - the Cache-Status field (RFC 9211) says what happened: hit, fwd=miss|stale|request|
 //     bypass|method, fwd-status, ttl, stored, collapsed, detail.
 //
@@ -116,6 +121,13 @@ type Handler struct {
 	// lifetime of this fraction of the time since their Last-Modified (RFC 9111 §4.2.2
 	// suggests 0.1). Default: 0, off.
 	HeuristicFraction float64 `json:"heuristic_fraction,omitempty"`
+
+	// TargetedFields are the targeted cache-control fields (RFC 9213) this cache obeys, in
+	// order: the first one a response carries with a valid Structured Field Dictionary value
+	// replaces its Cache-Control and Expires for this cache (an invalid one is ignored). The
+	// fields are passed on to clients unchanged (RFC 9213 §3 lets a cache remove them; this
+	// one does not). Default: ["CDN-Cache-Control"].
+	TargetedFields []string `json:"targeted_fields,omitempty"`
 
 	// StoreSetCookie lets responses with Set-Cookie be stored (and their cookies replayed
 	// to every client). Default: false.
@@ -159,11 +171,28 @@ type Handler struct {
 	// in practice (the app server's replicas are typically milliseconds behind). Default: 0.
 	PurgeSettle caddy.Duration `json:"purge_settle,omitempty"`
 
-	keyer  *keyer
-	bypass caddyhttp.MatcherSets
-	store  *store
-	cfg    storeConfig
-	logger *zap.Logger
+	// InvalidateWhen is a placeholder that identifies who sent a request: an unsafe request
+	// invalidates URLs (RFC 9111 §4.4) only when it is not empty (or a set of
+	// InvalidateMatchRaw matches), so an anonymous client cannot evict cached pages. "off"
+	// leaves the matcher sets alone. Default: "{http.auth.user.id}".
+	InvalidateWhen string `json:"invalidate_when,omitempty"`
+
+	// InvalidateMatchRaw are matcher sets; an unsafe request matching any of them may
+	// invalidate URLs like one with an identity. Default: none.
+	InvalidateMatchRaw []caddy.ModuleMap `json:"invalidate_match,omitempty" caddy:"namespace=http.matchers"`
+
+	// MaxPurgeRecords bounds the purge records a node keeps (and their memory: this many
+	// times 128 bytes of tags). Beyond it the oldest tenth is dropped, and every entry
+	// requested before the newest dropped record is invalid (so that dropping a record
+	// never brings purged content back). Default: 100000.
+	MaxPurgeRecords int `json:"max_purge_records,omitempty"`
+
+	keyer      *keyer
+	bypass     caddyhttp.MatcherSets
+	invalidate caddyhttp.MatcherSets
+	store      *store
+	cfg        storeConfig
+	logger     *zap.Logger
 }
 
 // KeyConfig configures the primary cache key.
@@ -202,6 +231,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	setDefault(&h.ValkeyRetry, caddy.Duration(defaultRetry))
 	setDefault(&h.WriteQueue, defaultQueue)
 	setDefault(&h.PurgeTimeout, caddy.Duration(defaultPurgeTimeout))
+	if len(h.TargetedFields) == 0 {
+		h.TargetedFields = defaultTargeted
+	}
+	setDefault(&h.InvalidateWhen, defaultInvalidateWhen)
+	setDefault(&h.MaxPurgeRecords, defaultMaxPurges)
 	if err := h.Validate(); err != nil {
 		return err
 	}
@@ -211,6 +245,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("loading bypass matchers: %v", err)
 		}
 		if err := h.bypass.FromInterface(mods); err != nil {
+			return err
+		}
+	}
+	if h.InvalidateMatchRaw != nil {
+		mods, err := ctx.LoadModule(h, "InvalidateMatchRaw")
+		if err != nil {
+			return fmt.Errorf("loading invalidate matchers: %v", err)
+		}
+		if err := h.invalidate.FromInterface(mods); err != nil {
 			return err
 		}
 	}
@@ -236,6 +279,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		purgeWait: time.Duration(h.PurgeTimeout),
 		settle:    time.Duration(h.PurgeSettle),
 		heuristic: h.HeuristicFraction,
+		targeted:  strings.Join(h.TargetedFields, ","),
+		maxPurges: h.MaxPurgeRecords,
 	}
 	s, err := takeStore(h.cfg, h.logger)
 	if err != nil {
@@ -279,6 +324,10 @@ func (h *Handler) Validate() error {
 		return errors.New("heuristic_fraction must be between 0 and 1")
 	case h.WriteQueue < 0:
 		return errors.New("write_queue must not be negative")
+	case h.MaxPurgeRecords < 0:
+		return errors.New("max_purge_records must not be negative")
+	case h.InvalidateWhen != "" && h.InvalidateWhen != invalidateOff && !strings.Contains(h.InvalidateWhen, "{"):
+		return fmt.Errorf("invalidate_when %q: want a placeholder such as {http.auth.user.id}, or off", h.InvalidateWhen)
 	}
 	var kc KeyConfig
 	if h.Key != nil {
@@ -425,6 +474,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	fwd := "fwd=stale"
 	if noCache {
 		fwd = "fwd=request"
+		if !h.hasIdentity(r) {
+			return h.revalidateShared(w, r, next, primary, e, staleIfError, fwd)
+		}
 	}
 	return h.revalidate(w, r, next, primary, e, staleIfError, fwd)
 }
@@ -438,24 +490,17 @@ func (h *Handler) retention(e *entry, now time.Time) time.Duration {
 }
 
 // serveOther forwards a request of another method. It consumes Cache-Purge like every
-// response and, when the response succeeds and the method is unsafe, invalidates the target
-// URL and the same-host Location and Content-Location URLs everywhere (RFC 9111 §4.4).
+// response and, when the method is unsafe, the request has an identity and the response is a
+// 2xx, invalidates the target URL and the same-host Location and Content-Location URLs
+// everywhere (RFC 9111 §4.4) — those that are cached (see invalidations).
 func (h *Handler) serveOther(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	safe := r.Method == http.MethodOptions || r.Method == http.MethodTrace
+	mayInvalidate := !safe && h.mayInvalidate(r)
 	rec := newRecorder(w, 0)
 	rec.onHeader = func(status int, hdr http.Header) bool {
 		_, tags := takeTags(hdr)
-		if !safe && status < 400 {
-			tags = append(tags, keyTag(h.keyer.key(r)))
-			for _, f := range []string{"Location", "Content-Location"} {
-				if v := hdr.Get(f); v != "" {
-					if u, err := r.URL.Parse(v); err == nil && (u.Host == "" || strings.EqualFold(u.Host, r.Host)) {
-						if k, err := h.keyer.keyOfURL(u.String(), r.Host); err == nil {
-							tags = append(tags, keyTag(k))
-						}
-					}
-				}
-			}
+		if mayInvalidate && status >= 200 && status < 300 {
+			tags = append(tags, h.invalidations(r, hdr)...)
 		}
 		h.purge(r.Context(), tags)
 		hdr.Set(HeaderStatus, cacheID+"; fwd=method")
@@ -571,7 +616,7 @@ func (h *Handler) storable(r *http.Request, status int, hdr http.Header) bool {
 	if status < 200 || status == http.StatusPartialContent || status == http.StatusNotModified || hdr.Get("Content-Range") != "" {
 		return false
 	}
-	resp := parseDirectives(hdr)
+	resp, _ := responseDirectives(hdr, h.TargetedFields)
 	req := parseDirectives(r.Header)
 	if resp.noStore || req.noStore || resp.private {
 		return false
@@ -588,7 +633,7 @@ func (h *Handler) storable(r *http.Request, status int, hdr http.Header) bool {
 	// It must be of use for a while: fresh, servable stale, or revalidatable.
 	now := time.Now()
 	e := &entry{status: status, header: hdr, requestTime: now, responseTime: now}
-	e.derive(h.HeuristicFraction)
+	e.derive(h.HeuristicFraction, h.TargetedFields...)
 	return h.retention(e, now) > 0
 }
 
@@ -637,10 +682,13 @@ func (h *Handler) revalidate(w http.ResponseWriter, r *http.Request, next caddyh
 	now := time.Now()
 	switch {
 	case outcome == "revalidated":
-		merged := e.merge(rec.header, rec.tags, requestTime, now, h.HeuristicFraction)
+		merged := e.merge(rec.header, rec.tags, requestTime, now, h.HeuristicFraction, h.StoreSetCookie, h.TargetedFields...)
 		h.setTTL(merged, now)
 		h.store.put(primary, merged)
 		lookups.WithLabelValues(h.Name, outcomeRevalidated).Inc()
+		if sc := rec.header["Set-Cookie"]; len(sc) > 0 && !h.StoreSetCookie {
+			w.Header()["Set-Cookie"] = sc // for this client only: merge left it out of the entry
+		}
 		return serveEntry(w, r, merged, merged.age(now), cacheID+"; "+fwd+"; fwd-status=304; stored")
 	case outcome == "stale" || (err != nil && !rec.wroteHeader && staleIfError):
 		lookups.WithLabelValues(h.Name, outcomeStale).Inc()

@@ -38,31 +38,41 @@ type entry struct {
 
 // derive computes the freshness fields from the stored header and times. heuristic is the
 // fraction of (Date - Last-Modified) taken as lifetime when the response has no explicit
-// freshness (0: none).
-func (e *entry) derive(heuristic float64) {
-	d := parseDirectives(e.header)
-	date := parseHTTPDate(e.header.Get("Date"), e.responseTime)
-
-	// §4.2.3 age calculation, done once: current age = initialAge + resident time.
-	apparent := max(0, e.responseTime.Sub(date))
-	ageValue := time.Duration(0)
-	if a, err := strconv.ParseUint(strings.TrimSpace(e.header.Get("Age")), 10, 32); err == nil {
-		ageValue = time.Duration(a) * time.Second
+// freshness (0: none). targeted are the targeted cache-control fields obeyed (RFC 9213;
+// none given: defaultTargeted): the first valid one replaces Cache-Control and Expires.
+func (e *entry) derive(heuristic float64, targeted ...string) {
+	d, usedTargeted := responseDirectives(e.header, targeted)
+	date := e.responseTime
+	if t, ok := singleHTTPDate(e.header, "Date"); ok {
+		date = t
 	}
+
+	// §4.2.3 age calculation, done once: current age = initialAge + resident time. An Age
+	// that is not one non-negative integer on one field line makes the response stale
+	// (below): it cannot be trusted to be as young as it claims.
+	apparent := max(0, e.responseTime.Sub(date))
+	ageValue, ageOK := parseAge(e.header)
 	e.initialAge = max(apparent, ageValue+max(0, e.responseTime.Sub(e.requestTime)))
 
 	// §4.2.1 freshness lifetime: s-maxage, then max-age, then Expires - Date, then heuristics.
+	_, hasExpires := e.header["Expires"]
 	switch {
+	case !ageOK:
+		e.lifetime = 0
 	case d.sMaxAge >= 0:
 		e.lifetime = d.sMaxAge
 	case d.maxAge >= 0:
 		e.lifetime = d.maxAge
-	case e.header.Get("Expires") != "":
-		exp := parseHTTPDate(e.header.Get("Expires"), time.Time{})
-		e.lifetime = max(0, exp.Sub(date)) // an invalid Expires is in the past
+	case hasExpires && !usedTargeted:
+		// An Expires that is not exactly one valid HTTP-date is in the past (§5.3).
+		if exp, ok := singleHTTPDate(e.header, "Expires"); ok {
+			e.lifetime = max(0, exp.Sub(date))
+		} else {
+			e.lifetime = 0
+		}
 	default:
 		e.lifetime = 0
-		if lm := parseHTTPDate(e.header.Get("Last-Modified"), time.Time{}); heuristic > 0 && !lm.IsZero() && heuristicallyCacheable(e.status) {
+		if lm, ok := singleHTTPDate(e.header, "Last-Modified"); ok && heuristic > 0 && heuristicallyCacheable(e.status) {
 			e.lifetime = time.Duration(float64(max(0, date.Sub(lm))) * heuristic)
 		}
 	}
@@ -113,16 +123,64 @@ func heuristicallyCacheable(status int) bool {
 	return false
 }
 
-// parseHTTPDate parses an HTTP-date, returning def when s is empty or invalid.
-func parseHTTPDate(s string, def time.Time) time.Time {
-	if s == "" {
-		return def
+// parseAge returns the Age field's value. ok is false when the field is present but is not
+// exactly one field line holding one non-negative integer (RFC 9111 §5.1: "old, 0", "1, 2",
+// "-1", "1.5", or two field lines); the caller then treats the response as stale. Values
+// beyond 2^31 seconds are capped there (§1.2.2).
+func parseAge(h http.Header) (age time.Duration, ok bool) {
+	vs, present := h["Age"]
+	if !present {
+		return 0, true
 	}
-	t, err := http.ParseTime(s)
-	if err != nil {
-		return def
+	if len(vs) != 1 {
+		return 0, false
 	}
-	return t
+	v := strings.Trim(vs[0], " \t")
+	if v == "" {
+		return 0, false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n > uint64(maxDelta/time.Second) {
+		return maxDelta, true
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// singleHTTPDate returns field name of h as an HTTP-date, when it has exactly one field
+// line holding a valid one.
+func singleHTTPDate(h http.Header, name string) (time.Time, bool) {
+	vs := h[name]
+	if len(vs) != 1 {
+		return time.Time{}, false
+	}
+	return parseHTTPDateStrict(vs[0])
+}
+
+// Layouts of the three HTTP-date forms (RFC 9110 §5.6.7): IMF-fixdate, the obsolete RFC
+// 850 and asctime forms.
+const (
+	rfc850Layout  = "Monday, 02-Jan-06 15:04:05 GMT"
+	asctimeLayout = "Mon Jan _2 15:04:05 2006"
+)
+
+// parseHTTPDateStrict parses s as an HTTP-date, exactly: time.Parse (and http.ParseTime)
+// accept one-digit hours, runs of spaces and a day name that does not match the date, which
+// RFC 9110 §5.6.7's grammar does not. A valid date formats back to itself in its layout.
+// Whitespace around the field value is not part of it (RFC 9110 §5.5).
+func parseHTTPDateStrict(s string) (time.Time, bool) {
+	s = strings.Trim(s, " \t")
+	for _, layout := range []string{http.TimeFormat, rfc850Layout, asctimeLayout} {
+		t, err := time.Parse(layout, s)
+		if err == nil && t.Format(layout) == s {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // The binary form of an entry in Valkey (L2), all integers as varints:
@@ -162,7 +220,7 @@ func appendString(dst []byte, s string) []byte {
 
 // unmarshalEntry decodes the binary form of an entry and derives its fields. The body
 // aliases b.
-func unmarshalEntry(b []byte, heuristic float64) (*entry, error) {
+func unmarshalEntry(b []byte, heuristic float64, targeted ...string) (*entry, error) {
 	r := reader{b: b}
 	if r.byte() != entryVersion {
 		return nil, errBadEntry
@@ -190,7 +248,7 @@ func unmarshalEntry(b []byte, heuristic float64) (*entry, error) {
 	if r.err || len(r.b) != 0 || e.status < 100 || e.status > 999 {
 		return nil, errBadEntry
 	}
-	e.derive(heuristic)
+	e.derive(heuristic, targeted...)
 	return e, nil
 }
 

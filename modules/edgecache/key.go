@@ -84,10 +84,10 @@ func (k *keyer) key(r *http.Request) string {
 		case partHost:
 			b.WriteString(strings.ToLower(r.Host))
 		case partPath:
-			b.WriteString(r.URL.EscapedPath())
+			b.WriteString(normalizePercent(r.URL.EscapedPath()))
 		case partQuery:
 			b.WriteByte('?')
-			b.WriteString(k.normalizeQuery(r.URL.RawQuery))
+			b.WriteString(k.normalizeQuery(normalizePercent(r.URL.RawQuery)))
 		}
 	}
 	return b.String()
@@ -107,6 +107,59 @@ func (k *keyer) keyOfURL(rawURL, defaultHost string) (string, error) {
 		r.TLS = tlsMarker
 	}
 	return k.key(r), nil
+}
+
+// normalizePercent normalizes the percent-encoding of a URL's path or query as RFC 3986
+// §6.2.2 allows without changing what it means: triplets of unreserved characters (ALPHA,
+// DIGIT, '-', '.', '_', '~') are decoded ("%41" → "A", "%7e" → "~") and the hex digits of
+// the others are upper-cased ("%2f" → "%2F"; it stays encoded, as do all reserved and
+// other characters). s with a '%' not followed by two hex digits is malformed and returned
+// as it is (decoding next to a stray '%' could make a new triplet: "%%410" is not "%A0"), as
+// is s without '%', without allocating.
+func normalizePercent(s string) string {
+	i := strings.IndexByte(s, '%')
+	if i < 0 {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	b = append(b, s[:i]...)
+	for ; i < len(s); i++ {
+		c := s[i]
+		if c != '%' {
+			b = append(b, c)
+			continue
+		}
+		if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+			return s
+		}
+		d := unhex(s[i+1])<<4 | unhex(s[i+2])
+		if isUnreserved(d) {
+			b = append(b, d)
+		} else {
+			b = append(b, '%', upperHex[d>>4], upperHex[d&15])
+		}
+		i += 2
+	}
+	return string(b)
+}
+
+const upperHex = "0123456789ABCDEF"
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
+}
+
+// isUnreserved reports whether c is an unreserved character of RFC 3986 §2.3.
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
 }
 
 // tlsMarker marks a request made of an https URL as one that came over TLS.

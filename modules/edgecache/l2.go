@@ -68,6 +68,7 @@ type l2 struct {
 	timeout    time.Duration
 	purgeTO    time.Duration
 	heur       float64
+	targeted   []string // targeted cache-control fields (RFC 9213)
 	queue      chan l2Write
 	subscribed atomic.Bool   // a subscription to the purge channel was confirmed before
 	listening  atomic.Bool   // a subscription was confirmed since subscribe last called Receive
@@ -213,6 +214,7 @@ func newL2(s *store, cfg storeConfig) (*l2, error) {
 		timeout:    cfg.timeout,
 		purgeTO:    cfg.purgeWait,
 		heur:       cfg.heuristic,
+		targeted:   strings.FieldsFunc(cfg.targeted, func(r rune) bool { return r == ',' }),
 		queue:      make(chan l2Write, cfg.queue),
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
@@ -300,7 +302,7 @@ func (l *l2) get(ctx context.Context, primary string, guess []string, reqHeader 
 		if err != nil {
 			return err
 		}
-		e, err = unmarshalEntry(b, l.heur)
+		e, err = unmarshalEntry(b, l.heur, l.targeted...)
 		if err != nil {
 			return err
 		}

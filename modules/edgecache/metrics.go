@@ -43,8 +43,10 @@ var (
 		Help:    "Round-trip time of the cache's Valkey calls.",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
 	}, []string{"cache"})
-	l1Bytes = prometheus.NewDesc("muejam_edge_cache_l1_bytes", "Approximate bytes of L1's entries.", []string{"cache"}, nil)
-	l1Count = prometheus.NewDesc("muejam_edge_cache_l1_entries", "Entries in L1 (Vary records included).", []string{"cache"}, nil)
+	l1Bytes   = prometheus.NewDesc("muejam_edge_cache_l1_bytes", "Approximate bytes of L1's entries.", []string{"cache"}, nil)
+	l1Count   = prometheus.NewDesc("muejam_edge_cache_l1_entries", "Entries in L1 (Vary records included).", []string{"cache"}, nil)
+	purgeRecs = prometheus.NewDesc("muejam_edge_cache_purge_records",
+		"Purge records the node keeps (bounded by max_purge_records; each invalidates older entries with its tag until max_ttl + purge_settle has passed).", []string{"cache"}, nil)
 	l2Bytes = prometheus.NewDesc("muejam_edge_cache_l2_bytes",
 		"Memory used by the cache's Valkey (used_memory of the server, or summed over a cluster's primaries: all of it, which the cache dominates), as of the last probe (every 15s).", []string{"cache"}, nil)
 	l2Count = prometheus.NewDesc("muejam_edge_cache_l2_entries",
@@ -57,6 +59,7 @@ type sizes struct{}
 func (sizes) Describe(ch chan<- *prometheus.Desc) {
 	ch <- l1Bytes
 	ch <- l1Count
+	ch <- purgeRecs
 	ch <- l2Bytes
 	ch <- l2Count
 }
@@ -64,7 +67,7 @@ func (sizes) Describe(ch chan<- *prometheus.Desc) {
 // Collect sums by cache name: while a reload changes a cache's settings, its old and new
 // stores both exist for a moment.
 func (sizes) Collect(ch chan<- prometheus.Metric) {
-	type total struct{ l1Bytes, l1Count, l2Bytes, l2Count float64 }
+	type total struct{ l1Bytes, l1Count, purgeRecs, l2Bytes, l2Count float64 }
 	totals := map[string]*total{}
 	stores.Range(func(_, v any) bool {
 		s := v.(*store)
@@ -75,6 +78,7 @@ func (sizes) Collect(ch chan<- prometheus.Metric) {
 		}
 		t.l1Bytes += float64(s.l1.WeightedSize())
 		t.l1Count += float64(s.l1.EstimatedSize())
+		t.purgeRecs += float64(s.purgeRecords())
 		if s.l2 != nil {
 			n, b := s.l2.sizes()
 			t.l2Count, t.l2Bytes = float64(n), float64(b)
@@ -84,6 +88,7 @@ func (sizes) Collect(ch chan<- prometheus.Metric) {
 	for name, t := range totals {
 		ch <- prometheus.MustNewConstMetric(l1Bytes, prometheus.GaugeValue, t.l1Bytes, name)
 		ch <- prometheus.MustNewConstMetric(l1Count, prometheus.GaugeValue, t.l1Count, name)
+		ch <- prometheus.MustNewConstMetric(purgeRecs, prometheus.GaugeValue, t.purgeRecs, name)
 		ch <- prometheus.MustNewConstMetric(l2Bytes, prometheus.GaugeValue, t.l2Bytes, name)
 		ch <- prometheus.MustNewConstMetric(l2Count, prometheus.GaugeValue, t.l2Count, name)
 	}

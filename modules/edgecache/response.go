@@ -112,9 +112,31 @@ func copyHeader(dst, src http.Header) {
 	}
 }
 
-// hopByHop are the fields that describe a connection, not a response, and are never stored.
+// hopByHop are the fields that describe a connection, not a response, and are never stored
+// (RFC 9111 §3.1, RFC 9110 §7.6.1), with Cache-Status, which each response gets anew. The
+// fields Connection names and every Proxy-* field go too (stripHopByHop).
 var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection",
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade", HeaderStatus}
+
+// stripHopByHop deletes from hdr, a copy about to be stored, the hop-by-hop fields: those of
+// hopByHop, those the Connection field lines name, and any Proxy-* field.
+func stripHopByHop(hdr http.Header) {
+	for _, v := range hdr.Values("Connection") {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				hdr.Del(name)
+			}
+		}
+	}
+	for _, f := range hopByHop {
+		delete(hdr, f)
+	}
+	for k := range hdr {
+		if strings.HasPrefix(k, "Proxy-") {
+			delete(hdr, k)
+		}
+	}
+}
 
 // save stores the response rec recorded for r, when it is complete and may be kept for a
 // while, and returns the entry (nil when not stored).
@@ -124,9 +146,7 @@ func (h *Handler) save(primary string, r *http.Request, rec *recorder, requestTi
 	}
 	now := time.Now()
 	hdr := rec.header.Clone()
-	for _, f := range hopByHop {
-		hdr.Del(f)
-	}
+	stripHopByHop(hdr)
 	names, _ := varyNames(hdr)
 	e := &entry{
 		status:       rec.status,
@@ -138,7 +158,7 @@ func (h *Handler) save(primary string, r *http.Request, rec *recorder, requestTi
 		vary:         names,
 		secondary:    secondaryKey(names, r.Header),
 	}
-	e.derive(h.HeuristicFraction)
+	e.derive(h.HeuristicFraction, h.TargetedFields...)
 	h.setTTL(e, now)
 	if e.ttl <= 0 {
 		return nil
@@ -150,7 +170,9 @@ func (h *Handler) save(primary string, r *http.Request, rec *recorder, requestTi
 // merge returns a copy of e updated by a 304 response's header (RFC 9111 §3.2, §4.3.4):
 // its fields replace the stored ones, except those describing the body, and its times make
 // the entry fresh again. tags, when the 304 named any, replace the entry's Cache-Tags.
-func (e *entry) merge(hdr http.Header, tags []string, requestTime, responseTime time.Time, heuristic float64) *entry {
+// Hop-by-hop fields are not merged, nor Set-Cookie unless storeSetCookie (a cookie set for
+// the client that revalidated must not be replayed to every client).
+func (e *entry) merge(hdr http.Header, tags []string, requestTime, responseTime time.Time, heuristic float64, storeSetCookie bool, targeted ...string) *entry {
 	n := &entry{
 		status:       e.status,
 		header:       e.header.Clone(),
@@ -161,25 +183,28 @@ func (e *entry) merge(hdr http.Header, tags []string, requestTime, responseTime 
 		vary:         e.vary,
 		secondary:    e.secondary,
 	}
-	for k, v := range hdr {
+	fresh := hdr.Clone()
+	stripHopByHop(fresh)
+	if !storeSetCookie {
+		delete(fresh, "Set-Cookie")
+	}
+	for k, v := range fresh {
 		switch k {
 		case "Content-Length", "Content-Range", "Content-Encoding", "Content-Type":
 			continue
 		}
 		n.header[k] = v
 	}
-	for _, f := range hopByHop {
-		n.header.Del(f)
-	}
 	if len(tags) > 0 {
 		n.tags = append(tags, e.tags[len(e.tags)-1]) // the key's own tag stays last
 	}
-	n.derive(heuristic)
+	n.derive(heuristic, targeted...)
 	return n
 }
 
 // serveEntry answers r from e: the stored status, header and body with Age and
-// Cache-Status, or 304 when r's own conditional matches e, and no body for HEAD.
+// Cache-Status, or 304 when r's own conditional matches e, a 206 or 416 for a GET with
+// Range (serveRange), and no body for HEAD.
 func serveEntry(w http.ResponseWriter, r *http.Request, e *entry, age time.Duration, cacheStatus string) error {
 	hdr := w.Header()
 	// One backing array for every value: handlers after this one may edit the values in
@@ -203,6 +228,11 @@ func serveEntry(w http.ResponseWriter, r *http.Request, e *entry, age time.Durat
 		delete(hdr, "Content-Length")
 	} else {
 		hdr["Content-Length"] = vals[n+2 : n+3 : n+3]
+		if status == http.StatusOK && r.Header["Range"] != nil && r.Method == http.MethodGet {
+			if done, err := serveRange(w, r, e, hdr); done {
+				return err
+			}
+		}
 	}
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead || status == http.StatusNotModified || len(e.body) == 0 {

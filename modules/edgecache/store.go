@@ -36,7 +36,13 @@ var stores = caddy.NewUsagePool()
 // Purges are records "tag T purged at time P" rather than deletions: an entry whose upstream
 // request was sent before P and that carries T is invalid. That makes purging a tag O(1) on
 // every node, covers L1 and entries arriving late from L2 alike, and needs no reverse index.
-// Records older than maxTTL (no entry lives longer) are swept.
+// Records older than maxTTL+settle (no entry lives longer) are swept.
+//
+// The records are bounded (maxPurges records, and maxPurges×purgeRecordBytes bytes of
+// tags): when a purge goes beyond, the oldest tenth is dropped and the purge floor rises to
+// the newest record dropped. Every entry requested before the floor (plus settle) is then
+// invalid, whatever its tags: dropping a record never brings purged content back; at worst a
+// flood of purges makes older entries be fetched again. The floor is swept like a record.
 type store struct {
 	name   string
 	l1     *otter.Cache[string, *entry]
@@ -45,11 +51,14 @@ type store struct {
 	l2     *l2           // nil without Valkey
 	logger *zap.Logger
 
-	purgeMu  sync.RWMutex
-	purges   map[string]time.Time
-	nPurges  atomic.Int64 // len(purges), read without the lock on every hit
-	flightMu sync.Mutex
-	flights  map[string]*flight
+	purgeMu    sync.RWMutex
+	purges     map[string]time.Time
+	purgeBytes int          // bytes the records take (purgeRecordWeight each)
+	maxPurges  int          // at most this many records (and maxPurges*purgeRecordBytes bytes); 0: unbounded
+	nPurges    atomic.Int64 // len(purges), read without the lock on every hit
+	purgeFloor atomic.Int64 // Unix ns: entries requested before it (plus settle) are invalid; 0: none
+	flightMu   sync.Mutex
+	flights    map[string]*flight
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -67,6 +76,8 @@ type storeConfig struct {
 	purgeWait time.Duration
 	settle    time.Duration
 	heuristic float64
+	targeted  string // Handler.TargetedFields, comma-separated
+	maxPurges int
 }
 
 // takeStore takes a reference to the pooled store of cfg, making it on first use.
@@ -89,13 +100,14 @@ func (c storeConfig) poolKey() string {
 
 func newStore(cfg storeConfig, logger *zap.Logger) (*store, error) {
 	s := &store{
-		name:    cfg.name,
-		maxTTL:  cfg.maxTTL,
-		settle:  cfg.settle,
-		logger:  logger,
-		purges:  map[string]time.Time{},
-		flights: map[string]*flight{},
-		stop:    make(chan struct{}),
+		name:      cfg.name,
+		maxTTL:    cfg.maxTTL,
+		settle:    cfg.settle,
+		logger:    logger,
+		maxPurges: cfg.maxPurges,
+		purges:    map[string]time.Time{},
+		flights:   map[string]*flight{},
+		stop:      make(chan struct{}),
 	}
 	var err error
 	s.l1, err = otter.New(&otter.Options[string, *entry]{
@@ -149,9 +161,13 @@ func (s *store) sweep() {
 			for tag, at := range s.purges {
 				if now.Sub(at) > s.maxTTL+s.settle {
 					delete(s.purges, tag)
+					s.purgeBytes -= purgeRecordWeight(tag)
 				}
 			}
 			s.nPurges.Store(int64(len(s.purges)))
+			if f := s.purgeFloor.Load(); f != 0 && now.Sub(time.Unix(0, f)) > s.maxTTL+s.settle {
+				s.purgeFloor.Store(0)
+			}
 			s.purgeMu.Unlock()
 		}
 	}
@@ -161,13 +177,72 @@ func (s *store) sweep() {
 func (s *store) recordPurge(tags []string, at time.Time) {
 	s.purgeMu.Lock()
 	for _, t := range tags {
-		if at.After(s.purges[t]) {
+		old, ok := s.purges[t]
+		if !ok {
+			s.purgeBytes += purgeRecordWeight(t)
+		}
+		if at.After(old) {
 			s.purges[t] = at
 		}
 	}
+	s.trimPurges()
 	s.nPurges.Store(int64(len(s.purges)))
 	s.purgeMu.Unlock()
 }
+
+// purgeRecordBytes is the average size of a record the byte bound of the records allows
+// for; purgeRecordOverhead is what a record takes besides its tag (map slot, time, string
+// header).
+const (
+	purgeRecordBytes    = 128
+	purgeRecordOverhead = 64
+)
+
+// defaultMaxPurges bounds the purge records by default: about 12 MiB at most.
+const defaultMaxPurges = 100_000
+
+func purgeRecordWeight(tag string) int { return len(tag) + purgeRecordOverhead }
+
+// trimPurges keeps the purge records within their bounds, dropping the oldest tenth (or
+// more, to get within the byte bound) and raising the purge floor to the newest dropped.
+// Called with purgeMu held.
+func (s *store) trimPurges() {
+	maxBytes := s.maxPurges * purgeRecordBytes
+	if s.maxPurges <= 0 || (len(s.purges) <= s.maxPurges && s.purgeBytes <= maxBytes) {
+		return
+	}
+	type rec struct {
+		at     time.Time
+		weight int
+	}
+	recs := make([]rec, 0, len(s.purges))
+	for tag, at := range s.purges {
+		recs = append(recs, rec{at, purgeRecordWeight(tag)})
+	}
+	slices.SortFunc(recs, func(a, b rec) int { return b.at.Compare(a.at) }) // newest first
+	keepN, keepBytes := s.maxPurges-s.maxPurges/10, maxBytes-maxBytes/10
+	n, bytes := 0, 0
+	for n < len(recs) && n < keepN && bytes+recs[n].weight <= keepBytes {
+		bytes += recs[n].weight
+		n++
+	}
+	if n == len(recs) {
+		return
+	}
+	cut := recs[n].at // the newest record dropped: every record as old goes
+	for tag, at := range s.purges {
+		if !at.After(cut) {
+			delete(s.purges, tag)
+			s.purgeBytes -= purgeRecordWeight(tag)
+		}
+	}
+	if c := cut.UnixNano(); c > s.purgeFloor.Load() {
+		s.purgeFloor.Store(c)
+	}
+}
+
+// purgeRecords returns the number of purge records.
+func (s *store) purgeRecords() int64 { return s.nPurges.Load() }
 
 // purgedAt returns the time of the last purge of tag this node has a record of.
 func (s *store) purgedAt(tag string) (time.Time, bool) {
@@ -184,6 +259,9 @@ func (s *store) purged(e *entry) bool { return s.purgedSince(e.tags, e.requestTi
 // invalid: a tag was purged after it was requested, or less than the settle time before
 // (the origin may have read it from a replica that had not yet replayed the purging write).
 func (s *store) purgedSince(tags []string, requestTime time.Time) bool {
+	if f := s.purgeFloor.Load(); f != 0 && requestTime.Before(time.Unix(0, f).Add(s.settle)) {
+		return true
+	}
 	if s.nPurges.Load() == 0 {
 		return false
 	}
