@@ -710,3 +710,48 @@ func TestPurgeSettle(t *testing.T) {
 	get(t, "/settle").expect(t, 200, fmt.Sprintf("s %d", n+1), "stored")
 	get(t, "/settle").expect(t, 200, fmt.Sprintf("s %d", n+1), "hit")
 }
+
+// TestSuspectEntriesRevalidate: after a node's purge channel was lost (store.suspectAll, as a
+// resubscription does), its entries are validated with the origin before they are served
+// again (a 304 renews them, and they are fresh hits after it), and while the origin fails
+// they still answer within stale-if-error: a Valkey outage no longer costs the stale cover.
+func TestSuspectEntriesRevalidate(t *testing.T) {
+	o := loadCaddy(t, "")
+	var failing, conditional atomic.Int64
+	o.handle("/suspect", func(w http.ResponseWriter, r *http.Request, n int) {
+		if failing.Load() == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Cache-Control", "max-age=300, stale-if-error=600")
+		w.Header().Set("Etag", `"v1"`)
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			conditional.Add(1)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		fmt.Fprint(w, "good")
+	})
+	suspectAll := func() {
+		handlersMu.Lock()
+		defer handlersMu.Unlock()
+		for h := range liveHandlers {
+			h.store.suspectAll(time.Now())
+		}
+	}
+	get(t, "/suspect").expect(t, 200, "good", "stored")
+	get(t, "/suspect").expect(t, 200, "good", "hit")
+	expectCount(t, o, "/suspect", 1)
+
+	suspectAll()
+	get(t, "/suspect").expect(t, 200, "good", "fwd=stale", "fwd-status=304")
+	if conditional.Load() != 1 {
+		t.Errorf("%d conditional requests after the channel was lost, want 1", conditional.Load())
+	}
+	get(t, "/suspect").expect(t, 200, "good", "hit")
+	expectCount(t, o, "/suspect", 2)
+
+	suspectAll()
+	failing.Store(1)
+	get(t, "/suspect").expect(t, 200, "good", "fwd=stale", "fwd-status=503", "detail=stale-if-error")
+}
