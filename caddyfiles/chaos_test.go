@@ -88,9 +88,9 @@ func TestChaos(t *testing.T) {
 
 	t.Run("valkey down", func(t *testing.T) { chaosValkey(t, s, l) })
 
-	// Valkey came back empty, and every node marked its entries for validation when its
-	// purge subscription came back (purges may have been missed meanwhile): the pages are
-	// validated (or cached) again from here, before the app outage.
+	// Valkey came back empty, and every node emptied its L1 when its purge subscription
+	// came back (purges may have been missed meanwhile): the pages are cached again from
+	// here, before the app outage.
 	coldWarmed := time.Now()
 	warm(t, s, l, slices.Concat(hot, cold))
 	t.Logf("warmed %d hot and %d cold pages into both nodes", len(hot), len(cold))
