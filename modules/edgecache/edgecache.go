@@ -446,8 +446,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	age := e.age(now)
 	ttl := e.lifetime - age
 	noCache := requestNoCache(r.Header, req)
-	suspect := h.store.suspect(e)
-	fresh := ttl > 0 && !e.noCache && !noCache && !suspect &&
+	fresh := ttl > 0 && !e.noCache && !noCache &&
 		(req.maxAge < 0 || age <= req.maxAge) && (req.minFresh < 0 || ttl >= req.minFresh)
 	if fresh {
 		lookups.WithLabelValues(h.Name, outcomeHit).Inc()
@@ -461,7 +460,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	// Stale (or to be validated). §4.2.4: never served stale when must-revalidate and the
 	// like forbid it, or when the request asks for validation.
 	staleness := -ttl
-	mayServeStale := !e.mustRevalidate && !e.noCache && !noCache && ttl <= 0 && !suspect
+	mayServeStale := !e.mustRevalidate && !e.noCache && !noCache && ttl <= 0
 	if mayServeStale && (req.maxStaleAny || (req.maxStale >= 0 && staleness <= req.maxStale)) {
 		lookups.WithLabelValues(h.Name, outcomeStale).Inc()
 		return serveEntry(w, r, e, age, cacheID+"; hit; ttl="+strconv.Itoa(int(ttl/time.Second))+"; detail=max-stale")
@@ -471,10 +470,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		h.revalidateInBackground(r, next, primary, e)
 		return serveEntry(w, r, e, age, cacheID+"; hit; ttl="+strconv.Itoa(int(ttl/time.Second))+"; detail=stale-while-revalidate")
 	}
-	// A suspect entry (purges may have been missed) is validated first, but it still answers
-	// for an origin that fails, within its stale-if-error window.
-	mayServeOnError := mayServeStale || (suspect && !e.mustRevalidate && !e.noCache && !noCache)
-	staleIfError := mayServeOnError && ((e.sie > 0 && staleness <= e.sie) || (req.staleIfError >= 0 && staleness <= req.staleIfError))
+	staleIfError := mayServeStale && ((e.sie > 0 && staleness <= e.sie) || (req.staleIfError >= 0 && staleness <= req.staleIfError))
 	fwd := "fwd=stale"
 	if noCache {
 		fwd = "fwd=request"

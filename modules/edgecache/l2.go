@@ -373,8 +373,8 @@ func (l *l2) writer() {
 // its own record, as it judges L1. One that has not deletes the entry from L2 if it may have
 // been fetched before the purge (before the later bound), and records the purge (at the
 // earlier bound) when it surely was: the entry leaves its L1 too. (A node misses purges only
-// while it is not subscribed, and validates every entry it holds with the origin when it
-// subscribes again; this catches the responses still in flight then.)
+// while it is not subscribed, and empties L1 when it subscribes again; this catches the
+// responses still in flight then.)
 func (l *l2) write(ctx context.Context, c valkey.Client, w l2Write) error {
 	ttl := strconv.FormatInt(max(1, w.ttl.Milliseconds()), 10)
 	err := writeEntry.run(ctx, c, valkey.LuaExec{
@@ -560,9 +560,8 @@ func (w *ackWait) ack() {
 }
 
 // subscribe receives other nodes' purges (and the acknowledgements of this node's) until
-// the store stops. Every subscription after the first makes every entry stored so far be
-// validated with the origin before it is served again (store.suspectAll): purges published
-// while this node was not listening are lost, and the entries they invalidated may be in L1.
+// the store stops. Every subscription after the first empties L1: purges published while
+// this node was not listening are lost, and the entries they invalidated may be in L1.
 //
 // valkey-go's Receive holds the subscription on the connection to the node serving the
 // channels' slot. It returns nil when that node drops the subscription (SUNSUBSCRIBE, when
@@ -601,9 +600,8 @@ func (l *l2) subscribe() {
 }
 
 // onSubscription is called for each change of the subscription, on the goroutine that
-// reads the connection's replies. Every subscription after the first marks the entries
-// stored so far as suspect (store.suspectAll): purges published while this node was not
-// listening are lost, and the entries they invalidated may be in L1 or L2.
+// reads the connection's replies: L1 is emptied on another, so that those replies (L2 reads
+// among them) do not wait for it.
 func (l *l2) onSubscription(s valkey.PubSubSubscription) {
 	defer panics.Recover(l.s.logger, whereSubscriber, nil)
 	if s.Channel != l.channel || s.Kind != "ssubscribe" {
@@ -611,9 +609,12 @@ func (l *l2) onSubscription(s valkey.PubSubSubscription) {
 	}
 	l.listening.Store(true)
 	if l.subscribed.Swap(true) {
-		l.s.suspectAll(time.Now())
-		l.s.logger.Warn("cache purge channel resubscribed: purges may have been missed, every entry is validated with the origin before it is served again",
-			zap.String("cache", l.s.name))
+		go func() {
+			defer panics.Recover(l.s.logger, whereSubscriber, nil)
+			l.s.l1.InvalidateAll()
+			l.s.logger.Warn("cache purge channel resubscribed: emptied L1, purges may have been missed",
+				zap.String("cache", l.s.name))
+		}()
 	}
 }
 

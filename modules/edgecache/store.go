@@ -57,11 +57,8 @@ type store struct {
 	maxPurges  int          // at most this many records (and maxPurges*purgeRecordBytes bytes); 0: unbounded
 	nPurges    atomic.Int64 // len(purges), read without the lock on every hit
 	purgeFloor atomic.Int64 // Unix ns: entries requested before it (plus settle) are invalid; 0: none
-	// suspectBefore is Unix ns: entries requested before it are validated with the origin
-	// before they are served again (purges may have been missed); 0: none.
-	suspectBefore atomic.Int64
-	flightMu      sync.Mutex
-	flights       map[string]*flight
+	flightMu   sync.Mutex
+	flights    map[string]*flight
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -253,18 +250,6 @@ func (s *store) purgedAt(tag string) (time.Time, bool) {
 	defer s.purgeMu.RUnlock()
 	at, ok := s.purges[tag]
 	return at, ok
-}
-
-// suspectAll makes every entry requested before now be validated with the origin before it
-// is served again, from L1 and L2 alike: purges may have been missed (the purge channel was
-// lost for a while). Unlike emptying L1, it keeps the entries for stale-if-error while the
-// origin is down, and a 304 renews each at the cost of a conditional request.
-func (s *store) suspectAll(now time.Time) { s.suspectBefore.Store(now.UnixNano()) }
-
-// suspect reports whether e must be validated before it is served (see suspectAll).
-func (s *store) suspect(e *entry) bool {
-	f := s.suspectBefore.Load()
-	return f != 0 && e.requestTime.Before(time.Unix(0, f))
 }
 
 // purged reports whether a purge record invalidates e.
