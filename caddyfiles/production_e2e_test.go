@@ -85,7 +85,7 @@ func startProdStack(t *testing.T, opts ...prodOptions) *prodStack {
 		s.valkey = testenv.StartValkey(t)
 		seeds, cluster = s.valkey.Addr, "off"
 	} else {
-		seeds = strings.Join(testenv.StartValkeyCluster(t).Seeds(), ",")
+		seeds = strings.Join(testenv.StartStableValkeyCluster(t).Seeds(), ",")
 	}
 	appserver := testenv.Binary(t, "appserver")
 	if out, err := exec.Command(appserver, "migrate", "-database-url", primaryURL).CombinedOutput(); err != nil {

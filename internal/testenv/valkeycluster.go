@@ -70,7 +70,8 @@ func clusterStateOK(addr string) error {
 // primary or move slots use one, never the shared dev cluster. Every node is killed when the
 // test ends.
 type ValkeyCluster struct {
-	bin, cli string
+	bin, cli    string
+	nodeTimeout time.Duration
 
 	mu    sync.Mutex
 	nodes []*clusterNode // in start order, killed ones included
@@ -101,10 +102,25 @@ func (n *clusterNode) alive() bool {
 }
 
 // StartValkeyCluster starts a private cluster, waits until it is healthy (see WaitHealthy)
-// and returns it.
+// and returns it. Its node timeout is 1 s, so that a replica takes over a killed primary
+// within seconds; tests that kill nothing use StartStableValkeyCluster.
 func StartValkeyCluster(t testing.TB) *ValkeyCluster {
 	t.Helper()
-	c := &ValkeyCluster{bin: lookBin(t, "valkey-server", "redis-server"), cli: lookBin(t, "valkey-cli", "redis-cli")}
+	return startValkeyCluster(t, time.Second)
+}
+
+// StartStableValkeyCluster is StartValkeyCluster with a node timeout of 30 s: on a machine
+// loaded by a whole test run, a node that misses heartbeats for a second is not taken for
+// dead, so no failover (which loses the writes a replica had not received yet) happens in
+// the middle of a test that counts.
+func StartStableValkeyCluster(t testing.TB) *ValkeyCluster {
+	t.Helper()
+	return startValkeyCluster(t, 30*time.Second)
+}
+
+func startValkeyCluster(t testing.TB, nodeTimeout time.Duration) *ValkeyCluster {
+	t.Helper()
+	c := &ValkeyCluster{bin: lookBin(t, "valkey-server", "redis-server"), cli: lookBin(t, "valkey-cli", "redis-cli"), nodeTimeout: nodeTimeout}
 	t.Cleanup(c.killAll)
 	dir := t.TempDir()
 	for _, port := range clusterPorts(t, 6, false) {
@@ -159,7 +175,7 @@ func (c *ValkeyCluster) run(t testing.TB, n *clusterNode) error {
 	cmd := exec.Command(c.bin, "--port", port, "--bind", "127.0.0.1", "--dir", n.dir,
 		"--logfile", filepath.Join(n.dir, "node.log"), "--save", "", "--appendonly", "no",
 		"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(n.dir, "nodes.conf"),
-		"--cluster-node-timeout", "1000", "--cluster-require-full-coverage", "no",
+		"--cluster-node-timeout", strconv.FormatInt(c.nodeTimeout.Milliseconds(), 10), "--cluster-require-full-coverage", "no",
 		"--cluster-replica-validity-factor", "0")
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %v", c.bin, err)
