@@ -22,38 +22,28 @@ type directives struct {
 	noCacheFields bool
 }
 
+// noDirectives has every directive absent.
+var noDirectives = directives{maxAge: -1, sMaxAge: -1, minFresh: -1, maxStale: -1, staleWhileRevalidate: -1, staleIfError: -1}
+
 // parseDirectives parses every Cache-Control field line of h. Unknown directives are
 // ignored; a directive given twice keeps its first value.
 func parseDirectives(h http.Header) directives {
-	d := directives{maxAge: -1, sMaxAge: -1, minFresh: -1, maxStale: -1, staleWhileRevalidate: -1, staleIfError: -1}
+	d := noDirectives
 	for _, line := range h.Values("Cache-Control") {
 		for part := range strings.SplitSeq(line, ",") {
 			name, value, hasValue := strings.Cut(strings.TrimSpace(part), "=")
 			name = strings.ToLower(strings.TrimSpace(name))
 			value = strings.Trim(strings.TrimSpace(value), `"`)
+			if d.setFlag(name, hasValue && value != "") {
+				continue
+			}
+			if dst := d.duration(name); dst != nil {
+				setSeconds(dst, value)
+				continue
+			}
 			switch name {
-			case "no-store":
-				d.noStore = true
-			case "no-cache":
-				if hasValue && value != "" {
-					d.noCacheFields = true
-				} else {
-					d.noCache = true
-				}
-			case "private":
-				d.private = true
-			case "public":
-				d.public = true
-			case "must-revalidate":
-				d.mustRevalidate = true
-			case "proxy-revalidate":
-				d.proxyRevalidate = true
 			case "only-if-cached":
 				d.onlyIfCached = true
-			case "max-age":
-				setSeconds(&d.maxAge, value)
-			case "s-maxage":
-				setSeconds(&d.sMaxAge, value)
 			case "min-fresh":
 				setSeconds(&d.minFresh, value)
 			case "max-stale":
@@ -62,14 +52,52 @@ func parseDirectives(h http.Header) directives {
 				} else {
 					setSeconds(&d.maxStale, value)
 				}
-			case "stale-while-revalidate":
-				setSeconds(&d.staleWhileRevalidate, value)
-			case "stale-if-error":
-				setSeconds(&d.staleIfError, value)
 			}
 		}
 	}
 	return d
+}
+
+// setFlag sets the boolean directive name, which Cache-Control and a targeted field share
+// (no-cache naming header fields when fields), and reports whether name is one.
+func (d *directives) setFlag(name string, fields bool) bool {
+	switch name {
+	case "no-store":
+		d.noStore = true
+	case "no-cache":
+		if fields {
+			d.noCacheFields = true
+		} else {
+			d.noCache = true
+		}
+	case "private":
+		d.private = true
+	case "public":
+		d.public = true
+	case "must-revalidate":
+		d.mustRevalidate = true
+	case "proxy-revalidate":
+		d.proxyRevalidate = true
+	default:
+		return false
+	}
+	return true
+}
+
+// duration returns where the response duration directive name goes (shared by
+// Cache-Control and a targeted field), or nil.
+func (d *directives) duration(name string) *time.Duration {
+	switch name {
+	case "max-age":
+		return &d.maxAge
+	case "s-maxage":
+		return &d.sMaxAge
+	case "stale-while-revalidate":
+		return &d.staleWhileRevalidate
+	case "stale-if-error":
+		return &d.staleIfError
+	}
+	return nil
 }
 
 // maxDelta is the largest delta-seconds value kept (RFC 9111 §1.2.2: 2^31 seconds).

@@ -37,7 +37,7 @@ func responseDirectives(h http.Header, targeted []string) (d directives, used bo
 // 9213 §2.1: the field is then ignored). Duration directives take a non-negative Integer;
 // another value reads as 0 (stale), as in Cache-Control. A Boolean false member is absent.
 func parseTargeted(s string) (d directives, ok bool) {
-	d = directives{maxAge: -1, sMaxAge: -1, minFresh: -1, maxStale: -1, staleWhileRevalidate: -1, staleIfError: -1}
+	d = noDirectives
 	members, ok := parseSFDictionary(s)
 	if !ok || len(members) == 0 {
 		return d, false
@@ -52,31 +52,10 @@ func parseTargeted(s string) (d directives, ok bool) {
 		if m.value.kind == sfBoolean && m.value.n == 0 {
 			continue
 		}
-		switch m.key {
-		case "no-store":
-			d.noStore = true
-		case "no-cache":
-			if m.value.kind == sfBoolean {
-				d.noCache = true
-			} else {
-				d.noCacheFields = true
+		if !d.setFlag(m.key, m.value.kind != sfBoolean) {
+			if dst := d.duration(m.key); dst != nil {
+				seconds(dst, m.value)
 			}
-		case "private":
-			d.private = true
-		case "public":
-			d.public = true
-		case "must-revalidate":
-			d.mustRevalidate = true
-		case "proxy-revalidate":
-			d.proxyRevalidate = true
-		case "max-age":
-			seconds(&d.maxAge, m.value)
-		case "s-maxage":
-			seconds(&d.sMaxAge, m.value)
-		case "stale-while-revalidate":
-			seconds(&d.staleWhileRevalidate, m.value)
-		case "stale-if-error":
-			seconds(&d.staleIfError, m.value)
 		}
 	}
 	return d, true
