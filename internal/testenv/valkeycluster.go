@@ -63,6 +63,19 @@ func clusterStateOK(addr string) error {
 	return nil
 }
 
+// replicaLinkUp returns nil if the node on addr is a primary or a replica whose link to its
+// primary is up (master_link_status:up in INFO replication).
+func replicaLinkUp(addr string) error {
+	info, err := respString(addr, "INFO", "replication")
+	if err != nil {
+		return fmt.Errorf("INFO replication on %s: %w", addr, err)
+	}
+	if strings.Contains(info, "role:slave") && !strings.Contains(info, "master_link_status:up") {
+		return fmt.Errorf("the replica %s has no working link to its primary yet", addr)
+	}
+	return nil
+}
+
 // ValkeyCluster is a private Valkey (or Redis) Cluster for one test: 3 primaries and 3
 // replicas on free loopback ports (each node's cluster bus on its port + 10000), under
 // t.TempDir(), with a node timeout of 1000 ms so that a replica takes over a dead primary
@@ -341,9 +354,10 @@ func (c *ValkeyCluster) Restart(t testing.TB, node Node) {
 	}
 }
 
-// WaitHealthy waits until every running node says cluster_state:ok and, in every running
-// node's view, each of the 16384 slots is served by a running primary; it fails the test
-// after timeout.
+// WaitHealthy waits until every running node says cluster_state:ok, every running replica's
+// link to its primary is up (its initial sync done, so WAIT can count it) and, in every
+// running node's view, each of the 16384 slots is served by a running primary; it fails the
+// test after timeout.
 func (c *ValkeyCluster) WaitHealthy(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -367,6 +381,9 @@ func (c *ValkeyCluster) healthy() error {
 	}
 	for addr := range live {
 		if err := clusterStateOK(addr); err != nil {
+			return err
+		}
+		if err := replicaLinkUp(addr); err != nil {
 			return err
 		}
 		entries, err := clusterNodes(addr)
