@@ -37,6 +37,19 @@ services-up: ## start Postgres primary + replica, Valkey and a Valkey Cluster (3
 services-down: ## stop the services started by services-up
 	@scripts/services.sh down
 
+.PHONY: backup
+backup: ## a full pgBackRest backup of the dev primary now (its WAL is archived continuously; repository .run/pg/backup)
+	@scripts/services.sh backup
+
+# The disaster-recovery drill on private clusters (never the dev services): the bench's data
+# set (DRILL_SCALE, appserver seed -scale), 150 s of writes and the dev stack's archive_timeout
+# (60 s); a smaller drill runs in make test. See docs/runbooks/disaster-recovery.md.
+DRILL_SCALE ?= 0.1
+.PHONY: dr-drill
+dr-drill: $(APPSERVER) services-up ## restore drill: backup, writes, a bad DELETE, the primary lost, restores to the latest point and before the DELETE; prints RPO, RTO, MB/s
+	$(GO) test -count=1 -v -timeout 90m -run '^TestDisasterRecoveryDrill$$' ./scripts/drdrill \
+		-args -drill.scale=$(DRILL_SCALE) -drill.write=150s -drill.archive-timeout=60s
+
 .PHONY: run
 run: $(CADDY) $(APPSERVER) services-up ## run the whole stack: services, app server on :8081, edge on :8080 (VALKEY_CLUSTER=1: on the Valkey Cluster)
 	@scripts/run.sh

@@ -12,4 +12,5 @@ import (
 	_ "github.com/muejam/edge/modules/logbuffer"
 	_ "github.com/muejam/edge/modules/piiscrub"
 	_ "github.com/muejam/edge/modules/ratelimit"
+	_ "github.com/muejam/edge/modules/readyourwrites"
 )

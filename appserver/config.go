@@ -54,12 +54,44 @@ type config struct {
 	DatabasePassword string        // DATABASE_PASSWORD, -database-password
 	SecretsCacheTTL  time.Duration // SECRETS_CACHE_TTL, -secrets-cache-ttl
 
+	// ReadYourWritesKey, when set, is a secret reference to the key (at least 32 bytes once
+	// resolved) that signs and verifies read-your-writes tokens; the edge verifies them with
+	// the same key. Unset, the public development key (rywtoken.DevKey) signs them: fine for
+	// make run and the tests, never for production. ReadYourWritesKeyPrevious, during a
+	// rotation, references the key before it: still accepted, never used to sign.
+	ReadYourWritesKey         string // READ_YOUR_WRITES_KEY, -read-your-writes-key
+	ReadYourWritesKeyPrevious string // READ_YOUR_WRITES_KEY_PREVIOUS, -read-your-writes-key-previous
+
 	// TrustedEdgeCIDRs are the networks of the edge: only requests from them may name their
 	// user in X-Auth-User.
 	TrustedEdgeCIDRs []netip.Prefix // TRUSTED_EDGE_CIDRS (comma-separated), -trusted-edge-cidrs
 
+	// AppPseudonymKey, when set, is a secret reference to the key (at least 16 bytes) of the
+	// keyed HMAC that pseudonymizes client addresses in audit events, the edge's
+	// PII_PSEUDONYM_KEY so both name an address alike. Unset, audit events store no address.
+	AppPseudonymKey string // APP_PSEUDONYM_KEY, -pseudonym-key
+	// AuditRetention is how long audit events are kept: monthly partitions whose month
+	// ended longer ago are dropped. 0 keeps them all.
+	AuditRetention time.Duration // AUDIT_RETENTION, -audit-retention
+	// SentryDSN, when set, is a secret reference to the DSN of a Sentry-compatible service
+	// that error events (panics, 500s) are forwarded to, scrubbed; unset, none leaves.
+	SentryDSN string // SENTRY_DSN, -sentry-dsn
+	// FaultInjection serves GET /v1/_fault/panic, which panics: for the end-to-end tests
+	// of error tracking, never in production.
+	FaultInjection bool // APP_FAULT_INJECTION, -fault-injection
+
 	// TrendingInterval is how often the trending scores are recomputed, from 10 to 30 minutes.
 	TrendingInterval time.Duration // TRENDING_INTERVAL, -trending-interval
+
+	// How long the app's cache manager keeps answers computed for everyone when no purge
+	// drops them sooner, within the seed's ranges, and the memory its L1 may use.
+	CacheTTLFeeds       time.Duration // APP_CACHE_TTL_FEEDS, -cache-ttl-feeds: 1m to 5m
+	CacheTTLWhispers    time.Duration // APP_CACHE_TTL_WHISPERS, -cache-ttl-whispers: 30s to 2m
+	CacheTTLSuggestions time.Duration // APP_CACHE_TTL_SUGGESTIONS, -cache-ttl-suggestions: 10m to 30m
+	CacheL1Bytes        int64         // APP_CACHE_L1_BYTES, -cache-l1-bytes
+	// CacheSettle is how long after a purge the app's cache stores no value carrying the
+	// purged tags: a load meanwhile may read a replica that has not replayed the change.
+	CacheSettle time.Duration // APP_CACHE_PURGE_SETTLE, -cache-purge-settle
 
 	primary  *pgxpool.Config
 	replicas []*pgxpool.Config
@@ -91,6 +123,13 @@ func defaultConfig() config {
 
 		TrustedEdgeCIDRs: slices.Clone(identity.DefaultTrusted),
 		TrendingInterval: 15 * time.Minute,
+		AuditRetention:   400 * 24 * time.Hour,
+
+		CacheTTLFeeds:       time.Minute,
+		CacheTTLWhispers:    30 * time.Second,
+		CacheTTLSuggestions: 10 * time.Minute,
+		CacheL1Bytes:        64 << 20,
+		CacheSettle:         2 * time.Second,
 	}
 }
 
@@ -164,12 +203,40 @@ func parseConfigWith(name string, args []string, getenv func(string) string, std
 		env(d.env, &d.val)
 	}
 	env("DATABASE_PASSWORD", &cfg.DatabasePassword)
+	env("READ_YOUR_WRITES_KEY", &cfg.ReadYourWritesKey)
+	env("READ_YOUR_WRITES_KEY_PREVIOUS", &cfg.ReadYourWritesKeyPrevious)
 	secretsTTL := cfg.SecretsCacheTTL.String()
 	env("SECRETS_CACHE_TTL", &secretsTTL)
 	trusted := joinPrefixes(cfg.TrustedEdgeCIDRs)
 	env("TRUSTED_EDGE_CIDRS", &trusted)
 	trending := cfg.TrendingInterval.String()
 	env("TRENDING_INTERVAL", &trending)
+	env("APP_PSEUDONYM_KEY", &cfg.AppPseudonymKey)
+	auditRetention := cfg.AuditRetention.String()
+	env("AUDIT_RETENTION", &auditRetention)
+	faults := strconv.FormatBool(cfg.FaultInjection)
+	env("APP_FAULT_INJECTION", &faults)
+	env("SENTRY_DSN", &cfg.SentryDSN)
+	// Lifetimes in the app's cache: environment variable, flag, destination, seed's range.
+	cacheTTLs := []struct {
+		env, flag, usage string
+		dst              *time.Duration
+		lo, hi           time.Duration
+		val              string
+	}{
+		{"APP_CACHE_TTL_FEEDS", "cache-ttl-feeds", "how long the app's cache keeps feeds and search results, 1m to 5m", &cfg.CacheTTLFeeds, time.Minute, 5 * time.Minute, ""},
+		{"APP_CACHE_TTL_WHISPERS", "cache-ttl-whispers", "how long the app's cache keeps whisper feeds, 30s to 2m", &cfg.CacheTTLWhispers, 30 * time.Second, 2 * time.Minute, ""},
+		{"APP_CACHE_TTL_SUGGESTIONS", "cache-ttl-suggestions", "how long the app's cache keeps search suggestions, 10m to 30m", &cfg.CacheTTLSuggestions, 10 * time.Minute, 30 * time.Minute, ""},
+	}
+	for i := range cacheTTLs {
+		c := &cacheTTLs[i]
+		c.val = c.dst.String()
+		env(c.env, &c.val)
+	}
+	l1Bytes := strconv.FormatInt(cfg.CacheL1Bytes, 10)
+	env("APP_CACHE_L1_BYTES", &l1Bytes)
+	settle := cfg.CacheSettle.String()
+	env("APP_CACHE_PURGE_SETTLE", &settle)
 
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "API listen address (APP_ADDR)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "internal metrics and pprof listen address (APP_METRICS_ADDR)")
@@ -190,9 +257,21 @@ func parseConfigWith(name string, args []string, getenv func(string) string, std
 		fs.StringVar(&d.val, d.flag, d.val, d.usage+" ("+d.env+")")
 	}
 	fs.StringVar(&cfg.DatabasePassword, "database-password", cfg.DatabasePassword, "database password as a secret reference: env:NAME, file:PATH or aws-sm:SECRET_ID[#json_key] (DATABASE_PASSWORD)")
+	fs.StringVar(&cfg.ReadYourWritesKey, "read-your-writes-key", cfg.ReadYourWritesKey, "key of the read-your-writes tokens (at least 32 bytes) as a secret reference: env:NAME, file:PATH or aws-sm:SECRET_ID[#json_key]; unset: the public development key (READ_YOUR_WRITES_KEY)")
+	fs.StringVar(&cfg.ReadYourWritesKeyPrevious, "read-your-writes-key-previous", cfg.ReadYourWritesKeyPrevious, "during a key rotation, the previous key of the read-your-writes tokens, still accepted, as a secret reference (READ_YOUR_WRITES_KEY_PREVIOUS)")
 	fs.StringVar(&secretsTTL, "secrets-cache-ttl", secretsTTL, "how long a resolved secret is cached before it is fetched again (SECRETS_CACHE_TTL)")
 	fs.StringVar(&trusted, "trusted-edge-cidrs", trusted, "comma-separated networks of the edge, whose X-Auth-User is trusted (TRUSTED_EDGE_CIDRS)")
 	fs.StringVar(&trending, "trending-interval", trending, "how often the trending scores are recomputed, 10m to 30m (TRENDING_INTERVAL)")
+	fs.StringVar(&cfg.AppPseudonymKey, "pseudonym-key", cfg.AppPseudonymKey, "key of the HMAC pseudonymizing client addresses in audit events, as a secret reference; unset, none is stored (APP_PSEUDONYM_KEY)")
+	fs.StringVar(&auditRetention, "audit-retention", auditRetention, "how long audit events are kept, by whole months; 0 keeps them all (AUDIT_RETENTION)")
+	fs.StringVar(&cfg.SentryDSN, "sentry-dsn", cfg.SentryDSN, "DSN of a Sentry-compatible service for error events, as a secret reference; unset, none is sent (SENTRY_DSN)")
+	fs.StringVar(&faults, "fault-injection", faults, "serve GET /v1/_fault/panic, which panics, for tests; never in production (APP_FAULT_INJECTION)")
+	for i := range cacheTTLs {
+		c := &cacheTTLs[i]
+		fs.StringVar(&c.val, c.flag, c.val, c.usage+" ("+c.env+")")
+	}
+	fs.StringVar(&l1Bytes, "cache-l1-bytes", l1Bytes, "bytes the app's in-memory cache may hold, at least 1048576 (APP_CACHE_L1_BYTES)")
+	fs.StringVar(&settle, "cache-purge-settle", settle, "how long after a purge the app's cache stores nothing carrying its tags (APP_CACHE_PURGE_SETTLE)")
 	if extra != nil {
 		extra(fs)
 	}
@@ -237,11 +316,53 @@ func parseConfigWith(name string, args []string, getenv func(string) string, std
 			return cfg, usagef("invalid DATABASE_PASSWORD/-database-password: %v", err)
 		}
 	}
+	for _, k := range []struct{ name, ref string }{
+		{"READ_YOUR_WRITES_KEY/-read-your-writes-key", cfg.ReadYourWritesKey},
+		{"READ_YOUR_WRITES_KEY_PREVIOUS/-read-your-writes-key-previous", cfg.ReadYourWritesKeyPrevious},
+	} {
+		if k.ref == "" {
+			continue
+		}
+		if _, err := secrets.ParseRef(k.ref); err != nil {
+			return cfg, usagef("invalid %s: %v", k.name, err)
+		}
+	}
+	if cfg.ReadYourWritesKeyPrevious != "" && cfg.ReadYourWritesKey == "" {
+		return cfg, usagef("READ_YOUR_WRITES_KEY_PREVIOUS is set without READ_YOUR_WRITES_KEY")
+	}
 	if cfg.TrustedEdgeCIDRs, err = parsePrefixes("TRUSTED_EDGE_CIDRS/-trusted-edge-cidrs", trusted); err != nil {
 		return cfg, err
 	}
 	if cfg.TrendingInterval, err = time.ParseDuration(trending); err != nil || cfg.TrendingInterval < 10*time.Minute || cfg.TrendingInterval > 30*time.Minute {
 		return cfg, usagef("invalid TRENDING_INTERVAL/-trending-interval %q: want a duration from 10m to 30m", trending)
+	}
+	if cfg.AuditRetention, err = time.ParseDuration(auditRetention); err != nil || cfg.AuditRetention < 0 {
+		return cfg, usagef("invalid AUDIT_RETENTION/-audit-retention %q: want a duration, 0 to keep everything", auditRetention)
+	}
+	if cfg.FaultInjection, err = strconv.ParseBool(faults); err != nil {
+		return cfg, usagef("invalid APP_FAULT_INJECTION/-fault-injection %q: want true or false", faults)
+	}
+	for _, k := range []struct{ name, ref string }{
+		{"APP_PSEUDONYM_KEY/-pseudonym-key", cfg.AppPseudonymKey},
+		{"SENTRY_DSN/-sentry-dsn", cfg.SentryDSN},
+	} {
+		if k.ref == "" {
+			continue
+		}
+		if _, err := secrets.ParseRef(k.ref); err != nil {
+			return cfg, usagef("invalid %s: %v", k.name, err)
+		}
+	}
+	for _, c := range cacheTTLs {
+		if *c.dst, err = time.ParseDuration(c.val); err != nil || *c.dst < c.lo || *c.dst > c.hi {
+			return cfg, usagef("invalid %s/-%s %q: want a duration from %s to %s", c.env, c.flag, c.val, shortDuration(c.lo), shortDuration(c.hi))
+		}
+	}
+	if cfg.CacheL1Bytes, err = strconv.ParseInt(l1Bytes, 10, 64); err != nil || cfg.CacheL1Bytes < 1<<20 {
+		return cfg, usagef("invalid APP_CACHE_L1_BYTES/-cache-l1-bytes %q: want a number of bytes, at least 1048576", l1Bytes)
+	}
+	if cfg.CacheSettle, err = time.ParseDuration(settle); err != nil || cfg.CacheSettle < 0 {
+		return cfg, usagef("invalid APP_CACHE_PURGE_SETTLE/-cache-purge-settle %q: want a duration, 0 or more", settle)
 	}
 	for _, a := range []struct{ name, addr string }{
 		{"APP_ADDR/-addr", cfg.Addr}, {"APP_METRICS_ADDR/-metrics-addr", cfg.MetricsAddr},
@@ -350,4 +471,12 @@ func redactURL(raw string) string {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
+}
+
+// shortDuration writes d as a person would: 5m rather than 5m0s.
+func shortDuration(d time.Duration) string {
+	if d%time.Minute == 0 {
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	}
+	return d.String()
 }

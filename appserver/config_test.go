@@ -92,6 +92,11 @@ func TestParseConfigErrors(t *testing.T) {
 		{"trending too often", nil, map[string]string{"TRENDING_INTERVAL": "9m59s"}, `invalid TRENDING_INTERVAL/-trending-interval "9m59s": want a duration from 10m to 30m`},
 		{"trending too rarely", []string{"-trending-interval", "31m"}, nil, "invalid TRENDING_INTERVAL"},
 		{"trending not a duration", nil, map[string]string{"TRENDING_INTERVAL": "15"}, "invalid TRENDING_INTERVAL"},
+		{"feeds kept too briefly", nil, map[string]string{"APP_CACHE_TTL_FEEDS": "59s"}, `invalid APP_CACHE_TTL_FEEDS/-cache-ttl-feeds "59s": want a duration from 1m to 5m`},
+		{"feeds kept too long", []string{"-cache-ttl-feeds", "6m"}, nil, "invalid APP_CACHE_TTL_FEEDS"},
+		{"suggestions kept too long", nil, map[string]string{"APP_CACHE_TTL_SUGGESTIONS": "31m"}, `invalid APP_CACHE_TTL_SUGGESTIONS/-cache-ttl-suggestions "31m": want a duration from 10m to 30m`},
+		{"tiny app cache", nil, map[string]string{"APP_CACHE_L1_BYTES": "1024"}, "invalid APP_CACHE_L1_BYTES"},
+		{"negative settle", []string{"-cache-purge-settle", "-1s"}, nil, "invalid APP_CACHE_PURGE_SETTLE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,6 +132,26 @@ func TestParseConfigTrendingInterval(t *testing.T) {
 		if err != nil || cfg.TrendingInterval != tt.want {
 			t.Errorf("env %v, args %v: interval %v, %v; want %v", tt.env, tt.args, cfg.TrendingInterval, err, tt.want)
 		}
+	}
+}
+
+func TestParseConfigAppCache(t *testing.T) {
+	cfg, err := parseConfig("appserver", nil, envMap(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.CacheTTLFeeds != time.Minute || cfg.CacheTTLSuggestions != 10*time.Minute || cfg.CacheL1Bytes != 64<<20 || cfg.CacheSettle != 2*time.Second {
+		t.Errorf("defaults: feeds %v, suggestions %v, L1 %d, settle %v; want 1m, 10m, 64 MiB, 2s",
+			cfg.CacheTTLFeeds, cfg.CacheTTLSuggestions, cfg.CacheL1Bytes, cfg.CacheSettle)
+	}
+	cfg, err = parseConfig("appserver", []string{"-cache-ttl-suggestions", "30m", "-cache-purge-settle", "0s"},
+		envMap(map[string]string{"APP_CACHE_TTL_FEEDS": "5m", "APP_CACHE_TTL_SUGGESTIONS": "12m", "APP_CACHE_L1_BYTES": "1048576"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.CacheTTLFeeds != 5*time.Minute || cfg.CacheTTLSuggestions != 30*time.Minute || cfg.CacheL1Bytes != 1<<20 || cfg.CacheSettle != 0 {
+		t.Errorf("set: feeds %v, suggestions %v, L1 %d, settle %v; want 5m, 30m (the flag), 1 MiB, 0s",
+			cfg.CacheTTLFeeds, cfg.CacheTTLSuggestions, cfg.CacheL1Bytes, cfg.CacheSettle)
 	}
 }
 

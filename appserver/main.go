@@ -3,6 +3,7 @@
 //	appserver [flags]          serve the API (see -h for flags and their environment variables)
 //	appserver migrate [flags]  apply the embedded SQL migrations to the primary and exit
 //	appserver seed [flags]     fill an empty database with a generated data set (see seed -h)
+//	appserver audit [flags]    print audit events: -actor, -target TYPE[:ID], -since, -limit
 package main
 
 import (
@@ -51,6 +52,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if len(args) > 0 && args[0] == "seed" {
 		return runSeed(ctx, args[1:], getenv, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "audit" {
+		return runAudit(ctx, args[1:], getenv, stdout, stderr)
 	}
 	cfg, err := parseConfig(name, args, getenv, stderr)
 	if err != nil {

@@ -21,7 +21,9 @@ import (
 	v3 "github.com/pb33f/libopenapi/datamodel/high/v3"
 	"go.uber.org/zap"
 
+	"github.com/muejam/edge/appserver/discover"
 	"github.com/muejam/edge/appserver/health"
+	"github.com/muejam/edge/appserver/internal/apitest"
 	"github.com/muejam/edge/internal/testenv"
 )
 
@@ -49,7 +51,7 @@ func (r *routeRecorder) HandleFunc(pattern string, f func(http.ResponseWriter, *
 func registeredRoutes(t *testing.T) ([]string, *http.ServeMux) {
 	t.Helper()
 	rec := &routeRecorder{ServeMux: http.NewServeMux()}
-	register(rec, health.New(time.Second), nil, zap.NewNop())
+	register(rec, health.New(time.Second), nil, &discover.Shared{Cache: apitest.Cache(t), TTL: apitest.CacheTTLs}, zap.NewNop())
 	for _, p := range rec.patterns {
 		if method, path, ok := strings.Cut(p, " "); !ok || method == "" || !strings.HasPrefix(path, "/v1/") {
 			t.Errorf("route %q: register every route as \"METHOD /v1/...\"", p)

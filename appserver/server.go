@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"net/netip"
 	"runtime"
 	"runtime/debug"
 	"time"
@@ -24,8 +23,11 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/muejam/edge/appserver/api"
+	"github.com/muejam/edge/appserver/audit"
+	"github.com/muejam/edge/appserver/cache"
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/discover"
+	"github.com/muejam/edge/appserver/errtrack"
 	"github.com/muejam/edge/appserver/health"
 	"github.com/muejam/edge/appserver/httpjson"
 	"github.com/muejam/edge/appserver/httpmetrics"
@@ -35,12 +37,14 @@ import (
 	"github.com/muejam/edge/appserver/migrate"
 	"github.com/muejam/edge/appserver/openapi"
 	"github.com/muejam/edge/appserver/profiles"
+	"github.com/muejam/edge/appserver/reqid"
 	"github.com/muejam/edge/appserver/search"
 	"github.com/muejam/edge/appserver/secrets"
 	"github.com/muejam/edge/appserver/social"
 	"github.com/muejam/edge/appserver/stories"
 	"github.com/muejam/edge/appserver/whispers"
 	"github.com/muejam/edge/internal/pii"
+	"github.com/muejam/edge/internal/rywtoken"
 	"github.com/muejam/edge/internal/valkeyconn"
 )
 
@@ -88,6 +92,10 @@ func openRouter(ctx context.Context, cfg config, log *zap.Logger, reg prometheus
 		nodes = append(nodes, dbrouter.Node{Name: fmt.Sprintf("replica-%d", i+1), Config: pc})
 	}
 	password, refresh := passwordHooks(cfg)
+	keys, err := tokenKeys(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	return dbrouter.New(ctx, dbrouter.Config{
 		Nodes:                 nodes,
 		MaxConns:              int32(cfg.DBPoolMaxConns),
@@ -100,6 +108,7 @@ func openRouter(ctx context.Context, cfg config, log *zap.Logger, reg prometheus
 		MaxLag:                cfg.DBMaxLag,
 		SlowQuery:             cfg.DBSlowQuery,
 		TokenTTL:              cfg.ReadYourWritesTTL,
+		TokenKeys:             keys,
 		Password:              password,
 		OnAuthFailure:         refresh,
 		Logger:                log.Named("db"),
@@ -116,6 +125,38 @@ func passwordHooks(cfg config) (password func(context.Context) (string, error), 
 	}
 	res := secrets.New(secrets.Options{TTL: cfg.SecretsCacheTTL, Getenv: cfg.getenv})
 	return res.Func(cfg.DatabasePassword), func() { res.Invalidate(cfg.DatabasePassword) }
+}
+
+// tokenKeys resolves READ_YOUR_WRITES_KEY and READ_YOUR_WRITES_KEY_PREVIOUS, secret
+// references, to the keys of the read-your-writes tokens (read once: a new key takes a
+// restart, with the old one as the previous key until its tokens have expired). Without
+// READ_YOUR_WRITES_KEY, the public development key, with a warning.
+func tokenKeys(ctx context.Context, cfg config, log *zap.Logger) (*rywtoken.Keys, error) {
+	if cfg.ReadYourWritesKey == "" {
+		log.Warn("READ_YOUR_WRITES_KEY is not set: read-your-writes tokens are signed with the public development key, so anyone can forge them; set it outside development")
+		return rywtoken.NewKeys(rywtoken.DevKey)
+	}
+	res := secrets.New(secrets.Options{TTL: cfg.SecretsCacheTTL, Getenv: cfg.getenv})
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var keys [2]string
+	for i, k := range []struct{ name, ref string }{
+		{"READ_YOUR_WRITES_KEY", cfg.ReadYourWritesKey},
+		{"READ_YOUR_WRITES_KEY_PREVIOUS", cfg.ReadYourWritesKeyPrevious},
+	} {
+		if k.ref == "" {
+			continue
+		}
+		var err error
+		if keys[i], err = res.Get(ctx, k.ref); err != nil {
+			return nil, fmt.Errorf("resolving %s: %w", k.name, err)
+		}
+	}
+	kk, err := rywtoken.NewKeys(keys[0], keys[1])
+	if err != nil {
+		return nil, usagef("READ_YOUR_WRITES_KEY/READ_YOUR_WRITES_KEY_PREVIOUS: %v", err)
+	}
+	return kk, nil
 }
 
 // valkeyConfig is the Valkey server or cluster of cfg with its password, when
@@ -244,9 +285,15 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 		log.Info("migrations applied", zap.Int64s("versions", applied))
 	}
 
+	flushErrors, err := enableSentry(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer flushErrors()
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
-	reg.MustRegister(piiRedactions)
+	reg.MustRegister(piiRedactions, errtrack.Collector())
 	db, err := openRouter(ctx, cfg, log, reg)
 	if err != nil {
 		return err
@@ -256,11 +303,25 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	// The trending job stops before the database router closes.
 	trendingCtx, stopTrending := context.WithCancel(ctx)
 	trendingDone := make(chan struct{})
-	go func() {
+	errtrack.Go(log.Named("errors"), "trending", func() {
 		defer close(trendingDone)
 		discover.NewTrending(db, cfg.TrendingInterval, log.Named("trending")).Run(trendingCtx)
-	}()
+	})
 	defer func() { stopTrending(); <-trendingDone }()
+
+	rec, err := auditRecorder(ctx, cfg, log.Named("audit"))
+	if err != nil {
+		return err
+	}
+	// Audit partitions: this month's and the next ones now and every few hours, and the
+	// expired ones dropped; like the trending job, it stops before the router closes.
+	auditCtx, stopAudit := context.WithCancel(ctx)
+	auditDone := make(chan struct{})
+	errtrack.Go(log.Named("errors"), "audit-maintenance", func() {
+		defer close(auditDone)
+		audit.RunMaintenance(auditCtx, db.Primary(), cfg.AuditRetention, auditMaintenanceInterval, log.Named("audit"))
+	})
+	defer func() { stopAudit(); <-auditDone }()
 
 	vcfg, err := valkeyConfig(ctx, cfg)
 	if err != nil {
@@ -274,8 +335,14 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	checks = append(checks, health.Check{Name: "valkey", Probe: vk.Probe})
 
+	shared, closeCache, err := openCache(vcfg, cfg, db, log.Named("cache"), reg)
+	if err != nil {
+		return err
+	}
+	defer closeCache()
+
 	public := &http.Server{
-		Handler:           routes(health.New(cfg.HealthTimeout, checks...), httpmetrics.New(reg), db, cfg.TrustedEdgeCIDRs, log.Named("api")),
+		Handler:           routes(health.New(cfg.HealthTimeout, checks...), httpmetrics.New(reg), db, shared, rec, cfg, log),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -304,6 +371,27 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	err = serveUntilDone(ctx, public, apiLn, cfg.ShutdownTimeout)
 	log.Info("app server stopped", zap.Error(err))
 	return err
+}
+
+// openCache opens the app's cache manager on the Valkey of vcfg (L1 alone while Valkey is
+// down, as DESIGN.md's degraded modes say), with the lifetimes of cfg, and returns what the
+// handlers of answers computed for everyone use, and the function that closes it.
+func openCache(vcfg valkeyconn.Config, cfg config, db *dbrouter.Router, log *zap.Logger, reg prometheus.Registerer) (*discover.Shared, func(), error) {
+	conn, err := valkeyconn.New(vcfg, valkeyconn.Options{Name: "app-cache", Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := cache.New(conn, cache.Config{L1Bytes: cfg.CacheL1Bytes, Settle: cfg.CacheSettle}, log, reg)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	shared := &discover.Shared{Cache: m, DB: db, TTL: map[api.Resource]time.Duration{
+		api.Feed:        cfg.CacheTTLFeeds,
+		api.Whispers:    cfg.CacheTTLWhispers,
+		api.Suggestions: cfg.CacheTTLSuggestions,
+	}}
+	return shared, func() { m.Close(); conn.Close() }, nil
 }
 
 // buildInfo is muejam_app_build_info: always 1, labelled with the app server's module version,
@@ -347,26 +435,39 @@ func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, time
 }
 
 // routes is the API: the routes register adds, behind the middleware. Handlers find the
-// request's read-your-writes token in its context (dbrouter.Middleware) and its user, when
-// the edge at a trusted address named one, with identity.User.
-func routes(hc *health.Checker, m *httpmetrics.Metrics, db *dbrouter.Router, trusted []netip.Prefix, log *zap.Logger) http.Handler {
+// request's read-your-writes token, when valid, in its context (Router.Middleware) and its user, when
+// the edge at a trusted address named one, with identity.User. A response's Cache-Purge
+// invalidates the app's cache (InvalidateOnPurge) before the response goes out. Every
+// request has a request id (reqid) and a line in the access log ("access"); the events it
+// audits are logged once it succeeded (rec); a panic is answered 500 and logged ("errors").
+// The trusted networks and fault injection come from cfg.
+func routes(hc *health.Checker, m *httpmetrics.Metrics, db *dbrouter.Router, shared *discover.Shared, rec *audit.Recorder, cfg config, log *zap.Logger) http.Handler {
 	mux := http.NewServeMux()
-	register(mux, hc, db, log)
-	return m.Wrap(dbrouter.Middleware(identity.Middleware(trusted)(jsonErrors(mux))))
+	apiLog := log.Named("api")
+	register(mux, hc, db, shared, apiLog)
+	if cfg.FaultInjection {
+		mux.Handle("GET /v1/_fault/panic", errtrack.Fault())
+	}
+	trusted := cfg.TrustedEdgeCIDRs
+	purge := api.InvalidateOnPurge(shared.Cache.Invalidate, apiLog)
+	var h http.Handler = db.Middleware(identity.Middleware(trusted)(purge(reqid.Observe(jsonErrors(mux)))))
+	h = m.Wrap(errtrack.Recover(log.Named("errors"))(h))
+	return reqid.Middleware(trusted, reqid.AccessLog(log.Named("access")))(rec.Middleware(h))
 }
 
 // register adds every route of the app server to mux. The OpenAPI document
 // (appserver/openapi/openapi.yaml) lists the same routes: a test checks both ways.
-func register(mux api.Mux, hc *health.Checker, db *dbrouter.Router, log *zap.Logger) {
+func register(mux api.Mux, hc *health.Checker, db *dbrouter.Router, shared *discover.Shared, log *zap.Logger) {
 	mux.Handle("GET /v1/health", hc)
 	mux.Handle("GET /v1/openapi.json", openapi.Handler())
-	profiles.New(db, log).Register(mux) // /v1/me, /v1/users/{handle}
-	stories.New(db, log).Register(mux)  // /v1/stories/..., /v1/me/stories
-	social.New(db, log).Register(mux)   // /v1/users/{handle}/follow|block, /v1/me/following|followers|blocks
-	library.New(db, log).Register(mux)  // /v1/library/...
-	whispers.New(db, log).Register(mux) // /v1/whispers/..., /v1/stories/{id}/whispers
-	discover.New(db, log).Register(mux) // /v1/discover, /v1/stories/{id}/like, /v1/stories/{id}/reads
-	search.New(db, log).Register(mux)   // /v1/search, /v1/search/suggest
+	profiles.New(db, log).Register(mux)         // /v1/me, /v1/users/{handle}
+	stories.New(db, log).Register(mux)          // /v1/stories/..., /v1/me/stories
+	social.New(db, log).Register(mux)           // /v1/users/{handle}/follow|block, /v1/me/following|followers|blocks
+	library.New(db, log).Register(mux)          // /v1/library/...
+	whispers.New(db, log, shared).Register(mux) // /v1/whispers/..., /v1/stories/{id}/whispers
+	discover.New(db, log, shared).Register(mux) // /v1/discover, /v1/stories/{id}/like, /v1/stories/{id}/reads
+	search.New(db, log, shared).Register(mux)   // /v1/search, /v1/search/suggest
+	audit.New(db, log).Register(mux)            // /v1/me/activity
 }
 
 // jsonErrors answers requests that match no route with the API's JSON error body: 404, or

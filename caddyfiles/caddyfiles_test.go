@@ -35,11 +35,12 @@ func TestCaddyfilesValidateAndAreFormatted(t *testing.T) {
 	for _, f := range caddyfiles(t) {
 		t.Run(f, func(t *testing.T) {
 			validate := exec.Command(caddy, "validate", "--config", f, "--adapter", "caddyfile")
-			// production.Caddyfile reads its pseudonym key and CDN origin secret at run time
-			// ({env.NAME}, never in the adapted config) and refuses to start without them: give
-			// validate throwaway values.
+			// production.Caddyfile reads its pseudonym key, CDN origin secret and read-your-writes
+			// key at run time ({env.NAME}, never in the adapted config) and refuses to start
+			// without them: give validate throwaway values.
 			validate.Env = append(os.Environ(), "PII_PSEUDONYM_KEY=validate-only-throwaway-key",
-				"CDN_ORIGIN_SECRET=validate-only-throwaway-secret")
+				"CDN_ORIGIN_SECRET=validate-only-throwaway-secret",
+				"READ_YOUR_WRITES_KEY=validate-only-throwaway-read-your-writes-key")
 			if out, err := validate.CombinedOutput(); err != nil {
 				t.Errorf("caddy validate %s: %v\n%s", f, err, out)
 			}

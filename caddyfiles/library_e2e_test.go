@@ -169,11 +169,15 @@ func makeToken(t *testing.T, user string) string {
 }
 
 // waitReplica waits until the replica has replayed everything written to the primary so far.
-func (s devStack) waitReplica(t *testing.T) {
+func (s devStack) waitReplica(t *testing.T) { waitReplayed(t, s.db.PrimaryURL, s.db.ReplicaURL) }
+
+// waitReplayed waits until the replica at replicaURL has replayed everything written to the
+// primary at primaryURL so far.
+func waitReplayed(t *testing.T, primaryURL, replicaURL string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	primary, err := pgx.Connect(ctx, s.db.PrimaryURL)
+	primary, err := pgx.Connect(ctx, primaryURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +188,7 @@ func (s devStack) waitReplica(t *testing.T) {
 	if err := primary.QueryRow(ctx, "select pg_current_wal_insert_lsn()::text").Scan(&lsn); err != nil {
 		t.Fatal(err)
 	}
-	replica, err := pgx.Connect(ctx, s.db.ReplicaURL)
+	replica, err := pgx.Connect(ctx, replicaURL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ import (
 // by logscrub (as the app server's is). Neither real log file may hold any of the values.
 func TestPIIEndToEnd(t *testing.T) {
 	dir := t.TempDir()
-	accessLog, appLog := filepath.Join(dir, "access.log"), filepath.Join(dir, "app.log")
+	accessLog, appLog, defaultLog := filepath.Join(dir, "access.log"), filepath.Join(dir, "app.log"), filepath.Join(dir, "default.log")
 
 	const (
 		email = "alice.liddell@example.com"
@@ -68,15 +68,17 @@ func TestPIIEndToEnd(t *testing.T) {
 	}))
 	defer upstream.Close()
 
-	// dev.Caddyfile, moved to free ports, its access log to a file, its JWKS to ours.
+	// dev.Caddyfile, moved to free ports, its access log and Caddy's own log to files, its
+	// JWKS to ours.
 	site, admin := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	_, sitePort, _ := strings.Cut(site, ":")
 	conf := caddyfileFrom(t, "dev.Caddyfile", map[string]string{
-		"admin localhost:2019":             "admin " + admin,
-		"http://:8080 {":                   "http://:" + sitePort + " {",
-		"output stderr":                    "output file " + accessLog,
-		"jwks_file .run/dev-jwt/jwks.json": "jwks_file " + filepath.Join(dir, "jwks.json"),
-		"reverse_proxy 127.0.0.1:8081 {":   "reverse_proxy " + strings.TrimPrefix(upstream.URL, "http://") + " {",
+		"admin localhost:2019":                      "admin " + admin,
+		"http://:8080 {":                            "http://:" + sitePort + " {",
+		"output buffered {\n\t\t\toutput stderr":    "output buffered {\n\t\t\toutput file " + accessLog,
+		"\t\toutput stderr\n\t\tformat pii_scrub {": "\t\toutput file " + defaultLog + "\n\t\tformat pii_scrub {",
+		"jwks_file .run/dev-jwt/jwks.json":          "jwks_file " + filepath.Join(dir, "jwks.json"),
+		"reverse_proxy 127.0.0.1:8081 {":            "reverse_proxy " + strings.TrimPrefix(upstream.URL, "http://") + " {",
 	})
 	if !strings.Contains(conf, "format pii_scrub {") {
 		t.Fatal("dev.Caddyfile does not log through pii_scrub")
@@ -112,7 +114,22 @@ func TestPIIEndToEnd(t *testing.T) {
 	default:
 		t.Fatal("the request did not reach the upstream handler")
 	}
-	edge.Stop(t) // flushes and closes the access log
+	// Caddy's default logger writes what the admin API is asked, with the URI, and the
+	// proxy's failures, with the error.
+	adminResp, err := http.Get("http://" + admin + "/config/?email=" + url.QueryEscape(email))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminResp.Body.Close()
+	upstream.Close()
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 500 {
+		t.Fatalf("with the upstream gone: %d, want a 5xx", resp.StatusCode)
+	}
+	edge.Stop(t) // flushes and closes the logs
 
 	secrets := []string{email, url.QueryEscape(email), "alice.liddell", card, strings.ReplaceAll(card, " ", ""), token}
 	for _, part := range strings.Split(token, ".") {
@@ -121,6 +138,7 @@ func TestPIIEndToEnd(t *testing.T) {
 	for _, file := range []struct{ path, mustHave string }{
 		{accessLog, `"uri":"/v1/profiles/lookup?email=`},
 		{appLog, `"msg":"profile lookup for [REDACTED:email]"`},
+		{defaultLog, `"uri":"/config/?email=`},
 	} {
 		data, err := os.ReadFile(file.path)
 		if err != nil {

@@ -43,7 +43,10 @@ type prodStack struct {
 	appAddr  string
 	viewerID atomic.Uint32 // hands out distinct viewer addresses
 
+	primaryURL, replicaURL string // the database
+
 	app    *testenv.Process // bin/appserver
+	apps   []appInstance    // every app server, s.app the first
 	valkey *testenv.Valkey  // with prodOptions.standaloneValkey, else nil
 	db     *testenv.Cluster // with prodOptions.privateDB, else nil
 }
@@ -56,6 +59,15 @@ type prodOptions struct {
 	// privateDB: a private PostgreSQL primary and replica (prodStack.db), which a test can
 	// stop and start, instead of a fresh database on the shared services.
 	privateDB bool
+	// apps: how many app servers (ECS tasks of the app service) the edge nodes balance
+	// over, sharing the database and Valkey; 0 is one.
+	apps int
+}
+
+// appInstance is one bin/appserver of the stack: its API and internal metrics addresses.
+type appInstance struct {
+	addr, metrics string
+	proc          *testenv.Process
 }
 
 // edgeNode is one bin/caddy of the stack.
@@ -72,14 +84,17 @@ func startProdStack(t *testing.T, opts ...prodOptions) *prodStack {
 		o = opts[0]
 	}
 	s := &prodStack{appAddr: testenv.FreeAddr(t), secret: randomHex(t, 24), cdnIP: "130.176.88.17"}
-	var primaryURL, replicaURL string
 	if o.privateDB {
 		s.db = testenv.NewCluster(t)
-		primaryURL, replicaURL = s.db.PrimaryURL, s.db.ReplicaURL
+		s.primaryURL, s.replicaURL = s.db.PrimaryURL, s.db.ReplicaURL
 	} else {
 		db := testenv.NewDatabase(t)
-		primaryURL, replicaURL = db.PrimaryURL, db.ReplicaURL
+		s.primaryURL, s.replicaURL = db.PrimaryURL, db.ReplicaURL
 	}
+	primaryURL, replicaURL := s.primaryURL, s.replicaURL
+	// The key of the read-your-writes tokens, as ECS gives it: to the app server by
+	// reference (aws-sm: there, env: here), to the edge as its value.
+	rywKey := randomHex(t, 32)
 	seeds, cluster := "", "on"
 	if o.standaloneValkey {
 		s.valkey = testenv.StartValkey(t)
@@ -91,15 +106,27 @@ func startProdStack(t *testing.T, opts ...prodOptions) *prodStack {
 	if out, err := exec.Command(appserver, "migrate", "-database-url", primaryURL).CombinedOutput(); err != nil {
 		t.Fatalf("appserver migrate: %v\n%s", err, out)
 	}
-	s.app = testenv.Start(t, []string{
-		"APP_ADDR=" + s.appAddr,
-		"APP_METRICS_ADDR=" + testenv.FreeAddr(t),
-		"DATABASE_URL=" + primaryURL,
-		"DATABASE_REPLICA_URLS=" + replicaURL,
-		"VALKEY_ADDR=" + seeds,
-		"VALKEY_CLUSTER=" + cluster,
-	}, appserver)
-	testenv.WaitHTTP(t, "http://"+s.appAddr+"/v1/health")
+	upstreams := []string{s.appAddr}
+	for i := range max(o.apps, 1) {
+		a := appInstance{addr: s.appAddr, metrics: testenv.FreeAddr(t)}
+		if i > 0 {
+			a.addr = testenv.FreeAddr(t)
+			upstreams = append(upstreams, a.addr)
+		}
+		a.proc = testenv.Start(t, []string{
+			"APP_ADDR=" + a.addr,
+			"APP_METRICS_ADDR=" + a.metrics,
+			"DATABASE_URL=" + primaryURL,
+			"DATABASE_REPLICA_URLS=" + replicaURL,
+			"VALKEY_ADDR=" + seeds,
+			"VALKEY_CLUSTER=" + cluster,
+			"READ_YOUR_WRITES_KEY=env:MUEJAM_E2E_READ_YOUR_WRITES_KEY",
+			"MUEJAM_E2E_READ_YOUR_WRITES_KEY=" + rywKey,
+		}, appserver)
+		testenv.WaitHTTP(t, "http://"+a.addr+"/v1/health")
+		s.apps = append(s.apps, a)
+	}
+	s.app = s.apps[0].proc
 
 	// The identity provider's key set.
 	s.signer = newSigner(t, "https://id.muejam.test/")
@@ -132,9 +159,10 @@ func startProdStack(t *testing.T, opts ...prodOptions) *prodStack {
 			// and its load on 2 cores: a call can wait for a core longer than production's
 			// 25ms. The limits are exact while every decision is Valkey's.
 			"EDGE_RATE_LIMIT_TIMEOUT=500ms",
-			"APP_UPSTREAMS=" + s.appAddr,
+			"APP_UPSTREAMS=" + strings.Join(upstreams, " "),
 			"EDGE_CACHE_L1=64MiB",
 			"PII_PSEUDONYM_KEY=" + randomHex(t, 16),
+			"READ_YOUR_WRITES_KEY=" + rywKey,
 		}, caddy, "run", "--config", "caddyfiles/production.Caddyfile", "--adapter", "caddyfile")
 		testenv.WaitHTTP(t, "http://"+n.admin+"/config/")
 		testenv.WaitHTTP(t, n.url+"/v1/health")

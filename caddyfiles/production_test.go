@@ -38,6 +38,24 @@ func TestProductionLimitsAreDevs(t *testing.T) {
 	}
 }
 
+// TestEveryLogIsScrubbed: in every Caddyfile of the project, every logger (Caddy's default
+// one, which http.log.error writes the request to, and each access log) encodes through
+// pii_scrub.
+func TestEveryLogIsScrubbed(t *testing.T) {
+	for _, f := range append(caddyfiles(t), "../docker/compose.Caddyfile") {
+		logs, _ := adapt(t, f)["logging"].(map[string]any)["logs"].(map[string]any)
+		if _, ok := logs["default"]; !ok {
+			t.Errorf("%s: no default logger configured: Caddy's default writes unscrubbed JSON", f)
+		}
+		for name, l := range logs {
+			enc, _ := l.(map[string]any)["encoder"].(map[string]any)
+			if enc["format"] != "pii_scrub" {
+				t.Errorf("%s: logger %q encodes with %v, want pii_scrub", f, name, enc["format"])
+			}
+		}
+	}
+}
+
 // TestProductionCaddyfile checks what production.Caddyfile adapts to, with the environment
 // ECS gives the edge task.
 func TestProductionCaddyfile(t *testing.T) {
@@ -56,9 +74,10 @@ func TestProductionCaddyfile(t *testing.T) {
 		"PII_PSEUDONYM_KEY=must-never-appear-in-the-config",
 		"CDN_ORIGIN_SECRET=must-never-appear-in-the-config-either",
 		"VALKEY_PASSWORD=nor-the-valkey-token",
+		"READ_YOUR_WRITES_KEY=and-not-the-read-your-writes-key",
 	)
 	raw, _ := json.Marshal(cfg)
-	for _, secret := range []string{"must-never-appear-in-the-config", "nor-the-valkey-token"} {
+	for _, secret := range []string{"must-never-appear-in-the-config", "nor-the-valkey-token", "and-not-the-read-your-writes-key"} {
 		if strings.Contains(string(raw), secret) {
 			t.Errorf("%s writes a secret (%s) into the adapted config: read secrets at run time with {env.NAME}", f, secret)
 		}
@@ -107,15 +126,34 @@ func TestProductionCaddyfile(t *testing.T) {
 	}
 	// X-Auth-User comes only from the verified token: whatever the client sent is replaced
 	// (after authentication, before the cache, which Varies on it).
-	if got := str(get(one(t, f, cfg, "headers"), "request", "set", "X-Auth-User")); got != `["{http.auth.user.id}"]` {
-		t.Errorf("%s: request_header sets X-Auth-User to %s", f, got)
+	// One request id: in the access log and on every response (deferred, over the cached
+	// and the app's), besides the X-Request-Id sent to the app server.
+	var authUser, requestID []string
+	for _, h := range adapttest.Handlers(cfg, "headers") {
+		if v := get(h, "request", "set", "X-Auth-User"); v != nil {
+			authUser = append(authUser, str(v))
+		}
+		if get(h, "response", "deferred") == true {
+			requestID = append(requestID, str(get(h, "response", "set", "X-Request-Id")))
+		}
+	}
+	if !slices.Equal(authUser, []string{`["{http.auth.user.id}"]`}) {
+		t.Errorf("%s: request_header sets X-Auth-User to %v", f, authUser)
+	}
+	if !slices.Equal(requestID, []string{`["{http.request.uuid}"]`}) {
+		t.Errorf("%s: response X-Request-Id %v, want {http.request.uuid}", f, requestID)
+	}
+	if got := str(get(one(t, f, cfg, "log_append"), "value")); got != `"{http.request.uuid}"` {
+		t.Errorf("%s: log_append value %s, want the request id", f, got)
 	}
 	cache := one(t, f, cfg, "edge_cache")
 	if got := str(get(cache, "valkey")); got != `{"addresses":["valkey.muejam.internal:6379"],"cluster":true,"password":"{env.VALKEY_PASSWORD}","tls":{}}` {
 		t.Errorf("%s: edge_cache valkey %s", f, got)
 	}
-	if got := str(get(cache, "bypass")); !strings.Contains(got, "X-Read-Your-Writes") {
-		t.Errorf("%s: edge_cache bypass %s does not skip read-your-writes requests", f, got)
+	// Only a valid read-your-writes token skips the lookup: verified with the app server's
+	// key (and the previous one), read at run time; never the development key.
+	if got := str(get(cache, "bypass")); got != `[{"read_your_writes":{"keys":["{env.READ_YOUR_WRITES_KEY}","{env.READ_YOUR_WRITES_KEY_PREVIOUS}"]}}]` {
+		t.Errorf("%s: edge_cache bypass %s, want read_your_writes with the keys of the environment alone", f, got)
 	}
 	// The order that makes stale-if-error work while the breaker is open: the cache wraps
 	// the breaker, which wraps the proxy.

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# services.sh up|down|status — the dev/test services of MueJam Edge, all under .run/:
+# services.sh up|down|status|backup — the dev/test services of MueJam Edge, all under .run/:
 #   PostgreSQL primary    127.0.0.1:55432         (.run/pg/primary)
 #   PostgreSQL replica    127.0.0.1:55433         (.run/pg/replica, pg_basebackup -R, streaming)
+#   pgBackRest repository .run/pg/backup          (stanza muejam: the primary's WAL archive,
+#                                                  archive_timeout 60s, and its full backups;
+#                                                  config .run/pg/pgbackrest.conf)
 #   Valkey/Redis          127.0.0.1:56379         (.run/valkey)
 #   Valkey/Redis Cluster  127.0.0.1:47001-47006   (.run/valkey-cluster/<port>, 3 primaries +
 #                                                  3 replicas, cluster bus on port+10000)
 # "up" installs missing Debian packages, creates what is missing, reuses what exists (and
 # restarts cluster nodes that died, which rejoin), waits until every service answers, checks
-# that the replica is streaming and that every cluster node says cluster_state:ok. "down"
+# that the replica is streaming and that every cluster node says cluster_state:ok, and takes
+# a full backup when the repository has none. "backup" takes a full backup now (make backup);
+# each one expires those before the previous one, with the WAL only they needed. "down"
 # stops exactly these processes. Postgres runs as an unprivileged user (postgres, or the
 # caller if not root).
 #
@@ -27,6 +32,8 @@ cluster_port=${MUEJAM_VALKEY_CLUSTER_PORT:-47001}
 cluster_nodes=6
 pg_db=muejam
 pg_user=postgres
+stanza=muejam
+archive_timeout=60s # RPO 5 min: a quiet primary still ships its WAL every minute
 
 log() { printf 'services: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -67,6 +74,12 @@ valkey_bin() {
 }
 
 cli_bin() { command -v valkey-cli || command -v redis-cli; }
+
+# pgbackrest_bin installs pgBackRest when it is missing (archive_command runs it by name).
+pgbackrest_bin() {
+	command -v pgbackrest >/dev/null || apt_install pgbackrest
+	command -v pgbackrest
+}
 
 # live_pid PIDFILE prints the pid in PIDFILE if that process runs and is a Valkey/Redis server
 # (not another process that got the pid of one that died).
@@ -176,7 +189,24 @@ synchronous_commit = off
 full_page_writes = off
 CONF
 	fi
+	if ! grep -q '^archive_mode' "$data/postgresql.conf"; then
+		as_pg tee -a "$data/postgresql.conf" >/dev/null <<CONF
+
+# Continuous archiving to the pgBackRest repository $pgd/backup (scripts/services.sh)
+archive_mode = on
+archive_command = 'pgbackrest --config=$pgd/pgbackrest.conf --stanza=$stanza archive-push %p'
+archive_timeout = $archive_timeout
+CONF
+	fi
 	start_pg "$data" "$pg_primary_port" primary
+	# A primary restored from the archive (docs/runbooks/disaster-recovery.md) replays the
+	# WAL, then promotes itself: wait until it takes writes.
+	local i
+	for i in $(seq 1 600); do
+		[ "$(psql_at "$pg_primary_port" -c 'select pg_is_in_recovery()')" = f ] && break
+		[ "$i" = 600 ] && die "the primary on :$pg_primary_port is still in recovery after 5 min (log: $pgd/primary.log)"
+		sleep 0.5
+	done
 	if [ "$(psql_at "$pg_primary_port" -c "select count(*) from pg_database where datname = '$pg_db'")" = 0 ]; then
 		psql_at "$pg_primary_port" -c "create database $pg_db"
 		log "created database $pg_db"
@@ -205,6 +235,58 @@ up_replica() {
 	[ "$state" = streaming ] || die "replica is not streaming from the primary (pg_stat_replication; log: $pgd/replica.log)"
 	[ "$(psql_at "$pg_replica_port" -c 'select pg_is_in_recovery()')" = t ] || die "replica on :$pg_replica_port is not in recovery"
 	log "replica streaming from primary"
+}
+
+# pgbr runs pgBackRest as the unprivileged user with the dev configuration; the primary has
+# no Unix socket, so libpq's PGHOST takes pgBackRest to it over TCP.
+pgbr() {
+	as_pg env PGHOST=127.0.0.1 "$pgbackrest" --config="$pgd/pgbackrest.conf" --stanza="$stanza" "$@"
+}
+
+# up_archive writes the pgBackRest configuration, creates the stanza and takes the first full
+# backup (setting backed_up). A primary created before archiving was configured starts
+# archiving at its next restart (down, then up): until then it is left alone, other tests
+# may be using it, and archiving stays empty.
+archiving=
+backed_up=
+up_archive() {
+	pgbackrest=$(pgbackrest_bin)
+	as_pg mkdir -p "$pgd/pgbackrest-log"
+	as_pg tee "$pgd/pgbackrest.conf" >/dev/null <<CONF
+# Written by scripts/services.sh: the dev/test primary's WAL archive and backups.
+[global]
+repo1-path=$pgd/backup
+repo1-retention-full=2
+lock-path=$pgd/pgbackrest-lock
+log-path=$pgd/pgbackrest-log
+log-level-console=warn
+log-level-file=info
+start-fast=y
+compress-type=lz4
+
+[$stanza]
+pg1-path=$pgd/primary
+pg1-port=$pg_primary_port
+CONF
+	if [ "$(psql_at "$pg_primary_port" -c 'show archive_mode')" != on ]; then
+		log "warning: the primary does not archive its WAL yet; it will after a restart: $0 down && $0 up"
+		return 0
+	fi
+	archiving=1
+	pgbr stanza-create >/dev/null || die "pgbackrest stanza-create failed (log: $pgd/pgbackrest-log)"
+	if pgbr info --output=json | grep -q '"backup":\[\]'; then
+		backup
+		backed_up=1
+	fi
+	log "primary archived to $pgd/backup (pgBackRest stanza $stanza, archive_timeout $archive_timeout)"
+}
+
+# backup takes a full backup of the primary and checks that WAL archiving works.
+backup() {
+	log "taking a full backup of the primary (pgBackRest stanza $stanza)"
+	pgbr backup --type=full || die "pgbackrest backup failed (log: $pgd/pgbackrest-log)"
+	pgbr check || die "pgbackrest check failed: the WAL archive does not work (log: $pgd/pgbackrest-log, $pgd/primary.log)"
+	pgbr info | sed -n 's/^ *full backup: /services: newest full backup: /p' | tail -n 1 >&2
 }
 
 up_valkey() {
@@ -378,6 +460,7 @@ up)
 	bin=$(pg_bin)
 	pgd=$(pg_dir)
 	up_primary
+	up_archive
 	up_replica
 	up_valkey
 	up_valkey_cluster
@@ -395,13 +478,21 @@ down)
 	shopt -s nullglob
 	stop_servers "valkey cluster" "$cluster_dir"/*/node.pid
 	;;
+backup)
+	bin=$(pg_bin)
+	pgd=$(pg_dir)
+	up_primary
+	up_archive
+	[ -n "$archiving" ] || die "the primary does not archive its WAL yet: $0 down && $0 up first"
+	[ -n "$backed_up" ] || backup
+	;;
 status)
 	pgd=$(pg_dir existing)
 	if [ -n "$pgd" ]; then bin=$(pg_bin); fi
 	status
 	;;
 *)
-	echo "usage: $0 up|down|status" >&2
+	echo "usage: $0 up|down|status|backup" >&2
 	exit 2
 	;;
 esac

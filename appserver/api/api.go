@@ -20,7 +20,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/muejam/edge/appserver/dbrouter"
+	"github.com/muejam/edge/appserver/errtrack"
 	"github.com/muejam/edge/appserver/httpjson"
+	"github.com/muejam/edge/appserver/reqid"
 )
 
 // MaxBodyBytes bounds a request body.
@@ -70,6 +72,21 @@ func Write(w http.ResponseWriter, r *http.Request, status int, v any) {
 // WriteList sends {"data": items, "next_cursor": next} with 200, as Write does; next is
 // null when next is "".
 func WriteList[T any](w http.ResponseWriter, r *http.Request, items []T, next string) {
+	send(w, r, http.StatusOK, listBody(items, next))
+}
+
+// ListBody is the body WriteList sends, encoded: {"data": items, "next_cursor": next}.
+func ListBody[T any](items []T, next string) ([]byte, error) {
+	return httpjson.Marshal(listBody(items, next))
+}
+
+// list is the body of a list answer.
+type list[T any] struct {
+	Data       []T     `json:"data"`
+	NextCursor *string `json:"next_cursor"`
+}
+
+func listBody[T any](items []T, next string) list[T] {
 	if items == nil {
 		items = []T{}
 	}
@@ -77,10 +94,7 @@ func WriteList[T any](w http.ResponseWriter, r *http.Request, items []T, next st
 	if next != "" {
 		cursor = &next
 	}
-	send(w, r, http.StatusOK, struct {
-		Data       []T     `json:"data"`
-		NextCursor *string `json:"next_cursor"`
-	}{items, cursor})
+	return list[T]{items, cursor}
 }
 
 // Fail answers a failed request: an *Error as it says, a write that found no primary with
@@ -97,7 +111,9 @@ func Fail(w http.ResponseWriter, r *http.Request, log *zap.Logger, err error) {
 	case r.Context().Err() != nil:
 		// The client is gone; nobody reads the answer.
 	default:
-		log.Error("request failed", zap.String("method", r.Method), zap.String("route", r.Pattern), zap.Error(err))
+		log.Error("request failed", zap.String("method", r.Method), zap.String("route", r.Pattern),
+			zap.String("request_id", reqid.ID(r.Context())), zap.Error(err))
+		errtrack.Internal(r, err)
 		httpjson.InternalError(w)
 	}
 }

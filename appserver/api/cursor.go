@@ -70,3 +70,12 @@ func Trim[T any](p Page, items []T, position func(T) any) ([]T, string) {
 	items = items[:p.Limit]
 	return items, Cursor(position(items[len(items)-1]))
 }
+
+// WithCursor returns p resuming after cursor, a Cursor of a position, with the same limit.
+func (p Page) WithCursor(cursor string) Page {
+	p.cursor = cursor
+	return p
+}
+
+// Key identifies the page among the pages of one list: its limit and cursor.
+func (p Page) Key() string { return strconv.Itoa(p.Limit) + ":" + p.cursor }

@@ -2,6 +2,8 @@ package dbrouter
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/muejam/edge/internal/rywtoken"
 )
 
 // metrics are the muejam_db_* series of one router. Labels are bounded: node is a configured
@@ -15,7 +17,9 @@ type metrics struct {
 	retries    *prometheus.CounterVec // kind (read, tx, auth)
 	slow       *prometheus.CounterVec // node
 	failovers  prometheus.Counter
+	tokens     *prometheus.CounterVec // outcome
 	pools      *poolCollector
+	archive    *archiveCollector
 }
 
 func newMetrics(r *Router) *metrics {
@@ -45,7 +49,12 @@ func newMetrics(r *Router) *metrics {
 		failovers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "muejam_db_failovers_total", Help: "Times the router found a new primary.",
 		}),
-		pools: &poolCollector{r: r},
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "muejam_db_read_your_writes_tokens_total",
+			Help: "Read-your-writes tokens requests carried, by outcome: valid (honoured), invalid (forged, malformed or signed with a retired key), expired, future (issued ahead of this clock); all but valid are ignored.",
+		}, []string{"outcome"}),
+		pools:   &poolCollector{r: r},
+		archive: &archiveCollector{r: r},
 	}
 }
 
@@ -54,7 +63,10 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{m.up, m.role, m.lagBytes, m.lagSeconds, m.queries, m.retries, m.slow, m.failovers, m.pools} {
+	for _, o := range rywtoken.Outcomes {
+		m.tokens.WithLabelValues(o.String())
+	}
+	for _, c := range []prometheus.Collector{m.up, m.role, m.lagBytes, m.lagSeconds, m.queries, m.retries, m.slow, m.failovers, m.tokens, m.pools, m.archive} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

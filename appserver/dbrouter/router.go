@@ -13,6 +13,7 @@ package dbrouter
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -25,6 +26,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/muejam/edge/internal/rywtoken"
 )
 
 // Node is one PostgreSQL server of the cluster.
@@ -69,6 +72,11 @@ type Config struct {
 	SlowQuery time.Duration
 	// TokenTTL is how long a read-your-writes token is honoured. Default: 30s.
 	TokenTTL time.Duration
+	// TokenKeys sign the read-your-writes tokens the router hands out (SetToken) and verify
+	// those requests carry (Middleware): the app server's READ_YOUR_WRITES_KEY, which the
+	// edge verifies too. Default: a random key of this router's own, whose tokens no one else
+	// accepts (a test, a single process).
+	TokenKeys *rywtoken.Keys
 	// TxMaxAttempts bounds the attempts of WithTx on serialization failures and deadlocks.
 	// Default: 5.
 	TxMaxAttempts int
@@ -113,6 +121,18 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
+	if c.TokenKeys == nil {
+		c.TokenKeys = randomKeys()
+	}
+}
+
+// randomKeys returns Keys with a fresh random key.
+func randomKeys() *rywtoken.Keys {
+	k, err := rywtoken.NewKeys(crand.Text() + crand.Text())
+	if err != nil {
+		panic(err) // two rand.Text are 52 bytes, over MinKeyLen
+	}
+	return k
 }
 
 // Querier is what Reader and Primary return: the query methods of a pgx connection.
@@ -279,7 +299,7 @@ func (r *Router) tx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) err
 		return Token{}, r.writeError(n, err)
 	}
 	defer conn.Release()
-	tx, err := conn.BeginTx(ctx, opts)
+	tx, err := conn.BeginTx(ctx, taggedTx(ctx, opts))
 	if err != nil {
 		return Token{}, r.writeError(n, err)
 	}

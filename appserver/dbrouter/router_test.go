@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/muejam/edge/internal/rywtoken"
 	"github.com/muejam/edge/internal/testenv"
 )
 
@@ -292,7 +294,7 @@ func TestReadYourWrites(t *testing.T) {
 		req.AddCookie(ck)
 	}
 	var pinned context.Context
-	Middleware(http.HandlerFunc(func(_ http.ResponseWriter, req *http.Request) { pinned = req.Context() })).ServeHTTP(rec, req)
+	r.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, req *http.Request) { pinned = req.Context() })).ServeHTTP(rec, req)
 
 	found := func(ctx context.Context) (bool, int) {
 		var ok bool
@@ -307,6 +309,18 @@ func TestReadYourWrites(t *testing.T) {
 	}
 	if ok, p := found(ctx); ok || p != c.ReplicaPort {
 		t.Errorf("read without the token: found %v on port %d, want no row from the paused replica %d", ok, p, c.ReplicaPort)
+	}
+	// The same write position signed with another key: a forged token, which pins nothing.
+	other, err := rywtoken.NewKeys(strings.Repeat("o", rywtoken.MinKeyLen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgedReq := httptest.NewRequest("GET", "/", nil)
+	forgedReq.Header.Set(TokenHeader, other.Sign(rywtoken.Claims{LSN: tok.lsn, Issued: time.Now()}))
+	forged := ctx
+	r.Middleware(http.HandlerFunc(func(_ http.ResponseWriter, req *http.Request) { forged = req.Context() })).ServeHTTP(httptest.NewRecorder(), forgedReq)
+	if ok, p := found(forged); ok || p != c.ReplicaPort || r.Pins(forged) {
+		t.Errorf("read with a forged token: found %v on port %d (pins %v), want no row from the paused replica %d", ok, p, r.Pins(forged), c.ReplicaPort)
 	}
 	bad := WithToken(ctx, Token{lsn: 1 << 62, issued: time.Now().Add(-time.Hour)}) // expired: ignored
 	if _, p := found(bad); p != c.ReplicaPort {

@@ -2,66 +2,48 @@ package dbrouter
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/binary"
 	"net/http"
 	"time"
+
+	"github.com/muejam/edge/internal/rywtoken"
 )
 
 // HTTP names of the read-your-writes token.
 const (
 	// TokenHeader carries the token in responses to writes and in requests.
-	TokenHeader = "X-Read-Your-Writes"
-	// TokenCookie carries the token for browsers.
-	TokenCookie = "ryw"
+	TokenHeader = rywtoken.Header
+	// TokenCookie is the name of the cookie that carries the token for browsers.
+	TokenCookie = rywtoken.Cookie
 )
 
 // Token is a read-your-writes token: the WAL position of a commit and when it was made. A
 // read whose context carries a Token (WithToken) only uses nodes that have replayed that
-// position, else the primary. The zero Token pins nothing.
+// position, else the primary. The zero Token pins nothing. On the wire it is signed with the
+// router's TokenKeys (internal/rywtoken), so a client cannot make one up.
 type Token struct {
 	lsn    uint64
 	issued time.Time
 }
 
-const tokenVersion = 1
-
 // IsZero reports whether t pins nothing.
 func (t Token) IsZero() bool { return t.lsn == 0 }
 
-// String encodes t as an opaque, URL- and cookie-safe string; "" for the zero Token.
-func (t Token) String() string {
+// EncodeToken signs t with the router's current key: the opaque, URL- and cookie-safe
+// string clients carry (SetToken sends it); "" for the zero Token.
+func (r *Router) EncodeToken(t Token) string {
 	if t.IsZero() {
 		return ""
 	}
-	var b [17]byte
-	b[0] = tokenVersion
-	binary.BigEndian.PutUint64(b[1:], t.lsn)
-	binary.BigEndian.PutUint64(b[9:], uint64(t.issued.UnixMilli()))
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-// ParseToken decodes a token made by String. Anything else gives the zero Token and false:
-// a bad token is ignored, never an error.
-func ParseToken(s string) (Token, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) != 17 || b[0] != tokenVersion {
-		return Token{}, false
-	}
-	t := Token{lsn: binary.BigEndian.Uint64(b[1:]), issued: time.UnixMilli(int64(binary.BigEndian.Uint64(b[9:])))}
-	if t.IsZero() {
-		return Token{}, false
-	}
-	return t, true
+	return r.cfg.TokenKeys.Sign(rywtoken.Claims{LSN: t.lsn, Issued: t.issued})
 }
 
 // validToken returns t if it is still honoured: not older than TokenTTL, not from the future
-// (a minute of clock skew allowed).
+// (rywtoken.MaxSkew of clock skew allowed).
 func (r *Router) validToken(t Token) Token {
 	if t.IsZero() {
 		return t
 	}
-	if age := time.Since(t.issued); age > r.cfg.TokenTTL || age < -time.Minute {
+	if age := time.Since(t.issued); age > r.cfg.TokenTTL || age < -rywtoken.MaxSkew {
 		return Token{}
 	}
 	return t
@@ -83,13 +65,21 @@ func TokenFrom(ctx context.Context) (Token, bool) {
 	return t, ok
 }
 
+// Pins reports whether ctx carries a token the router still honours: the request comes
+// from a client that has just written, and its reads must see that write, so answers
+// computed for everyone and kept in a cache are no answer for it.
+func (r *Router) Pins(ctx context.Context) bool {
+	t, _ := TokenFrom(ctx)
+	return !r.validToken(t).IsZero()
+}
+
 // SetToken hands t to the client after a write: the X-Read-Your-Writes header and the ryw
 // cookie, which lives as long as the router honours the token (TokenTTL).
 func (r *Router) SetToken(w http.ResponseWriter, t Token) {
 	if t.IsZero() {
 		return
 	}
-	v := t.String()
+	v := r.EncodeToken(t)
 	w.Header().Set(TokenHeader, v)
 	http.SetCookie(w, &http.Cookie{
 		Name:     TokenCookie,
@@ -102,24 +92,26 @@ func (r *Router) SetToken(w http.ResponseWriter, t Token) {
 }
 
 // TokenFromRequest reads the token of a request: the X-Read-Your-Writes header, else the
-// ryw cookie. A missing or bad token gives the zero Token.
-func TokenFromRequest(req *http.Request) Token {
-	if t, ok := ParseToken(req.Header.Get(TokenHeader)); ok {
-		return t
+// cookie named ryw, verified with TokenKeys. A missing token gives the zero Token, and so does
+// one that is forged, malformed, expired or from the future: that one is also counted in
+// muejam_db_read_your_writes_tokens_total by outcome.
+func (r *Router) TokenFromRequest(req *http.Request) Token {
+	c, out := r.cfg.TokenKeys.FromRequest(req, r.cfg.TokenTTL, time.Now())
+	if out == rywtoken.Absent {
+		return Token{}
 	}
-	if c, err := req.Cookie(TokenCookie); err == nil {
-		if t, ok := ParseToken(c.Value); ok {
-			return t
-		}
+	r.metrics.tokens.WithLabelValues(out.String()).Inc()
+	if out != rywtoken.Valid {
+		return Token{}
 	}
-	return Token{}
+	return Token{lsn: c.LSN, issued: c.Issued}
 }
 
-// Middleware puts the request's token (TokenFromRequest) in its context, so that
-// Router.Reader(r.Context()) honours it.
-func Middleware(next http.Handler) http.Handler {
+// Middleware puts the request's valid token (TokenFromRequest) in its context, so that
+// Reader(r.Context()) and Pins honour it.
+func (r *Router) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if t := TokenFromRequest(req); !t.IsZero() {
+		if t := r.TokenFromRequest(req); !t.IsZero() {
 			req = req.WithContext(WithToken(req.Context(), t))
 		}
 		next.ServeHTTP(w, req)

@@ -13,6 +13,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/muejam/edge/internal/rywtoken"
 )
 
 func TestNormalizeSQL(t *testing.T) {
@@ -35,18 +39,22 @@ func TestNormalizeSQL(t *testing.T) {
 	}
 }
 
-func TestTokenRoundTrip(t *testing.T) {
-	tok := Token{lsn: 0x1_0000_00ff, issued: time.UnixMilli(time.Now().UnixMilli())}
-	got, ok := ParseToken(tok.String())
-	if !ok || got != tok {
-		t.Fatalf("ParseToken(String()) = %v %v, want %v", got, ok, tok)
+// tokenRouter is a Router with just what the token methods use: its config (defaults set,
+// keys as given) and its metrics, registered on reg.
+func tokenRouter(t *testing.T, cfg Config, reg prometheus.Registerer) *Router {
+	t.Helper()
+	cfg.setDefaults()
+	r := &Router{cfg: cfg}
+	r.metrics = newMetrics(r)
+	if err := r.metrics.register(reg); err != nil {
+		t.Fatal(err)
 	}
-	for _, bad := range []string{"", "garbage!", "AQ", Token{}.String(), strings.Repeat("A", 23)} {
-		if got, ok := ParseToken(bad); ok || !got.IsZero() {
-			t.Errorf("ParseToken(%q) = %v %v, want ignored", bad, got, ok)
-		}
-	}
-	r := &Router{cfg: Config{TokenTTL: time.Minute}}
+	return r
+}
+
+func TestValidToken(t *testing.T) {
+	r := tokenRouter(t, Config{TokenTTL: time.Minute}, nil)
+	tok := Token{lsn: 0x1_0000_00ff, issued: time.Now()}
 	if r.validToken(tok).IsZero() {
 		t.Error("fresh token refused")
 	}
@@ -58,21 +66,38 @@ func TestTokenRoundTrip(t *testing.T) {
 }
 
 func TestTokenHTTP(t *testing.T) {
-	r := &Router{cfg: Config{TokenTTL: 30 * time.Second}}
+	keys, err := rywtoken.NewKeys(strings.Repeat("k", rywtoken.MinKeyLen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	r := tokenRouter(t, Config{TokenTTL: 30 * time.Second, TokenKeys: keys}, reg)
 	tok := Token{lsn: 42, issued: time.UnixMilli(time.Now().UnixMilli())}
 	rec := httptest.NewRecorder()
 	r.SetToken(rec, tok)
-	if rec.Header().Get(TokenHeader) != tok.String() {
-		t.Fatalf("header %q", rec.Header().Get(TokenHeader))
+	signed := rec.Header().Get(TokenHeader)
+	if c, out := keys.Verify(signed, time.Minute, time.Now()); out != rywtoken.Valid || c.LSN != 42 {
+		t.Fatalf("header %q: %v %v, want a token signed with the router's key", signed, c, out)
 	}
 	cookies := rec.Result().Cookies()
-	if len(cookies) != 1 || cookies[0].Name != TokenCookie || cookies[0].MaxAge != 30 || !cookies[0].HttpOnly {
+	if len(cookies) != 1 || cookies[0].Name != TokenCookie || cookies[0].Value != signed || cookies[0].MaxAge != 30 || !cookies[0].HttpOnly {
 		t.Fatalf("cookies %+v", cookies)
 	}
 
+	// The same claims, unsigned (the previous format) or signed with another key: forged.
+	other := tokenRouter(t, Config{}, nil) // a random key of its own
+	forgedRec := httptest.NewRecorder()
+	other.SetToken(forgedRec, tok)
+	forged := forgedRec.Header().Get(TokenHeader)
+	expiredRec := httptest.NewRecorder()
+	r.SetToken(expiredRec, Token{lsn: 42, issued: time.Now().Add(-time.Minute)})
+
 	var seen Token
-	h := Middleware(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	h := r.Middleware(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		seen, _ = TokenFrom(req.Context())
+		if r.Pins(req.Context()) != !seen.IsZero() {
+			t.Errorf("Pins %v with token %v", r.Pins(req.Context()), seen)
+		}
 	}))
 	tests := []struct {
 		name   string
@@ -81,9 +106,14 @@ func TestTokenHTTP(t *testing.T) {
 		want   Token
 	}{
 		{"cookie", "", cookies[0], tok},
-		{"header", tok.String(), nil, tok},
+		{"header", signed, nil, tok},
 		{"bad header falls back to cookie", "nonsense", cookies[0], tok},
 		{"bad cookie ignored", "", &http.Cookie{Name: TokenCookie, Value: "%%%"}, Token{}},
+		{"forged header", forged, nil, Token{}},
+		{"forged cookie", "", &http.Cookie{Name: TokenCookie, Value: forged}, Token{}},
+		{"unsigned token of the old format", "AQAAAAAAAAAqAAABjP8AAAA", nil, Token{}},
+		{"expired", expiredRec.Header().Get(TokenHeader), nil, Token{}},
+		{"cookie of another name", "", &http.Cookie{Name: "xryw", Value: signed}, Token{}},
 		{"none", "", nil, Token{}},
 	}
 	for _, tt := range tests {
@@ -99,6 +129,16 @@ func TestTokenHTTP(t *testing.T) {
 		if seen != tt.want {
 			t.Errorf("%s: token %v, want %v", tt.name, seen, tt.want)
 		}
+	}
+	// Every token seen is counted by outcome; requests without one are not.
+	want := map[string]float64{"valid": 3, "invalid": 4, "expired": 1, "future": 0}
+	for outcome, n := range want {
+		if got := testutil.ToFloat64(r.metrics.tokens.WithLabelValues(outcome)); got != n {
+			t.Errorf("muejam_db_read_your_writes_tokens_total{outcome=%q} = %v, want %v", outcome, got, n)
+		}
+	}
+	if n, err := testutil.GatherAndCount(reg, "muejam_db_read_your_writes_tokens_total"); err != nil || n != 4 {
+		t.Errorf("%d series of muejam_db_read_your_writes_tokens_total (%v), want one per outcome", n, err)
 	}
 }
 

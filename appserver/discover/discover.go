@@ -5,8 +5,9 @@
 // Feeds list published, not deleted stories, keyset-paginated with opaque cursors. They are
 // cacheable by the edge under the api.Feed policy and feed:new or feed:trending, plus
 // tag:NAME when filtered by a tag; stories purges feed:new when a story enters or leaves the
-// feeds, and trending scores change only when the job runs. A signed-in caller who has
-// blocked users does not see their stories, and gets a private answer.
+// feeds, and trending scores change only when the job runs. Pages are computed once for
+// everyone and kept in the app's cache (Shared); a signed-in caller gets a private answer,
+// without the stories of the users they blocked.
 //
 //	GET    /v1/discover?tab=new|trending&tag=&limit=&cursor=   a feed, newest or trending first   public or private
 //	PUT    /v1/stories/{id}/like                               like a story (idempotent)          signed in
@@ -91,34 +92,29 @@ func (a *Args) Add(v any) string {
 
 // Viewer is who asks for a list of stories.
 type Viewer struct {
-	User     string // "" when anonymous
-	Blocking bool   // the user has blocked someone: their stories are hidden
+	User   string          // "" when anonymous
+	Hidden map[string]bool // the users whose stories are hidden from User: those they blocked
 }
 
-// LoadViewer returns the request's user and whether they have blocked anyone.
-func LoadViewer(ctx context.Context, db dbrouter.Querier) (Viewer, error) {
-	var v Viewer
-	v.User, _ = identity.User(ctx)
-	var err error
-	v.Blocking, err = social.BlocksAnyone(ctx, db, v.User)
-	return v, err
-}
+// Blocking reports whether the viewer hides anyone's stories.
+func (v Viewer) Blocking() bool { return len(v.Hidden) > 0 }
 
 // Hider returns a function giving the condition, to append to a where clause, that drops
 // rows whose author (the column col) the viewer blocked: "" when the viewer blocks nobody.
 // The viewer's id is added to args, once, when it is needed.
 func (v Viewer) Hider(args *Args) func(col string) string {
-	if !v.Blocking {
+	if !v.Blocking() {
 		return func(string) string { return "" }
 	}
 	viewer := args.Add(v.User)
 	return func(col string) string { return " and " + social.NotBlocked(col, viewer) }
 }
 
-// Cache marks a list answer: public under the policy of kind and tags, one variant per
-// viewer, unless the viewer's blocks shaped it.
+// Cache marks an answer computed for v: public under the policy of kind and tags for an
+// anonymous viewer, with Vary on the identity header so that no signed-in viewer gets that
+// copy from a cache; private for a signed-in one, so the edge keeps no copy per viewer.
 func (v Viewer) Cache(w http.ResponseWriter, kind api.Resource, tags ...string) {
-	if v.Blocking {
+	if v.User != "" {
 		api.Private(w)
 		return
 	}
@@ -127,13 +123,15 @@ func (v Viewer) Cache(w http.ResponseWriter, kind api.Resource, tags ...string) 
 
 // Handler serves the discovery and engagement routes.
 type Handler struct {
-	db  *dbrouter.Router
-	log *zap.Logger
+	db     *dbrouter.Router
+	log    *zap.Logger
+	shared *Shared
 }
 
-// New returns the discovery handlers, reading and writing through db.
-func New(db *dbrouter.Router, log *zap.Logger) *Handler {
-	return &Handler{db: db, log: log}
+// New returns the discovery handlers, reading and writing through db; feeds are computed
+// once for everyone and kept in shared's cache.
+func New(db *dbrouter.Router, log *zap.Logger, shared *Shared) *Handler {
+	return &Handler{db: db, log: log, shared: shared}
 }
 
 // Register adds the discovery and engagement routes to mux.
@@ -172,12 +170,18 @@ func parseFeed(r *http.Request) (feedRequest, error) {
 	if err := v.Err(); err != nil {
 		return f, err
 	}
-	var err error
-	if f.page, err = api.ParsePage(r); err != nil {
+	page, err := api.ParsePage(r)
+	if err != nil {
 		return f, err
 	}
+	return f.at(page)
+}
+
+// at returns f for page, whose cursor must be one of f's tab.
+func (f feedRequest) at(page api.Page) (feedRequest, error) {
+	f.page, f.after = page, nil
 	var after feedCursor
-	ok, err := f.page.After(&after)
+	ok, err := page.After(&after)
 	switch {
 	case err != nil:
 		return f, err
@@ -190,12 +194,26 @@ func parseFeed(r *http.Request) (feedRequest, error) {
 	return f, nil
 }
 
-// query returns the SQL and arguments of a feed page for viewer: one row more than the
-// page, each a Summary followed by its cursor position (published_at or score).
-func (f feedRequest) query(viewer Viewer) (string, Args) {
+// tags are the cache tags of f's feed: those its pages are kept under, at the edge and in
+// the app's cache.
+func (f feedRequest) tags() []string {
+	tags := []string{stories.FeedNewTag}
+	if f.tab == TabTrending {
+		tags = []string{FeedTrendingTag}
+	}
+	if f.tag != "" {
+		tags = append(tags, TagCacheTag(f.tag))
+	}
+	return tags
+}
+
+// query returns the SQL and arguments of a feed page as everyone sees it: one row more
+// than the page, each a Summary followed by its author's id and its cursor position
+// (published_at or score).
+func (f feedRequest) query() (string, Args) {
 	args := Args{f.page.Limit + 1}
 	var sql strings.Builder
-	sql.WriteString("select " + SummaryColumns)
+	sql.WriteString("select " + SummaryColumns + ", s.author_id")
 	if f.tab == TabTrending {
 		sql.WriteString(", t.score from story_trending t join stories s on s.id = t.story_id join profiles p on p.user_id = s.author_id where " + Public)
 		if f.after != nil {
@@ -210,7 +228,6 @@ func (f feedRequest) query(viewer Viewer) (string, Args) {
 	if f.tag != "" {
 		sql.WriteString(" and exists (select 1 from story_tags st join tags tg on tg.id = st.tag_id where st.story_id = s.id and tg.name = " + args.Add(f.tag) + ")")
 	}
-	sql.WriteString(viewer.Hider(&args)("s.author_id"))
 	if f.tab == TabTrending {
 		sql.WriteString(" order by t.score desc, t.story_id desc limit $1")
 	} else {
@@ -219,10 +236,43 @@ func (f feedRequest) query(viewer Viewer) (string, Args) {
 	return sql.String(), args
 }
 
-// feedItem is a Summary with its position in the feed; it is encoded as the Summary.
+// feedItem is a Summary with its author and position in the feed.
 type feedItem struct {
 	Summary
-	pos feedCursor
+	author string
+	pos    feedCursor
+}
+
+// load returns the shared page of f at page, from the app's cache or the database.
+func (h *Handler) load(ctx context.Context, f feedRequest, page api.Page) (SharedPage[Summary], error) {
+	f, err := f.at(page)
+	if err != nil {
+		return SharedPage[Summary]{}, err
+	}
+	key := "discover:" + f.tab + ":" + f.tag + ":" + page.Key()
+	return Load(ctx, h.shared, api.Feed, key, f.tags(), func(ctx context.Context) (SharedPage[Summary], error) {
+		sql, args := f.query()
+		rows, err := h.db.Reader(ctx).Query(ctx, sql, args...)
+		if err != nil {
+			return SharedPage[Summary]{}, err
+		}
+		list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (feedItem, error) {
+			it := feedItem{pos: feedCursor{Tab: f.tab}}
+			var err error
+			if f.tab == TabTrending {
+				it.Summary, err = ScanSummary(row, &it.author, &it.pos.Score)
+			} else {
+				it.Summary, err = ScanSummary(row, &it.author, &it.pos.At)
+			}
+			it.pos.ID = it.ID
+			return it, err
+		})
+		if err != nil {
+			return SharedPage[Summary]{}, err
+		}
+		sp, err := NewSharedPage(page, list, func(it feedItem) string { return it.author }, func(it feedItem) any { return it.pos })
+		return Summaries(sp, func(it feedItem) Summary { return it.Summary }), err
+	})
 }
 
 func (h *Handler) feed(w http.ResponseWriter, r *http.Request) {
@@ -230,39 +280,14 @@ func (h *Handler) feed(w http.ResponseWriter, r *http.Request) {
 	f, err := parseFeed(r)
 	var viewer Viewer
 	if err == nil {
-		viewer, err = LoadViewer(ctx, h.db.Reader(ctx))
+		viewer, err = h.shared.Viewer(ctx)
 	}
-	var list []feedItem
 	if err == nil {
-		sql, args := f.query(viewer)
-		var rows pgx.Rows
-		rows, err = h.db.Reader(ctx).Query(ctx, sql, args...)
-		if err == nil {
-			list, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (feedItem, error) {
-				it := feedItem{pos: feedCursor{Tab: f.tab}}
-				var err error
-				if f.tab == TabTrending {
-					it.Summary, err = ScanSummary(row, &it.pos.Score)
-				} else {
-					it.Summary, err = ScanSummary(row, &it.pos.At)
-				}
-				it.pos.ID = it.ID
-				return it, err
-			})
-		}
+		err = ServeShared(w, r, viewer, api.Feed, f.tags(), f.page, func(p api.Page) (SharedPage[Summary], error) {
+			return h.load(ctx, f, p)
+		})
 	}
 	if err != nil {
 		api.Fail(w, r, h.log, err)
-		return
 	}
-	list, next := api.Trim(f.page, list, func(it feedItem) any { return it.pos })
-	tags := []string{stories.FeedNewTag}
-	if f.tab == TabTrending {
-		tags = []string{FeedTrendingTag}
-	}
-	if f.tag != "" {
-		tags = append(tags, TagCacheTag(f.tag))
-	}
-	viewer.Cache(w, api.Feed, tags...)
-	api.WriteList(w, r, list, next)
 }

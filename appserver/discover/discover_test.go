@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/muejam/edge/appserver/cache"
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/discover/discovertest"
 	"github.com/muejam/edge/appserver/internal/apitest"
@@ -18,8 +19,8 @@ import (
 type req = apitest.Request
 
 func start(t *testing.T) *discovertest.Env {
-	return discovertest.Start(t, func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger) {
-		New(db, log).Register(mux)
+	return discovertest.Start(t, func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger, c *cache.Manager) {
+		New(db, log, &Shared{Cache: c, DB: db, TTL: apitest.CacheTTLs}).Register(mux)
 	})
 }
 
@@ -41,13 +42,13 @@ func TestFeedNew(t *testing.T) {
 		}
 		resps[0].ExpectHeader(t, "Cache-Control", "public, max-age=60, stale-while-revalidate=60, stale-if-error=3600")
 		resps[0].ExpectHeader(t, "Cache-Tags", "feed:new")
-		resps[0].ExpectHeader(t, "Vary", "X-Auth-User") // one edge cache entry per viewer
+		resps[0].ExpectHeader(t, "Vary", "X-Auth-User") // no signed-in reader gets the anonymous copy
 	}
 	ids, resps := e.Pages("/v1/discover?", "carol", 20) // the default tab, for a user who blocks nobody
 	if !slices.Equal(ids, want) {
 		t.Errorf("default feed %v, want %v", ids, want)
 	}
-	resps[0].ExpectHeader(t, "Cache-Control", "public, max-age=60, stale-while-revalidate=60, stale-if-error=3600")
+	resps[0].ExpectHeader(t, "Cache-Control", "private, no-store") // the edge keeps no copy per viewer
 
 	ids, resps = e.Pages("/v1/discover?tab=new&tag=Fantasy", "", 1)
 	if !slices.Equal(ids, []int64{recent, old}) {
@@ -116,6 +117,11 @@ func TestBlockedAuthorsAreHidden(t *testing.T) {
 		ids, resps = e.Pages(path, "dave", 20)
 		if !slices.Equal(ids, []int64{a, b}) {
 			t.Errorf("%s for dave: %v, want %v", path, ids, []int64{a, b})
+		}
+		resps[0].ExpectHeader(t, "Cache-Control", "private, no-store")
+		ids, resps = e.Pages(path, "", 20)
+		if !slices.Equal(ids, []int64{a, b}) {
+			t.Errorf("%s for anonymous: %v, want %v", path, ids, []int64{a, b})
 		}
 		resps[0].ExpectHeader(t, "Cache-Control", "public, max-age=60, stale-while-revalidate=60, stale-if-error=3600")
 	}

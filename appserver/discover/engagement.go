@@ -1,11 +1,14 @@
 package discover
 
 import (
+	"context"
 	"net/http"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/muejam/edge/appserver/api"
+	"github.com/muejam/edge/appserver/audit"
 	"github.com/muejam/edge/appserver/identity"
 	"github.com/muejam/edge/appserver/profiles"
 )
@@ -43,15 +46,23 @@ func (h *Handler) like(w http.ResponseWriter, r *http.Request) {
 			if _, err := profiles.Ensure(ctx, tx, uid); err != nil {
 				return err
 			}
-			var found bool
-			err := tx.QueryRow(ctx, likeSQL, id, uid).Scan(&found)
-			if err == nil && !found {
-				err = api.ErrNotFound
-			}
-			return err
+			return engage(ctx, tx, likeSQL, "story.like", id, uid)
 		})
 	}
 	h.done(w, r, err)
+}
+
+// engage runs sql, likeSQL or unlikeSQL, on story id for user uid in tx, and records the
+// audit event action; api.ErrNotFound when the story is not public.
+func engage(ctx context.Context, tx pgx.Tx, sql, action string, id int64, uid string) error {
+	var found bool
+	if err := tx.QueryRow(ctx, sql, id, uid).Scan(&found); err != nil {
+		return err
+	}
+	if !found {
+		return api.ErrNotFound
+	}
+	return audit.Record(ctx, tx, audit.Event{Action: action, TargetType: "story", TargetID: strconv.FormatInt(id, 10)})
 }
 
 // unlike removes the caller's like of a public story, if there is one.
@@ -59,12 +70,10 @@ func (h *Handler) unlike(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	id, err := api.PathID(r, "id")
-	var found bool
 	if err == nil {
-		err = h.db.Primary().QueryRow(ctx, unlikeSQL, id, uid).Scan(&found)
-	}
-	if err == nil && !found {
-		err = api.ErrNotFound
+		_, err = h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			return engage(ctx, tx, unlikeSQL, "story.unlike", id, uid)
+		})
 	}
 	h.done(w, r, err)
 }

@@ -20,7 +20,6 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := api.Page{Limit: api.DefaultLimit}
-	anonymous, blocking := Viewer{}, Viewer{User: "u5", Blocking: true}
 	before := time.Now().Add(-100 * time.Hour)
 	for _, tt := range []struct {
 		name string
@@ -35,10 +34,8 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		{"trending, next page", feedRequest{tab: TabTrending, page: page, after: &feedCursor{Tab: TabTrending, Score: 5, ID: 2500}}},
 		{"trending, tag", feedRequest{tab: TabTrending, tag: "fantasy", page: page}},
 	} {
-		for _, v := range []Viewer{anonymous, blocking} {
-			sql, args := tt.f.query(v)
-			apitest.AssertIndexed(t, e.DB, tt.name, sql, args...)
-		}
+		sql, args := tt.f.query()
+		apitest.AssertIndexed(t, e.DB, tt.name, sql, args...)
 	}
 	apitest.AssertIndexed(t, e.DB, "trending job", computeTrending, Decay, Window)
 	apitest.AssertIndexed(t, e.DB, "like", likeSQL, 42, "u1")

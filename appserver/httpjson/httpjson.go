@@ -1,5 +1,5 @@
 // Package httpjson writes the app server's JSON responses: {"data": ...} on success and
-// {"error": {"code", "message", "details"}} on failure.
+// {"error": {"code", "message", "details", "request_id"}} on failure.
 package httpjson
 
 import (
@@ -14,11 +14,13 @@ type ErrorBody struct {
 }
 
 // ErrorDetail describes one error: a stable machine-readable code, a message for people and
-// optional details (for example, the fields that failed validation).
+// optional details (for example, the fields that failed validation), and the request id
+// (the response's X-Request-Id) that finds the request in the edge's and the app's logs.
 type ErrorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Details any    `json:"details,omitempty"`
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	Details   any    `json:"details,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // Marshal returns v as Write sends it: its JSON (HTML characters escaped) and a newline.
@@ -52,9 +54,11 @@ func Write(w http.ResponseWriter, status int, v any) {
 	WriteBody(w, status, body)
 }
 
-// Error sends an error body with the given status.
+// Error sends an error body with the given status, carrying the X-Request-Id already set on
+// the response (see package reqid), if any.
 func Error(w http.ResponseWriter, status int, code, message string, details any) {
-	Write(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: message, Details: details}})
+	Write(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: message, Details: details,
+		RequestID: w.Header().Get("X-Request-Id")}})
 }
 
 // InternalError answers 500 "internal error", which no cache stores: all a client learns of

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/muejam/edge/appserver/reqid"
 )
 
 // Buckets are the latency buckets of every MueJam request histogram; they resolve the seed's
@@ -45,6 +47,10 @@ func (m *Metrics) Wrap(mux http.Handler) http.Handler {
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		mux.ServeHTTP(sw, r)
 		route := r.Pattern
+		if info := reqid.FromContext(r.Context()); route == "" && info != nil {
+			// Middleware inside gave the ServeMux a request of its own (WithContext).
+			route = info.Route
+		}
 		if route == "" {
 			route = "unmatched"
 		}

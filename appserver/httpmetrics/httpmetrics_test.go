@@ -1,6 +1,7 @@
 package httpmetrics
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/muejam/edge/appserver/reqid"
 )
 
 func TestWrapLabelsByPatternNotPath(t *testing.T) {
@@ -38,5 +41,25 @@ muejam_app_http_requests_total{method="other",route="unmatched",status_class="4x
 	}
 	if n := testutil.CollectAndCount(m.duration); n != 3 {
 		t.Errorf("duration series = %d, want 3 (pattern x method)", n)
+	}
+}
+
+// TestWrapFindsThePatternBehindMiddleware: middleware between Wrap and the ServeMux that
+// gives the ServeMux a request of its own (identity, read-your-writes) hides the pattern from
+// Wrap's request; reqid.Observe records it for Wrap.
+func TestWrapFindsThePatternBehindMiddleware(t *testing.T) {
+	m := New(prometheus.NewRegistry())
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/me", func(http.ResponseWriter, *http.Request) {})
+	type key struct{}
+	withContext := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), key{}, 1)))
+		})
+	}
+	h := reqid.Middleware(nil, nil)(m.Wrap(withContext(reqid.Observe(mux))))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/v1/me", nil))
+	if n := testutil.ToFloat64(m.requests.WithLabelValues("GET /v1/me", "GET", "2xx")); n != 1 {
+		t.Errorf("requests of GET /v1/me = %v, want 1", n)
 	}
 }

@@ -46,7 +46,7 @@ func Middleware(trusted []netip.Prefix) func(http.Handler) http.Handler {
 			id := r.Header.Get(Header)
 			if id != "" {
 				r.Header.Del(Header)
-				if validID(id) && fromTrusted(r.RemoteAddr, trusted) {
+				if validID(id) && FromTrusted(r.RemoteAddr, trusted) {
 					r = r.WithContext(WithUser(r.Context(), id))
 				}
 			}
@@ -67,9 +67,9 @@ func Require(h http.Handler) http.Handler {
 	})
 }
 
-// fromTrusted reports whether the peer address (host:port, as in http.Request.RemoteAddr)
+// FromTrusted reports whether the peer address (host:port, as in http.Request.RemoteAddr)
 // is in one of the trusted networks.
-func fromTrusted(remoteAddr string, trusted []netip.Prefix) bool {
+func FromTrusted(remoteAddr string, trusted []netip.Prefix) bool {
 	host, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
 		host = remoteAddr

@@ -36,6 +36,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/muejam/edge/appserver/api"
+	"github.com/muejam/edge/appserver/audit"
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/identity"
 	"github.com/muejam/edge/appserver/profiles"
@@ -262,8 +263,10 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		sh, err = getShelf(ctx, tx, uid, id)
-		return err
+		if sh, err = getShelf(ctx, tx, uid, id); err != nil {
+			return err
+		}
+		return record(ctx, tx, "shelf.create", "shelf", strconv.FormatInt(id, 10), nil, nil)
 	})
 	if err != nil {
 		api.Fail(w, r, h.log, err)
@@ -305,17 +308,23 @@ func (h *Handler) rename(w http.ResponseWriter, r *http.Request) {
 	}
 	var sh Shelf
 	tok, err := h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, "update shelves set name = $3, updated_at = now() where id = $1 and owner_id = $2", id, uid, *in.Name)
+		var old string
+		err := tx.QueryRow(ctx, `update shelves s set name = $3, updated_at = now()
+			from (select id, name from shelves where id = $1 and owner_id = $2 for update) old
+			where s.id = old.id returning old.name`, id, uid, *in.Name).Scan(&old)
 		switch {
 		case api.IsUniqueViolation(err, "shelves_owner_name_key"):
 			return ErrShelfNameTaken
+		case errors.Is(err, pgx.ErrNoRows):
+			return api.ErrNotFound
 		case err != nil:
 			return err
-		case tag.RowsAffected() == 0:
-			return api.ErrNotFound
 		}
-		sh, err = getShelf(ctx, tx, uid, id)
-		return err
+		if sh, err = getShelf(ctx, tx, uid, id); err != nil {
+			return err
+		}
+		b, a := audit.Changes(map[string]any{"name": old}, map[string]any{"name": sh.Name})
+		return record(ctx, tx, "shelf.rename", "shelf", strconv.FormatInt(id, 10), b, a)
 	})
 	if err != nil {
 		api.Fail(w, r, h.log, err)
@@ -338,7 +347,10 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
 			if err == nil && tag.RowsAffected() == 0 {
 				err = api.ErrNotFound
 			}
-			return err
+			if err != nil {
+				return err
+			}
+			return record(ctx, tx, "shelf.delete", "shelf", strconv.FormatInt(id, 10), nil, nil)
 		})
 	}
 	if err != nil {
@@ -401,9 +413,15 @@ func ownShelf(ctx context.Context, q dbrouter.Querier, owner string, id int64, l
 	return err
 }
 
+// record writes the audit event of action on a target in tx.
+func record(ctx context.Context, tx pgx.Tx, action, typ, id string, before, after map[string]any) error {
+	return audit.Record(ctx, tx, audit.Event{Action: action, TargetType: typ, TargetID: id, Before: before, After: after})
+}
+
 // itemTx answers a change to the item of the path's story on the path's shelf: fn runs in a
-// transaction after ownShelf has locked the shelf.
-func (h *Handler) itemTx(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx pgx.Tx, owner string, shelf, story int64) error) {
+// transaction after ownShelf has locked the shelf, and the change is audited as action on
+// the item SHELF/STORY.
+func (h *Handler) itemTx(w http.ResponseWriter, r *http.Request, action string, fn func(ctx context.Context, tx pgx.Tx, owner string, shelf, story int64) error) {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	api.Private(w)
@@ -418,7 +436,10 @@ func (h *Handler) itemTx(w http.ResponseWriter, r *http.Request, fn func(ctx con
 			if err := ownShelf(ctx, tx, uid, shelf, true); err != nil {
 				return err
 			}
-			return fn(ctx, tx, uid, shelf, story)
+			if err := fn(ctx, tx, uid, shelf, story); err != nil {
+				return err
+			}
+			return record(ctx, tx, action, "shelf_item", strconv.FormatInt(shelf, 10)+"/"+strconv.FormatInt(story, 10), nil, nil)
 		})
 	}
 	if err != nil {
@@ -430,7 +451,7 @@ func (h *Handler) itemTx(w http.ResponseWriter, r *http.Request, fn func(ctx con
 }
 
 func (h *Handler) addStory(w http.ResponseWriter, r *http.Request) {
-	h.itemTx(w, r, func(ctx context.Context, tx pgx.Tx, owner string, shelf, story int64) error {
+	h.itemTx(w, r, "shelf.add", func(ctx context.Context, tx pgx.Tx, owner string, shelf, story int64) error {
 		tag, err := tx.Exec(ctx, `insert into shelf_items (shelf_id, story_id)
 			select $2, s.id from stories s where s.id = $3 and `+visible+`
 			on conflict do nothing`, owner, shelf, story)
@@ -450,7 +471,7 @@ func (h *Handler) addStory(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) removeStory(w http.ResponseWriter, r *http.Request) {
-	h.itemTx(w, r, func(ctx context.Context, tx pgx.Tx, _ string, shelf, story int64) error {
+	h.itemTx(w, r, "shelf.remove", func(ctx context.Context, tx pgx.Tx, _ string, shelf, story int64) error {
 		_, err := tx.Exec(ctx, "delete from shelf_items where shelf_id = $1 and story_id = $2", shelf, story)
 		return err
 	})

@@ -13,11 +13,8 @@
 package logscrub
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 
 	"go.uber.org/zap/zapcore"
 
@@ -74,49 +71,13 @@ func (c *core) fields(fields []zapcore.Field) []zapcore.Field {
 	return out
 }
 
-// cardDigits: integers of this magnitude or more can be phone or card numbers.
-const cardDigits = 1e7
-
-// field appends the scrubbed form of f to out.
+// field appends the scrubbed form of f to out: scalars as pii.Scrubber.ZapField has them,
+// the rest as JSON (encoded).
 func (c *core) field(f zapcore.Field, out []zapcore.Field) []zapcore.Field {
-	switch f.Type {
-	case zapcore.SkipType, zapcore.BoolType, zapcore.DurationType, zapcore.TimeType, zapcore.TimeFullType,
-		zapcore.Float64Type, zapcore.Float32Type, zapcore.Complex128Type, zapcore.Complex64Type,
-		zapcore.Uint8Type, zapcore.Int8Type, zapcore.Uint16Type, zapcore.Int16Type, zapcore.NamespaceType:
-		if _, whole := c.s.FieldKind(f.Key); whole && f.Type != zapcore.SkipType && f.Type != zapcore.NamespaceType {
-			return append(out, c.text(f.Key, fmt.Sprint(fieldValue(f))))
-		}
+	if c.s.ZapField(&f) {
 		return append(out, f)
-	case zapcore.StringType:
-		return append(out, c.text(f.Key, f.String))
-	case zapcore.ByteStringType:
-		return append(out, c.text(f.Key, string(f.Interface.([]byte))))
-	case zapcore.Int64Type, zapcore.Int32Type, zapcore.Uint64Type, zapcore.Uint32Type, zapcore.UintptrType:
-		_, whole := c.s.FieldKind(f.Key)
-		if !whole && (f.Integer < cardDigits && f.Integer > -cardDigits) {
-			return append(out, f)
-		}
-		s := fmt.Sprint(fieldValue(f))
-		if t := c.s.Field(f.Key, s); t != s {
-			return append(out, zapcore.Field{Key: f.Key, Type: zapcore.StringType, String: t})
-		}
-		return append(out, f)
-	case zapcore.ErrorType:
-		err, _ := f.Interface.(error)
-		if err == nil {
-			return append(out, f)
-		}
-		return append(out, zapcore.Field{Key: f.Key, Type: zapcore.ErrorType,
-			Interface: errors.New(c.s.Field(f.Key, err.Error()))})
-	case zapcore.StringerType:
-		return append(out, c.text(f.Key, stringer(f.Interface)))
 	}
 	return c.encoded(f, out)
-}
-
-// text returns a string field holding the scrubbed value.
-func (c *core) text(key, value string) zapcore.Field {
-	return zapcore.Field{Key: key, Type: zapcore.StringType, String: c.s.Field(key, value)}
 }
 
 // encoded appends objects, arrays, reflected and inline values as scrubbed JSON, one
@@ -130,41 +91,13 @@ func (c *core) encoded(f zapcore.Field, out []zapcore.Field) []zapcore.Field {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		doc, err := json.Marshal(map[string]any{k: enc.Fields[k]})
-		if err == nil {
-			doc, err = c.s.JSON(doc)
-		}
-		var scrubbed map[string]json.RawMessage
-		if err == nil {
-			err = json.Unmarshal(doc, &scrubbed)
-		}
-		if err != nil || len(scrubbed) != 1 {
-			out = append(out, c.text(k+"Error", fmt.Sprintf("cannot log %s: %v", k, err)))
+		v, err := c.s.JSONValue(k, enc.Fields[k])
+		if err != nil {
+			out = append(out, zapcore.Field{Key: k + "Error", Type: zapcore.StringType,
+				String: c.s.String(fmt.Sprintf("cannot log %s: %v", k, err))})
 			continue
 		}
-		for sk, v := range scrubbed {
-			out = append(out, zapcore.Field{Key: sk, Type: zapcore.ReflectType, Interface: v})
-		}
+		out = append(out, zapcore.Field{Key: c.s.String(k), Type: zapcore.ReflectType, Interface: v})
 	}
 	return out
-}
-
-// fieldValue returns the value of a scalar field.
-func fieldValue(f zapcore.Field) any {
-	enc := zapcore.NewMapObjectEncoder()
-	f.AddTo(enc)
-	return enc.Fields[f.Key]
-}
-
-// stringer calls String as zap would: "<nil>" for nil, the panic as text.
-func stringer(v any) (s string) {
-	defer func() {
-		if r := recover(); r != nil {
-			s = "PANIC=" + strconv.Quote(fmt.Sprint(r))
-		}
-	}()
-	if v == nil {
-		return "<nil>"
-	}
-	return v.(fmt.Stringer).String()
 }

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/muejam/edge/appserver/api"
+	"github.com/muejam/edge/appserver/audit"
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/identity"
 )
@@ -108,6 +109,11 @@ func generateHandle() string {
 	return "user_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))[:10]
 }
 
+// auditFields are the fields of the profile an edit's audit event compares.
+func (p *Profile) auditFields() map[string]any {
+	return map[string]any{"handle": p.Handle, "display_name": p.DisplayName, "bio": p.Bio}
+}
+
 func scan(row pgx.Row) (Profile, error) {
 	var p Profile
 	err := row.Scan(&p.UserID, &p.Handle, &p.DisplayName, &p.Bio, &p.CreatedAt, &p.UpdatedAt)
@@ -183,7 +189,11 @@ func (h *Handler) patchMe(w http.ResponseWriter, r *http.Request) {
 		if api.IsUniqueViolation(err, "profiles_handle_key") {
 			return ErrHandleTaken
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		b, a := audit.Changes(before.auditFields(), after.auditFields())
+		return audit.Record(r.Context(), tx, audit.Event{Action: "profile.edit", TargetType: "profile", TargetID: uid, Before: b, After: a})
 	})
 	if err != nil {
 		api.Fail(w, r, h.log, err)

@@ -9,15 +9,19 @@
 // leads and engagement breaks near-ties. Suggestions are published story titles, tags in
 // use and authors' handles starting with the query, in any letter case.
 //
-// Answers to anonymous callers are cacheable by the edge (results like the feeds, api.Feed;
-// suggestions under api.Suggestions); a signed-in caller's results are private, as are the
-// suggestions of a caller who has blocked users (whose stories are then hidden).
+// Results are computed once for everyone and kept in the app's cache manager
+// (discover.Shared), then filtered per viewer: anonymous callers get a public answer the
+// edge stores (like the feeds, api.Feed), signed-in callers a private one without the stories
+// of the users they blocked. Suggestions likewise, under api.Suggestions, except for a
+// caller who has blocked users: theirs are queried for them (a tag is suggested only if a
+// story they may see carries it), and private.
 //
 //	GET /v1/search?q=&limit=&cursor=   stories matching q, best first   public when anonymous
-//	GET /v1/search/suggest?q=          up to 5 stories, tags, authors   public unless the caller blocks users
+//	GET /v1/search/suggest?q=          up to 5 stories, tags, authors   public when anonymous
 package search
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"unicode"
@@ -46,13 +50,15 @@ const SuggestLimit = 5
 
 // Handler serves the search routes.
 type Handler struct {
-	db  *dbrouter.Router
-	log *zap.Logger
+	db     *dbrouter.Router
+	log    *zap.Logger
+	shared *discover.Shared
 }
 
-// New returns the search handlers, reading through db.
-func New(db *dbrouter.Router, log *zap.Logger) *Handler {
-	return &Handler{db: db, log: log}
+// New returns the search handlers, reading through db; answers computed for everyone are
+// kept in shared's cache.
+func New(db *dbrouter.Router, log *zap.Logger, shared *discover.Shared) *Handler {
+	return &Handler{db: db, log: log, shared: shared}
 }
 
 // Register adds the search routes to mux.
@@ -79,30 +85,66 @@ type resultCursor struct {
 	ID   int64   `json:"id"`
 }
 
-// result is a story found, with its position; it is encoded as the Summary.
+// result is a story found, with its author and position; it is encoded as the Summary.
 type result struct {
 	discover.Summary
-	pos resultCursor
+	author string
+	pos    resultCursor
 }
 
-// searchQuery returns the SQL and arguments of a page of results of q for viewer: limit
-// rows, each a Summary and its rank, after the position after when it is not nil. The
-// matches are ranked from the stories table alone (the GIN index, then one trending score
-// lookup each), and only the page's rows are joined with what a Summary shows.
-func searchQuery(q string, viewer discover.Viewer, after *resultCursor, limit int) (string, discover.Args) {
+// searchQuery returns the SQL and arguments of a page of results of q as everyone sees
+// them: limit rows, each a Summary, its author's id and its rank, after the position after
+// when it is not nil. The matches are ranked from the stories table alone (the GIN index,
+// then one trending score lookup each), and only the page's rows are joined with what a
+// Summary shows.
+func searchQuery(q string, after *resultCursor, limit int) (string, discover.Args) {
 	args := discover.Args{limit, q}
 	matches := `select s.id, ts_rank(s.search_doc, websearch_to_tsquery('english', $2))::float8
 			* (1 + ln(1 + coalesce((select t.score from story_trending t where t.story_id = s.id), 0))) as rank
 		from stories s
-		where s.search_doc @@ websearch_to_tsquery('english', $2) and ` + discover.Public + viewer.Hider(&args)("s.author_id")
+		where s.search_doc @@ websearch_to_tsquery('english', $2) and ` + discover.Public
 	keyset := ""
 	if after != nil {
 		keyset = " where (m.rank, m.id) < (" + args.Add(after.Rank) + "::float8, " + args.Add(after.ID) + "::bigint)"
 	}
-	return `select ` + discover.SummaryColumns + `, found.rank
+	return `select ` + discover.SummaryColumns + `, s.author_id, found.rank
 		from (select m.id, m.rank from (` + matches + `) m` + keyset + ` order by m.rank desc, m.id desc limit $1) found
 		join stories s on s.id = found.id join profiles p on p.user_id = s.author_id
 		order by found.rank desc, found.id desc`, args
+}
+
+// results returns the shared page of results of q at page, from the app's cache or the
+// database.
+func (h *Handler) results(ctx context.Context, q string, page api.Page) (discover.SharedPage[discover.Summary], error) {
+	var none discover.SharedPage[discover.Summary]
+	var after resultCursor
+	more, err := page.After(&after)
+	if err != nil {
+		return none, err
+	}
+	cursor := &after
+	if !more {
+		cursor = nil
+	}
+	return discover.Load(ctx, h.shared, api.Feed, "search:"+page.Key()+":"+q, []string{ResultsTag}, func(ctx context.Context) (discover.SharedPage[discover.Summary], error) {
+		sql, args := searchQuery(q, cursor, page.Limit+1)
+		rows, err := h.db.Reader(ctx).Query(ctx, sql, args...)
+		if err != nil {
+			return none, err
+		}
+		list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (result, error) {
+			var res result
+			var err error
+			res.Summary, err = discover.ScanSummary(row, &res.author, &res.pos.Rank)
+			res.pos.ID = res.ID
+			return res, err
+		})
+		if err != nil {
+			return none, err
+		}
+		sp, err := discover.NewSharedPage(page, list, func(res result) string { return res.author }, func(res result) any { return res.pos })
+		return discover.Summaries(sp, func(res result) discover.Summary { return res.Summary }), err
+	})
 }
 
 func (h *Handler) search(w http.ResponseWriter, r *http.Request) {
@@ -112,45 +154,18 @@ func (h *Handler) search(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		page, err = api.ParsePage(r)
 	}
-	var after resultCursor
-	var more bool
-	if err == nil {
-		more, err = page.After(&after)
-	}
 	var viewer discover.Viewer
 	if err == nil {
-		viewer, err = discover.LoadViewer(ctx, h.db.Reader(ctx))
+		viewer, err = h.shared.Viewer(ctx)
 	}
-	var list []result
 	if err == nil {
-		cursor := &after
-		if !more {
-			cursor = nil
-		}
-		sql, args := searchQuery(q, viewer, cursor, page.Limit+1)
-		var rows pgx.Rows
-		rows, err = h.db.Reader(ctx).Query(ctx, sql, args...)
-		if err == nil {
-			list, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (result, error) {
-				var res result
-				var err error
-				res.Summary, err = discover.ScanSummary(row, &res.pos.Rank)
-				res.pos.ID = res.ID
-				return res, err
-			})
-		}
+		err = discover.ServeShared(w, r, viewer, api.Feed, []string{ResultsTag}, page, func(p api.Page) (discover.SharedPage[discover.Summary], error) {
+			return h.results(ctx, q, p)
+		})
 	}
 	if err != nil {
 		api.Fail(w, r, h.log, err)
-		return
 	}
-	list, next := api.Trim(page, list, func(res result) any { return res.pos })
-	if viewer.User == "" {
-		api.PublicPerViewer(w, api.Feed, ResultsTag)
-	} else {
-		api.Private(w)
-	}
-	api.WriteList(w, r, list, next)
 }
 
 // StorySuggestion is a story whose title starts with the query.
@@ -199,26 +214,16 @@ func (h *Handler) suggest(w http.ResponseWriter, r *http.Request) {
 	q, err := parseQuery(r)
 	var viewer discover.Viewer
 	if err == nil {
-		viewer, err = discover.LoadViewer(ctx, h.db.Reader(ctx))
+		viewer, err = h.shared.Viewer(ctx)
 	}
-	out := Suggestions{Stories: []StorySuggestion{}, Tags: []string{}, Authors: []stories.Author{}}
-	if err == nil {
-		storiesSQL, tagsSQL, authorsSQL, args := suggestQueries(q, viewer)
-		db := h.db.Reader(ctx)
-		var rows pgx.Rows
-		if rows, err = db.Query(ctx, storiesSQL, args...); err == nil {
-			out.Stories, err = pgx.CollectRows(rows, pgx.RowToStructByPos[StorySuggestion])
-		}
-		if err == nil {
-			if rows, err = db.Query(ctx, tagsSQL, args...); err == nil {
-				out.Tags, err = pgx.CollectRows(rows, pgx.RowTo[string])
-			}
-		}
-		if err == nil {
-			if rows, err = db.Query(ctx, authorsSQL, args...); err == nil {
-				out.Authors, err = pgx.CollectRows(rows, pgx.RowToStructByPos[stories.Author])
-			}
-		}
+	var out Suggestions
+	switch {
+	case err != nil:
+	case viewer.Blocking():
+		out, err = h.suggestions(ctx, q, viewer)
+	default:
+		out, err = discover.Load(ctx, h.shared, api.Suggestions, "search:suggest:"+strings.ToLower(q), []string{SuggestTag},
+			func(ctx context.Context) (Suggestions, error) { return h.suggestions(ctx, q, discover.Viewer{}) })
 	}
 	if err != nil {
 		api.Fail(w, r, h.log, err)
@@ -226,4 +231,26 @@ func (h *Handler) suggest(w http.ResponseWriter, r *http.Request) {
 	}
 	viewer.Cache(w, api.Suggestions, SuggestTag)
 	api.Write(w, r, http.StatusOK, out)
+}
+
+// suggestions queries the suggestions of q for viewer.
+func (h *Handler) suggestions(ctx context.Context, q string, viewer discover.Viewer) (Suggestions, error) {
+	out := Suggestions{Stories: []StorySuggestion{}, Tags: []string{}, Authors: []stories.Author{}}
+	storiesSQL, tagsSQL, authorsSQL, args := suggestQueries(q, viewer)
+	db := h.db.Reader(ctx)
+	rows, err := db.Query(ctx, storiesSQL, args...)
+	if err == nil {
+		out.Stories, err = pgx.CollectRows(rows, pgx.RowToStructByPos[StorySuggestion])
+	}
+	if err == nil {
+		if rows, err = db.Query(ctx, tagsSQL, args...); err == nil {
+			out.Tags, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+	}
+	if err == nil {
+		if rows, err = db.Query(ctx, authorsSQL, args...); err == nil {
+			out.Authors, err = pgx.CollectRows(rows, pgx.RowToStructByPos[stories.Author])
+		}
+	}
+	return out, err
 }

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/muejam/edge/appserver/cache"
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/discover"
 	"github.com/muejam/edge/appserver/discover/discovertest"
@@ -20,8 +21,8 @@ import (
 type req = apitest.Request
 
 func start(t *testing.T) *discovertest.Env {
-	return discovertest.Start(t, func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger) {
-		New(db, log).Register(mux)
+	return discovertest.Start(t, func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger, c *cache.Manager) {
+		New(db, log, &discover.Shared{Cache: c, DB: db, TTL: apitest.CacheTTLs}).Register(mux)
 	})
 }
 
@@ -171,6 +172,8 @@ func TestSuggest(t *testing.T) {
 	}
 	resp.ExpectHeader(t, "Cache-Control", "private, no-store")
 	_, resp = get("dr", "dave")
+	resp.ExpectHeader(t, "Cache-Control", "private, no-store")
+	_, resp = get("dr", "")
 	resp.ExpectHeader(t, "Cache-Control", "public, max-age=600, stale-while-revalidate=600, stale-if-error=21600")
 }
 
@@ -183,13 +186,13 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	handle := apitest.Scalar[string](t, e.DB, "select handle from profiles where user_id = 'u17'")
-	for _, v := range []discover.Viewer{{}, {User: "u5", Blocking: true}} {
-		for _, q := range []string{"dragon", "silver dragon", "fantasy -romance", handle} {
-			sql, args := searchQuery(q, v, nil, 21)
-			apitest.AssertIndexed(t, e.DB, "search "+q, sql, args...)
-			sql, args = searchQuery(q, v, &resultCursor{Rank: 0.5, ID: 1000}, 21)
-			apitest.AssertIndexed(t, e.DB, "search "+q+", next page", sql, args...)
-		}
+	for _, q := range []string{"dragon", "silver dragon", "fantasy -romance", handle} {
+		sql, args := searchQuery(q, nil, 21)
+		apitest.AssertIndexed(t, e.DB, "search "+q, sql, args...)
+		sql, args = searchQuery(q, &resultCursor{Rank: 0.5, ID: 1000}, 21)
+		apitest.AssertIndexed(t, e.DB, "search "+q+", next page", sql, args...)
+	}
+	for _, v := range []discover.Viewer{{}, {User: "u5", Hidden: map[string]bool{"u6": true}}} {
 		for _, q := range []string{"d", "the", "dragon", "fantasy", "rusty-a", handle[:4]} {
 			storiesSQL, tagsSQL, authorsSQL, args := suggestQueries(q, v)
 			apitest.AssertIndexed(t, e.DB, "suggest stories "+q, storiesSQL, args...)

@@ -227,7 +227,8 @@ func (r *runner) texts(ctx context.Context, sql string) ([][]string, error) {
 }
 
 // prepare checks that the database's tables (every table of the current schema but
-// schema_migrations) are empty, or empties them with force, and returns them.
+// schema_migrations and the audit log, append-only) are empty, or empties them with force,
+// and returns them.
 func (r *runner) prepare(ctx context.Context, force bool) ([]string, error) {
 	var tables []string
 	err := r.step("prepare", func() (int64, error) {
@@ -236,7 +237,7 @@ func (r *runner) prepare(ctx context.Context, force bool) ([]string, error) {
 		}
 		rows, err := r.texts(ctx, `select c.oid::regclass::text from pg_class c
 			where c.relnamespace = current_schema()::regnamespace and c.relkind in ('r', 'p')
-			and c.relname <> 'schema_migrations' order by 1`)
+			and c.relname <> 'schema_migrations' and c.relname !~ '^audit_events' order by 1`)
 		if err != nil {
 			return 0, err
 		}
@@ -272,10 +273,12 @@ func (r *runner) relax(ctx context.Context) error {
 		if err != nil {
 			return 0, err
 		}
-		// Indexes that back no primary key, unique or exclusion constraint.
+		// Indexes that back no primary key, unique or exclusion constraint (but the audit
+		// log's, which the seed does not write).
 		indexes, err := r.texts(ctx, `select i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
 			from pg_index i join pg_class c on c.oid = i.indrelid
 			where c.relnamespace = current_schema()::regnamespace and c.relname <> 'schema_migrations'
+			and c.relname !~ '^audit_events'
 			and not exists (select from pg_constraint k where k.conindid = i.indexrelid and k.contype in ('p', 'u', 'x'))
 			order by 1`)
 		if err != nil {

@@ -25,7 +25,6 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 			apitest.AssertIndexed(t, s.DB, rel.name+", next page", rel.rel.query(), user, time.Now().Add(-24*time.Hour), "m", 21)
 		}
 	}
-	apitest.AssertIndexed(t, s.DB, "blocks anyone", blocksAnyoneSQL, fan)
 	apitest.AssertIndexed(t, s.DB, "blocked", blockedSQL, fan, popular)
 	apitest.AssertIndexed(t, s.DB, "user by handle", userByHandleSQL, handle)
 }

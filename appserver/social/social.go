@@ -1,12 +1,13 @@
 // Package social serves follows and blocks between users, and tells other packages whose
-// content a viewer has hidden by blocking its author (NotBlocked, BlocksAnyone, Blocked).
+// content a viewer has hidden by blocking its author (BlockIndex, NotBlocked, Blocked).
 //
 // A follow goes one way. A block removes the follows between the two users in both
 // directions, in the same transaction, and refuses new ones while it lasts: the blocked user
 // gets 403 blocked, the blocker 409 user_blocked. Follows and blocks of a pair of users are
 // serialised by a transaction-level advisory lock on the pair, so a follow racing a block
 // cannot outlive it. Every route needs a signed-in user and answers privately; PUT and DELETE
-// are idempotent and answer 204.
+// are idempotent and answer 204. Block and unblock purge BlocksTag, the BlockIndex the
+// lists computed for everyone are filtered with.
 //
 //	PUT    /v1/users/{handle}/follow   follow                                         signed in
 //	DELETE /v1/users/{handle}/follow   unfollow                                       signed in
@@ -27,6 +28,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/muejam/edge/appserver/api"
+	"github.com/muejam/edge/appserver/audit"
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/identity"
 	"github.com/muejam/edge/appserver/profiles"
@@ -49,21 +51,10 @@ const pairLockClass = 0x736f63 // "soc"
 // it is false when the viewer blocked the author. author is the SQL expression of the
 // author's user id (a column such as "s.author_id"), viewer that of the viewer's (usually a
 // parameter such as "$2", holding "" for an anonymous viewer, who blocks no one). A response
-// filtered with it depends on the viewer when BlocksAnyone(viewer): it must then be private.
+// filtered with it depends on the viewer: it must be private for a signed-in one.
 func NotBlocked(author, viewer string) string {
 	return "not exists (select 1 from blocks hidden_by where hidden_by.blocker_id = " + viewer +
 		" and hidden_by.blocked_id = " + author + ")"
-}
-
-// BlocksAnyone reports whether user blocked anyone, that is whether NotBlocked hides anything
-// from them. It is false for "" (anonymous).
-func BlocksAnyone(ctx context.Context, q dbrouter.Querier, user string) (bool, error) {
-	if user == "" {
-		return false, nil
-	}
-	var blocks bool
-	err := q.QueryRow(ctx, blocksAnyoneSQL, user).Scan(&blocks)
-	return blocks, err
 }
 
 // Blocked reports whether blocker blocked blocked.
@@ -73,9 +64,8 @@ func Blocked(ctx context.Context, q dbrouter.Querier, blocker, blocked string) (
 	return b, err
 }
 
-// The queries of BlocksAnyone, Blocked and pairTx.
+// The queries of Blocked and pairTx.
 const (
-	blocksAnyoneSQL = "select exists (select 1 from blocks where blocker_id = $1)"
 	blockedSQL      = "select exists (select 1 from blocks where blocker_id = $1 and blocked_id = $2)"
 	userByHandleSQL = "select user_id from profiles where lower(handle) = lower($1)"
 )
@@ -105,8 +95,9 @@ func (h *Handler) Register(mux api.Mux) {
 
 // pairTx answers a change between the caller and the user named by the path's handle: fn
 // runs in a transaction holding the pair's advisory lock. self is the error when both are
-// the same user; an unknown handle is 404.
-func (h *Handler) pairTx(w http.ResponseWriter, r *http.Request, self error, fn func(ctx context.Context, tx pgx.Tx, me, them string) error) {
+// the same user; an unknown handle is 404. A change that commits purges the cache tags in
+// purge. The change is audited as action on the other user.
+func (h *Handler) pairTx(w http.ResponseWriter, r *http.Request, action string, self error, purge []string, fn func(ctx context.Context, tx pgx.Tx, me, them string) error) {
 	ctx := r.Context()
 	me, _ := identity.User(ctx)
 	api.Private(w)
@@ -129,18 +120,22 @@ func (h *Handler) pairTx(w http.ResponseWriter, r *http.Request, self error, fn 
 			pairLockClass, me, them); err != nil {
 			return err
 		}
-		return fn(ctx, tx, me, them)
+		if err := fn(ctx, tx, me, them); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Event{Action: action, TargetType: "user", TargetID: them})
 	})
 	if err != nil {
 		api.Fail(w, r, h.log, err)
 		return
 	}
 	h.db.SetToken(w, tok)
+	api.Purge(w, purge...)
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (h *Handler) follow(w http.ResponseWriter, r *http.Request) {
-	h.pairTx(w, r, ErrSelfFollow, func(ctx context.Context, tx pgx.Tx, me, them string) error {
+	h.pairTx(w, r, "user.follow", ErrSelfFollow, nil, func(ctx context.Context, tx pgx.Tx, me, them string) error {
 		var theyBlock, iBlock bool
 		err := tx.QueryRow(ctx, `select exists (select 1 from blocks where blocker_id = $2 and blocked_id = $1),
 			exists (select 1 from blocks where blocker_id = $1 and blocked_id = $2)`, me, them).Scan(&theyBlock, &iBlock)
@@ -161,14 +156,14 @@ func (h *Handler) follow(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) unfollow(w http.ResponseWriter, r *http.Request) {
-	h.pairTx(w, r, ErrSelfFollow, func(ctx context.Context, tx pgx.Tx, me, them string) error {
+	h.pairTx(w, r, "user.unfollow", ErrSelfFollow, nil, func(ctx context.Context, tx pgx.Tx, me, them string) error {
 		_, err := tx.Exec(ctx, "delete from follows where follower_id = $1 and followee_id = $2", me, them)
 		return err
 	})
 }
 
 func (h *Handler) block(w http.ResponseWriter, r *http.Request) {
-	h.pairTx(w, r, ErrSelfBlock, func(ctx context.Context, tx pgx.Tx, me, them string) error {
+	h.pairTx(w, r, "user.block", ErrSelfBlock, []string{BlocksTag}, func(ctx context.Context, tx pgx.Tx, me, them string) error {
 		if _, err := profiles.Ensure(ctx, tx, me); err != nil {
 			return err
 		}
@@ -182,7 +177,7 @@ func (h *Handler) block(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) unblock(w http.ResponseWriter, r *http.Request) {
-	h.pairTx(w, r, ErrSelfBlock, func(ctx context.Context, tx pgx.Tx, me, them string) error {
+	h.pairTx(w, r, "user.unblock", ErrSelfBlock, []string{BlocksTag}, func(ctx context.Context, tx pgx.Tx, me, them string) error {
 		_, err := tx.Exec(ctx, "delete from blocks where blocker_id = $1 and blocked_id = $2", me, them)
 		return err
 	})

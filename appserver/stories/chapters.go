@@ -2,6 +2,8 @@ package stories
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"strconv"
@@ -13,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/muejam/edge/appserver/api"
+	"github.com/muejam/edge/appserver/audit"
 	"github.com/muejam/edge/appserver/identity"
 	"github.com/muejam/edge/appserver/markdown"
 )
@@ -31,6 +34,20 @@ type Chapter struct {
 	Version         int64     `json:"version"`
 	CreatedAt       time.Time `json:"created_at"`
 	UpdatedAt       time.Time `json:"updated_at"`
+}
+
+// auditFields are the fields of the chapter an edit's audit event compares: the title, and
+// the content by its SHA-256 (the audit log keeps no second copy of every draft).
+func (c *Chapter) auditFields() map[string]any {
+	sum := sha256.Sum256([]byte(c.ContentMarkdown))
+	return map[string]any{"title": c.Title, "content_sha256": hex.EncodeToString(sum[:])}
+}
+
+// record writes the audit event of action on the chapter in tx; its target id is
+// STORY/NUMBER.
+func (c *Chapter) record(ctx context.Context, tx pgx.Tx, action string, before, after map[string]any) error {
+	return audit.Record(ctx, tx, audit.Event{Action: action, TargetType: "chapter",
+		TargetID: strconv.FormatInt(c.StoryID, 10) + "/" + strconv.Itoa(c.Number), Before: before, After: after})
 }
 
 const chapterColumns = "story_id, number, title, content_md, content_html, version, created_at, updated_at"
@@ -160,7 +177,10 @@ func (h *Handler) createChapter(w http.ResponseWriter, r *http.Request) {
 		var err error
 		c, err = scanChapter(tx.QueryRow(ctx, `insert into chapters (story_id, number, title, content_md, content_html)
 			values ($1, $2, $3, $4, $5) returning `+chapterColumns, id, s.ChapterCount, *in.Title, *in.Content, in.html))
-		return err
+		if err != nil {
+			return err
+		}
+		return c.record(ctx, tx, "chapter.create", nil, nil)
 	})
 	if err != nil {
 		api.Fail(w, r, h.log, err)
@@ -268,6 +288,7 @@ func (h *Handler) updateChapter(w http.ResponseWriter, r *http.Request) {
 		case !pre.Matches(c.Version):
 			return pre.Failed()
 		}
+		before := c.auditFields()
 		var html *string
 		if in.Content != nil {
 			html = &in.html
@@ -276,7 +297,11 @@ func (h *Handler) updateChapter(w http.ResponseWriter, r *http.Request) {
 				content_md = coalesce($4, content_md), content_html = coalesce($5, content_html),
 				version = version + 1, updated_at = now()
 			where story_id = $1 and number = $2 returning `+chapterColumns, id, n, in.Title, in.Content, html))
-		return err
+		if err != nil {
+			return err
+		}
+		b, a := audit.Changes(before, c.auditFields())
+		return c.record(ctx, tx, "chapter.edit", b, a)
 	})
 	if err != nil {
 		api.Fail(w, r, h.log, err)

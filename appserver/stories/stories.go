@@ -37,6 +37,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/muejam/edge/appserver/api"
+	"github.com/muejam/edge/appserver/audit"
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/identity"
 	"github.com/muejam/edge/appserver/profiles"
@@ -99,6 +100,17 @@ func (s *Story) public() bool { return s.PublishedAt != nil && s.DeletedAt == ni
 
 // visibleTo reports whether user (possibly "") may see the story.
 func (s *Story) visibleTo(user string) bool { return s.public() || (user != "" && user == s.authorID) }
+
+// auditFields are the fields of the story an edit's audit event compares.
+func (s *Story) auditFields() map[string]any {
+	return map[string]any{"title": s.Title, "blurb": s.Blurb, "tags": s.Tags}
+}
+
+// record writes the audit event of action on story id in tx.
+func record(ctx context.Context, tx pgx.Tx, action string, id int64, before, after map[string]any) error {
+	return audit.Record(ctx, tx, audit.Event{Action: action, TargetType: "story", TargetID: strconv.FormatInt(id, 10),
+		Before: before, After: after})
+}
 
 // purgeTags are the cache tags a change to a story invalidates: the story, and the feeds
 // when it is or was in them.
@@ -294,8 +306,10 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		var err error
-		s, err = getStory(ctx, tx, id, false)
-		return err
+		if s, err = getStory(ctx, tx, id, false); err != nil {
+			return err
+		}
+		return record(ctx, tx, "story.create", id, nil, nil)
 	})
 	if err != nil {
 		api.Fail(w, r, h.log, err)
@@ -395,6 +409,7 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request) {
 		if !pre.Matches(s.Version) {
 			return pre.Failed()
 		}
+		before := s.auditFields()
 		if _, err := tx.Exec(ctx, `update stories set title = coalesce($2, title), blurb = coalesce($3, blurb),
 			version = version + 1, updated_at = now() where id = $1`, id, in.Title, in.Blurb); err != nil {
 			return err
@@ -405,8 +420,11 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		var err error
-		*s, err = getStory(ctx, tx, id, false)
-		return err
+		if *s, err = getStory(ctx, tx, id, false); err != nil {
+			return err
+		}
+		b, a := audit.Changes(before, s.auditFields())
+		return record(ctx, tx, "story.edit", id, b, a)
 	})
 	if err != nil {
 		api.Fail(w, r, h.log, err)
@@ -441,8 +459,10 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		var err error
-		*s, err = getStory(ctx, tx, id, false)
-		return err
+		if *s, err = getStory(ctx, tx, id, false); err != nil {
+			return err
+		}
+		return record(ctx, tx, "story.publish", id, nil, nil)
 	})
 	if err != nil {
 		api.Fail(w, r, h.log, err)
@@ -470,8 +490,11 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
 			return pre.Failed()
 		}
 		wasPublic = s.public()
-		return tx.QueryRow(ctx, `update stories set deleted_at = now(), version = version + 1, updated_at = now()
-			where id = $1 returning deleted_at, version`, id).Scan(&s.DeletedAt, &s.Version)
+		if err := tx.QueryRow(ctx, `update stories set deleted_at = now(), version = version + 1, updated_at = now()
+			where id = $1 returning deleted_at, version`, id).Scan(&s.DeletedAt, &s.Version); err != nil {
+			return err
+		}
+		return record(ctx, tx, "story.delete", id, nil, nil)
 	})
 	if err != nil {
 		api.Fail(w, r, h.log, err)

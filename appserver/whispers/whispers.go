@@ -18,12 +18,14 @@
 // them, nor whisper about their stories (403 blocked).
 //
 // Caching: reads are public under the api.Whispers policy, tagged with CacheTag of every
-// whisper shown (so a like, reply or deletion purges exactly the pages showing that
-// whisper), of the whisper whose replies they list, and, on first pages where a new whisper
+// whisper shown (so a reply or deletion purges exactly the pages showing that whisper), of
+// the whisper whose replies they list, and, on first pages where a new whisper
 // would appear, GlobalTag or StoryTag; a story's feed also carries the story's tag, purged
-// when the story changes. What a caller who blocks someone sees depends on them: their
-// responses are private. Mutations answer Cache-Purge: a whisper its feed's tag, a reply its
-// parent's, a like or unlike the whisper's, a deletion the whisper's and its parent's.
+// when the story changes. What a signed-in caller sees depends on them (their blocks):
+// their responses are private, so the edge keeps one copy, the anonymous one. Mutations
+// answer Cache-Purge: a whisper its feed's tag, a reply its parent's, a like or unlike the
+// whisper's own view only (LikesTag: the like_count in feeds lags until they go stale), a
+// deletion the whisper's and its parent's.
 //
 //	GET    /v1/whispers                 the global feed                        public
 //	POST   /v1/whispers                 whisper {"body"}                       signed in
@@ -41,6 +43,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -51,7 +54,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/muejam/edge/appserver/api"
+	"github.com/muejam/edge/appserver/audit"
 	"github.com/muejam/edge/appserver/dbrouter"
+	"github.com/muejam/edge/appserver/discover"
 	"github.com/muejam/edge/appserver/identity"
 	"github.com/muejam/edge/appserver/profiles"
 	"github.com/muejam/edge/appserver/social"
@@ -70,6 +75,12 @@ func StoryTag(id int64) string { return "whispers:story:" + strconv.FormatInt(id
 // CacheTag is the cache tag of everything showing whisper id: itself, the pages it is on and
 // its replies.
 func CacheTag(id int64) string { return "whisper:" + strconv.FormatInt(id, 10) }
+
+// LikesTag is the cache tag of the answers a like of whisper id changes at once: the
+// whisper's own view. A like purges nothing else: the feeds showing the whisper keep their
+// count until they go stale (Whispers policy), so that a user toggling a like cannot keep
+// the busiest feeds out of every cache.
+func LikesTag(id int64) string { return "whisper-likes:" + strconv.FormatInt(id, 10) }
 
 // Errors of this package.
 var (
@@ -156,13 +167,15 @@ func publicStoryAuthor(ctx context.Context, q dbrouter.Querier, id int64) (strin
 
 // Handler serves the whisper routes.
 type Handler struct {
-	db  *dbrouter.Router
-	log *zap.Logger
+	db     *dbrouter.Router
+	log    *zap.Logger
+	shared *discover.Shared
 }
 
-// New returns the whisper handlers, reading and writing through db.
-func New(db *dbrouter.Router, log *zap.Logger) *Handler {
-	return &Handler{db: db, log: log}
+// New returns the whisper handlers, reading and writing through db; feeds are computed
+// once for everyone and kept in shared's cache.
+func New(db *dbrouter.Router, log *zap.Logger, shared *discover.Shared) *Handler {
+	return &Handler{db: db, log: log, shared: shared}
 }
 
 // Register adds the whisper routes to mux.
@@ -184,51 +197,58 @@ func (h *Handler) Register(mux api.Mux) {
 type view struct {
 	q      dbrouter.Querier
 	viewer string // "" when anonymous
-	// personal is set when the viewer blocks someone: what they see depends on them.
-	personal bool
 }
 
-// view reads who is asking and whether they block anyone.
-func (h *Handler) view(ctx context.Context) (view, error) {
+// view returns the read of who is asking.
+func (h *Handler) view(ctx context.Context) view {
 	v := view{q: h.db.Reader(ctx)}
 	v.viewer, _ = identity.User(ctx)
-	var err error
-	v.personal, err = social.BlocksAnyone(ctx, v.q, v.viewer)
-	return v, err
+	return v
 }
 
-// cache sets the cache headers of a read: private when it is personal, else public under
-// tags, one variant per viewer.
+// cache sets the cache headers of a read: private for a signed-in viewer (the edge keeps no
+// copy per reader), else public under tags, with Vary on the identity header so that no
+// signed-in reader gets the anonymous copy.
 func (v view) cache(w http.ResponseWriter, tags ...string) {
-	if v.personal {
+	if v.viewer != "" {
 		api.Private(w)
 	} else {
 		api.PublicPerViewer(w, api.Whispers, tags...)
 	}
 }
 
-// feed is a list of whispers: those matching scope (one of the scopes below), tagged with
-// tags on every page and with first, if any, on the first page.
+// feed is a list of whispers: those matching scope (one of the scopes below, named name),
+// of the story or whisper id, tagged with tags on every page and with first, if any, on the
+// first page (and each page with the tag of every whisper on it).
 type feed struct {
-	scope string
-	id    int64
-	tags  []string
-	first string
+	name, scope string
+	id          int64
+	tags        []string
+	first       string
 }
 
-// The scopes of the feeds: conditions on w, with $4 standing for the feed's id.
+// pageTags are the cache tags of a page of f, the first one unless more, besides those of
+// the whispers on it.
+func (f feed) pageTags(more bool) []string {
+	if !more && f.first != "" {
+		return append(slices.Clip(f.tags), f.first)
+	}
+	return f.tags
+}
+
+// The scopes of the feeds: conditions on w, with $3 standing for the feed's id.
 const (
 	globalScope  = "w.story_id is null and w.parent_id is null"
-	storyScope   = "w.story_id = $4 and w.parent_id is null"
-	repliesScope = "w.parent_id = $4"
+	storyScope   = "w.story_id = $3 and w.parent_id is null"
+	repliesScope = "w.parent_id = $3"
 )
 
-// feedSQL selects a page of the feed of scope as viewer $1 sees it: newest first, before id
-// $2 unless it is 0, at most $3. Deleted whispers show while they have replies.
+// feedSQL selects a page of the feed of scope as everyone sees it: newest first, before id
+// $1 unless it is 0, at most $2. Deleted whispers show while they have replies.
 func feedSQL(scope string) string {
 	return "select " + columns + from + "where " + scope +
-		" and (w.deleted_at is null or w.reply_count > 0) and " + social.NotBlocked("w.author_id", "$1") +
-		" and ($2::bigint = 0 or w.id < $2) order by w.id desc limit $3"
+		" and (w.deleted_at is null or w.reply_count > 0)" +
+		" and ($1::bigint = 0 or w.id < $1) order by w.id desc limit $2"
 }
 
 // whisperCursor is the position in a feed (newest first).
@@ -236,60 +256,69 @@ type whisperCursor struct {
 	ID int64 `json:"id"`
 }
 
-// serveFeed answers a page of feed f as v sees it.
-func (h *Handler) serveFeed(w http.ResponseWriter, r *http.Request, v view, f feed) {
+// serveFeed answers a page of feed f: pages are computed once for everyone, kept in the
+// app's cache, and filtered per viewer (discover.ServeShared).
+func (h *Handler) serveFeed(w http.ResponseWriter, r *http.Request, f feed) {
 	ctx := r.Context()
 	page, err := api.ParsePage(r)
-	var after whisperCursor
+	var viewer discover.Viewer
+	if err == nil {
+		viewer, err = h.shared.Viewer(ctx)
+	}
 	var more bool
 	if err == nil {
-		more, err = page.After(&after)
+		more, err = page.After(&whisperCursor{})
 	}
-	var list []Whisper
 	if err == nil {
-		// Without a cursor, after.ID is 0.
-		args := []any{v.viewer, after.ID, page.Limit + 1}
+		err = discover.ServeShared(w, r, viewer, api.Whispers, f.pageTags(more), page, func(p api.Page) (discover.SharedPage[Whisper], error) {
+			return h.page(ctx, f, p)
+		})
+	}
+	if err != nil {
+		api.Fail(w, r, h.log, err)
+	}
+}
+
+// page returns the shared page p of feed f, from the app's cache or the database; it
+// carries the tag of each whisper on it.
+func (h *Handler) page(ctx context.Context, f feed, p api.Page) (discover.SharedPage[Whisper], error) {
+	var none discover.SharedPage[Whisper]
+	var after whisperCursor // without a cursor, after.ID is 0
+	more, err := p.After(&after)
+	if err != nil {
+		return none, err
+	}
+	tags := f.pageTags(more)
+	key := "whispers:" + f.name + ":" + strconv.FormatInt(f.id, 10) + ":" + p.Key()
+	return discover.LoadPage(ctx, h.shared, api.Whispers, key, tags, func(ctx context.Context) (discover.SharedPage[Whisper], error) {
+		args := []any{after.ID, p.Limit + 1}
 		if f.id != 0 {
 			args = append(args, f.id)
 		}
-		var rows pgx.Rows
-		rows, err = v.q.Query(ctx, feedSQL(f.scope), args...)
-		if err == nil {
-			list, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Whisper, error) { return scan(row) })
+		rows, err := h.db.Reader(ctx).Query(ctx, feedSQL(f.scope), args...)
+		if err != nil {
+			return none, err
 		}
-	}
-	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
-	}
-	list, next := api.Trim(page, list, func(x Whisper) any { return whisperCursor{x.ID} })
-	tags := f.tags
-	if !more && f.first != "" {
-		tags = append(tags, f.first)
-	}
-	for _, x := range list {
-		tags = append(tags, CacheTag(x.ID))
-	}
-	v.cache(w, tags...)
-	api.WriteList(w, r, list, next)
+		list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Whisper, error) { return scan(row) })
+		if err != nil {
+			return none, err
+		}
+		sp, err := discover.NewSharedPage(p, list, func(x Whisper) string { return x.authorID }, func(x Whisper) any { return whisperCursor{x.ID} })
+		for _, x := range sp.Items {
+			sp.Tags = append(sp.Tags, CacheTag(x.ID))
+		}
+		return sp, err
+	})
 }
 
 func (h *Handler) globalFeed(w http.ResponseWriter, r *http.Request) {
-	v, err := h.view(r.Context())
-	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
-	}
-	h.serveFeed(w, r, v, feed{scope: globalScope, first: GlobalTag})
+	h.serveFeed(w, r, feed{name: "global", scope: globalScope, first: GlobalTag})
 }
 
 func (h *Handler) storyFeed(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id, err := api.PathID(r, "id")
-	var v view
-	if err == nil {
-		v, err = h.view(ctx)
-	}
+	v := h.view(ctx)
 	if err == nil {
 		_, err = publicStoryAuthor(ctx, v.q, id)
 	}
@@ -297,17 +326,14 @@ func (h *Handler) storyFeed(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, r, h.log, err)
 		return
 	}
-	h.serveFeed(w, r, v, feed{scope: storyScope, id: id,
+	h.serveFeed(w, r, feed{name: "story", scope: storyScope, id: id,
 		tags: []string{stories.CacheTag(id)}, first: StoryTag(id)})
 }
 
 func (h *Handler) replies(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id, err := api.PathID(r, "id")
-	var v view
-	if err == nil {
-		v, err = h.view(ctx)
-	}
+	v := h.view(ctx)
 	if err == nil {
 		_, err = getWhisper(ctx, v.q, id, v.viewer, false)
 	}
@@ -316,16 +342,13 @@ func (h *Handler) replies(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Every page carries the parent's tag: a new reply purges them all.
-	h.serveFeed(w, r, v, feed{scope: repliesScope, id: id, tags: []string{CacheTag(id)}})
+	h.serveFeed(w, r, feed{name: "replies", scope: repliesScope, id: id, tags: []string{CacheTag(id)}})
 }
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id, err := api.PathID(r, "id")
-	var v view
-	if err == nil {
-		v, err = h.view(ctx)
-	}
+	v := h.view(ctx)
 	var x Whisper
 	if err == nil {
 		x, err = getWhisper(ctx, v.q, id, v.viewer, false)
@@ -334,7 +357,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		api.Fail(w, r, h.log, err)
 		return
 	}
-	tags := []string{CacheTag(x.ID)}
+	tags := []string{CacheTag(x.ID), LikesTag(x.ID)}
 	if x.StoryID != nil {
 		tags = append(tags, stories.CacheTag(*x.StoryID))
 	}
@@ -394,7 +417,14 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, place func(ctx co
 		x, err = scan(tx.QueryRow(ctx, `with w as (insert into whispers (author_id, story_id, parent_id, body)
 			values ($1, $2, $3, $4) returning *) select `+columns+` from w join profiles p on p.user_id = w.author_id`,
 			me, at.story, at.parent, *in.Body))
-		return err
+		if err != nil {
+			return err
+		}
+		action := "whisper.post"
+		if at.parent != nil {
+			action = "whisper.reply"
+		}
+		return record(ctx, tx, action, x.ID)
 	})
 	if err != nil {
 		api.Fail(w, r, h.log, err)
@@ -453,6 +483,11 @@ func (h *Handler) postReply(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// record writes the audit event of action on whisper id in tx.
+func record(ctx context.Context, tx pgx.Tx, action string, id int64) error {
+	return audit.Record(ctx, tx, audit.Event{Action: action, TargetType: "whisper", TargetID: strconv.FormatInt(id, 10)})
+}
+
 // actOn locks whisper id for user me to reply to or like it: api.ErrNotFound when they may
 // not see it, ErrDeleted when it is deleted, social.ErrBlocked when its author blocked them.
 func actOn(ctx context.Context, tx pgx.Tx, id int64, me string) (Whisper, error) {
@@ -494,9 +529,11 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
 			purge = append(purge, CacheTag(id))
 			if x.ParentID != nil {
 				purge = append(purge, CacheTag(*x.ParentID))
-				_, err = tx.Exec(ctx, "update whispers set reply_count = reply_count - 1 where id = $1", *x.ParentID)
+				if _, err := tx.Exec(ctx, "update whispers set reply_count = reply_count - 1 where id = $1", *x.ParentID); err != nil {
+					return err
+				}
 			}
-			return err
+			return record(ctx, tx, "whisper.delete", id)
 		})
 	}
 	if err != nil {
@@ -527,6 +564,15 @@ func (h *Handler) likeTx(w http.ResponseWriter, r *http.Request, liked bool, cha
 			if err != nil {
 				return err
 			}
+			action := "whisper.unlike"
+			if liked {
+				action = "whisper.like"
+			}
+			if changed {
+				if err := record(ctx, tx, action, id); err != nil {
+					return err
+				}
+			}
 			switch {
 			case !changed:
 				return tx.QueryRow(ctx, "select like_count from whispers where id = $1", id).Scan(&res.LikeCount)
@@ -543,7 +589,7 @@ func (h *Handler) likeTx(w http.ResponseWriter, r *http.Request, liked bool, cha
 	}
 	if changed {
 		h.db.SetToken(w, tok)
-		api.Purge(w, CacheTag(id))
+		api.Purge(w, LikesTag(id))
 	}
 	api.Write(w, r, http.StatusOK, res)
 }

@@ -11,19 +11,33 @@ import (
 	"testing"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
+	"github.com/muejam/edge/appserver/api"
 	"github.com/muejam/edge/appserver/dbrouter"
+	"github.com/muejam/edge/appserver/discover"
 	"github.com/muejam/edge/appserver/internal/apitest"
 	"github.com/muejam/edge/appserver/profiles"
 	"github.com/muejam/edge/appserver/social"
 	"github.com/muejam/edge/appserver/stories"
 )
 
-func register(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger) {
-	profiles.New(db, log).Register(mux)
-	stories.New(db, log).Register(mux)
-	social.New(db, log).Register(mux)
-	New(db, log).Register(mux)
+// start starts the whisper routes and those they need, with an app cache (L1 only) that a
+// response's Cache-Purge invalidates before it goes out, as in the app server.
+func start(t *testing.T) *apitest.Server { return startWith(t, apitest.Options{}) }
+
+// startWith is start with opts (its Wrap is start's).
+func startWith(t *testing.T, opts apitest.Options) *apitest.Server {
+	t.Helper()
+	c := apitest.Cache(t)
+	opts.Wrap = api.InvalidateOnPurge(c.Invalidate, zaptest.NewLogger(t))
+	return apitest.Start(t, opts,
+		func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger) {
+			profiles.New(db, log).Register(mux)
+			stories.New(db, log).Register(mux)
+			social.New(db, log).Register(mux)
+			New(db, log, &discover.Shared{Cache: c, DB: db, TTL: apitest.CacheTTLs}).Register(mux)
+		})
 }
 
 type req = apitest.Request
@@ -89,7 +103,7 @@ func getWhisperOf(t *testing.T, s *apitest.Server, id int64) Whisper {
 }
 
 func TestGlobalFeed(t *testing.T) {
-	s := apitest.Start(t, apitest.Options{}, register)
+	s := start(t)
 	resp := s.Do(t, req{Method: "POST", Path: "/v1/whispers", User: "alice", Body: map[string]any{"body": "  hello\nworld  "}})
 	resp.Expect(t, http.StatusCreated, "")
 	var first Whisper
@@ -140,10 +154,13 @@ func TestGlobalFeed(t *testing.T) {
 		t.Errorf("feed %v, want %v", got, want)
 	}
 
-	resp = s.Do(t, req{Method: "GET", Path: whisperPath(first.ID), User: "carol"})
+	resp = s.Do(t, req{Method: "GET", Path: whisperPath(first.ID)})
 	resp.Expect(t, http.StatusOK, "")
 	resp.ExpectHeader(t, "Cache-Control", "public, max-age=30, stale-while-revalidate=30, stale-if-error=900")
-	resp.ExpectHeader(t, "Cache-Tags", CacheTag(first.ID))
+	resp.ExpectHeader(t, "Cache-Tags", CacheTag(first.ID)+" "+LikesTag(first.ID))
+	resp = s.Do(t, req{Method: "GET", Path: whisperPath(first.ID), User: "carol"})
+	resp.Expect(t, http.StatusOK, "")
+	resp.ExpectHeader(t, "Cache-Control", "private, no-store") // no edge copy per reader
 	s.Do(t, req{Method: "GET", Path: whisperPath(999999)}).Expect(t, http.StatusNotFound, "not_found")
 	s.Do(t, req{Method: "GET", Path: "/v1/whispers/abc"}).Expect(t, http.StatusNotFound, "not_found")
 	for _, q := range []string{"limit=0", "limit=101", "cursor=!!", "cursor=bm90IGpzb24"} {
@@ -152,7 +169,7 @@ func TestGlobalFeed(t *testing.T) {
 }
 
 func TestValidation(t *testing.T) {
-	s := apitest.Start(t, apitest.Options{}, register)
+	s := start(t)
 	parent := post(t, s, "alice", "/v1/whispers", "parent")
 	story := publicStory(t, s, "alice")
 	paths := []string{"/v1/whispers", fmt.Sprintf("/v1/stories/%d/whispers", story), whisperPath(parent.ID, "/replies")}
@@ -178,7 +195,7 @@ func TestValidation(t *testing.T) {
 }
 
 func TestStoryWhispers(t *testing.T) {
-	s := apitest.Start(t, apitest.Options{}, register)
+	s := start(t)
 	story := publicStory(t, s, "alice")
 	path := fmt.Sprintf("/v1/stories/%d/whispers", story)
 	resp := s.Do(t, req{Method: "POST", Path: path, User: "bob", Body: map[string]any{"body": "loved it"}})
@@ -196,6 +213,11 @@ func TestStoryWhispers(t *testing.T) {
 	page, resp := getFeed(t, s, "dave", path)
 	if !slices.Equal(ids(page.Data), []int64{second.ID, w.ID}) {
 		t.Errorf("story feed %v", ids(page.Data))
+	}
+	resp.ExpectHeader(t, "Cache-Control", "private, no-store")
+	page, resp = getFeed(t, s, "", path)
+	if !slices.Equal(ids(page.Data), []int64{second.ID, w.ID}) {
+		t.Errorf("anonymous story feed %v", ids(page.Data))
 	}
 	resp.ExpectHeader(t, "Cache-Control", "public, max-age=30, stale-while-revalidate=30, stale-if-error=900")
 	tags := strings.Fields(resp.Header.Get("Cache-Tags"))
@@ -220,7 +242,7 @@ func TestStoryWhispers(t *testing.T) {
 }
 
 func TestRepliesAndDeletion(t *testing.T) {
-	s := apitest.Start(t, apitest.Options{}, register)
+	s := start(t)
 	story := publicStory(t, s, "alice")
 	parent := post(t, s, "alice", "/v1/whispers", "parent")
 	onStory := post(t, s, "alice", fmt.Sprintf("/v1/stories/%d/whispers", story), "about the story")
@@ -298,7 +320,7 @@ func TestRepliesAndDeletion(t *testing.T) {
 }
 
 func TestLikes(t *testing.T) {
-	s := apitest.Start(t, apitest.Options{}, register)
+	s := start(t)
 	w := post(t, s, "alice", "/v1/whispers", "like me")
 	like := func(method, user string, wantCount int, wantPurge bool) {
 		t.Helper()
@@ -312,7 +334,7 @@ func TestLikes(t *testing.T) {
 		resp.ExpectHeader(t, "Cache-Control", "private, no-store")
 		purge := ""
 		if wantPurge {
-			purge = CacheTag(w.ID)
+			purge = LikesTag(w.ID) // the whisper's view, not the feeds showing it
 		}
 		resp.ExpectHeader(t, "Cache-Purge", purge)
 	}
@@ -333,7 +355,7 @@ func TestLikes(t *testing.T) {
 }
 
 func TestBlockedAuthorsAreHidden(t *testing.T) {
-	s := apitest.Start(t, apitest.Options{}, register)
+	s := start(t)
 	var bob profiles.Profile
 	s.Do(t, req{Method: "GET", Path: "/v1/me", User: "bob"}).Data(t, &bob)
 	fromAlice := post(t, s, "alice", "/v1/whispers", "alice speaks")
@@ -364,13 +386,18 @@ func TestBlockedAuthorsAreHidden(t *testing.T) {
 	s.Do(t, req{Method: "GET", Path: whisperPath(bobOnStory.ID, "/replies"), User: "alice"}).Expect(t, http.StatusNotFound, "not_found")
 	s.Do(t, req{Method: "PUT", Path: whisperPath(reply.ID, "/like"), User: "alice"}).Expect(t, http.StatusNotFound, "not_found")
 
-	// Everyone else, signed in or not, sees everything, in shared cacheable responses.
+	// Everyone else, signed in or not, sees everything; the anonymous answer is shared and
+	// cacheable, a signed-in one private.
 	for _, viewer := range []string{"", "carol", "bob"} {
 		page, resp := getFeed(t, s, viewer, "/v1/whispers")
 		if !slices.Equal(ids(page.Data), []int64{fromBob.ID, fromAlice.ID}) {
 			t.Errorf("%q's feed %v", viewer, ids(page.Data))
 		}
-		resp.ExpectHeader(t, "Cache-Control", "public, max-age=30, stale-while-revalidate=30, stale-if-error=900")
+		want := "public, max-age=30, stale-while-revalidate=30, stale-if-error=900"
+		if viewer != "" {
+			want = "private, no-store"
+		}
+		resp.ExpectHeader(t, "Cache-Control", want)
 	}
 
 	// Bob cannot reply to, like, or whisper about the stories of alice.
@@ -383,14 +410,14 @@ func TestBlockedAuthorsAreHidden(t *testing.T) {
 	if !slices.Equal(ids(page.Data), []int64{fromBob.ID, fromAlice.ID}) {
 		t.Errorf("alice's feed after unblocking %v", ids(page.Data))
 	}
-	resp.ExpectHeader(t, "Cache-Control", "public, max-age=30, stale-while-revalidate=30, stale-if-error=900")
+	resp.ExpectHeader(t, "Cache-Control", "private, no-store")
 }
 
 func TestAuthRequired(t *testing.T) {
-	s := apitest.Start(t, apitest.Options{}, register)
+	s := start(t)
 	w := post(t, s, "alice", "/v1/whispers", "x")
 	story := publicStory(t, s, "alice")
-	untrusted := apitest.Start(t, apitest.Options{Trusted: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}, register)
+	untrusted := startWith(t, apitest.Options{Trusted: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
 	routes := []struct{ method, path string }{
 		{"POST", "/v1/whispers"},
 		{"POST", fmt.Sprintf("/v1/stories/%d/whispers", story)},
@@ -434,7 +461,7 @@ func concurrently(t *testing.T, s *apitest.Server, n, want int, mk func(i int) r
 
 // TestConcurrentLikes: simultaneous likes, some of them repeated, count each user once.
 func TestConcurrentLikes(t *testing.T) {
-	s := apitest.Start(t, apitest.Options{}, register)
+	s := start(t)
 	w := post(t, s, "alice", "/v1/whispers", "popular")
 	const users, repeats = 16, 3
 	user := func(i int) string { return fmt.Sprint("fan", i%users) }
@@ -457,7 +484,7 @@ func TestConcurrentLikes(t *testing.T) {
 
 // TestConcurrentReplies: simultaneous replies and deletions keep reply_count exact.
 func TestConcurrentReplies(t *testing.T) {
-	s := apitest.Start(t, apitest.Options{}, register)
+	s := start(t)
 	w := post(t, s, "alice", "/v1/whispers", "ask me anything")
 	const n = 16
 	concurrently(t, s, n, http.StatusCreated, func(i int) req {

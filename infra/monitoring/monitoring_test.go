@@ -292,8 +292,9 @@ func TestDashboards(t *testing.T) {
 			"muejam_edge_rate_limit_valkey_seconds_bucket", "muejam_edge_pii_redactions_total", "muejam_app_pii_redactions_total",
 			"muejam_edge_cache_lookups_total", "cache:muejam_edge_cache_hit_ratio:rate5m", "muejam_edge_cache_l1_bytes", "muejam_edge_cache_purges_total",
 			"muejam_edge_cache_l2_errors_total"},
-		"dashboards/appserver.json": {"muejam_app_http_requests_total", "job:http_error_ratio:rate5m", "muejam_app_http_request_duration_seconds_bucket"},
-		"dashboards/database.json":  {"muejam_db_node_up", "muejam_db_replication_lag_seconds", "muejam_db_pool_conns", "muejam_db_pool_acquire_wait_seconds_total"},
+		"dashboards/appserver.json": {"muejam_app_http_requests_total", "job:http_error_ratio:rate5m", "muejam_app_http_request_duration_seconds_bucket",
+			"job:muejam_app_cache_hit_ratio:rate5m", "muejam_app_cache_lookups_total", "muejam_app_cache_l1_bytes", "muejam_app_cache_l2_errors_total"},
+		"dashboards/database.json": {"muejam_db_node_up", "muejam_db_replication_lag_seconds", "muejam_db_pool_conns", "muejam_db_pool_acquire_wait_seconds_total"},
 	}
 	files := glob(t, "dashboards/*.json")
 	for f := range want {

@@ -420,15 +420,16 @@ func TestContainerEnvironment(t *testing.T) {
 }
 
 // edgeSecretNames are the variables of the edge that ECS injects from Secrets Manager: the
-// pseudonym key of its access logs, Valkey's AUTH token and the CDN origin secret. Its
-// execution role may read these secrets and no other.
-var edgeSecretNames = []string{"PII_PSEUDONYM_KEY", "VALKEY_PASSWORD", "CDN_ORIGIN_SECRET"}
+// pseudonym key of its access logs, Valkey's AUTH token, the CDN origin secret and the key of
+// the read-your-writes tokens. Its execution role may read these secrets and no other.
+var edgeSecretNames = []string{"PII_PSEUDONYM_KEY", "VALKEY_PASSWORD", "CDN_ORIGIN_SECRET", "READ_YOUR_WRITES_KEY"}
 
 // edgeLeftAtDefault are the variables production.Caddyfile reads that the edge task leaves
 // unset on purpose, each with the reason; TestEdgeTask checks the default is what production
 // needs.
 var edgeLeftAtDefault = map[string]string{
-	"EDGE_ADMIN_ADDR": "the admin API (config, purges, breakers) listens on the task's loopback only",
+	"EDGE_ADMIN_ADDR":               "the admin API (config, purges, breakers) listens on the task's loopback only",
+	"READ_YOUR_WRITES_KEY_PREVIOUS": "set only during a rotation of the read-your-writes key (README): unset, read_your_writes ignores it",
 }
 
 // edgeMetricsPort is the port of the edge's metrics listener in every environment: the task's
@@ -539,6 +540,7 @@ func TestEdgeTask(t *testing.T) {
 			{"secrets", "PII_PSEUDONYM_KEY", "module.secrets.pii_pseudonym_key_secret_arn"},
 			{"secrets", "VALKEY_PASSWORD", "module.secrets.valkey_auth_token_secret_arn"},
 			{"secrets", "CDN_ORIGIN_SECRET", "module.secrets.cdn_origin_secret_arn"},
+			{"secrets", "READ_YOUR_WRITES_KEY", "module.secrets.read_your_writes_key_secret_arn"},
 		} {
 			attr, ok := m.modules["edge"].Body.Attributes[c.attr]
 			if !ok {
@@ -734,6 +736,9 @@ func TestValkeyTLSAndAuth(t *testing.T) {
 					"pii_pseudonym_key_secret_arn":  cty.StringVal(keyARN),
 					"cdn_origin_secret_arn":         cty.StringVal(arn(name("cdn_origin_secret"), "StUvWx")),
 					"database_secret_name":          cty.StringVal(dbName),
+
+					"read_your_writes_key_secret_arn":  cty.StringVal(arn(name("read_your_writes_key"), "YzAbCd")),
+					"read_your_writes_key_secret_name": cty.StringVal(name("read_your_writes_key")),
 				}),
 			})
 

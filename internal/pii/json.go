@@ -13,7 +13,9 @@ var ErrInvalidJSON = errors.New("pii: invalid JSON")
 // JSON scrubs a JSON document and returns a valid JSON document: every string (keys
 // included) goes through String; the values under a key that Field replaces whole (a
 // sensitive header, a PII field, a sensitive parameter) have every string and number
-// replaced, keeping arrays and objects; a number that holds personal data becomes a string.
+// replaced, keeping arrays and objects; under a phone key (phone, msisdn, ...) a bare
+// number is a phone number, as Field has it; a number that holds personal data becomes a
+// string.
 // When nothing is replaced it returns doc itself without allocating. doc must not change
 // during the call.
 func (s *Scrubber) JSON(doc []byte) ([]byte, error) {
@@ -21,7 +23,7 @@ func (s *Scrubber) JSON(doc []byte) ([]byte, error) {
 		return nil, ErrInvalidJSON
 	}
 	w := jsonWalker{s: s, in: doc}
-	w.value(w.space(0), 0, false)
+	w.value(w.space(0), 0, false, "")
 	if w.out == nil {
 		return doc, nil
 	}
@@ -47,8 +49,9 @@ func (w *jsonWalker) space(i int) int {
 }
 
 // value walks the value at i and returns the index after it; under a field replaced whole,
-// its strings and numbers become the replacement of kind.
-func (w *jsonWalker) value(i int, kind Kind, whole bool) int {
+// its strings and numbers become the replacement of kind; under key, a phone name, those
+// shaped as phone numbers are phone numbers.
+func (w *jsonWalker) value(i int, kind Kind, whole bool, key string) int {
 	switch c := w.in[i]; {
 	case c == '{':
 		i = w.space(i + 1)
@@ -57,16 +60,16 @@ func (w *jsonWalker) value(i int, kind Kind, whole bool) int {
 		}
 		for {
 			end := w.str(i)
-			key := w.text(i, end)
+			name := w.text(i, end)
 			childKind, childWhole := kind, whole
 			if !whole {
-				childKind, childWhole = w.s.FieldKind(key)
+				childKind, childWhole = w.s.FieldKind(name)
 			}
-			if out, changed := w.s.scrub(key); changed {
+			if out, changed := w.s.scrub(name); changed {
 				w.replace(i, end, out)
 			}
 			i = w.space(w.space(end) + 1) // past ':'
-			i = w.space(w.value(i, childKind, childWhole))
+			i = w.space(w.value(i, childKind, childWhole, name))
 			if w.in[i] == '}' {
 				return i + 1
 			}
@@ -78,7 +81,7 @@ func (w *jsonWalker) value(i int, kind Kind, whole bool) int {
 			return i + 1
 		}
 		for {
-			i = w.space(w.value(i, kind, whole))
+			i = w.space(w.value(i, kind, whole, key))
 			if w.in[i] == ']' {
 				return i + 1
 			}
@@ -86,7 +89,7 @@ func (w *jsonWalker) value(i int, kind Kind, whole bool) int {
 		}
 	case c == '"':
 		end := w.str(i)
-		w.leaf(i, end, w.text(i, end), kind, whole)
+		w.leaf(i, end, w.text(i, end), kind, whole, key)
 		return end
 	case c == 't' || c == 'n':
 		return i + 4
@@ -98,15 +101,18 @@ func (w *jsonWalker) value(i int, kind Kind, whole bool) int {
 			w.in[end] == '.' || w.in[end]|0x20 == 'e') {
 			end++
 		}
-		if whole || end-i >= 8 { // shorter numbers cannot hold personal data
-			w.leaf(i, end, view(w.in[i:end]), kind, whole)
+		if whole || end-i >= 7 { // shorter numbers cannot hold personal data
+			w.leaf(i, end, view(w.in[i:end]), kind, whole, key)
 		}
 		return end
 	}
 }
 
-// leaf scrubs a string or number in[i:end] whose text is t.
-func (w *jsonWalker) leaf(i, end int, t string, kind Kind, whole bool) {
+// leaf scrubs a string or number in[i:end] whose text is t, under key.
+func (w *jsonWalker) leaf(i, end int, t string, kind Kind, whole bool, key string) {
+	if !whole && w.s.on(KindPhone) && phoneShaped(t) && phoneName(key) {
+		kind, whole = KindPhone, true
+	}
 	if whole {
 		if t != "" {
 			w.replace(i, end, w.s.whole(kind, t))

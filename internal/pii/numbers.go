@@ -36,11 +36,7 @@ func (s *Scrubber) numbers(str string, ms []match) []match {
 			i++
 			continue
 		}
-		plusAt := -1
-		switch {
-		case i >= 3 && str[i-3] == '%' && str[i-2] == '2' && str[i-1]|0x20 == 'b' && isDigit(c):
-			plusAt = i - 3 // a percent-encoded '+'
-		case i > 0 && (isWord(str[i-1]) || str[i-1] == '.'):
+		if i > 0 && glue(str, i) {
 			for i++; i < len(str) && isWord(str[i]); i++ {
 			}
 			continue
@@ -50,9 +46,6 @@ func (s *Scrubber) numbers(str string, ms []match) []match {
 			continue
 		}
 		next := ch.parse(str, i)
-		if plusAt >= 0 {
-			ch.plus, ch.g[0].lo = true, plusAt
-		}
 		if ch.n == 0 {
 			i++
 			continue
@@ -66,6 +59,19 @@ func (s *Scrubber) numbers(str string, ms []match) []match {
 		i = next
 	}
 	return ms
+}
+
+// glue reports whether the number at str[i] is part of a word or another number: it
+// follows a letter, digit, '_' or '.', or a '-' or '_' after a letter (ORD-0221501874).
+func glue(str string, i int) bool {
+	c := str[i-1]
+	return isWord(c) || c == '.' || c == '-' && i >= 2 && class[str[i-2]]&(cUpper|cLower) != 0
+}
+
+// clock reports whether the number at str[lo] is the seconds of a time (15:10:22.123456):
+// it follows two digits and a colon.
+func clock(str string, lo int) bool {
+	return lo >= 3 && str[lo-1] == ':' && isDigit(str[lo-2]) && isDigit(str[lo-3])
 }
 
 // parse reads the chunk starting at i and returns where it ends.
@@ -139,7 +145,7 @@ func (s *Scrubber) classify(str string, ch *chunk, ms []match) []match {
 			for last+1 < len(g) && !used[last+1] {
 				last++
 			}
-			for b := last; b >= a; b-- {
+			for b := min(last, a+span(kind, a == 0 && ch.plus)); b >= a; b-- {
 				if g[b].paren || (b+1 < len(g) && g[b+1].sep != ' ') ||
 					(b+1 == len(g) && g[b].end < len(str) && isWord(str[g[b].end])) {
 					continue
@@ -160,6 +166,23 @@ func (s *Scrubber) classify(str string, ch *chunk, ms []match) []match {
 		}
 	}
 	return ms
+}
+
+// span returns how many groups a value of kind can have after its first: a card 4 (19
+// digits in fours), an SSN 2, an IPv4 address 3, a phone number led by '+' 14 (E.164, a
+// digit a group) and else 4 (1 415 555 2671, 01 23 45 67 89).
+func span(kind Kind, plus bool) int {
+	switch {
+	case kind == KindCard:
+		return 4
+	case kind == KindSSN:
+		return 2
+	case kind == KindIP:
+		return 3
+	case plus:
+		return 14
+	}
+	return 4
 }
 
 // enough reports whether the chunk has enough digits and groups to hold a value of kind.
@@ -316,10 +339,7 @@ func isSSN(str string, ch *chunk, a, b int) bool {
 // isIPv4: four dotted decimal octets, not a loopback (127/8) or unspecified (0.0.0.0)
 // address, nor a product version (Chrome/131.0.0.0).
 func isIPv4(str string, ch *chunk, a, b int) bool {
-	if b-a != 3 || (a == 0 && ch.plus) {
-		return false
-	}
-	if lo := ch.g[a].lo; lo >= 2 && str[lo-1] == '/' && isAlnum(str[lo-2]) {
+	if b-a != 3 || (a == 0 && ch.plus) || productVersion(str, ch.g[a].lo) {
 		return false
 	}
 	if first := str[ch.g[a].start:ch.g[a].end]; first == "127" || first == "0" && str[ch.g[a].start:ch.g[b].end] == "0.0.0.0" {
@@ -344,10 +364,37 @@ func isIPv4(str string, ch *chunk, a, b int) bool {
 	return true
 }
 
+// productVersion reports whether the number at str[lo] is a product's version: it follows
+// "Product/", a word with a letter that starts the text or follows a space, '(' , ';' or
+// ',' (Chrome/131.0.0.0, but not /v1.2/10.0.0.1 or /api/10.0.0.1).
+func productVersion(str string, lo int) bool {
+	if lo < 2 || str[lo-1] != '/' {
+		return false
+	}
+	p, letter := lo-1, false
+	for p > 0 && (isWord(str[p-1]) || str[p-1] == '-') {
+		p--
+		letter = letter || class[str[p]]&(cUpper|cLower) != 0
+	}
+	if !letter || p == lo-1 {
+		return false
+	}
+	switch {
+	case p == 0:
+		return true
+	case str[p-1] == ' ' || str[p-1] == '(' || str[p-1] == ';' || str[p-1] == ',' || str[p-1] == '"':
+		return true
+	}
+	return false
+}
+
 // isPhone: E.164 (+, 8 to 15 digits, any separators, a country code of 1-3 digits when
 // grouped); North American 3-3-4 with an optional leading 1; national with a trunk 0, 9 to
 // 11 digits in groups of at least two.
 func isPhone(str string, ch *chunk, a, b int) bool {
+	if clock(str, ch.g[a].lo) {
+		return false
+	}
 	if a == 0 && ch.plus {
 		n := 0
 		for i := a; i <= b; i++ {
@@ -380,7 +427,7 @@ func isNANP(str string, ch *chunk, a, b int) bool {
 }
 
 // isTrunk: national numbers with a trunk 0: 020 7946 0958, 030-12345678, 01 23 45 67 89,
-// 07911123456 (plain: 10 or 11 digits).
+// 07911123456 (plain: 10 or 11 digits); not a ZIP+4 code (01253-6409).
 func isTrunk(str string, ch *chunk, a, b int) bool {
 	var buf [11]byte
 	d, ok := ch.digits(str, a, b, buf[:])
@@ -388,7 +435,7 @@ func isTrunk(str string, ch *chunk, a, b int) bool {
 		return false
 	}
 	sep, ok := ch.sameSep(a, b)
-	if !ok || sep == ')' {
+	if !ok || sep == ')' || b == a+1 && sep == '-' && ch.size(a) == 5 && ch.size(b) == 4 { // ZIP+4
 		return false
 	}
 	for i := a; i <= b; i++ {

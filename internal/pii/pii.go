@@ -1,6 +1,7 @@
 // Package pii finds personal data and secrets in log text and replaces them, so that no
 // personal data reaches a log line. The edge's log encoders and the app server's zap core
-// share it; it imports nothing from Caddy or zap.
+// share it, and its zap-field scrubbing (ZapField, ZapInt, JSONValue); it imports nothing
+// from Caddy.
 //
 // A Scrubber is built once from a Config and is safe for concurrent use. Most log strings
 // hold no personal data: for those, String returns its argument unchanged and allocates
@@ -8,34 +9,48 @@
 // Strings that needed a closer look are remembered with their result once seen twice, so
 // that repeated values (user agents, common headers, a client's address) cost a hash.
 //
+// Detection decodes before it judges: percent escapes (once and twice: %2540) and JSON
+// escapes (\u0040, \", \/) are decoded, the detectors run on the decoded text and their
+// matches are mapped back, so that only the escaped value is replaced. Tokens that other
+// values can be glued to (JWTs, AWS access key IDs, URL credentials, IBANs) are found first
+// and set apart, so that "4111111111111111AKIA..." and "10.0.0.1eyJhbGci..." are two values
+// each. Every detector takes time linear in the length of the text.
+//
 // What is detected (each detector is a Kind):
 //
-//   - email: local@domain.tld, also with the @ percent-encoded (%40) as in query strings.
+//   - email: local@domain.tld.
 //   - phone: E.164 (+ and 8 to 15 digits, groups separated by spaces, dashes, dots or a
 //     parenthesised group); North American (415) 555-2671, 415-555-2671, 415.555.2671,
 //     415 555 2671, optionally with a leading 1; national numbers with a trunk 0 and 9 to 11
-//     digits (020 7946 0958, 030-12345678, 01 23 45 67 89, 07911123456).
+//     digits (020 7946 0958, 030-12345678, 01 23 45 67 89, 07911123456); and any 7 to 15
+//     digits under a phone name (phone, mobile, msisdn, tel: X-MSISDN: 442079460865).
 //   - card: 13 to 19 digits, plain or in groups of four (Amex 4-6-5, Diners 4-6-4) separated
 //     by spaces or dashes, with a known network prefix and a valid Luhn check digit.
 //   - ssn: US social security numbers written AAA-GG-SSSS or AAA GG SSSS (valid ranges only).
-//   - iban: country code, check digits and account, plain or in groups of four, mod-97 checked.
+//   - iban: country code, check digits and account, plain or in groups of four, in upper or
+//     lower case, mod-97 checked.
 //   - ip: IPv4 and IPv6 addresses but loopback and unspecified ones (and product versions
 //     such as Chrome/131.0.0.0); masked to /24 and /64 by default.
 //   - jwt: three base64url segments whose first two start with "ey" (a JSON object).
-//   - bearer: the token after "Bearer " (any case) when it is at least 8 characters and holds
-//     a digit or punctuation, or is at least 16 characters of mixed case.
+//   - bearer: the token after "Bearer " (any case, also "Bearer:" and "bearer=") when it is
+//     at least 8 characters and holds a digit or punctuation, or is at least 16 characters
+//     of mixed case.
 //   - aws_access_key_id: AKIA, ASIA, ABIA or ACCA followed by 16 upper-case letters or digits.
-//   - aws_secret_key: a run of exactly 40 base64 characters that looks random: at least 3
-//     upper-case and 3 lower-case letters, and a digit, '+' or '/' or else at least 8
-//     upper-case letters.
+//   - aws_secret_key: exactly 40 base64 characters that look random (at least 3 upper-case
+//     and 3 lower-case letters, and a digit, '+' or '/' or else at least 8 upper-case
+//     letters), a whole run or a segment of a path between slashes.
 //   - url_credentials: the userinfo of a URL (scheme://user:pass@host).
-//   - param: the value of a sensitive query or form parameter (name=value), by name.
-//   - header: the whole value of a sensitive header (Authorization, Cookie, Set-Cookie, ...),
-//     by field name, or written "Name: value" in text (up to the end of the line).
+//   - param: the value of a sensitive parameter, by name: name=value, name: value and
+//     "name": "value" (JSON, also inside a string); and a token (letters and digits mixed,
+//     at least 16 characters after spaces, 8 after a separator) after a name that ends in
+//     token, key, secret or password (api_key, X-Auth-Token, "token ya29.a0Af...").
+//   - header: the value of a sensitive header (Authorization, Cookie, Set-Cookie, ...), by
+//     field name, or written "Name: value" in text: a scheme and its credentials, or
+//     cookies, and not the rest of the line.
 //   - field: the whole value of a field that the configuration names as personal data.
 //
-// Timestamps, UUIDs, request IDs, durations, version strings, ports and numbers failing the
-// Luhn check are left alone.
+// Timestamps (with fractions of seconds), UUIDs, request IDs, order numbers, durations,
+// version strings, ports, ZIP+4 codes and numbers failing the Luhn check are left alone.
 package pii
 
 import (
@@ -290,12 +305,34 @@ func (s *Scrubber) String(str string) string {
 
 // Field scrubs the value of a field (a log field, a JSON key, an HTTP header): a value whose
 // name is a sensitive header, a configured PII field or a sensitive parameter is replaced
-// whole; any other value goes through String.
+// whole, and so is a phone number under a phone name (X-MSISDN: 442079460865) and a token
+// under a name ending in token, key, secret or password (X-Access-Token); any other value
+// goes through String.
 func (s *Scrubber) Field(name, value string) string {
 	if k, ok := s.FieldKind(name); ok {
 		return s.whole(k, value)
 	}
+	// Shorter values are no phone number and no token; see valueKind.
+	if len(value) >= 7 && (isDigit(value[0]) || value[0] == '+' || value[0] == '(' || keywordEnd(name)) {
+		if k, ok := s.valueKind(name, value); ok {
+			return s.whole(k, value)
+		}
+	}
 	return s.String(value)
+}
+
+// valueKind reports whether Field replaces value, the value of the named field, whole by
+// the name and the value's shape, and as which kind: a phone number under a phone name
+// (phone, mobile, msisdn, tel, ...) when phoneShaped, there a bare number such as
+// 442079460865 is one; a parameter under a keyword name (X-Access-Token) when tokenLike.
+func (s *Scrubber) valueKind(name, value string) (Kind, bool) {
+	if c := value[0]; (isDigit(c) || c == '+' || c == '(') && s.on(KindPhone) && phoneShaped(value) && phoneName(name) {
+		return KindPhone, true
+	}
+	if s.on(KindParam) && keyword(name) && tokenLike(value, 8) {
+		return KindParam, true
+	}
+	return 0, false
 }
 
 // whole replaces all of value as kind k; empty values stay empty.
@@ -328,10 +365,11 @@ func (s *Scrubber) scrub(str string) (string, bool) {
 			return r.out, true
 		}
 	}
+	f := prefilter(str, acc)
 	var ms []match
-	if f := prefilter(str, acc); f != 0 {
+	if f != 0 || acc&tEsc != 0 {
 		var buf [8]match
-		ms = s.detect(str, f, buf[:0])
+		ms = s.matches(str, acc, f, buf[:0])
 	}
 	if len(ms) == 0 {
 		if cached {
@@ -339,7 +377,6 @@ func (s *Scrubber) scrub(str string) (string, bool) {
 		}
 		return str, false
 	}
-	ms = merge(ms)
 	var b strings.Builder
 	b.Grow(len(str) + 16*len(ms))
 	last := 0
@@ -356,6 +393,30 @@ func (s *Scrubber) scrub(str string) (string, bool) {
 	return out, true
 }
 
+// matches returns the merged matches in str, of triggers acc and features f (prefilter),
+// appended to ms. A string with escapes is judged decoded, its matches mapped back to the
+// escaped text.
+func (s *Scrubber) matches(str string, acc uint8, f uint16, ms []match) []match {
+	switch {
+	case acc&tEsc != 0 && hasEscape(str):
+		d := decodedPool.Get().(*decoded)
+		text := d.decode(str)
+		if f := prefilter(text, triggers(text)); f != 0 {
+			ms = s.detect(text, f, ms)
+		}
+		for i := range ms {
+			ms[i].start, ms[i].end = int(d.pos[ms[i].start]), int(d.pos[ms[i].end])
+		}
+		d.release()
+	case f != 0:
+		ms = s.detect(str, f, ms)
+	}
+	if len(ms) == 0 {
+		return ms
+	}
+	return merge(ms)
+}
+
 // replace writes the replacement of v, a value of kind k, to b and counts it; force
 // redacts whatever the mode.
 func (s *Scrubber) replace(b *strings.Builder, k Kind, v string, force bool) {
@@ -365,9 +426,9 @@ func (s *Scrubber) replace(b *strings.Builder, k Kind, v string, force bool) {
 	switch md := s.modes[k]; {
 	case force || md == modeRedact:
 	case md == modePseudonym:
-		s.pseudonym(b, k, v)
+		s.pseudonym(b, k, unescape(v))
 		return
-	case md == modeMask && mask(b, k, v):
+	case md == modeMask && mask(b, k, unescape(v)):
 		return
 	}
 	b.WriteString("[REDACTED:")
@@ -382,7 +443,7 @@ func (s *Scrubber) pseudonym(b *strings.Builder, k Kind, v string) {
 	h.Write([]byte{byte(k)})
 	switch k {
 	case KindEmail:
-		h.Write([]byte(strings.ToLower(strings.ReplaceAll(v, "%40", "@"))))
+		h.Write([]byte(strings.ToLower(v)))
 	case KindCard, KindPhone, KindSSN:
 		var d [1]byte
 		for i := 0; i < len(v); i++ {
@@ -427,9 +488,6 @@ func mask(b *strings.Builder, k Kind, v string) bool {
 		return true
 	case KindEmail:
 		at := strings.IndexByte(v, '@')
-		if at < 0 {
-			at = strings.Index(strings.ToLower(v), "%40")
-		}
 		if at < 1 {
 			return false
 		}

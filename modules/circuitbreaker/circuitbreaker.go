@@ -25,6 +25,7 @@
 package circuitbreaker
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"math"
@@ -155,7 +156,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		repl.Set("http.circuit_breaker.name", name)
 		if done, err = e.allow(); err != nil {
 			repl.Set("http.circuit_breaker.short_circuited", true)
-			return writeProblem(w, http.StatusServiceUnavailable, h.retryAfter(e.b.Load()))
+			return writeProblem(w, r, http.StatusServiceUnavailable, h.retryAfter(e.b.Load()))
 		}
 	}
 
@@ -191,7 +192,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			c.Write(zap.Int("status", status), zap.Error(err))
 		}
 	}
-	return writeProblem(w, status, retryAfter)
+	return writeProblem(w, r, status, retryAfter)
 }
 
 // result classifies the outcome of the rest of the route: status is what it answered (0
@@ -248,17 +249,42 @@ var problems = map[int][]byte{
 		`"detail":"The service did not answer in time; retry after the time in Retry-After."}` + "\n"),
 }
 
-// writeProblem answers with status (502, 503 or 504), its problem document, and
+// writeProblem answers with status (502, 503 or 504), its problem document (problemBody), and
 // Retry-After in whole seconds (at least 1).
-func writeProblem(w http.ResponseWriter, status int, retryAfter time.Duration) error {
+func writeProblem(w http.ResponseWriter, r *http.Request, status int, retryAfter time.Duration) error {
 	secs := max(1, int(math.Ceil(retryAfter.Seconds())))
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/problem+json")
 	hdr.Set("Retry-After", strconv.Itoa(secs))
 	hdr.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_, err := w.Write(problems[status])
+	_, err := w.Write(problemBody(r, status))
 	return err
+}
+
+// problemBody is the problem document of status with the extension member request_id: the
+// request's {http.request.uuid}, the X-Request-Id the edge sends the app server and logs, so a
+// client's report finds the request in the edge's log. Without a Caddy replacer (unit
+// tests), the document alone.
+func problemBody(r *http.Request, status int) []byte {
+	doc := problems[status]
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return doc
+	}
+	id, _ := repl.GetString("http.request.uuid")
+	if id == "" {
+		return doc
+	}
+	quoted, err := json.Marshal(id)
+	if err != nil {
+		return doc
+	}
+	out := make([]byte, 0, len(doc)+len(quoted)+16)
+	out = append(out, doc[:len(doc)-2]...) // without "}\n"
+	out = append(out, `,"request_id":`...)
+	out = append(out, quoted...)
+	return append(out, "}\n"...)
 }
 
 // recorder notes the final status of a response and when its headers went out.

@@ -56,14 +56,19 @@ func (Admin) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Routes returns the /edge/ routes of the admin API.
+// Routes returns the /edge/ routes of the admin API, the changes they make audited (see
+// AuditLogger).
 func (Admin) Routes() []caddy.AdminRoute {
 	routesMu.Lock()
 	defer routesMu.Unlock()
-	return append([]caddy.AdminRoute{{
+	all := []caddy.AdminRoute{{
 		Pattern: "/edge/status",
 		Handler: caddy.AdminHandlerFunc(handleStatus),
-	}}, routes...)
+	}}
+	for _, r := range routes {
+		all = append(all, caddy.AdminRoute{Pattern: r.Pattern, Handler: audited(r.Handler)})
+	}
+	return all
 }
 
 // Status is the body of GET /edge/status.

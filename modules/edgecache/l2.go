@@ -2,8 +2,6 @@ package edgecache
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -21,6 +19,7 @@ import (
 	"github.com/muejam/edge/internal/breaker"
 	"github.com/muejam/edge/internal/panics"
 	"github.com/muejam/edge/internal/valkeyconn"
+	"github.com/muejam/edge/internal/valkeytags"
 )
 
 // l2 is a store's shared second level in Valkey, and the purge fan-out between edge nodes.
@@ -59,26 +58,21 @@ import (
 // nothing until it answers again. Writes never are: they go through a bounded queue to a
 // writer goroutine, and are dropped (and counted) when the queue is full.
 type l2 struct {
-	s          *store
-	conn       *valkeyconn.Conn
-	prefix     string
-	channel    string
-	ackChannel string
-	node       string // this process's id in purge messages
-	timeout    time.Duration
-	purgeTO    time.Duration
-	heur       float64
-	targeted   []string // targeted cache-control fields (RFC 9213)
-	queue      chan l2Write
-	subscribed atomic.Bool   // a subscription to the purge channel was confirmed before
-	listening  atomic.Bool   // a subscription was confirmed since subscribe last called Receive
-	purgeSeq   atomic.Uint64 // ids of this node's purges
-	acks       sync.Map      // purge id → *ackWait
-	keys       atomic.Int64  // keys of the primaries at the last probe
-	memory     atomic.Int64  // used_memory of the primaries at the last probe
-	ctx        context.Context
-	cancel     context.CancelFunc
-	done       sync.WaitGroup
+	s        *store
+	conn     *valkeyconn.Conn
+	prefix   string
+	bus      *valkeytags.Bus // the purge fan-out
+	records  valkeytags.Records
+	timeout  time.Duration
+	purgeTO  time.Duration
+	heur     float64
+	targeted []string // targeted cache-control fields (RFC 9213)
+	queue    chan l2Write
+	keys     atomic.Int64 // keys of the primaries at the last probe
+	memory   atomic.Int64 // used_memory of the primaries at the last probe
+	ctx      context.Context
+	cancel   context.CancelFunc
+	done     sync.WaitGroup
 }
 
 // Where the cache recovers panics: the where label of muejam_edge_panics_total.
@@ -106,87 +100,16 @@ type l2Write struct {
 	requestTime  time.Time // when the entry's upstream request was sent
 }
 
-// script is a Lua script run with EVALSHA, and with EVAL where the node does not know it
-// (NOSCRIPT: a node restarted, or a replica just promoted). valkey-go's Lua.ExecMulti is not
-// used: it loads the script on every node the client knows before each run, and fails when
-// one of them (a dead primary not yet forgotten) does not answer.
-type script struct{ src, sha string }
-
-func newScript(src string) script {
-	sum := sha1.Sum([]byte(src))
-	return script{src: src, sha: hex.EncodeToString(sum[:])}
-}
-
-// run runs the script once for each of runs, pipelined; each run's keys are in one slot,
-// different runs may be in different slots (valkey-go sends each to its slot's node).
-func (s script) run(ctx context.Context, c valkey.Client, runs ...valkey.LuaExec) []valkey.ValkeyResult {
-	cmds := make(valkey.Commands, len(runs))
-	for i, r := range runs {
-		cmds[i] = c.B().Evalsha().Sha1(s.sha).Numkeys(int64(len(r.Keys))).Key(r.Keys...).Arg(r.Args...).Build()
-	}
-	res := c.DoMulti(ctx, cmds...)
-	var again valkey.Commands
-	var at []int
-	for i, r := range res {
-		if e, ok := valkey.IsValkeyErr(r.Error()); ok && e.IsNoScript() {
-			again = append(again, c.B().Eval().Script(s.src).Numkeys(int64(len(runs[i].Keys))).Key(runs[i].Keys...).Arg(runs[i].Args...).Build())
-			at = append(at, i)
-		}
-	}
-	if len(again) > 0 {
-		for j, r := range c.DoMulti(ctx, again...) {
-			res[at[j]] = r
-		}
-	}
-	return res
-}
-
 // writeEntry stores an entry and the Vary record of its primary key (one slot).
 //
 //	KEYS[1] entry key, KEYS[2] Vary record key
 //	ARGV[1] entry, ARGV[2] retention ms, ARGV[3] Vary'd names
-var writeEntry = newScript(`
+var writeEntry = valkeytags.NewScript(`
 local ttl = tonumber(ARGV[2])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 local vttl = redis.call('PTTL', KEYS[2])
 redis.call('SET', KEYS[2], ARGV[3], 'PX', math.max(ttl, vttl))
 return 1
-`)
-
-// tagEntry adds an entry to a tag's member set, keeping the set as long as the entry, and
-// returns how long ago (µs, by the server's clock) the tag was last purged, -1 if not within
-// the purge record's life. One slot: the tag's.
-//
-//	KEYS[1] member set, KEYS[2] purge record
-//	ARGV[1] entry key, ARGV[2] retention ms
-var tagEntry = newScript(`
-redis.call('SADD', KEYS[1], ARGV[1])
-local ttl = tonumber(ARGV[2])
-if redis.call('PTTL', KEYS[1]) < ttl then
-	redis.call('PEXPIRE', KEYS[1], ttl)
-end
-local p = redis.call('GET', KEYS[2])
-if not p then
-	return -1
-end
-local t = redis.call('TIME')
-return math.max(0, tonumber(t[1]) * 1000000 + tonumber(t[2]) - tonumber(p))
-`)
-
-// purgeTag records a tag's purge (now, by the server's clock, never earlier than the last
-// one) and pops its member set: it returns the keys of the entries carrying the tag and
-// deletes the set. One slot: the tag's.
-//
-//	KEYS[1] member set, KEYS[2] purge record
-//	ARGV[1] the purge record's retention ms
-var purgeTag = newScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-redis.call('SET', KEYS[2], string.format('%d', math.max(now, last)), 'PX', ARGV[1])
-local m = redis.call('SMEMBERS', KEYS[1])
-redis.call('DEL', KEYS[1])
-return m
 `)
 
 func newL2(s *store, cfg storeConfig) (*l2, error) {
@@ -202,24 +125,34 @@ func newL2(s *store, cfg storeConfig) (*l2, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := make([]byte, 8)
-	_, _ = rand.Read(id)
 	l := &l2{
-		s:          s,
-		conn:       conn,
-		prefix:     "muejam:cache:" + s.name + ":",
-		channel:    "muejam:cache:{" + s.name + "}:purge",
-		ackChannel: "muejam:cache:{" + s.name + "}:purge-ack",
-		node:       hex.EncodeToString(id),
-		timeout:    cfg.timeout,
-		purgeTO:    cfg.purgeWait,
-		heur:       cfg.heuristic,
-		targeted:   strings.FieldsFunc(cfg.targeted, func(r rune) bool { return r == ',' }),
-		queue:      make(chan l2Write, cfg.queue),
+		s:        s,
+		conn:     conn,
+		prefix:   "muejam:cache:" + s.name + ":",
+		records:  valkeytags.Records{PurgedSince: s.purgedSince, PurgedAt: s.purgedAt, Record: s.recordPurge, Settle: s.settle},
+		timeout:  cfg.timeout,
+		purgeTO:  cfg.purgeWait,
+		heur:     cfg.heuristic,
+		targeted: strings.FieldsFunc(cfg.targeted, func(r rune) bool { return r == ',' }),
+		queue:    make(chan l2Write, cfg.queue),
 	}
+	l.bus = valkeytags.NewBus(conn, valkeytags.BusOptions{
+		Channel:         "muejam:cache:{" + s.name + "}:purge",
+		AckChannel:      "muejam:cache:{" + s.name + "}:purge-ack",
+		Logger:          s.logger.With(zap.String("cache", s.name)),
+		SubscriberWhere: whereSubscriber,
+		AckWhere:        whereAck,
+		AckTimeout:      cfg.purgeWait,
+		Call:            l.call,
+		OnSubscribed:    l.onSubscribed,
+		OnPurge: func(tags []string) {
+			s.recordPurge(tags, time.Now())
+			purges.WithLabelValues(s.name, "remote").Inc()
+		},
+	})
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	panics.Go(&l.done, s.logger, whereWriter, l.writer)
-	panics.Go(&l.done, s.logger, whereSubscriber, l.subscribe)
+	panics.Go(&l.done, s.logger, whereSubscriber, func() { l.bus.Subscribe(l.ctx) })
 	panics.Go(&l.done, s.logger, whereProbe, l.probe)
 	return l, nil
 }
@@ -242,10 +175,7 @@ func (l *l2) entryKey(primary, secondary string) string {
 func (l *l2) varyRecordKey(primary string) string { return l.prefix + "{" + hashKey(primary) + "}:v" }
 
 // tagKeys are a tag's member set and purge record, which share the tag's hash tag.
-func (l *l2) tagKeys(tag string) []string {
-	base := l.prefix + "{t:" + tag + "}:"
-	return []string{base + "m", base + "p"}
-}
+func (l *l2) tagKeys(tag string) []string { return valkeytags.Keys(l.prefix, tag) }
 
 // recordRetention is how long a tag's purge record is kept in Valkey: as long as this
 // node's records in memory (store.sweep), past which no entry fetched before the purge can
@@ -351,77 +281,20 @@ func (l *l2) writer() {
 }
 
 // write stores an entry in L2 so that a purge of one of its tags, made through any node at
-// any moment, is not undone by it. The entry is written first (one script in its primary
-// key's slot), then joins each tag's member set (one script per tag, in the tag's slot,
-// which also reads the tag's purge record); a purge pops the member set in the same slot
-// before it deletes the members (purge). For each tag, one of the two scripts runs first:
-//
-//   - the tag script: the entry was written before it, and the purge pops it with the
-//     set and deletes it after; or
-//   - the purge: the tag script sees its record, and the writer deletes the entry again
-//     when it was fetched before the purge (or less than purge_settle after it, as
-//     purgedSince judges), and may record the purge on this node (below).
-//
-// Until that deletion, for the time of one round trip, a node that has no record of the
-// purge (just started, or resubscribing) could read the entry; nodes that acknowledged the
-// purge refuse it by their own record, as they refuse it from L1.
-//
-// The purge's time is measured by Valkey's clock and placed on this node's without
-// comparing clocks: the tag script returns how long ago the purge was, which, taken back
-// from when the script was sent and from when its answer arrived, bounds when it was. A
-// node that has a record of that purge (or a later one) heard of it and judges the entry by
-// its own record, as it judges L1. One that has not deletes the entry from L2 if it may have
-// been fetched before the purge (before the later bound), and records the purge (at the
-// earlier bound) when it surely was: the entry leaves its L1 too. (A node misses purges only
-// while it is not subscribed, and empties L1 when it subscribes again; this catches the
-// responses still in flight then.)
+// any moment, is not undone by it: the entry is written first (one script in its primary
+// key's slot, with its Vary record), then valkeytags.Tag adds it to its tags' member sets,
+// judges it against their purge records and this node's (the store's, as for L1), and
+// deletes it again if it was fetched before a purge (or less than purge_settle after it).
 func (l *l2) write(ctx context.Context, c valkey.Client, w l2Write) error {
 	ttl := strconv.FormatInt(max(1, w.ttl.Milliseconds()), 10)
-	err := writeEntry.run(ctx, c, valkey.LuaExec{
+	err := writeEntry.Run(ctx, c, valkey.LuaExec{
 		Keys: []string{w.key, w.varyKey},
 		Args: []string{valkey.BinaryString(w.value), ttl, w.vary},
 	})[0].Error()
 	if err != nil || len(w.tags) == 0 {
 		return err
 	}
-	runs := make([]valkey.LuaExec, len(w.tags))
-	for i, t := range w.tags {
-		runs[i] = valkey.LuaExec{Keys: l.tagKeys(t), Args: []string{w.key, ttl}}
-	}
-	sent := time.Now()
-	res := tagEntry.run(ctx, c, runs...)
-	answered := time.Now()
-	var errs []error
-	purged := false
-	for i, r := range res {
-		ago, err := r.AsInt64()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		tag := w.tags[i : i+1]
-		if l.s.purgedSince(tag, w.requestTime) {
-			purged = true // by a purge this node heard of while the entry was written
-			continue
-		}
-		if ago < 0 {
-			continue
-		}
-		earliest := sent.Add(-time.Duration(ago) * time.Microsecond)
-		if known, ok := l.s.purgedAt(tag[0]); ok && !known.Before(earliest) {
-			continue // this node heard of the purge, and its record lets the entry be
-		}
-		if latest := answered.Add(-time.Duration(ago) * time.Microsecond); w.requestTime.Before(latest.Add(l.s.settle)) {
-			purged = true
-			if w.requestTime.Before(earliest.Add(l.s.settle)) {
-				l.s.recordPurge(tag, earliest)
-			}
-		}
-	}
-	if purged {
-		errs = append(errs, c.Do(ctx, c.B().Del().Key(w.key).Build()).Error())
-	}
-	return errors.Join(errs...)
+	return valkeytags.Tag(ctx, c, l.prefix, w.key, w.tags, w.ttl, w.requestTime, l.records)
 }
 
 // purge deletes the tags' entries from Valkey, publishes the purge and waits (within the
@@ -430,234 +303,24 @@ func (l *l2) write(ctx context.Context, c valkey.Client, w l2Write) error {
 // be reached or some node did not acknowledge in time.
 //
 // Per tag, one script in the tag's slot records the purge and pops the tag's member set
-// (see write for why a concurrent write loses nothing); then the members, which live in
+// (see valkeytags.Tag for why a concurrent write loses nothing); then the members, which live in
 // many slots, are deleted by single-key DELs in one pipeline (valkey-go sends each to its
 // slot's node), with the SPUBLISH beside them. A member whose DEL fails goes back into its
 // tag's set, so that purging the tag again deletes it. The message goes out even when some
 // tag's shard failed: the other nodes' records then honour the purge while L2 may not.
 func (l *l2) purge(ctx context.Context, tags []string) error {
-	id := strconv.FormatUint(l.purgeSeq.Add(1), 36)
-	w := &ackWait{need: -1, done: make(chan struct{})}
-	l.acks.Store(id, w)
-	defer l.acks.Delete(id)
-	ctx, cancel := context.WithTimeout(ctx, l.purgeTO)
-	defer cancel()
-	receivers := int64(-1)
-	err := l.call(ctx, l.purgeTO, wherePurge, func(ctx context.Context, c valkey.Client) error {
-		var errs []error
-		retention := strconv.FormatInt(l.recordRetention().Milliseconds(), 10)
-		runs := make([]valkey.LuaExec, len(tags))
-		for i, t := range tags {
-			runs[i] = valkey.LuaExec{Keys: l.tagKeys(t), Args: []string{retention}}
-		}
-		popped := make([][]string, len(tags)) // each tag's members
-		var cmds valkey.Commands
-		var members []string // the key each DEL of cmds deletes
-		seen := map[string]bool{}
-		for i, r := range purgeTag.run(ctx, c, runs...) {
-			m, err := r.AsStrSlice()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("tag %s: %w", tags[i], err))
-				continue
-			}
-			popped[i] = m
-			for _, k := range m {
-				if !seen[k] {
-					seen[k] = true
-					members = append(members, k)
-					cmds = append(cmds, c.B().Del().Key(k).Build())
-				}
-			}
-		}
-		cmds = append(cmds, c.B().Spublish().Channel(l.channel).Message(l.node+" "+id+" "+strings.Join(tags, " ")).Build())
-		res := c.DoMulti(ctx, cmds...)
-		var err error
-		if receivers, err = res[len(res)-1].AsInt64(); err != nil {
-			receivers = -1
-			errs = append(errs, fmt.Errorf("publishing: %w", err))
-		}
-		failed := map[string]bool{}
-		var delErr error
-		for i, k := range members {
-			if err := res[i].Error(); err != nil {
-				failed[k] = true
-				delErr = err
-			}
-		}
-		if len(failed) > 0 {
-			errs = append(errs, fmt.Errorf("deleting %d of %d entries: %w", len(failed), len(members), delErr),
-				l.restoreMembers(ctx, c, tags, popped, failed))
-		}
-		return errors.Join(errs...)
-	})
-	if receivers < 0 {
-		return err
-	}
-	if !w.expect(receivers) {
-		select {
-		case <-w.done:
-		case <-ctx.Done():
-			return errors.Join(err, fmt.Errorf("purge %s: %d of %d subscribed nodes acknowledged in %s", id, w.got.Load(), receivers, l.purgeTO))
-		}
-	}
-	return err
+	callErr, ackErr := l.bus.Purge(ctx, l.prefix, tags, l.recordRetention(), l.purgeTO, wherePurge)
+	return errors.Join(callErr, ackErr)
 }
 
-// restoreMembers puts the members whose deletion failed back into the sets of the tags they
-// were popped from, kept as long as a purge record.
-func (l *l2) restoreMembers(ctx context.Context, c valkey.Client, tags []string, popped [][]string, failed map[string]bool) error {
-	var cmds valkey.Commands
-	for i, m := range popped {
-		var back []string
-		for _, k := range m {
-			if failed[k] {
-				back = append(back, k)
-			}
-		}
-		if len(back) > 0 {
-			set := l.tagKeys(tags[i])[0]
-			cmds = append(cmds, c.B().Sadd().Key(set).Member(back...).Build(),
-				c.B().Pexpire().Key(set).Milliseconds(l.recordRetention().Milliseconds()).Build())
-		}
-	}
-	var errs []error
-	for _, r := range c.DoMulti(ctx, cmds...) {
-		errs = append(errs, r.Error())
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("restoring the members not deleted: %w", err)
-	}
-	return nil
-}
-
-// ackWait counts the acknowledgements of one purge.
-type ackWait struct {
-	mu   sync.Mutex
-	need int64 // -1 until the number of receivers is known
-	got  atomic.Int64
-	done chan struct{}
-}
-
-// expect sets the number of acknowledgements needed and reports whether they are in.
-func (w *ackWait) expect(n int64) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.need = n
-	if w.got.Load() >= n {
-		close(w.done)
-		return true
-	}
-	return false
-}
-
-// ack counts one acknowledgement.
-func (w *ackWait) ack() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.got.Add(1) == w.need {
-		close(w.done)
-	}
-}
-
-// subscribe receives other nodes' purges (and the acknowledgements of this node's) until
-// the store stops. Every subscription after the first empties L1: purges published while
-// this node was not listening are lost, and the entries they invalidated may be in L1.
-//
-// valkey-go's Receive holds the subscription on the connection to the node serving the
-// channels' slot. It returns nil when that node drops the subscription (SUNSUBSCRIBE, when
-// the slot moves to another shard) and an error when it cannot subscribe; when the
-// connection breaks (the node died, a replica takes over) it subscribes again by itself,
-// following MOVED on a cluster to the slot's new owner, until it succeeds or the store
-// stops. Each confirmed subscription goes through onSubscription, which is how a
-// resubscription made inside Receive is noticed too.
-func (l *l2) subscribe() {
-	ctx := valkey.WithOnSubscriptionHook(l.ctx, l.onSubscription)
-	pause := 100 * time.Millisecond
-	failing := false // logged a failure since the last subscription
-	for l.ctx.Err() == nil {
-		wait := 100 * time.Millisecond // until the first connection is made
-		if c := l.conn.Client(); c != nil {
-			err := c.Receive(ctx, c.B().Ssubscribe().Channel(l.channel, l.ackChannel).Build(), l.onMessage)
-			if l.ctx.Err() != nil {
-				return
-			}
-			if l.listening.Swap(false) {
-				pause, failing = 100*time.Millisecond, false // it was subscribed: subscribe again soon
-			}
-			if err != nil && !failing {
-				l.s.logger.Warn("cache purge channel: not subscribed; retrying (purges of other nodes do not reach this one meanwhile)",
-					zap.String("cache", l.s.name), zap.String("channel", l.channel), zap.Error(err))
-				failing = true
-			}
-			wait, pause = pause, min(2*pause, 5*time.Second)
-		}
-		select {
-		case <-l.ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-	}
-}
-
-// onSubscription is called for each change of the subscription, on the goroutine that
-// reads the connection's replies: L1 is emptied on another, so that those replies (L2 reads
-// among them) do not wait for it.
-func (l *l2) onSubscription(s valkey.PubSubSubscription) {
-	defer panics.Recover(l.s.logger, whereSubscriber, nil)
-	if s.Channel != l.channel || s.Kind != "ssubscribe" {
-		return
-	}
-	l.listening.Store(true)
-	if l.subscribed.Swap(true) {
-		go func() {
-			defer panics.Recover(l.s.logger, whereSubscriber, nil)
-			l.s.l1.InvalidateAll()
-			l.s.logger.Warn("cache purge channel resubscribed: emptied L1, purges may have been missed",
-				zap.String("cache", l.s.name))
-		}()
-	}
-}
-
-// onMessage dispatches a message of either channel.
-func (l *l2) onMessage(m valkey.PubSubMessage) {
-	if m.Channel == l.ackChannel {
-		node, id, _ := strings.Cut(m.Message, " ")
-		l.acked(node, id)
-	} else {
-		l.received(m.Message)
-	}
-}
-
-// received applies a purge message "<node> <id> <tag> <tag>..." from another node and
-// acknowledges it to the sender. This node's own message counts as its own acknowledgement:
-// SPUBLISH counted this node among the receivers only if it was subscribed.
-func (l *l2) received(msg string) {
-	node, rest, _ := strings.Cut(msg, " ")
-	id, tags, _ := strings.Cut(rest, " ")
-	if tags == "" {
-		return
-	}
-	if node == l.node {
-		l.acked(node, id)
-		return
-	}
-	l.s.recordPurge(strings.Fields(tags), time.Now())
-	purges.WithLabelValues(l.s.name, "remote").Inc()
-	go func() {
-		defer panics.Recover(l.s.logger, whereAck, nil)
-		_ = l.call(l.ctx, l.purgeTO, whereAck, func(ctx context.Context, c valkey.Client) error {
-			return c.Do(ctx, c.B().Spublish().Channel(l.ackChannel).Message(node+" "+id).Build()).Error()
-		})
-	}()
-}
-
-// acked counts an acknowledgement of purge id when this node sent it.
-func (l *l2) acked(node, id string) {
-	if node != l.node {
-		return
-	}
-	if w, ok := l.acks.Load(id); ok {
-		w.(*ackWait).ack()
+// onSubscribed empties L1 on every subscription to the purge channel after the first:
+// purges published while this node was not listening are lost, and the entries they
+// invalidated may be in L1.
+func (l *l2) onSubscribed(again bool) {
+	if again {
+		l.s.l1.InvalidateAll()
+		l.s.logger.Warn("cache purge channel resubscribed: emptied L1, purges may have been missed",
+			zap.String("cache", l.s.name))
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/muejam/edge/internal/panics"
 	"github.com/muejam/edge/internal/testenv"
 	"github.com/muejam/edge/internal/valkeyconn"
+	"github.com/muejam/edge/internal/valkeytags"
 )
 
 // TestL2Commands sends every Valkey command and script the cache sends, to the dev Valkey
@@ -51,7 +52,7 @@ func testL2Commands(t *testing.T, vc valkeyconn.Config) {
 	panicsBefore := panicCount()
 	errorsBefore := testutil.ToFloat64(l2Errors.WithLabelValues(cfg.name))
 	procWait(t, 10*time.Second, "both stores subscribed to the purge channel", func() bool {
-		return a.l2.subscribed.Load() && b.l2.subscribed.Load()
+		return a.l2.bus.Subscribed() && b.l2.bus.Subscribed()
 	})
 	if a.l2.conn.IsCluster() != vc.Cluster {
 		t.Fatalf("cluster client %t, want %t", a.l2.conn.IsCluster(), vc.Cluster)
@@ -122,7 +123,7 @@ func testL2Commands(t *testing.T, vc valkeyconn.Config) {
 	const late = "late"
 	purgedAt := time.Now()
 	if err := a.l2.call(context.Background(), time.Second, "test", func(ctx context.Context, c valkey.Client) error {
-		_, err := purgeTag.run(ctx, c, valkey.LuaExec{Keys: a.l2.tagKeys(late), Args: []string{"60000"}})[0].AsStrSlice()
+		_, err := valkeytags.PurgeTag.Run(ctx, c, valkey.LuaExec{Keys: a.l2.tagKeys(late), Args: []string{"60000"}})[0].AsStrSlice()
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -1,10 +1,7 @@
 package piiscrub
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 
 	"go.uber.org/zap/buffer"
@@ -62,8 +59,10 @@ func (e *fieldEncoder) EncodeEntry(ent zapcore.Entry, fields []zapcore.Field) (*
 			f.Interface = st.objectFor(f.Interface.(zapcore.ObjectMarshaler), e.s)
 		case zapcore.ArrayMarshalerType:
 			f.Interface = st.array(f.Interface.(zapcore.ArrayMarshaler), f.Key, e.s)
+		case zapcore.ReflectType:
+			f.Interface = scrubReflected(e.s, f.Key, f.Interface)
 		default:
-			f = scrubField(e.s, f)
+			e.s.ZapField(&f)
 		}
 		st.fields = append(st.fields, f)
 	}
@@ -192,99 +191,31 @@ func (c *children) array(m zapcore.ArrayMarshaler, key string, s *pii.Scrubber) 
 // done releases a child array wrapper.
 func (a *arrayEncoder) done() { a.m, a.ArrayEncoder = nil, nil }
 
-// stringer calls String as zap would: "<nil>" for nil, the panic as text.
-func stringer(v any) (str string) {
-	defer func() {
-		if r := recover(); r != nil {
-			str = "PANIC=" + strconv.Quote(fmt.Sprint(r))
-		}
-	}()
-	if v == nil {
-		return "<nil>"
-	}
-	return v.(fmt.Stringer).String()
-}
-
-// cardDigits: integers of this magnitude or more can be phone or card numbers.
-const cardDigits = 1e7
-
-// scrubField returns f with its personal data replaced.
+// scrubField returns f with its personal data replaced: scalars as pii.Scrubber.ZapField
+// has them, objects and arrays through wrappers, reflected values as JSON documents.
 func scrubField(s *pii.Scrubber, f zapcore.Field) zapcore.Field {
+	if s.ZapField(&f) {
+		return f
+	}
 	switch f.Type {
-	case zapcore.StringType:
-		f.String = s.Field(f.Key, f.String)
-	case zapcore.ByteStringType:
-		f = zapcore.Field{Key: f.Key, Type: zapcore.StringType, String: s.Field(f.Key, string(f.Interface.([]byte)))}
-	case zapcore.Int64Type, zapcore.Int32Type, zapcore.Int16Type, zapcore.Int8Type:
-		if t, ok := scrubInt(s, f.Key, f.Integer, false); ok {
-			f = zapcore.Field{Key: f.Key, Type: zapcore.StringType, String: t}
-		}
-	case zapcore.Uint64Type, zapcore.Uint32Type, zapcore.Uint16Type, zapcore.Uint8Type, zapcore.UintptrType:
-		if t, ok := scrubInt(s, f.Key, f.Integer, true); ok {
-			f = zapcore.Field{Key: f.Key, Type: zapcore.StringType, String: t}
-		}
-	case zapcore.ErrorType:
-		if err, ok := f.Interface.(error); ok && err != nil {
-			f.Interface = errors.New(s.Field(f.Key, err.Error()))
-		}
-	case zapcore.StringerType:
-		f = zapcore.Field{Key: f.Key, Type: zapcore.StringType, String: s.Field(f.Key, stringer(f.Interface))}
 	case zapcore.ObjectMarshalerType, zapcore.InlineMarshalerType:
 		f.Interface = newObjectFor(f.Interface.(zapcore.ObjectMarshaler), s)
 	case zapcore.ArrayMarshalerType:
 		f.Interface = &arrayEncoder{m: f.Interface.(zapcore.ArrayMarshaler), key: f.Key, s: s}
 	case zapcore.ReflectType:
 		f.Interface = scrubReflected(s, f.Key, f.Interface)
-	default:
-		if _, whole := s.FieldKind(f.Key); whole && f.Type != zapcore.SkipType && f.Type != zapcore.NamespaceType {
-			enc := zapcore.NewMapObjectEncoder()
-			f.AddTo(enc)
-			f = zapcore.Field{Key: f.Key, Type: zapcore.StringType, String: s.Field(f.Key, fmt.Sprint(enc.Fields[f.Key]))}
-		}
 	}
 	return f
-}
-
-// scrubInt returns the scrubbed text of an integer (unsigned says how to read n) and
-// whether it must replace the integer: it does when its field is replaced whole or when
-// it is long enough to be a card or phone number and is one.
-func scrubInt(s *pii.Scrubber, key string, n int64, unsigned bool) (string, bool) {
-	small := n < cardDigits && n > -cardDigits
-	if unsigned {
-		small = uint64(n) < cardDigits
-	}
-	if small {
-		if _, whole := s.FieldKind(key); !whole {
-			return "", false
-		}
-	}
-	text := strconv.FormatInt(n, 10)
-	if unsigned {
-		text = strconv.FormatUint(uint64(n), 10)
-	}
-	t := s.Field(key, text)
-	return t, t != text
 }
 
 // scrubReflected returns v as a scrubbed JSON document, or v itself when it holds nothing
 // to scrub; a value that cannot be encoded is replaced by the error.
 func scrubReflected(s *pii.Scrubber, key string, v any) any {
-	doc, err := json.Marshal(map[string]any{key: v})
-	if err == nil {
-		var out []byte
-		if out, err = s.JSON(doc); err == nil {
-			if &out[0] == &doc[0] {
-				return v
-			}
-			var m map[string]json.RawMessage
-			if err = json.Unmarshal(out, &m); err == nil {
-				for _, raw := range m {
-					return raw
-				}
-			}
-		}
+	out, err := s.JSONValue(key, v)
+	if err != nil {
+		return fmt.Sprintf("cannot log %s: %v", key, err)
 	}
-	return fmt.Sprintf("cannot log %s: %v", key, err)
+	return out
 }
 
 // objectEncoder scrubs every value a marshaler adds to an object; it is the marshaler's
@@ -335,7 +266,7 @@ func (o *objectEncoder) AddReflected(key string, value any) error {
 
 // AddInt64 replaces an integer that is personal data.
 func (o *objectEncoder) AddInt64(key string, value int64) {
-	if t, ok := scrubInt(o.s, key, value, false); ok {
+	if t, ok := o.s.ZapInt(key, value, false); ok {
 		o.ObjectEncoder.AddString(key, t)
 		return
 	}
@@ -350,7 +281,7 @@ func (o *objectEncoder) AddInt32(key string, value int32) { o.AddInt64(key, int6
 
 // AddUint64 replaces an integer that is personal data.
 func (o *objectEncoder) AddUint64(key string, value uint64) {
-	if t, ok := scrubInt(o.s, key, int64(value), true); ok {
+	if t, ok := o.s.ZapInt(key, int64(value), true); ok {
 		o.ObjectEncoder.AddString(key, t)
 		return
 	}
@@ -409,7 +340,7 @@ func (a *arrayEncoder) AppendReflected(v any) error {
 
 // AppendInt64 replaces an integer that is personal data.
 func (a *arrayEncoder) AppendInt64(v int64) {
-	if t, ok := scrubInt(a.s, a.key, v, false); ok {
+	if t, ok := a.s.ZapInt(a.key, v, false); ok {
 		a.ArrayEncoder.AppendString(t)
 		return
 	}
@@ -421,7 +352,7 @@ func (a *arrayEncoder) AppendInt(v int) { a.AppendInt64(int64(v)) }
 
 // AppendUint64 replaces an integer that is personal data.
 func (a *arrayEncoder) AppendUint64(v uint64) {
-	if t, ok := scrubInt(a.s, a.key, int64(v), true); ok {
+	if t, ok := a.s.ZapInt(a.key, int64(v), true); ok {
 		a.ArrayEncoder.AppendString(t)
 		return
 	}

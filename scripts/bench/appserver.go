@@ -282,7 +282,9 @@ func pickStory(ctx context.Context) (id, whispers int64, err error) {
 
 // appServerEnv is the environment of the bench's app server: the bench database on the
 // primary and the replica, the bench's Valkey, its own loopback ports, and nothing inherited
-// that would change where it connects (a DATABASE_PASSWORD reference, another edge's CIDRs).
+// that would change where it connects (a DATABASE_PASSWORD reference, another edge's CIDRs)
+// or how it signs (READ_YOUR_WRITES_KEY: unset, the development key, which the template
+// app-chain-cache.Caddyfile's read_your_writes verifies with dev_key).
 func appServerEnv(addr, metrics, valkey string) []string {
 	return []string{
 		"APP_ADDR=" + addr,
@@ -291,6 +293,8 @@ func appServerEnv(addr, metrics, valkey string) []string {
 		"DATABASE_REPLICA_URLS=" + pgURL(pgReplica, benchDBName),
 		"VALKEY_ADDR=" + valkey,
 		"DATABASE_PASSWORD=",
+		"READ_YOUR_WRITES_KEY=",
+		"READ_YOUR_WRITES_KEY_PREVIOUS=",
 		"MIGRATE_ON_START=false",
 		"TRUSTED_EDGE_CIDRS=127.0.0.0/8",
 	}
@@ -356,15 +360,32 @@ func (c appCounters) sub(o appCounters) appCounters {
 
 // appNote says how much of a scenario's measured load reached the app server and Postgres:
 // with the cache on, almost nothing; with it off, every request.
-func appNote(id string, c appCounters, requests int64) string {
+// l1Bytes, when not negative, is the edge cache's L1 size after the rounds.
+func appNote(id string, c appCounters, requests int64, l1Bytes float64) string {
 	s := fmt.Sprintf("%s: the app server answered %s during the rounds (wrk completed %s in time)",
 		id, count(c.Requests, "request"), count(float64(requests), "request"))
 	if c.Queries > 0 {
 		s += fmt.Sprintf(" and sent %s, %.0f%% to the replica", count(c.Queries, "statement"), 100*c.ReplicaQueries/c.Queries)
+		if c.Requests > 0 {
+			s += fmt.Sprintf(" (%.2f per 100 requests it answered)", 100*c.Queries/c.Requests)
+		}
 	} else {
 		s += " and sent no statement"
 	}
+	if l1Bytes >= 0 {
+		s += fmt.Sprintf("; the edge cache's L1 then held %.1f MiB", l1Bytes/(1<<20))
+	}
 	return s
+}
+
+// edgeL1Bytes reads the edge cache's L1 size from the Caddy metrics at admin; -1 when
+// there is none (no edge_cache) or the metrics do not answer.
+func edgeL1Bytes(ctx context.Context, admin string) float64 {
+	text, err := promtext.Fetch(ctx, admin)
+	if err != nil || !strings.Contains(text, "muejam_edge_cache_l1_bytes") {
+		return -1
+	}
+	return promtext.Sum(text, "muejam_edge_cache_l1_bytes", "")
 }
 
 // count is n and the noun, plural unless n is 1.

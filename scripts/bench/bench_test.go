@@ -519,7 +519,8 @@ func TestParseScriptCallsAndMetrics(t *testing.T) {
 }
 
 // TestAppScenarioPairs: every app-server scenario with the cache on is compared with the same
-// path with it off, through the same chain but for edge_cache.
+// path with it off, through the same chain but for edge_cache; a scenario of signed-in
+// readers (Viewers) is compared with the anonymous hit of the same path and chain.
 func TestAppScenarioPairs(t *testing.T) {
 	d := TemplateData{Addr: "127.0.0.1:40001", Admin: "127.0.0.1:40002", LogFile: "/tmp/bench/access.log",
 		Valkey: "127.0.0.1:40005", App: "127.0.0.1:40006", Story: "42",
@@ -531,6 +532,13 @@ func TestAppScenarioPairs(t *testing.T) {
 	pairs := 0
 	for _, on := range Scenarios {
 		if on.Needs != "appserver" || strings.HasSuffix(on.ID, "0") {
+			continue
+		}
+		if on.Viewers > 0 {
+			anon, ok := byID[on.Baseline]
+			if !ok || anon.Viewers != 0 || anon.Auth || anon.Path != on.Path || anon.Template != on.Template || !strings.Contains(anon.Probe.HeaderContains, "hit") {
+				t.Errorf("scenario %s (signed-in readers) is compared with %q, want the anonymous hit of %s through %s", on.ID, on.Baseline, on.Path, on.Template)
+			}
 			continue
 		}
 		pairs++
@@ -787,10 +795,11 @@ func TestAppServerEnvAndNote(t *testing.T) {
 		t.Errorf("replica queries = %v, want 90", got)
 	}
 	c := appCounters{Requests: promtext.Sum(metrics, "muejam_app_http_requests_total", ""), Queries: 100, ReplicaQueries: 90}
-	if n := appNote("9a0", c.sub(appCounters{Requests: 2}), 100); n != "9a0: the app server answered 100 requests during the rounds (wrk completed 100 requests in time) and sent 100 statements, 90% to the replica" {
+	if n := appNote("9a0", c.sub(appCounters{Requests: 2}), 100, -1); n != "9a0: the app server answered 100 requests during the rounds (wrk completed 100 requests in time) and sent 100 statements, 90% to the replica (100.00 per 100 requests it answered)" {
 		t.Errorf("appNote = %q", n)
 	}
-	if n := appNote("9a", appCounters{Requests: 1}, 5000); !strings.Contains(n, "answered 1 request during") || !strings.Contains(n, "no statement") {
+	if n := appNote("9a", appCounters{Requests: 1}, 5000, 3<<20); !strings.Contains(n, "answered 1 request during") || !strings.Contains(n, "no statement") ||
+		!strings.HasSuffix(n, "; the edge cache's L1 then held 3.0 MiB") {
 		t.Errorf("appNote = %q", n)
 	}
 }
@@ -890,6 +899,70 @@ func TestKeysScript(t *testing.T) {
 	for i, uri := range got[:10] {
 		if want := "/data?k=" + strconv.Itoa((first+i)%5); uri != want {
 			t.Fatalf("request %d: %s, want %s (all: %v)", i, uri, want, got[:10])
+		}
+	}
+}
+
+// TestViewersScript: wrk with the script of Scenario.Viewers sends the readers' tokens in
+// turn, each a valid token of its reader, with the header fields given on its command line.
+func TestViewersScript(t *testing.T) {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		t.Skip("wrk is not installed")
+	}
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Header.Get("X-Test") != "1" {
+			t.Errorf("request %s without the -H header field", r.URL)
+		}
+		if r.URL.RequestURI() != "/feed?tab=new" {
+			t.Errorf("request %s, want /feed?tab=new", r.URL)
+		}
+		got = append(got, r.Header.Get("Authorization"))
+	}))
+	defer srv.Close()
+	script, err := writeViewers(t.TempDir(), "/feed?tab=new", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := wrkLoad{Threads: 1, Connections: 1}
+	if _, err := load.run(context.Background(), srv.URL+"/feed?tab=new", time.Second, []string{"X-Test: 1", "Authorization: Bearer other"}, script); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) < 10 {
+		t.Fatalf("wrk sent %d requests in 1 s", len(got))
+	}
+	subject := func(auth string) string {
+		parts := strings.Split(strings.TrimPrefix(auth, "Bearer "), ".")
+		if len(parts) != 3 {
+			t.Fatalf("Authorization %q is not a bearer JWT", auth)
+		}
+		claims, err := base64.RawURLEncoding.DecodeString(parts[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c struct{ Sub string }
+		if err := json.Unmarshal(claims, &c); err != nil {
+			t.Fatal(err)
+		}
+		mac := hmac.New(sha256.New, []byte(benchJWTSecret))
+		mac.Write([]byte(parts[0] + "." + parts[1]))
+		if sig, _ := base64.RawURLEncoding.DecodeString(parts[2]); !hmac.Equal(sig, mac.Sum(nil)) {
+			t.Fatalf("the token of %s is not signed with the bench key", c.Sub)
+		}
+		return c.Sub
+	}
+	first, err := strconv.Atoi(strings.TrimPrefix(subject(got[0]), "u"))
+	if err != nil {
+		t.Fatalf("first subject %s", subject(got[0]))
+	}
+	for i, auth := range got[:10] {
+		if want := viewerSubject((first-1+i)%4 + 1); subject(auth) != want {
+			t.Fatalf("request %d as %s, want %s", i, subject(auth), want)
 		}
 	}
 }

@@ -355,7 +355,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			for _, rr := range ls.res.Rounds {
 				requests += rr.Requests
 			}
-			ls.res.Notes = append(ls.res.Notes, appNote(ls.s.ID, ls.appTotal, requests))
+			ls.res.Notes = append(ls.res.Notes, appNote(ls.s.ID, ls.appTotal, requests, edgeL1Bytes(ctx, ls.admin)))
 		}
 	}
 	procs.stopAll()

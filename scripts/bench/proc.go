@@ -297,11 +297,17 @@ func startScenario(ctx context.Context, ps *procSet, s Scenario, bin, dir, cpus 
 		return nil, err
 	}
 	var script string
-	if s.Keys > 0 {
+	switch {
+	case s.Keys > 0:
 		script = filepath.Join(dir, "keys.lua")
 		if err := os.WriteFile(script, []byte(keysScript(path, s.Keys)), 0o644); err != nil {
 			return nil, err
 		}
+	case s.Viewers > 0:
+		if script, err = writeViewers(dir, path, s.Viewers); err != nil {
+			return nil, err
+		}
+		headers = append(slices.Clone(headers), "Authorization: Bearer "+benchTokenFor(viewerSubject(1), time.Now(), 2*time.Hour))
 	}
 	cfg := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(cfg, []byte(caddyfile), 0o644); err != nil {
@@ -350,6 +356,24 @@ func startScenario(ctx context.Context, ps *procSet, s Scenario, bin, dir, cpus 
 		}
 	}
 	return &liveScenario{s: s, p: p, url: url, headers: headers, script: script, admin: d.Admin, valkeys: valkeys, app: d.AppMetrics}, nil
+}
+
+// writeViewers writes, under dir, the tokens of n readers (viewerSubject 1…n, valid for two
+// hours) one a line and the viewersScript that sends path as each of them in turn; it
+// returns the script's path.
+func writeViewers(dir, path string, n int) (string, error) {
+	var b strings.Builder
+	now := time.Now()
+	for i := 1; i <= n; i++ {
+		b.WriteString(benchTokenFor(viewerSubject(i), now, 2*time.Hour))
+		b.WriteByte('\n')
+	}
+	tokens := filepath.Join(dir, "viewers.tokens")
+	if err := os.WriteFile(tokens, []byte(b.String()), 0o600); err != nil {
+		return "", err
+	}
+	script := filepath.Join(dir, "viewers.lua")
+	return script, os.WriteFile(script, []byte(viewersScript(path, tokens)), 0o644)
 }
 
 // RoundResult is one scenario's figures in one round.

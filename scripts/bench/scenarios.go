@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/template"
 )
@@ -44,6 +45,12 @@ type Scenario struct {
 	// Auth sends a bearer token on every request, probe and wrk alike: an HS256 JWT the harness
 	// mints with JWTSecret, JWTIssuer and JWTAudience (see benchToken).
 	Auth bool
+	// Viewers, when positive, sends each request as one of Viewers distinct signed-in users
+	// in turn, each with its own token (subjects u1…uViewers: the seeded users' ids, and
+	// beyond them users the database has never seen), through a wrk Lua script
+	// (viewersScript) that reads the tokens the harness minted from a file. The probe is
+	// sent as u1.
+	Viewers int
 	// Paced, when positive, also measures the scenario's latency at this many requests per
 	// second, open loop, after the rounds (see pacedLoad): the figure for latency targets
 	// "at load" that wrk's saturation cannot give.
@@ -218,6 +225,13 @@ var Scenarios = []Scenario{
 	{ID: "9a", Title: "app: discover feed (tab=new), our chain, cache on (hit)", Build: "edge", Template: "app-chain-cache.Caddyfile",
 		Baseline: "9a0", Path: "/v1/discover?tab=new", Needs: "appserver", Paced: appPacedRate, Quick: true,
 		Probe: Probe{MinBody: 1024, Header: "Cache-Status", HeaderContains: "muejam-edge; hit"}},
+	// 9v: the feed of 9a for benchViewers distinct signed-in readers, each request another
+	// one: the edge stores no copy per reader (the app answers them privately), and the app
+	// answers from its own cache (the page computed for everyone, filtered with the cached
+	// block index), so the database sees almost nothing. Compared with 9a, the anonymous hit.
+	{ID: "9v", Title: "app: discover feed (tab=new), 20,000 distinct signed-in readers, our chain", Build: "edge", Template: "app-chain-cache.Caddyfile",
+		Baseline: "9a", Path: "/v1/discover?tab=new", Needs: "appserver", Viewers: benchViewers, Quick: true,
+		Probe: Probe{MinBody: 1024, Header: "Cache-Control", HeaderContains: "private"}},
 	{ID: "9b0", Title: "app: story page, our chain, cache off", Build: "edge", Template: "app-chain.Caddyfile",
 		Baseline: "3", Path: "/v1/stories/{story}", Needs: "appserver", Paced: appPacedRate,
 		Probe: Probe{MinBody: 200, Header: "RateLimit-Policy", HeaderContains: `"ip"`}},
@@ -230,6 +244,35 @@ var Scenarios = []Scenario{
 	{ID: "9c", Title: "app: story whisper feed, our chain, cache on (hit)", Build: "edge", Template: "app-chain-cache.Caddyfile",
 		Baseline: "9c0", Path: "/v1/stories/{story}/whispers", Needs: "appserver", Paced: appPacedRate,
 		Probe: Probe{MinBody: 1024, Header: "Cache-Status", HeaderContains: "muejam-edge; hit"}},
+}
+
+// benchViewers is how many distinct signed-in readers scenario 9v sends requests as.
+const benchViewers = 20000
+
+// viewerSubject is the user id of the i-th reader of a Viewers scenario (from 1).
+func viewerSubject(i int) string { return "u" + strconv.Itoa(i) }
+
+// viewersScript is the wrk Lua script of a scenario with Viewers: it reads one token a line
+// from tokens, formats one request for path with each (wrk's -H fields kept, Authorization
+// replaced), and sends them in turn, one Lua state per wrk thread.
+func viewersScript(path, tokens string) string {
+	return fmt.Sprintf(`-- written by scripts/bench: requests %[1]s as each reader of %[2]s in turn (Scenario.Viewers)
+local reqs, n, i = {}, 0, 0
+function init(args)
+	for tok in io.lines(%[2]q) do
+		local h = {}
+		for k, v in pairs(wrk.headers) do h[k] = v end
+		h["Authorization"] = "Bearer " .. tok
+		reqs[n] = wrk.format(nil, %[1]q, h)
+		n = n + 1
+	end
+end
+function request()
+	local r = reqs[i]
+	i = (i + 1) %% n
+	return r
+end
+`, path, tokens)
 }
 
 // keysScript is the wrk Lua script of a scenario with Keys: the requests for path with

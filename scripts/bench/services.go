@@ -32,10 +32,15 @@ const (
 
 // benchToken mints the HS256 JWT Auth scenarios send, valid from now for ttl.
 func benchToken(now time.Time, ttl time.Duration) string {
+	return benchTokenFor(benchJWTSubject, now, ttl)
+}
+
+// benchTokenFor mints the HS256 JWT of user sub, valid from now for ttl.
+func benchTokenFor(sub string, now time.Time, ttl time.Duration) string {
 	enc := base64.RawURLEncoding
 	header, _ := json.Marshal(map[string]string{"alg": "HS256", "typ": "JWT"})
 	claims, _ := json.Marshal(map[string]any{
-		"sub": benchJWTSubject, "iss": benchJWTIssuer, "aud": benchJWTAudience,
+		"sub": sub, "iss": benchJWTIssuer, "aud": benchJWTAudience,
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(ttl).Unix(),
 	})
 	signing := enc.EncodeToString(header) + "." + enc.EncodeToString(claims)

@@ -12,7 +12,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
+	"github.com/muejam/edge/appserver/api"
+	"github.com/muejam/edge/appserver/cache"
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/internal/apitest"
 )
@@ -22,13 +25,20 @@ import (
 // replica's answers include it.
 type Env struct {
 	*apitest.Server
-	t   testing.TB
-	tok string
+	Cache *cache.Manager // the app cache of the routes
+	t     testing.TB
+	tok   string
 }
 
-// Start starts a test server with the routes register adds.
-func Start(t testing.TB, register func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger)) *Env {
-	return &Env{Server: apitest.Start(t, apitest.Options{}, register), t: t}
+// Start starts a test server with the routes register adds, which keep answers computed for
+// everyone in c: an app cache manager (L1 only) that the Cache-Purge of a response
+// invalidates before it goes out, as in the app server.
+func Start(t testing.TB, register func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger, c *cache.Manager)) *Env {
+	c := apitest.Cache(t)
+	wrap := api.InvalidateOnPurge(c.Invalidate, zaptest.NewLogger(t))
+	return &Env{Server: apitest.Start(t, apitest.Options{Wrap: wrap}, func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger) {
+		register(mux, db, log, c)
+	}), t: t, Cache: c}
 }
 
 // Exec runs sql in one transaction on the primary and returns the transaction's now().
@@ -45,7 +55,7 @@ func (e *Env) Exec(sql string, args ...any) time.Time {
 	if err != nil {
 		e.t.Fatalf("%s: %v", sql, err)
 	}
-	e.tok = tok.String()
+	e.tok = e.DB.EncodeToken(tok)
 	return now
 }
 
@@ -87,7 +97,7 @@ func (e *Env) Story(author, title, ago string, tags ...string) int64 {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.tok = tok.String()
+	e.tok = e.DB.EncodeToken(tok)
 	return id
 }
 

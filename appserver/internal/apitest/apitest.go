@@ -1,6 +1,7 @@
 // Package apitest runs API handlers in tests against real PostgreSQL: a fresh database
 // (testenv.NewDatabase) or a given primary and replica, migrated, behind a real dbrouter and
-// the same middleware as the app server (read-your-writes token, trusted X-Auth-User).
+// the same middleware as the app server (request id, read-your-writes token, trusted
+// X-Auth-User).
 package apitest
 
 import (
@@ -23,6 +24,7 @@ import (
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/identity"
 	"github.com/muejam/edge/appserver/migrate"
+	"github.com/muejam/edge/appserver/reqid"
 	"github.com/muejam/edge/internal/testenv"
 )
 
@@ -31,6 +33,9 @@ import (
 type Options struct {
 	PrimaryURL, ReplicaURL string
 	Trusted                []netip.Prefix
+	// Wrap, when not nil, wraps the routes in middleware of the test's own (inside the
+	// identity and read-your-writes middleware, as the app server's are).
+	Wrap func(http.Handler) http.Handler
 }
 
 // Server is a running test server.
@@ -86,7 +91,11 @@ func Start(t testing.TB, opts Options, register func(mux *http.ServeMux, db *dbr
 	t.Cleanup(db.Close)
 	mux := http.NewServeMux()
 	register(mux, db, zaptest.NewLogger(t))
-	srv := httptest.NewServer(dbrouter.Middleware(identity.Middleware(opts.Trusted)(mux)))
+	var h http.Handler = reqid.Observe(mux)
+	if opts.Wrap != nil {
+		h = opts.Wrap(h)
+	}
+	srv := httptest.NewServer(reqid.Middleware(opts.Trusted, nil)(db.Middleware(identity.Middleware(opts.Trusted)(h))))
 	t.Cleanup(srv.Close)
 	jar, err := cookiejar.New(nil)
 	if err != nil {

@@ -83,6 +83,8 @@ module "secrets" {
   environment_name     = var.environment
   database_username    = var.db_username
   recovery_window_days = var.secret_recovery_window_days
+  # The disaster-recovery region: where the database backups are replicated.
+  replica_region = var.db_backup_replication ? var.backup_region : null
 }
 
 module "rds" {
@@ -212,6 +214,9 @@ module "appserver" {
       TRUSTED_EDGE_CIDRS = join(",", local.app_trusted_edge_cidrs)
       LOG_LEVEL          = var.log_level
       MIGRATE_ON_START   = "true"
+
+      # The key of the read-your-writes tokens, which the edge verifies with the same key.
+      READ_YOUR_WRITES_KEY = "aws-sm:${module.secrets.read_your_writes_key_secret_name}"
     },
     var.db_replica_count > 0 ? {
       DATABASE_REPLICA_URLS = join(",", [for host in module.rds.replica_addresses : "postgres://${var.db_username}@${host}:${module.rds.port}/${local.db_path}"])
@@ -240,11 +245,11 @@ module "appserver" {
 # (appserver:8081, load-balanced over its tasks by the Service Connect proxy), the
 # environment's Valkey (over TLS, with the AUTH token), its identity provider, the pseudonym
 # key of its logs, the load balancer's subnets (trusted X-Forwarded-For hops) and the CDN
-# origin secret. The three secrets, the
-# pseudonym key, the AUTH token and the origin secret, are injected by ECS from Secrets
-# Manager. Its admin API stays on the task's loopback (EDGE_ADMIN_ADDR unset: the Caddyfile's
+# origin secret, and the key of the read-your-writes tokens. The four secrets, the
+# pseudonym key, the AUTH token, the origin secret and the read-your-writes key, are injected
+# by ECS from Secrets Manager. Its admin API stays on the task's loopback (EDGE_ADMIN_ADDR unset: the Caddyfile's
 # localhost:2019); Prometheus scrapes its metrics listener. Its task role has no policy (the
-# edge calls no AWS API); its execution role may read those three secrets only.
+# edge calls no AWS API); its execution role may read those four secrets only.
 module "edge" {
   source           = "../../modules/ecs-service"
   name             = "edge"
@@ -288,6 +293,9 @@ module "edge" {
     PII_PSEUDONYM_KEY = module.secrets.pii_pseudonym_key_secret_arn
     VALKEY_PASSWORD   = module.secrets.valkey_auth_token_secret_arn
     CDN_ORIGIN_SECRET = module.secrets.cdn_origin_secret_arn
+    # The app server's key of the read-your-writes tokens: only a token it signed skips the
+    # cache. READ_YOUR_WRITES_KEY_PREVIOUS stays unset but during a rotation.
+    READ_YOUR_WRITES_KEY = module.secrets.read_your_writes_key_secret_arn
   }
   # Caddy writes its autosaved config and its storage under $HOME.
   read_only_root_filesystem     = false

@@ -27,6 +27,18 @@ resource "aws_db_parameter_group" "this" {
     name  = "log_min_duration_statement"
     value = "500"
   }
+
+  # No bind parameter values in those logs (emails, tokens, text people wrote): neither in
+  # the statements logged as slow nor in the statements of logged errors.
+  parameter {
+    name  = "log_parameter_max_length"
+    value = "0"
+  }
+
+  parameter {
+    name  = "log_parameter_max_length_on_error"
+    value = "0"
+  }
 }
 
 resource "aws_db_instance" "primary" {
@@ -105,6 +117,27 @@ resource "aws_cloudwatch_metric_alarm" "replica_lag" {
   comparison_operator = "GreaterThanThreshold"
   threshold           = 10
   evaluation_periods  = 3
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+  tags                = var.tags
+}
+
+# RDS ships the WAL to S3 (point-in-time recovery) every 5 minutes; when that, or a replica,
+# stalls, the WAL stays on the instance. CloudWatch has no metric of the archive's age (the
+# app servers export it from pg_stat_archiver: WALArchiveStale in infra/monitoring), so this
+# alarm watches the WAL piling up: more than a tenth of the allocated storage.
+resource "aws_cloudwatch_metric_alarm" "wal_backlog" {
+  count               = length(var.alarm_actions) > 0 ? 1 : 0
+  alarm_name          = "${var.name}-wal-backlog-critical"
+  alarm_description   = "Transaction logs above 10% of the storage: WAL archiving to S3 (PITR, RPO 5 min) or a replica is stuck. docs/runbooks/disaster-recovery.md"
+  namespace           = "AWS/RDS"
+  metric_name         = "TransactionLogsDiskUsage"
+  dimensions          = { DBInstanceIdentifier = aws_db_instance.primary.identifier }
+  statistic           = "Maximum"
+  period              = 300
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.allocated_storage * 1073741824 / 10
+  evaluation_periods  = 2
   alarm_actions       = var.alarm_actions
   ok_actions          = var.alarm_actions
   tags                = var.tags

@@ -34,6 +34,22 @@
 #                      running edge tasks keep the old value until they restart: requests are
 #                      refused (403) from the first change until the edge service is redeployed,
 #                      so rotate in a quiet window and redeploy the edge right after.
+#   read-your-writes-key  the HMAC key of the read-your-writes tokens (internal/rywtoken), 64
+#                      letters and digits. The app server signs with it and reads it itself,
+#                      from READ_YOUR_WRITES_KEY=aws-sm:muejam/ENVIRONMENT/read-your-writes-key,
+#                      with its task role; ECS injects it into the edge container as
+#                      READ_YOUR_WRITES_KEY (a task definition secret, read by the edge's
+#                      execution role), where read_your_writes verifies tokens before edge_cache
+#                      lets them skip the cache. Both read it at start: a new key
+#                      (terraform apply -replace=module.secrets.random_password.read_your_writes_key)
+#                      takes effect as each task restarts, and until both services are
+#                      redeployed tokens from the other key are ignored (reads may come from a
+#                      cache or a replica for a TTL); README explains the rotation with
+#                      READ_YOUR_WRITES_KEY_PREVIOUS that avoids even that.
+#
+# With replica_region set (production: the region the database backups are replicated to),
+# every secret is replicated there, so that a database restored in that region from the
+# replicated backups finds its master password, and the services their keys and tokens.
 
 resource "random_password" "database" {
   length  = 40
@@ -45,6 +61,13 @@ resource "aws_secretsmanager_secret" "database" {
   description             = "Master user and password of the MueJam PostgreSQL primary and replicas."
   recovery_window_in_days = var.recovery_window_days
   tags                    = var.tags
+
+  dynamic "replica" {
+    for_each = var.replica_region == null ? [] : [var.replica_region]
+    content {
+      region = replica.value
+    }
+  }
 }
 
 resource "aws_secretsmanager_secret_version" "database" {
@@ -65,6 +88,13 @@ resource "aws_secretsmanager_secret" "pii_pseudonym_key" {
   description             = "HMAC key of the edge's pii_scrub log encoder (PII_PSEUDONYM_KEY): emails in access logs become stable pseudonyms."
   recovery_window_in_days = var.recovery_window_days
   tags                    = var.tags
+
+  dynamic "replica" {
+    for_each = var.replica_region == null ? [] : [var.replica_region]
+    content {
+      region = replica.value
+    }
+  }
 }
 
 resource "aws_secretsmanager_secret_version" "pii_pseudonym_key" {
@@ -82,6 +112,13 @@ resource "aws_secretsmanager_secret" "valkey_auth_token" {
   description             = "AUTH token of the MueJam Valkey (ElastiCache, in-transit encryption on): VALKEY_PASSWORD of the edge and the app server."
   recovery_window_in_days = var.recovery_window_days
   tags                    = var.tags
+
+  dynamic "replica" {
+    for_each = var.replica_region == null ? [] : [var.replica_region]
+    content {
+      region = replica.value
+    }
+  }
 }
 
 resource "aws_secretsmanager_secret_version" "valkey_auth_token" {
@@ -99,9 +136,40 @@ resource "aws_secretsmanager_secret" "cdn_origin_secret" {
   description             = "Value of the X-Origin-Verify header CloudFront adds to origin requests: the load balancer forwards and the edge trusts CloudFront-Viewer-Address only with it (CDN_ORIGIN_SECRET of the edge)."
   recovery_window_in_days = var.recovery_window_days
   tags                    = var.tags
+
+  dynamic "replica" {
+    for_each = var.replica_region == null ? [] : [var.replica_region]
+    content {
+      region = replica.value
+    }
+  }
 }
 
 resource "aws_secretsmanager_secret_version" "cdn_origin_secret" {
   secret_id     = aws_secretsmanager_secret.cdn_origin_secret.id
   secret_string = random_password.cdn_origin_secret.result
+}
+
+resource "random_password" "read_your_writes_key" {
+  length  = 64
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "read_your_writes_key" {
+  name                    = "muejam/${var.environment_name}/read-your-writes-key"
+  description             = "HMAC key of the read-your-writes tokens: the app server signs them (READ_YOUR_WRITES_KEY=aws-sm:...), the edge verifies them before a token skips its cache (READ_YOUR_WRITES_KEY)."
+  recovery_window_in_days = var.recovery_window_days
+  tags                    = var.tags
+
+  dynamic "replica" {
+    for_each = var.replica_region == null ? [] : [var.replica_region]
+    content {
+      region = replica.value
+    }
+  }
+}
+
+resource "aws_secretsmanager_secret_version" "read_your_writes_key" {
+  secret_id     = aws_secretsmanager_secret.read_your_writes_key.id
+  secret_string = random_password.read_your_writes_key.result
 }

@@ -42,6 +42,17 @@ output "cdn_origin_secret_arn" {
   value       = aws_secretsmanager_secret_version.cdn_origin_secret.arn
 }
 
+output "read_your_writes_key_secret_arn" {
+  description = "ARN of the read-your-writes key secret, for the edge task's READ_YOUR_WRITES_KEY. Taken from the secret's version, so that no task starts before the secret has a value."
+  value       = aws_secretsmanager_secret_version.read_your_writes_key.arn
+}
+
+output "read_your_writes_key_secret_name" {
+  description = "Name of the read-your-writes key secret: the app server's READ_YOUR_WRITES_KEY is aws-sm:NAME. Available once the secret has a value."
+  value       = aws_secretsmanager_secret.read_your_writes_key.name
+  depends_on  = [aws_secretsmanager_secret_version.read_your_writes_key]
+}
+
 output "secret_arns" {
   description = "ARNs of every secret of the environment."
   value = [
@@ -49,5 +60,6 @@ output "secret_arns" {
     aws_secretsmanager_secret.pii_pseudonym_key.arn,
     aws_secretsmanager_secret.valkey_auth_token.arn,
     aws_secretsmanager_secret.cdn_origin_secret.arn,
+    aws_secretsmanager_secret.read_your_writes_key.arn,
   ]
 }

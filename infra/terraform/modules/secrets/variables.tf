@@ -13,6 +13,12 @@ variable "recovery_window_days" {
   type        = number
 }
 
+variable "replica_region" {
+  description = "Region every secret is replicated to (the disaster-recovery region); null for none."
+  type        = string
+  default     = null
+}
+
 variable "tags" {
   description = "Tags added to every resource."
   type        = map(string)
