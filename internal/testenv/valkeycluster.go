@@ -424,6 +424,7 @@ func (c *ValkeyCluster) Reshard(t testing.TB, from, to Node, slots int) {
 type nodeEntry struct {
 	id, addr string
 	flags    []string
+	master   string   // the primary's id, for a replica; "-" for a primary
 	slots    [][2]int // inclusive ranges
 }
 
@@ -457,7 +458,7 @@ func clusterNodes(addr string) ([]nodeEntry, error) {
 		}
 		// ip:port@busport[,hostname]
 		a, _, _ := strings.Cut(f[1], "@")
-		e := nodeEntry{id: f[0], addr: a, flags: strings.Split(f[2], ",")}
+		e := nodeEntry{id: f[0], addr: a, flags: strings.Split(f[2], ","), master: f[3]}
 		for _, s := range f[8:] {
 			if strings.HasPrefix(s, "[") { // a slot being migrated or imported
 				continue
