@@ -85,14 +85,16 @@ func TestIAMPolicy(t *testing.T) {
 			}
 		}
 	}
-	// What the role may read: an Allow matches and no Deny does. The edge's log pseudonym key
-	// (modules/secrets in the Terraform) is under muejam/ but not the app server's to read.
+	// What the role may read: an Allow matches and no Deny does. The log pseudonym key
+	// (modules/secrets in the Terraform) is the app server's too: audit events pseudonymise
+	// client addresses with it. The CDN origin secret is the edge's alone.
 	for arn, want := range map[string]bool{
 		"arn:aws:secretsmanager:us-east-1:123456789012:secret:muejam/production/database-AbCdEf":          true,
 		"arn:aws:secretsmanager:us-east-1:123456789012:secret:other/production/database-AbCdEf":           false,
 		"arn:aws:secretsmanager:us-east-1:123456789012:secret:muejamx/database-AbCdEf":                    false,
-		"arn:aws:secretsmanager:us-east-1:123456789012:secret:muejam/production/pii-pseudonym-key-AbCdEf": false,
-		"arn:aws:secretsmanager:us-east-1:123456789012:secret:muejam/dev/pii-pseudonym-key-123456":        false,
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:muejam/production/pii-pseudonym-key-AbCdEf": true,
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:muejam/dev/pii-pseudonym-key-123456":        true,
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:muejam/production/cdn-origin-secret-AbCdEf": false,
 	} {
 		for _, action := range allowed {
 			if got := canDo(doc, action, arn); got != want {

@@ -779,7 +779,7 @@ func TestValkeyTLSAndAuth(t *testing.T) {
 				k, v := it.Element()
 				appDocs = append(appDocs, checkPolicyDoc(t, dir+": app server task policy "+k.AsString(), []byte(v.AsString())))
 			}
-			for secretARN, want := range map[string]bool{tokenARN: true, dbARN: true, keyARN: false} {
+			for secretARN, want := range map[string]bool{tokenARN: true, dbARN: true, keyARN: true} {
 				if got := slices.ContainsFunc(appDocs, func(p policyDoc) bool { return policyAllows(p, "secretsmanager:GetSecretValue", secretARN) }); got != want {
 					t.Errorf("%s: the app server's task role may read %s: %v, want %v", dir, secretARN, got, want)
 				}

@@ -217,6 +217,9 @@ module "appserver" {
 
       # The key of the read-your-writes tokens, which the edge verifies with the same key.
       READ_YOUR_WRITES_KEY = "aws-sm:${module.secrets.read_your_writes_key_secret_name}"
+      # Audit events pseudonymise client addresses with the key of the edge's logs, so that
+      # an address joins across both.
+      APP_PSEUDONYM_KEY = "aws-sm:${module.secrets.pii_pseudonym_key_secret_name}"
     },
     var.db_replica_count > 0 ? {
       DATABASE_REPLICA_URLS = join(",", [for host in module.rds.replica_addresses : "postgres://${var.db_username}@${host}:${module.rds.port}/${local.db_path}"])

@@ -4,14 +4,15 @@
 #                      The app server reads the password itself, from
 #                      DATABASE_PASSWORD=aws-sm:muejam/ENVIRONMENT/database#password, with its
 #                      task role (infra/iam-policies/secrets-manager-policy.json: muejam/* but
-#                      the pseudonym key below), so no password is in a task definition or in
-#                      DATABASE_URL.
+#                      the CDN origin secret below), so no password is in a task definition or
+#                      in DATABASE_URL.
 #   pii-pseudonym-key  the HMAC key the edge's access logs pseudonymise emails with, a plain
 #                      string. ECS injects it into the edge container as PII_PSEUDONYM_KEY (a
 #                      task definition secret: its value is in no task definition); the edge's
 #                      execution role may read it (and valkey-auth-token and
-#                      cdn-origin-secret, below), the app server's task role may not (an
-#                      explicit Deny). A new key changes
+#                      cdn-origin-secret, below); the app server reads it too
+#                      (APP_PSEUDONYM_KEY=aws-sm:…), for the client addresses of audit events,
+#                      so that an address joins across edge logs and audit. A new key changes
 #                      every pseudonym: the log lines before and after it no longer join.
 #   valkey-auth-token  the AUTH token of ElastiCache Valkey (modules/valkey, auth_token), a
 #                      plain string of letters and digits (AUTH tokens are 16 to 128 printable

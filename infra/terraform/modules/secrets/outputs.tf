@@ -42,6 +42,12 @@ output "cdn_origin_secret_arn" {
   value       = aws_secretsmanager_secret_version.cdn_origin_secret.arn
 }
 
+output "pii_pseudonym_key_secret_name" {
+  description = "Name of the pseudonym key secret: the app server's APP_PSEUDONYM_KEY is aws-sm:NAME, so that audit events pseudonymise client addresses with the key of the edge's logs. Available once the secret has a value."
+  value       = aws_secretsmanager_secret.pii_pseudonym_key.name
+  depends_on  = [aws_secretsmanager_secret_version.pii_pseudonym_key]
+}
+
 output "read_your_writes_key_secret_arn" {
   description = "ARN of the read-your-writes key secret, for the edge task's READ_YOUR_WRITES_KEY. Taken from the secret's version, so that no task starts before the secret has a value."
   value       = aws_secretsmanager_secret_version.read_your_writes_key.arn
