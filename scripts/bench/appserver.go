@@ -372,8 +372,11 @@ func appNote(id string, c appCounters, requests int64, l1Bytes float64) string {
 	} else {
 		s += " and sent no statement"
 	}
-	if l1Bytes >= 0 {
+	switch {
+	case l1Bytes >= 1<<20:
 		s += fmt.Sprintf("; the edge cache's L1 then held %.1f MiB", l1Bytes/(1<<20))
+	case l1Bytes >= 0:
+		s += fmt.Sprintf("; the edge cache's L1 then held %.1f KiB", l1Bytes/(1<<10))
 	}
 	return s
 }

@@ -802,6 +802,9 @@ func TestAppServerEnvAndNote(t *testing.T) {
 		!strings.HasSuffix(n, "; the edge cache's L1 then held 3.0 MiB") {
 		t.Errorf("appNote = %q", n)
 	}
+	if n := appNote("9v", appCounters{Requests: 1}, 5000, 9334); !strings.HasSuffix(n, "; the edge cache's L1 then held 9.1 KiB") {
+		t.Errorf("appNote = %q", n)
+	}
 }
 
 // TestEdgeTemplatesAdapt adapts every scenario on our build with bin/caddy, when it has been
