@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -184,4 +185,100 @@ func TestAppCacheAsDeployed(t *testing.T) {
 	}
 	write(carol, "DELETE", "/v1/users/"+story.Author.Handle+"/block", "", http.StatusNoContent)
 	s.everywhere(t, "after carol's unblock", feed, carol, after)
+}
+
+// TestAppCacheSurvivesValkeyUnderLoad: production's path with one Valkey server, signed-in
+// readers loading the feed the whole time; Valkey is stopped, a story is published (its purge
+// reaches the app's L1 without Valkey), and Valkey comes back. No request fails; while Valkey
+// is down the app's cache answers from L1 alone and does not ask L2, and once it is back a
+// miss asks L2 again.
+func TestAppCacheSurvivesValkeyUnderLoad(t *testing.T) {
+	s := startProdStack(t, prodOptions{standaloneValkey: true})
+	run := randomHex(t, 4)
+	author := reader{name: "author", viewer: s.viewer(false), token: s.signer.token("survive-author-"+run, 10*time.Minute)}
+	post := func(path, body string) result {
+		t.Helper()
+		req, err := http.NewRequest("POST", s.front.url+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Test-Viewer", author.viewer)
+		req.Header.Set("Authorization", "Bearer "+author.token)
+		req.Header.Set("Content-Type", "application/json")
+		r := do(s.client, req)
+		if r.err != nil || r.status >= 300 {
+			t.Fatalf("POST %s = %d %v %s", path, r.status, r.err, r.body)
+		}
+		return r
+	}
+	publish := func(title string) {
+		t.Helper()
+		var env struct {
+			Data struct{ ID int64 } `json:"data"`
+		}
+		if r := post("/v1/stories", `{"title":"`+title+`"}`); json.Unmarshal(r.body, &env) != nil {
+			t.Fatalf("POST /v1/stories: no data in %s", r.body)
+		}
+		post(fmt.Sprintf("/v1/stories/%d/chapters", env.Data.ID), `{"title":"One","content":"Text."}`)
+		post(fmt.Sprintf("/v1/stories/%d/publish", env.Data.ID), "")
+		waitReplayed(t, s.primaryURL, s.replicaURL)
+		time.Sleep(2100 * time.Millisecond) // the purge's settle, at the edge and in the app
+	}
+	lookups := func(outcome string) float64 {
+		return s.appCacheMetric(t, 0, "muejam_app_cache_lookups_total", `layer="l2",outcome="`+outcome+`"`)
+	}
+	const feed = "/v1/discover?tab=new"
+	publish("Before")
+
+	readers := make([]reader, 100)
+	for i := range readers {
+		id := fmt.Sprintf("survive-reader-%s-%d", run, i)
+		readers[i] = reader{name: id, viewer: s.viewer(false), token: s.signer.token(id, 10*time.Minute), user: id}
+	}
+	stop := make(chan struct{})
+	var load counts
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; ; i += 4 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := readers[i%len(readers)]
+				load.add(s.call("GET", feed, r.viewer, r.token, ""))
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+
+	time.Sleep(time.Second)
+	s.valkey.Stop(t)
+	unavailable := lookups("unavailable")
+	publish("During") // its purge empties the app's L1; the next reads miss it, and L2 is down
+	if got := titles(t, feed, s.call("GET", feed, readers[0].viewer, readers[0].token, "")); len(got) == 0 || got[0] != "During" {
+		t.Errorf("while Valkey is down, a signed-in reader's feed starts %v, want the story published meanwhile", got)
+	}
+	if lookups("unavailable") <= unavailable {
+		t.Error("while Valkey was down, no L2 lookup was skipped as unavailable: the app's cache did not fall back to L1")
+	}
+
+	s.valkey.Start(t)
+	asked := lookups("hit") + lookups("miss")
+	deadline := time.Now().Add(10 * time.Second)
+	for n := 0; lookups("hit")+lookups("miss") <= asked; n++ {
+		if time.Now().After(deadline) {
+			t.Fatal("10s after Valkey came back, the app's cache had not asked L2 again")
+		}
+		publish(fmt.Sprintf("After %d", n)) // a purge, and misses after it that ask L2
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("signed-in load through the outage: %v", &load)
+	if load.get(200) == 0 || load.String() != fmt.Sprint(map[int]int{200: load.get(200)}) {
+		t.Errorf("signed-in reads through the Valkey outage: %v, want only 200s", &load)
+	}
 }
