@@ -136,44 +136,44 @@ func tokenKeys(ctx context.Context, cfg config, log *zap.Logger) (*rywtoken.Keys
 		log.Warn("READ_YOUR_WRITES_KEY is not set: read-your-writes tokens are signed with the public development key, so anyone can forge them; set it outside development")
 		return rywtoken.NewKeys(rywtoken.DevKey)
 	}
-	res := secrets.New(secrets.Options{TTL: cfg.SecretsCacheTTL, Getenv: cfg.getenv})
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	var keys [2]string
-	for i, k := range []struct{ name, ref string }{
-		{"READ_YOUR_WRITES_KEY", cfg.ReadYourWritesKey},
-		{"READ_YOUR_WRITES_KEY_PREVIOUS", cfg.ReadYourWritesKeyPrevious},
-	} {
-		if k.ref == "" {
-			continue
-		}
-		var err error
-		if keys[i], err = res.Get(ctx, k.ref); err != nil {
-			return nil, fmt.Errorf("resolving %s: %w", k.name, err)
-		}
+	key, err := resolveSecret(ctx, cfg, "READ_YOUR_WRITES_KEY", cfg.ReadYourWritesKey)
+	if err != nil {
+		return nil, err
 	}
-	kk, err := rywtoken.NewKeys(keys[0], keys[1])
+	previous, err := resolveSecret(ctx, cfg, "READ_YOUR_WRITES_KEY_PREVIOUS", cfg.ReadYourWritesKeyPrevious)
+	if err != nil {
+		return nil, err
+	}
+	kk, err := rywtoken.NewKeys(key, previous)
 	if err != nil {
 		return nil, usagef("READ_YOUR_WRITES_KEY/READ_YOUR_WRITES_KEY_PREVIOUS: %v", err)
 	}
 	return kk, nil
 }
 
-// valkeyConfig is the Valkey server or cluster of cfg with its password, when
-// VALKEY_PASSWORD names one, resolved through the secrets package.
-func valkeyConfig(ctx context.Context, cfg config) (valkeyconn.Config, error) {
-	vc := cfg.valkey
-	if cfg.ValkeyPassword == "" {
-		return vc, nil
+// resolveSecret resolves ref, the secret reference of the setting name, through the secrets
+// package (once: a new value takes a restart); "" when ref is.
+func resolveSecret(ctx context.Context, cfg config, name, ref string) (string, error) {
+	if ref == "" {
+		return "", nil
 	}
 	res := secrets.New(secrets.Options{TTL: cfg.SecretsCacheTTL, Getenv: cfg.getenv})
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var err error
-	if vc.Password, err = res.Func(cfg.ValkeyPassword)(ctx); err != nil {
-		return vc, fmt.Errorf("resolving VALKEY_PASSWORD: %w", err)
+	v, err := res.Get(ctx, ref)
+	if err != nil {
+		return "", fmt.Errorf("resolving %s: %w", name, err)
 	}
-	return vc, nil
+	return v, nil
+}
+
+// valkeyConfig is the Valkey server or cluster of cfg with its password, when
+// VALKEY_PASSWORD names one, resolved through the secrets package.
+func valkeyConfig(ctx context.Context, cfg config) (valkeyconn.Config, error) {
+	vc := cfg.valkey
+	var err error
+	vc.Password, err = resolveSecret(ctx, cfg, "VALKEY_PASSWORD", cfg.ValkeyPassword)
+	return vc, err
 }
 
 // primaryPool opens a pool of its own on the configured primary, for the subcommands.
