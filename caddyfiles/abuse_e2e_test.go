@@ -20,24 +20,7 @@ import (
 func TestAnonymousCannotEvictOrBypass(t *testing.T) {
 	s := startProdStack(t)
 	author := reader{viewer: s.viewer(false), token: s.signer.token("abuse-author-"+randomHex(t, 4), 10*time.Minute)}
-	send := func(r reader, method, path, body string, header ...string) result {
-		t.Helper()
-		req, err := http.NewRequest(method, s.front.url+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("X-Test-Viewer", r.viewer)
-		if r.token != "" {
-			req.Header.Set("Authorization", "Bearer "+r.token)
-		}
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		return do(s.client, req)
-	}
+	send := s.send
 	r := send(author, "POST", "/v1/stories", `{"title":"Popular","blurb":"Everyone reads it."}`)
 	var story struct {
 		ID int64 `json:"id"`

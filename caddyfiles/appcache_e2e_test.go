@@ -69,6 +69,26 @@ func (s *prodStack) everywhere(t *testing.T, when, path string, r reader, want [
 	}
 }
 
+// send sends method path through the front tier as r (its viewer address and token, if
+// any), with body as JSON when not "", and the header fields given as name, value pairs.
+func (s *prodStack) send(r reader, method, path, body string, header ...string) result {
+	req, err := http.NewRequest(method, s.front.url+path, strings.NewReader(body))
+	if err != nil {
+		return result{err: err}
+	}
+	req.Header.Set("X-Test-Viewer", r.viewer)
+	if r.token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return do(s.client, req)
+}
+
 // appCacheMetric sums a metric of the app server at i's internal listener.
 func (s *prodStack) appCacheMetric(t *testing.T, i int, name, labels string) float64 {
 	t.Helper()
@@ -103,17 +123,7 @@ func TestAppCacheAsDeployed(t *testing.T) {
 
 	write := func(r reader, method, path, body string, status int, header ...string) result {
 		t.Helper()
-		req, err := http.NewRequest(method, s.front.url+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("X-Test-Viewer", r.viewer)
-		req.Header.Set("Authorization", "Bearer "+r.token)
-		req.Header.Set("Content-Type", "application/json")
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		res := do(s.client, req)
+		res := s.send(r, method, path, body, header...)
 		if res.err != nil || res.status != status {
 			t.Fatalf("%s %s = %d %v %s, want %d", method, path, res.status, res.err, res.body, status)
 		}
@@ -198,14 +208,7 @@ func TestAppCacheSurvivesValkeyUnderLoad(t *testing.T) {
 	author := reader{name: "author", viewer: s.viewer(false), token: s.signer.token("survive-author-"+run, 10*time.Minute)}
 	post := func(path, body string) result {
 		t.Helper()
-		req, err := http.NewRequest("POST", s.front.url+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("X-Test-Viewer", author.viewer)
-		req.Header.Set("Authorization", "Bearer "+author.token)
-		req.Header.Set("Content-Type", "application/json")
-		r := do(s.client, req)
+		r := s.send(author, "POST", path, body)
 		if r.err != nil || r.status >= 300 {
 			t.Fatalf("POST %s = %d %v %s", path, r.status, r.err, r.body)
 		}

@@ -299,18 +299,7 @@ type result struct {
 
 // call sends a request through the front tier as viewer, with a bearer token when not empty.
 func (s *prodStack) call(method, path, viewer, token, body string) result {
-	req, err := http.NewRequest(method, s.front.url+path, strings.NewReader(body))
-	if err != nil {
-		return result{err: err}
-	}
-	req.Header.Set("X-Test-Viewer", viewer)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	return do(s.client, req)
+	return s.send(reader{viewer: viewer, token: token}, method, path, body)
 }
 
 func do(c *http.Client, req *http.Request) result {
