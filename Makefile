@@ -87,9 +87,19 @@ lint: fmt-check ## gofmt and go vet
 
 # go test runs every go vet analyzer (-vet=all) on the packages it builds for the tests, so
 # that the code is compiled once, with -race, instead of once for vet and once for the tests.
+# The whole output is kept in .run/test.log; when a test fails, its failure lines are printed
+# again at the end, where a CI log's tail shows them.
+TEST_LOG := $(RUN_DIR)/test.log
 .PHONY: test
 test: services-up $(CADDY) $(APPSERVER) monitoring-tools terraform-tools fmt-check ## every test (and go vet), against real services and the built binaries
-	$(GO) test -race -vet=all -tags $(GO_TAGS) -count=1 -timeout 8m ./...
+	@mkdir -p $(RUN_DIR)
+	$(GO) test -race -vet=all -tags $(GO_TAGS) -count=1 -timeout 8m ./... 2>&1 | tee $(TEST_LOG); \
+	rc=$${PIPESTATUS[0]}; \
+	if [ $$rc -ne 0 ]; then \
+		echo "== what failed (the whole output: $(TEST_LOG))"; \
+		grep -E '^\s*--- FAIL|^\s+[A-Za-z0-9_]+_test\.go:[0-9]+: |^panic:|^FAIL|^# |\.go:[0-9]+:[0-9]+: ' $(TEST_LOG) | cut -c1-400 | tail -60; \
+	fi; \
+	exit $$rc
 
 # The hot paths' Go benchmarks (limiter decision, cache hit, scrubber, access-log encoder and logger, JWT
 # verification with and without the verified-token cache, dbrouter's pick), 6 runs each, into

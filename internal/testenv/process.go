@@ -3,10 +3,12 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -35,7 +37,9 @@ type Process struct {
 }
 
 // Start runs bin with args and the test's environment plus env. When the test ends the
-// process gets SIGTERM (SIGKILL 10 s later), and its output is logged if the test failed.
+// process gets SIGTERM (SIGKILL 10 s later), and if the test failed its output is written
+// whole to .run/test-logs/ and its last lines are logged with that file's path (a long run's
+// whole log would push the failure itself out of sight).
 func Start(t testing.TB, env []string, bin string, args ...string) *Process {
 	t.Helper()
 	p := &Process{cmd: exec.Command(bin, args...), env: env}
@@ -48,10 +52,34 @@ func Start(t testing.TB, env []string, bin string, args ...string) *Process {
 	t.Cleanup(func() {
 		p.terminate(10 * time.Second)
 		if t.Failed() {
-			t.Logf("%s output:\n%s", filepath.Base(bin), p.out.String())
+			p.report(t, filepath.Base(bin))
 		}
 	})
 	return p
+}
+
+// reportLines is how many of a failed test's process output lines go into the test's log.
+const reportLines = 40
+
+// report writes the process's whole output to .run/test-logs/<test>-<name>-<pid>.log and
+// logs its last reportLines lines and that path.
+func (p *Process) report(t testing.TB, name string) {
+	out := p.out.String()
+	dir := filepath.Join(RepoRoot(t), ".run", "test-logs")
+	file := filepath.Join(dir, fmt.Sprintf("%s-%s-%d.log", strings.ReplaceAll(t.Name(), "/", "_"), name, p.cmd.Process.Pid))
+	where := "not kept: "
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		where += err.Error()
+	} else if err := os.WriteFile(file, []byte(out), 0o644); err != nil {
+		where += err.Error()
+	} else {
+		where = file
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) > reportLines {
+		lines = lines[len(lines)-reportLines:]
+	}
+	t.Logf("%s output (whole: %s), last %d lines:\n%s", name, where, len(lines), strings.Join(lines, "\n"))
 }
 
 // Output returns what the process has written to stdout and stderr so far.
