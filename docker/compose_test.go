@@ -71,6 +71,10 @@ type dockerfile struct {
 	env    map[string]string // the pairs of each ENV key=value ...
 	expose []string          // the ports of each EXPOSE, without a protocol
 	cmd    []string          // the exec (JSON) form of the last CMD
+
+	runs       []string          // the command of each RUN, continuation lines joined
+	stageCopy  map[string]string // the source of each COPY --from=STAGE of one file, by destination
+	entrypoint []string          // the exec (JSON) form of the last ENTRYPOINT
 }
 
 // TestBuildInputsExist checks that every file compose mounts from the host and every build
@@ -402,15 +406,16 @@ func svcDockerfile(t *testing.T, svc composeService) dockerfile {
 	return parseDockerfile(t, filepath.Join(svc.Build.Context, svc.Build.Dockerfile))
 }
 
-// parseDockerfile reads the COPY, ENV and EXPOSE instructions of a Dockerfile in their plain
-// (not JSON) form. COPY --from=stage copies from another stage and is skipped.
+// parseDockerfile reads the COPY, ENV, EXPOSE and RUN instructions of a Dockerfile in their
+// plain (not JSON) form, and CMD and ENTRYPOINT in their exec form. COPY --from=stage copies
+// from another stage: it goes to stageCopy only.
 func parseDockerfile(t *testing.T, path string) dockerfile {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	df := dockerfile{copyTo: map[string]string{}, env: map[string]string{}}
+	df := dockerfile{copyTo: map[string]string{}, env: map[string]string{}, stageCopy: map[string]string{}}
 	text := strings.ReplaceAll(string(data), "\\\n", " ")
 	for line := range strings.Lines(text) {
 		f := strings.Fields(line)
@@ -420,6 +425,9 @@ func parseDockerfile(t *testing.T, path string) dockerfile {
 		switch args := f[1:]; strings.ToUpper(f[0]) {
 		case "COPY":
 			if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--from") }) {
+				if args = slices.DeleteFunc(args, func(a string) bool { return strings.HasPrefix(a, "--") }); len(args) == 2 {
+					df.stageCopy[args[1]] = args[0]
+				}
 				continue
 			}
 			args = slices.DeleteFunc(args, func(a string) bool { return strings.HasPrefix(a, "--") })
@@ -443,10 +451,17 @@ func parseDockerfile(t *testing.T, path string) dockerfile {
 				port, _, _ := strings.Cut(p, "/")
 				df.expose = append(df.expose, port)
 			}
-		case "CMD":
-			df.cmd = nil
-			if err := json.Unmarshal([]byte(strings.TrimSpace(line)[len(f[0]):]), &df.cmd); err != nil {
-				t.Fatalf("%s: CMD is not in the exec form [\"prog\", \"arg\", ...]: %s", path, line)
+		case "RUN":
+			df.runs = append(df.runs, strings.Join(args, " "))
+		case "CMD", "ENTRYPOINT":
+			var exec []string
+			if err := json.Unmarshal([]byte(strings.TrimSpace(line)[len(f[0]):]), &exec); err != nil {
+				t.Fatalf("%s: %s is not in the exec form [\"prog\", \"arg\", ...]: %s", path, f[0], line)
+			}
+			if strings.ToUpper(f[0]) == "CMD" {
+				df.cmd = exec
+			} else {
+				df.entrypoint = exec
 			}
 		}
 	}

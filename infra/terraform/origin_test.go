@@ -208,9 +208,9 @@ func TestCDNOriginSecret(t *testing.T) {
 	checkSecretVariable(t, alb)
 	const secretVal = "Sekr3tSekr3tSekr3tSekr3t"
 	listeners := map[string]string{"https": "arn:https-listener", "http": "arn:http-listener"}
-	for _, cert := range []string{"", "arn:aws:acm:eu-west-1:123456789012:certificate/abc"} {
-		https := cert != ""
-		ctx := evalContext(t, alb, map[string]cty.Value{"certificate_arn": cty.StringVal(cert), "origin_secret": cty.StringVal(secretVal)})
+	for _, domain := range []string{"", "origin.staging.muejam.com"} {
+		https := domain != ""
+		ctx := evalContext(t, alb, map[string]cty.Value{"domain_name": cty.StringVal(domain), "origin_secret": cty.StringVal(secretVal)})
 		ctx.Functions = tfFunctions
 		refreshLocals(alb, ctx)
 		ctx.Variables["aws_lb_listener"] = cty.ObjectVal(map[string]cty.Value{
@@ -237,11 +237,11 @@ func TestCDNOriginSecret(t *testing.T) {
 				t.Fatalf("%s: aws_lb_listener.%s has %d default actions", alb.dir, name, len(action))
 			}
 			if got := eval(t, action[0].Body.Attributes["type"].Expr, ctx).AsString(); got != want {
-				t.Errorf("%s: with certificate_arn %q, aws_lb_listener.%s's default action is %s, want %s", alb.dir, cert, name, got, want)
+				t.Errorf("%s: with domain_name %q, aws_lb_listener.%s's default action is %s, want %s", alb.dir, domain, name, got, want)
 			}
 			if want == "fixed-response" {
 				if status := fixedResponseStatus(t, action[0], ctx); status != "403" {
-					t.Errorf("%s: with certificate_arn %q, aws_lb_listener.%s's default answer is %q, want 403", alb.dir, cert, name, status)
+					t.Errorf("%s: with domain_name %q, aws_lb_listener.%s's default answer is %q, want 403", alb.dir, domain, name, status)
 				}
 			}
 			if tg, ok := action[0].Body.Attributes["target_group_arn"]; ok && !eval(t, tg.Expr, ctx).IsNull() {
@@ -277,7 +277,7 @@ func TestCDNOriginSecret(t *testing.T) {
 			}
 		}
 		if onServing != 1 {
-			t.Errorf("%s: with certificate_arn %q, %d listener rules on the serving listener (%s), want 1", alb.dir, cert, onServing, serving)
+			t.Errorf("%s: with domain_name %q, %d listener rules on the serving listener (%s), want 1", alb.dir, domain, onServing, serving)
 		}
 	}
 	tg := alb.resources["aws_lb_target_group.edge"]
@@ -345,7 +345,7 @@ func TestCDNOriginSecret(t *testing.T) {
 		}
 
 		// No secret's value in any container's plain environment.
-		for _, call := range []string{"edge", "appserver"} {
+		for _, call := range []string{"edge", "appserver", "migrate"} {
 			for _, tr := range m.modules[call].Body.Attributes["environment"].Expr.Variables() {
 				names := attrNames(tr)
 				switch {
@@ -650,15 +650,15 @@ func subnetCIDRs(t *testing.T, m *tfModule, ctx *hcl.EvalContext) (public, priva
 }
 
 // deployedContext returns the evaluation context of the environment m in dir as deployed: its
-// terraform.tfvars, the Terraform functions, the outputs of its module calls that the edge and
-// the app server take (the network's subnet CIDRs and the secrets' names and ARNs worked out
+// terraform.tfvars, the Terraform functions, the outputs of its module calls that the edge,
+// the app server and the migration task take (the network's subnet CIDRs and the secrets' names and ARNs worked out
 // from their modules, a string naming the output for the others), and the locals that follow.
 func deployedContext(t *testing.T, m *tfModule, dir string) *hcl.EvalContext {
 	t.Helper()
 	ctx := evalContext(t, m, tfvars(t, dir))
 	ctx.Functions = tfFunctions
 	outputs := map[string]map[string]cty.Value{"network": {}, "secrets": {}}
-	for _, call := range []string{"edge", "appserver"} {
+	for _, call := range []string{"edge", "appserver", "migrate"} {
 		for _, attr := range m.modules[call].Body.Attributes {
 			for _, tr := range attr.Expr.Variables() {
 				if names := attrNames(tr); len(names) >= 3 && names[0] == "module" {

@@ -812,11 +812,14 @@ func TestValkeyTLSAndAuth(t *testing.T) {
 }
 
 // policyAllows evaluates p as IAM does for action on the resource arn: some Allow statement
-// names the action and a resource pattern that matches, and no Deny statement does.
+// has an action pattern and a resource pattern that match, and no Deny statement does. Action
+// patterns match case-insensitively, resource patterns exactly; in both * is any run of
+// characters and ? one.
 func policyAllows(p policyDoc, action, arn string) bool {
 	allowed := false
 	for _, st := range p.Statement {
-		if !slices.Contains(st.Action, action) || !slices.ContainsFunc(st.Resource, func(pattern string) bool { return arnMatch(pattern, arn) }) {
+		if !slices.ContainsFunc(st.Action, func(pattern string) bool { return actionMatch(pattern, action) }) ||
+			!slices.ContainsFunc(st.Resource, func(pattern string) bool { return arnMatch(pattern, arn) }) {
 			continue
 		}
 		if st.Effect == "Deny" {
@@ -829,8 +832,19 @@ func policyAllows(p policyDoc, action, arn string) bool {
 
 // arnMatch reports whether an IAM resource pattern (* any run of characters, ? one) matches arn.
 func arnMatch(pattern, arn string) bool {
-	re := strings.NewReplacer(`\*`, `.*`, `\?`, `.`).Replace(regexp.QuoteMeta(pattern))
-	return regexp.MustCompile("^" + re + "$").MatchString(arn)
+	return regexp.MustCompile("^" + iamWildcards(pattern) + "$").MatchString(arn)
+}
+
+// actionMatch reports whether an IAM action pattern (service:Name, * and ? as in arnMatch)
+// matches action; IAM compares actions case-insensitively.
+func actionMatch(pattern, action string) bool {
+	return regexp.MustCompile("(?i)^" + iamWildcards(pattern) + "$").MatchString(action)
+}
+
+// iamWildcards returns the regular expression of an IAM pattern: * any run of characters, ?
+// one character, everything else literal.
+func iamWildcards(pattern string) string {
+	return strings.NewReplacer(`\*`, `.*`, `\?`, `.`).Replace(regexp.QuoteMeta(pattern))
 }
 
 // tfFunctions are the Terraform functions the tests evaluate expressions with.
@@ -838,15 +852,48 @@ var tfFunctions = map[string]function.Function{
 	"can":        tryfunc.CanFunc,
 	"cidrsubnet": tfCidrSubnetFunc,
 	"concat":     stdlib.ConcatFunc,
+	"file":       fileFunc,
+	"flatten":    stdlib.FlattenFunc,
 	"floor":      stdlib.FloorFunc,
 	"join":       stdlib.JoinFunc,
+	"jsondecode": stdlib.JSONDecodeFunc,
 	"jsonencode": stdlib.JSONEncodeFunc,
+	"keys":       stdlib.KeysFunc,
 	"length":     tfLengthFunc,
+	"merge":      stdlib.MergeFunc,
+	"one":        tfOneFunc,
 	"regex":      stdlib.RegexFunc,
+	"replace":    stdlib.ReplaceFunc,
 	"sort":       stdlib.SortFunc,
+	"startswith": tfStartsWithFunc,
 	"tostring":   stdlib.MakeToFunc(cty.String),
 	"values":     stdlib.ValuesFunc,
 }
+
+// tfOneFunc is Terraform's one: null for an empty list or tuple, else its only element.
+var tfOneFunc = function.New(&function.Spec{
+	Params: []function.Parameter{{Name: "list", Type: cty.DynamicPseudoType}},
+	Type:   function.StaticReturnType(cty.DynamicPseudoType),
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		switch n := args[0].LengthInt(); n {
+		case 0:
+			return cty.NullVal(cty.DynamicPseudoType), nil
+		case 1:
+			return args[0].Index(cty.NumberIntVal(0)), nil
+		default:
+			return cty.NilVal, fmt.Errorf("one: %d elements", n)
+		}
+	},
+})
+
+// tfStartsWithFunc is Terraform's startswith(string, prefix).
+var tfStartsWithFunc = function.New(&function.Spec{
+	Params: []function.Parameter{{Name: "str", Type: cty.String}, {Name: "prefix", Type: cty.String}},
+	Type:   function.StaticReturnType(cty.Bool),
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		return cty.BoolVal(strings.HasPrefix(args[0].AsString(), args[1].AsString())), nil
+	},
+})
 
 // tfLengthFunc is Terraform's length: the characters of a string, else the elements of a
 // collection (cty's LengthFunc takes collections only).
@@ -1171,7 +1218,8 @@ func fileCalls(t *testing.T, m *tfModule) []string {
 }
 
 // evalContext returns the values of path.module, of the variables (vars, over the defaults)
-// and of the locals of m that follow from them alone; everything else is unknown to it.
+// and of the locals of m that follow from them alone (with tfFunctions); everything else is
+// unknown to it.
 func evalContext(t *testing.T, m *tfModule, vars map[string]cty.Value) *hcl.EvalContext {
 	t.Helper()
 	all := map[string]cty.Value{}
@@ -1181,17 +1229,12 @@ func evalContext(t *testing.T, m *tfModule, vars map[string]cty.Value) *hcl.Eval
 		}
 	}
 	maps.Copy(all, vars)
-	ctx := &hcl.EvalContext{Variables: map[string]cty.Value{
+	ctx := &hcl.EvalContext{Functions: tfFunctions, Variables: map[string]cty.Value{
 		"path": cty.ObjectVal(map[string]cty.Value{"module": cty.StringVal(m.dir)}),
 		"var":  cty.ObjectVal(all),
 	}}
-	locals := map[string]cty.Value{}
-	for name, expr := range m.locals {
-		if v, diags := expr.Value(ctx); !diags.HasErrors() {
-			locals[name] = v
-		}
-	}
-	ctx.Variables["local"] = cty.ObjectVal(locals)
+	ctx.Variables["local"] = cty.EmptyObjectVal
+	refreshLocals(m, ctx)
 	return ctx
 }
 

@@ -50,9 +50,26 @@ locals {
     Environment = var.environment
     ManagedBy   = "terraform"
   }
-  alarm_actions = var.alerting ? [aws_sns_topic.alerts[0].arn] : []
-  # Every database connection uses TLS (the rds module sets rds.force_ssl).
-  db_path = "muejam?sslmode=require"
+  # The seed's alerts: critical ones page the on-call (the critical topic), warnings go to
+  # email and chat (the warning topic).
+  critical_actions = var.alerting ? [aws_sns_topic.critical[0].arn] : []
+  warning_actions  = var.alerting ? [aws_sns_topic.warning[0].arn] : []
+  # Every database connection uses TLS (the rds module sets rds.force_ssl) and verifies the
+  # server's certificate and name against the RDS CA bundle that docker/appserver.Dockerfile
+  # and docker/migrate.Dockerfile bake into the images at build time.
+  db_ca_bundle = "/etc/ssl/certs/rds-global-bundle.pem"
+  db_path      = "muejam?sslmode=verify-full&sslrootcert=${local.db_ca_bundle}"
+  # The IAM policy of the app server's task role: infra/iam-policies/secrets-manager-policy.json
+  # names muejam/* (appserver/secrets/policy_test.go checks it against the package, for every
+  # environment); each environment attaches it narrowed to its own secrets, muejam/ENVIRONMENT/,
+  # so that staging's tasks cannot read production's secrets, nor the reverse. The Deny
+  # statements (muejam/*/NAME-*) become muejam/ENVIRONMENT/NAME-*.
+  secrets_policy_file = jsondecode(file("${local.policies}/secrets-manager-policy.json"))
+  secrets_policy = jsonencode(merge(local.secrets_policy_file, {
+    Statement = [for st in local.secrets_policy_file.Statement : merge(st, {
+      Resource = [for r in flatten([st.Resource]) : replace(replace(r, ":secret:muejam/*/", ":secret:muejam/${var.environment}/"), ":secret:muejam/*", ":secret:muejam/${var.environment}/*")]
+    })]
+  }))
   # The edge's site (production.Caddyfile's EDGE_PORT): the load balancer's target port.
   edge_port = 8080
   # The edge's metrics listener (production.Caddyfile's http://:9180, /metrics only): the
@@ -79,10 +96,12 @@ module "network" {
 }
 
 module "secrets" {
-  source               = "../../modules/secrets"
-  environment_name     = var.environment
-  database_username    = var.db_username
-  recovery_window_days = var.secret_recovery_window_days
+  source                = "../../modules/secrets"
+  environment_name      = var.environment
+  database_username     = var.db_username
+  database_app_username = var.db_app_username
+  sentry_dsn            = var.sentry_dsn
+  recovery_window_days  = var.secret_recovery_window_days
   # The disaster-recovery region: where the database backups are replicated.
   replica_region = var.db_backup_replication ? var.backup_region : null
 }
@@ -109,7 +128,8 @@ module "rds" {
   subnet_ids            = module.network.private_subnet_ids
   security_group_id     = module.network.security_group_ids["database"]
   deletion_protection   = var.deletion_protection
-  alarm_actions         = local.alarm_actions
+  critical_actions      = local.critical_actions
+  warning_actions       = local.warning_actions
 }
 
 module "valkey" {
@@ -132,12 +152,14 @@ module "alb" {
   vpc_id              = module.network.vpc_id
   subnet_ids          = module.network.public_subnet_ids
   security_group_id   = module.network.security_group_ids["alb"]
-  certificate_arn     = var.alb_certificate_arn
+  domain_name         = var.alb_domain_name
+  hosted_zone_id      = one(data.aws_route53_zone.this[*].zone_id)
   origin_secret       = module.secrets.cdn_origin_secret
   target_port         = local.edge_port
   health_check_path   = "/v1/health"
   deletion_protection = var.deletion_protection
-  alarm_actions       = local.alarm_actions
+  critical_actions    = local.critical_actions
+  warning_actions     = local.warning_actions
 }
 
 module "cloudfront" {
@@ -148,19 +170,65 @@ module "cloudfront" {
     aws.us_east_1 = aws.us_east_1
   }
   name                = local.name
-  origin_domain_name  = var.alb_domain_name != "" ? var.alb_domain_name : module.alb.dns_name
+  origin_domain_name  = module.alb.origin_domain_name
   origin_https        = module.alb.https
   origin_secret       = module.secrets.cdn_origin_secret
   aliases             = var.cdn_aliases
-  certificate_arn     = var.cdn_certificate_arn
+  hosted_zone_id      = one(data.aws_route53_zone.this[*].zone_id)
   static_path_pattern = "/static/*"
   price_class         = var.cdn_price_class
   waf_rate_limit      = var.waf_rate_limit
 }
 
-resource "aws_sns_topic" "alerts" {
+# The public hosted zone of the environment's names (alb_domain_name, cdn_aliases): ACM validates
+# their certificates with records in it, and it holds their alias records.
+data "aws_route53_zone" "this" {
+  count        = var.dns_zone_name == "" ? 0 : 1
+  name         = var.dns_zone_name
+  private_zone = false
+}
+
+# Where the seed's alarms go (infra/monitoring/alertmanager/alertmanager.yml routes the same
+# alerts the same way): critical ones page the on-call through an HTTPS endpoint (PagerDuty's or
+# Opsgenie's CloudWatch integration URL), warnings go to email and chat.
+resource "aws_sns_topic" "critical" {
   count = var.alerting ? 1 : 0
-  name  = "${local.name}-alerts"
+  name  = "${local.name}-alerts-critical"
+
+  lifecycle {
+    precondition {
+      condition     = var.pager_endpoint != ""
+      error_message = "alerting needs pager_endpoint (TF_VAR_pager_endpoint): the HTTPS integration URL critical alarms page the on-call through."
+    }
+  }
+}
+
+resource "aws_sns_topic_subscription" "pager" {
+  count                  = var.alerting ? 1 : 0
+  topic_arn              = aws_sns_topic.critical[0].arn
+  protocol               = "https"
+  endpoint               = var.pager_endpoint
+  endpoint_auto_confirms = true
+}
+
+resource "aws_sns_topic" "warning" {
+  count = var.alerting ? 1 : 0
+  name  = "${local.name}-alerts-warning"
+}
+
+resource "aws_sns_topic_subscription" "warning_email" {
+  for_each  = var.alerting ? toset(var.warning_emails) : toset([])
+  topic_arn = aws_sns_topic.warning[0].arn
+  protocol  = "email"
+  endpoint  = each.value
+}
+
+resource "aws_sns_topic_subscription" "warning_chat" {
+  count                  = var.alerting && var.warning_chat_endpoint != "" ? 1 : 0
+  topic_arn              = aws_sns_topic.warning[0].arn
+  protocol               = "https"
+  endpoint               = var.warning_chat_endpoint
+  endpoint_auto_confirms = true
 }
 
 resource "aws_service_discovery_http_namespace" "this" {
@@ -205,7 +273,7 @@ module "appserver" {
     {
       APP_ADDR           = "0.0.0.0:8081"
       APP_METRICS_ADDR   = "0.0.0.0:9081"
-      DATABASE_URL       = "postgres://${var.db_username}@${module.rds.address}:${module.rds.port}/${local.db_path}"
+      DATABASE_URL       = "postgres://${module.secrets.database_app_username}@${module.rds.address}:${module.rds.port}/${local.db_path}"
       DATABASE_PASSWORD  = "aws-sm:${module.secrets.database_secret_name}#password"
       VALKEY_ADDR        = module.valkey.address
       VALKEY_CLUSTER     = local.valkey_cluster
@@ -213,7 +281,9 @@ module "appserver" {
       VALKEY_PASSWORD    = "aws-sm:${module.secrets.valkey_auth_token_secret_name}"
       TRUSTED_EDGE_CIDRS = join(",", local.app_trusted_edge_cidrs)
       LOG_LEVEL          = var.log_level
-      MIGRATE_ON_START   = "true"
+      # The app's role may not change the schema: the migration task migrates, before the
+      # deploy updates this service (docs/deployment.md).
+      MIGRATE_ON_START = "false"
 
       # The key of the read-your-writes tokens, which the edge verifies with the same key.
       READ_YOUR_WRITES_KEY = "aws-sm:${module.secrets.read_your_writes_key_secret_name}"
@@ -222,7 +292,12 @@ module "appserver" {
       APP_PSEUDONYM_KEY = "aws-sm:${module.secrets.pii_pseudonym_key_secret_name}"
     },
     var.db_replica_count > 0 ? {
-      DATABASE_REPLICA_URLS = join(",", [for host in module.rds.replica_addresses : "postgres://${var.db_username}@${host}:${module.rds.port}/${local.db_path}"])
+      DATABASE_REPLICA_URLS = join(",", [for host in module.rds.replica_addresses : "postgres://${module.secrets.database_app_username}@${host}:${module.rds.port}/${local.db_path}"])
+    } : {},
+    # Error events to Sentry where the environment has a DSN (its secret, which the task role
+    # may read); without one, SENTRY_DSN stays unset and none is sent.
+    var.sentry_dsn != "" ? {
+      SENTRY_DSN = "aws-sm:${module.secrets.sentry_dsn_secret_name}"
     } : {},
   )
   desired_count                 = var.app_desired_count
@@ -236,10 +311,38 @@ module "appserver" {
   discovery_name                = "appserver"
   execution_policy              = file("${local.policies}/ecs-task-execution-policy.json")
   task_policies = {
-    secrets-manager = file("${local.policies}/secrets-manager-policy.json")
+    secrets-manager = local.secrets_policy
   }
   log_retention_days = var.log_retention_days
-  alarm_actions      = local.alarm_actions
+  critical_actions   = local.critical_actions
+  warning_actions    = local.warning_actions
+}
+
+# The database migration, a one-off task (docker/migrate.Dockerfile: the app server's migrate
+# command, then the app's login role): it connects as the master user, the migration role and
+# owner of the schema, whose password only it gets (injected by ECS from database-master); it
+# creates or updates the app server's login role database_app_username, a member of muejam_app
+# (DML only), with the password of the app's secret. The deploy runs it, and waits for it to
+# exit 0, before it updates the app server (docs/deployment.md); it runs in the app server's
+# subnets and security group, which reach the database.
+module "migrate" {
+  source           = "../../modules/ecs-task"
+  name             = "migrate"
+  environment_name = var.environment
+  region           = var.region
+  image_tag        = var.image_tag
+  environment = {
+    DATABASE_URL      = "postgres://${var.db_username}@${module.rds.address}:${module.rds.port}/${local.db_path}"
+    DATABASE_PASSWORD = "env:MIGRATE_DATABASE_PASSWORD"
+    APP_DATABASE_USER = module.secrets.database_app_username
+    LOG_LEVEL         = var.log_level
+  }
+  secrets = {
+    MIGRATE_DATABASE_PASSWORD = "${module.secrets.database_master_secret_arn}:password::"
+    APP_DATABASE_PASSWORD     = "${module.secrets.database_secret_arn}:password::"
+  }
+  execution_policy   = file("${local.policies}/ecs-task-execution-policy.json")
+  log_retention_days = var.log_retention_days
 }
 
 # The edge: the custom Caddy image, which runs caddyfiles/production.Caddyfile (JWT, limits,
@@ -314,7 +417,8 @@ module "edge" {
   service_connect_namespace_arn = aws_service_discovery_http_namespace.this.arn
   execution_policy              = file("${local.policies}/ecs-task-execution-policy.json")
   log_retention_days            = var.log_retention_days
-  alarm_actions                 = local.alarm_actions
+  critical_actions              = local.critical_actions
+  warning_actions               = local.warning_actions
 }
 
 # The role GitHub Actions assumes (OpenID Connect, no stored keys) to run

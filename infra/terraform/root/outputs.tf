@@ -24,6 +24,7 @@ output "repository_urls" {
   value = {
     appserver = module.appserver.repository_url
     edge      = module.edge.repository_url
+    migrate   = module.migrate.repository_url
   }
 }
 
@@ -65,7 +66,18 @@ output "deploy_role_arn" {
   value       = aws_iam_role.deploy.arn
 }
 
-output "alerts_topic_arn" {
-  description = "SNS topic of the alarms (subscribe the pager and the chat), or null."
-  value       = one(aws_sns_topic.alerts[*].arn)
+output "alert_topic_arns" {
+  description = "SNS topics of the alarms by severity (critical: the pager; warning: email and chat), or null without alerting."
+  value       = var.alerting ? { critical = aws_sns_topic.critical[0].arn, warning = aws_sns_topic.warning[0].arn } : null
+}
+
+output "migrate_task" {
+  description = "How the deploy runs the database migration (docs/deployment.md): aws ecs run-task --cluster CLUSTER --task-definition FAMILY --launch-type FARGATE with these subnets and security groups, no public IP."
+  value = {
+    cluster         = aws_ecs_cluster.this.name
+    family          = module.migrate.task_definition_family
+    repository_url  = module.migrate.repository_url
+    subnets         = module.network.private_subnet_ids
+    security_groups = [module.network.security_group_ids["appserver"]]
+  }
 }

@@ -56,28 +56,22 @@ variable "enable_cdn" {
   type        = bool
 }
 
-variable "alb_certificate_arn" {
-  description = "ACM certificate of the load balancer's HTTPS listener; empty for HTTP only."
+variable "dns_zone_name" {
+  description = "Public Route 53 hosted zone of alb_domain_name and cdn_aliases: their ACM certificates are validated by DNS records in it, and their alias records are made in it. Empty only with neither (dev)."
   type        = string
   default     = ""
 }
 
 variable "alb_domain_name" {
-  description = "DNS name (a Route 53 alias of the load balancer) that alb_certificate_arn covers: CloudFront's origin when set, so that it can verify the certificate."
+  description = "DNS name of the load balancer (an alias record in dns_zone_name) and of its ACM certificate, validated by DNS: the load balancer then serves HTTPS (TLS 1.2/1.3) and redirects HTTP to it (301), and CloudFront reaches it over HTTPS only, verifying that name. Empty: no certificate, plain HTTP only; only dev, which has no domain and no CloudFront, leaves it empty (a test checks that staging and production are HTTPS)."
   type        = string
   default     = ""
 }
 
 variable "cdn_aliases" {
-  description = "Domain names of the CloudFront distribution."
+  description = "Domain names of the CloudFront distribution, in dns_zone_name: CloudFront gets an ACM certificate for them (us-east-1, DNS-validated) and refuses viewers below TLS 1.2 (TLSv1.2_2021). Empty: the cloudfront.net name, whose certificate allows older TLS."
   type        = list(string)
   default     = []
-}
-
-variable "cdn_certificate_arn" {
-  description = "ACM certificate in us-east-1 for cdn_aliases."
-  type        = string
-  default     = ""
 }
 
 variable "cdn_price_class" {
@@ -118,8 +112,45 @@ variable "container_insights" {
 }
 
 variable "alerting" {
-  description = "Create the alerts SNS topic and the seed's CloudWatch alarms (5xx rate, p95 latency, CPU, memory, database down, replica lag)."
+  description = "Create the seed's nine CloudWatch alarms (infra/monitoring/rules/alerts.yml: 5xx rate, p95 latency, database down, service unavailable, CPU, memory, replica lag) and their SNS topics: critical (pager_endpoint) and warning (warning_emails, warning_chat_endpoint)."
   type        = bool
+}
+
+variable "pager_endpoint" {
+  description = "HTTPS endpoint the critical topic pages the on-call through: the CloudWatch integration URL of PagerDuty or Opsgenie (it holds the integration key: pass it as TF_VAR_pager_endpoint, never in terraform.tfvars). Required with alerting."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.pager_endpoint == "" || startswith(var.pager_endpoint, "https://")
+    error_message = "pager_endpoint must be an https:// URL."
+  }
+}
+
+variable "warning_emails" {
+  description = "Email addresses subscribed to the warning topic (each confirms its subscription)."
+  type        = list(string)
+  default     = []
+}
+
+variable "warning_chat_endpoint" {
+  description = "HTTPS endpoint subscribed to the warning topic for chat (a Slack or Teams webhook relay, or AWS Chatbot's); empty for email only. Pass it as TF_VAR_warning_chat_endpoint."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.warning_chat_endpoint == "" || startswith(var.warning_chat_endpoint, "https://")
+    error_message = "warning_chat_endpoint must be an https:// URL."
+  }
+}
+
+variable "sentry_dsn" {
+  description = "DSN of the app server's Sentry project (SENTRY_DSN), stored as the secret muejam/ENVIRONMENT/sentry-dsn, which the app server's task role may read; the app server gets SENTRY_DSN=aws-sm:muejam/ENVIRONMENT/sentry-dsn. Empty: no secret, SENTRY_DSN unset, no error events. Pass it as TF_VAR_sentry_dsn."
+  type        = string
+  default     = ""
+  sensitive   = true
 }
 
 variable "log_level" {
@@ -217,9 +248,15 @@ variable "db_max_allocated_storage" {
 }
 
 variable "db_username" {
-  description = "Master user of the database."
+  description = "Master user of the database: the migration role, used by the migration task only."
   type        = string
   default     = "muejam"
+}
+
+variable "db_app_username" {
+  description = "Login role of the app server (a member of muejam_app: DML only), which the migration task creates; its password is in muejam/ENVIRONMENT/database."
+  type        = string
+  default     = "muejam_api"
 }
 
 variable "db_multi_az" {

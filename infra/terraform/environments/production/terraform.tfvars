@@ -17,6 +17,17 @@ alerting           = true
 log_level          = "info"
 log_retention_days = 90
 
+# TLS on every hop (modules/alb, modules/cloudfront): ACM certificates validated by DNS in this
+# public hosted zone, for the load balancer's name (CloudFront's HTTPS-only origin) and for the
+# distribution's aliases (viewers on TLS 1.2+). The zone must exist and be delegated.
+dns_zone_name   = "muejam.com"
+alb_domain_name = "origin.muejam.com"
+cdn_aliases     = ["muejam.com", "www.muejam.com"]
+
+# Warnings go to the team's list (and TF_VAR_warning_chat_endpoint); critical alarms page
+# through TF_VAR_pager_endpoint, set where terraform apply runs (never in this file).
+warning_emails = ["oncall@muejam.example"]
+
 # The identity provider whose tokens the edge accepts (audience muejam-edge).
 jwks_url   = "https://auth.muejam.internal/.well-known/jwks.json"
 jwt_issuer = "https://auth.muejam.internal/"

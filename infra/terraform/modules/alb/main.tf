@@ -1,5 +1,12 @@
-# The application load balancer in front of the edge (the custom Caddy) tasks, and the
-# seed's critical alerts on what it sees: error rate above 5 % and p95 latency above 2 s.
+# The application load balancer in front of the edge (the custom Caddy) tasks, its TLS, and the
+# seed's alerts on what it sees: error rate above 5 % (critical) and 1 % (warning), p95 latency
+# above 2 s (critical) and 1 s (warning).
+#
+# TLS: with a domain_name, an ACM certificate for it, validated by DNS records in the hosted
+# zone, an alias record of the load balancer under that name, an HTTPS listener with a TLS
+# 1.2/1.3 policy, and plain HTTP answering only with a 301 to HTTPS. CloudFront reaches the
+# load balancer by that name, over HTTPS only (modules/cloudfront). Without a domain_name (dev,
+# which has neither a domain nor CloudFront) the load balancer serves plain HTTP.
 #
 # Only requests that came through our CloudFront distribution reach the edge: CloudFront adds
 # the origin header X-Origin-Verify with the CDN origin secret (modules/secrets) to every
@@ -13,7 +20,7 @@
 # gate: whoever calls its load balancer sends the header (the secret is in Secrets Manager).
 
 locals {
-  https = var.certificate_arn != ""
+  https = var.domain_name != ""
   # The header CloudFront adds (modules/cloudfront) and the edge reads (client_address's
   # default secret_header).
   origin_secret_header = "X-Origin-Verify"
@@ -61,13 +68,60 @@ resource "aws_lb_target_group" "edge" {
   }
 }
 
+resource "aws_acm_certificate" "this" {
+  count             = local.https ? 1 : 0
+  domain_name       = var.domain_name
+  validation_method = "DNS"
+  tags              = var.tags
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_route53_record" "validation" {
+  for_each = {
+    for o in flatten(aws_acm_certificate.this[*].domain_validation_options) : o.domain_name => {
+      name   = o.resource_record_name
+      type   = o.resource_record_type
+      record = o.resource_record_value
+    }
+  }
+  zone_id         = var.hosted_zone_id
+  name            = each.value.name
+  type            = each.value.type
+  records         = [each.value.record]
+  ttl             = 300
+  allow_overwrite = true
+}
+
+resource "aws_acm_certificate_validation" "this" {
+  count                   = local.https ? 1 : 0
+  certificate_arn         = aws_acm_certificate.this[0].arn
+  validation_record_fqdns = [for r in aws_route53_record.validation : r.fqdn]
+}
+
+# domain_name: the name CloudFront connects to, which the certificate covers.
+resource "aws_route53_record" "alias" {
+  count   = local.https ? 1 : 0
+  zone_id = var.hosted_zone_id
+  name    = var.domain_name
+  type    = "A"
+
+  alias {
+    name                   = aws_lb.this.dns_name
+    zone_id                = aws_lb.this.zone_id
+    evaluate_target_health = false
+  }
+}
+
 resource "aws_lb_listener" "https" {
   count             = local.https ? 1 : 0
   load_balancer_arn = aws_lb.this.arn
   port              = 443
   protocol          = "HTTPS"
   ssl_policy        = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-  certificate_arn   = var.certificate_arn
+  certificate_arn   = aws_acm_certificate_validation.this[0].certificate_arn
 
   # Without the origin secret: refused (the rule edge_with_origin_secret forwards).
   default_action {
@@ -132,23 +186,38 @@ resource "aws_lb_listener_rule" "edge_with_origin_secret" {
   }
 }
 
+# The seed's error rate and latency alerts (infra/monitoring/rules/alerts.yml, HighErrorRate and
+# HighLatencyP95, by severity), as the load balancer sees the edge's answers: the same
+# thresholds, and the same durations ("for") as consecutive one-minute periods that all breach.
+# Tags Alert and Severity name the rule; a test holds each alarm to it.
+locals {
+  error_rate_alarms = {
+    critical = { threshold = 0.05, minutes = 5, actions = var.critical_actions }
+    warning  = { threshold = 0.01, minutes = 10, actions = var.warning_actions }
+  }
+  latency_alarms = {
+    critical = { threshold = 2, minutes = 5, actions = var.critical_actions }
+    warning  = { threshold = 1, minutes = 10, actions = var.warning_actions }
+  }
+}
+
 resource "aws_cloudwatch_metric_alarm" "error_rate" {
-  count               = length(var.alarm_actions) > 0 ? 1 : 0
-  alarm_name          = "${var.name}-5xx-rate-critical"
-  alarm_description   = "More than 5 % of requests answered 5xx by the edge (seed: critical, page on-call)."
+  for_each            = { for k, v in local.error_rate_alarms : k => v if length(v.actions) > 0 }
+  alarm_name          = "${var.name}-HighErrorRate-${each.key}"
+  alarm_description   = "More than ${each.value.threshold * 100} % of requests answered 5xx by the edge for ${each.value.minutes}m (seed: ${each.key}; HighErrorRate in infra/monitoring/rules/alerts.yml)."
   comparison_operator = "GreaterThanThreshold"
-  threshold           = 5
-  evaluation_periods  = 5
-  datapoints_to_alarm = 3
+  threshold           = each.value.threshold
+  evaluation_periods  = each.value.minutes
+  datapoints_to_alarm = each.value.minutes
   treat_missing_data  = "notBreaching"
-  alarm_actions       = var.alarm_actions
-  ok_actions          = var.alarm_actions
-  tags                = var.tags
+  alarm_actions       = each.value.actions
+  ok_actions          = each.value.actions
+  tags                = merge(var.tags, { Alert = "HighErrorRate", Severity = each.key })
 
   metric_query {
-    id          = "rate"
-    expression  = "IF(requests > 0, 100 * errors / requests, 0)"
-    label       = "5xx rate (%)"
+    id          = "ratio"
+    expression  = "IF(requests > 0, errors / requests, 0)"
+    label       = "5xx ratio"
     return_data = true
   }
 
@@ -176,20 +245,20 @@ resource "aws_cloudwatch_metric_alarm" "error_rate" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "latency" {
-  count               = length(var.alarm_actions) > 0 ? 1 : 0
-  alarm_name          = "${var.name}-p95-latency-critical"
-  alarm_description   = "p95 response time above 2 s (seed: critical, page on-call)."
+  for_each            = { for k, v in local.latency_alarms : k => v if length(v.actions) > 0 }
+  alarm_name          = "${var.name}-HighLatencyP95-${each.key}"
+  alarm_description   = "p95 response time above ${each.value.threshold} s for ${each.value.minutes}m (seed: ${each.key}; HighLatencyP95 in infra/monitoring/rules/alerts.yml)."
   namespace           = "AWS/ApplicationELB"
   metric_name         = "TargetResponseTime"
   dimensions          = { LoadBalancer = aws_lb.this.arn_suffix }
   extended_statistic  = "p95"
   period              = 60
   comparison_operator = "GreaterThanThreshold"
-  threshold           = 2
-  evaluation_periods  = 5
-  datapoints_to_alarm = 3
+  threshold           = each.value.threshold
+  evaluation_periods  = each.value.minutes
+  datapoints_to_alarm = each.value.minutes
   treat_missing_data  = "notBreaching"
-  alarm_actions       = var.alarm_actions
-  ok_actions          = var.alarm_actions
-  tags                = var.tags
+  alarm_actions       = each.value.actions
+  ok_actions          = each.value.actions
+  tags                = merge(var.tags, { Alert = "HighLatencyP95", Severity = each.key })
 }

@@ -17,3 +17,8 @@ output "arn_suffix" {
   description = "ARN suffix of the load balancer, the LoadBalancer dimension of its CloudWatch metrics."
   value       = aws_lb.this.arn_suffix
 }
+
+output "origin_domain_name" {
+  description = "The name CloudFront reaches the load balancer by: domain_name, which its certificate covers, with HTTPS; else the load balancer's own DNS name."
+  value       = local.https ? var.domain_name : aws_lb.this.dns_name
+}

@@ -18,10 +18,16 @@ variable "security_group_id" {
   type        = string
 }
 
-variable "certificate_arn" {
-  description = "ACM certificate of the HTTPS listener. Empty: plain HTTP only, for an environment without a domain."
+variable "domain_name" {
+  description = "DNS name of the load balancer: an ACM certificate for it (validated by DNS in hosted_zone_id), an alias record, and the HTTPS listener. Empty: no certificate, plain HTTP only, for an environment without a domain (dev)."
   type        = string
   default     = ""
+}
+
+variable "hosted_zone_id" {
+  description = "Route 53 public hosted zone of domain_name: its certificate's validation records and its alias record. Needed with a domain_name."
+  type        = string
+  default     = null
 }
 
 variable "origin_secret" {
@@ -50,8 +56,14 @@ variable "deletion_protection" {
   type        = bool
 }
 
-variable "alarm_actions" {
-  description = "SNS topics notified when an alarm fires; empty for no alarms."
+variable "critical_actions" {
+  description = "SNS topics the critical alarms notify (the pager); empty for no critical alarms."
+  type        = list(string)
+  default     = []
+}
+
+variable "warning_actions" {
+  description = "SNS topics the warning alarms notify (email, chat); empty for no warning alarms."
   type        = list(string)
   default     = []
 }

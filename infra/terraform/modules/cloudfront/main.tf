@@ -9,6 +9,63 @@
 # policy asks CloudFront to add. A viewer that sends X-Origin-Verify itself gains nothing:
 # CloudFront replaces a viewer header of the same name as an origin custom header.
 
+# TLS on both hops: viewers are redirected to HTTPS and, with aliases, get an ACM certificate
+# (us-east-1, validated by DNS in the hosted zone) and TLS 1.2 at least (TLSv1.2_2021); the
+# load balancer is reached over HTTPS only, TLS 1.2, by the name its certificate covers, when
+# it has one (origin_https; only dev has none, and dev has no CloudFront).
+locals {
+  custom_certificate = length(var.aliases) > 0
+}
+
+resource "aws_acm_certificate" "viewer" {
+  provider                  = aws.us_east_1
+  count                     = local.custom_certificate ? 1 : 0
+  domain_name               = var.aliases[0]
+  subject_alternative_names = slice(var.aliases, 1, length(var.aliases))
+  validation_method         = "DNS"
+  tags                      = var.tags
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_route53_record" "viewer_validation" {
+  for_each = {
+    for o in flatten(aws_acm_certificate.viewer[*].domain_validation_options) : o.domain_name => {
+      name   = o.resource_record_name
+      type   = o.resource_record_type
+      record = o.resource_record_value
+    }
+  }
+  zone_id         = var.hosted_zone_id
+  name            = each.value.name
+  type            = each.value.type
+  records         = [each.value.record]
+  ttl             = 300
+  allow_overwrite = true
+}
+
+resource "aws_acm_certificate_validation" "viewer" {
+  provider                = aws.us_east_1
+  count                   = local.custom_certificate ? 1 : 0
+  certificate_arn         = aws_acm_certificate.viewer[0].arn
+  validation_record_fqdns = [for r in aws_route53_record.viewer_validation : r.fqdn]
+}
+
+resource "aws_route53_record" "alias" {
+  for_each = toset(var.aliases)
+  zone_id  = var.hosted_zone_id
+  name     = each.value
+  type     = "A"
+
+  alias {
+    name                   = aws_cloudfront_distribution.this.domain_name
+    zone_id                = aws_cloudfront_distribution.this.hosted_zone_id
+    evaluate_target_health = false
+  }
+}
+
 data "aws_cloudfront_cache_policy" "static" {
   name = "Managed-CachingOptimized"
 }
@@ -257,10 +314,11 @@ resource "aws_cloudfront_distribution" "this" {
     }
   }
 
+  # CloudFront's default certificate allows no minimum above TLSv1.
   viewer_certificate {
-    cloudfront_default_certificate = var.certificate_arn == ""
-    acm_certificate_arn            = var.certificate_arn == "" ? null : var.certificate_arn
-    ssl_support_method             = var.certificate_arn == "" ? null : "sni-only"
-    minimum_protocol_version       = var.certificate_arn == "" ? "TLSv1" : "TLSv1.2_2021"
+    cloudfront_default_certificate = !local.custom_certificate
+    acm_certificate_arn            = local.custom_certificate ? aws_acm_certificate_validation.viewer[0].certificate_arn : null
+    ssl_support_method             = local.custom_certificate ? "sni-only" : null
+    minimum_protocol_version       = local.custom_certificate ? "TLSv1.2_2021" : "TLSv1"
   }
 }

@@ -4,7 +4,7 @@ variable "name" {
 }
 
 variable "origin_domain_name" {
-  description = "DNS name of the load balancer in front of the edge."
+  description = "DNS name of the load balancer in front of the edge: with origin_https, the name its certificate covers."
   type        = string
 }
 
@@ -25,15 +25,15 @@ variable "origin_secret" {
 }
 
 variable "aliases" {
-  description = "Domain names of the distribution; empty for the cloudfront.net name only."
+  description = "Domain names of the distribution, in hosted_zone_id: an ACM certificate (us-east-1) for them, validated by DNS, their alias records, and viewers on TLS 1.2 or newer. Empty for the cloudfront.net name only."
   type        = list(string)
   default     = []
 }
 
-variable "certificate_arn" {
-  description = "ACM certificate in us-east-1 covering aliases; empty with no aliases."
+variable "hosted_zone_id" {
+  description = "Route 53 public hosted zone of aliases: the certificate's validation records and the alias records. Needed with aliases."
   type        = string
-  default     = ""
+  default     = null
 }
 
 variable "static_path_pattern" {

@@ -232,10 +232,17 @@ resource "aws_appautoscaling_policy" "memory" {
   }
 }
 
+# The seed's alerts on a service (infra/monitoring/rules/alerts.yml), with the rules'
+# thresholds and durations ("for" as consecutive one-minute periods that all breach): CPU and
+# memory above 80 % for 10m (warnings, HighCPUUsage and HighMemoryUsage; AWS/ECS reports
+# percents where the rules have ratios) and no task running for 1m (critical,
+# ServiceUnavailable; Container Insights' RunningTaskCount, missing data counting as
+# breaching as absent() does). Tags Alert and Severity name the rule; a test holds each alarm
+# to it.
 resource "aws_cloudwatch_metric_alarm" "utilization" {
-  for_each            = length(var.alarm_actions) > 0 ? toset(["CPUUtilization", "MemoryUtilization"]) : toset([])
-  alarm_name          = "${local.family}-${each.key}-warning"
-  alarm_description   = "${var.name}: average ${each.key} above 80 % (seed: warning)."
+  for_each            = length(var.warning_actions) > 0 ? { CPUUtilization = "HighCPUUsage", MemoryUtilization = "HighMemoryUsage" } : {}
+  alarm_name          = "${local.family}-${each.value}-warning"
+  alarm_description   = "${var.name}: average ${each.key} above 80 % for 10m (seed: warning; ${each.value})."
   namespace           = "AWS/ECS"
   metric_name         = each.key
   dimensions          = { ClusterName = var.cluster_name, ServiceName = aws_ecs_service.this.name }
@@ -244,8 +251,27 @@ resource "aws_cloudwatch_metric_alarm" "utilization" {
   comparison_operator = "GreaterThanThreshold"
   threshold           = 80
   evaluation_periods  = 10
-  datapoints_to_alarm = 8
-  alarm_actions       = var.alarm_actions
-  ok_actions          = var.alarm_actions
-  tags                = var.tags
+  datapoints_to_alarm = 10
+  alarm_actions       = var.warning_actions
+  ok_actions          = var.warning_actions
+  tags                = merge(var.tags, { Alert = each.value, Severity = "warning" })
+}
+
+resource "aws_cloudwatch_metric_alarm" "unavailable" {
+  count               = length(var.critical_actions) > 0 ? 1 : 0
+  alarm_name          = "${local.family}-ServiceUnavailable-critical"
+  alarm_description   = "${var.name}: no task running for 1m (seed: service unavailable, critical; ServiceUnavailable). Needs Container Insights."
+  namespace           = "ECS/ContainerInsights"
+  metric_name         = "RunningTaskCount"
+  dimensions          = { ClusterName = var.cluster_name, ServiceName = aws_ecs_service.this.name }
+  statistic           = "Minimum"
+  period              = 60
+  comparison_operator = "LessThanThreshold"
+  threshold           = 1
+  evaluation_periods  = 1
+  datapoints_to_alarm = 1
+  treat_missing_data  = "breaching"
+  alarm_actions       = var.critical_actions
+  ok_actions          = var.critical_actions
+  tags                = merge(var.tags, { Alert = "ServiceUnavailable", Severity = "critical" })
 }

@@ -153,8 +153,14 @@ variable "stop_timeout" {
   default     = 30
 }
 
-variable "alarm_actions" {
-  description = "SNS topics notified when the CPU or memory warning (> 80 %) fires; empty for no alarms."
+variable "critical_actions" {
+  description = "SNS topics the critical alarm (no task running) notifies; empty for none."
+  type        = list(string)
+  default     = []
+}
+
+variable "warning_actions" {
+  description = "SNS topics the CPU and memory warnings (> 80 %) notify; empty for none."
   type        = list(string)
   default     = []
 }

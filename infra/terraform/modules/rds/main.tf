@@ -105,10 +105,14 @@ resource "aws_db_instance_automated_backups_replication" "this" {
   retention_period       = var.backup_retention_days
 }
 
+# The seed's database alerts (infra/monitoring/rules/alerts.yml: ReplicationLagHigh, warning,
+# and DatabaseDown, critical, for every node), with the rules' thresholds and durations ("for"
+# as consecutive one-minute periods that all breach). Tags Alert and Severity name the rule; a
+# test holds each alarm to it.
 resource "aws_cloudwatch_metric_alarm" "replica_lag" {
-  count               = length(var.alarm_actions) > 0 ? var.replica_count : 0
-  alarm_name          = "${var.name}-replica-${count.index + 1}-lag-warning"
-  alarm_description   = "Replica lag above 10 s (seed: warning). The app server stops reading from a lagging replica."
+  count               = length(var.warning_actions) > 0 ? var.replica_count : 0
+  alarm_name          = "${var.name}-replica-${count.index + 1}-ReplicationLagHigh-warning"
+  alarm_description   = "Replica lag above 10 s for 2m (seed: warning; ReplicationLagHigh). The app server stops reading from a lagging replica."
   namespace           = "AWS/RDS"
   metric_name         = "ReplicaLag"
   dimensions          = { DBInstanceIdentifier = aws_db_instance.replica[count.index].identifier }
@@ -116,10 +120,11 @@ resource "aws_cloudwatch_metric_alarm" "replica_lag" {
   period              = 60
   comparison_operator = "GreaterThanThreshold"
   threshold           = 10
-  evaluation_periods  = 3
-  alarm_actions       = var.alarm_actions
-  ok_actions          = var.alarm_actions
-  tags                = var.tags
+  evaluation_periods  = 2
+  datapoints_to_alarm = 2
+  alarm_actions       = var.warning_actions
+  ok_actions          = var.warning_actions
+  tags                = merge(var.tags, { Alert = "ReplicationLagHigh", Severity = "warning" })
 }
 
 # RDS ships the WAL to S3 (point-in-time recovery) every 5 minutes; when that, or a replica,
@@ -127,7 +132,7 @@ resource "aws_cloudwatch_metric_alarm" "replica_lag" {
 # app servers export it from pg_stat_archiver: WALArchiveStale in infra/monitoring), so this
 # alarm watches the WAL piling up: more than a tenth of the allocated storage.
 resource "aws_cloudwatch_metric_alarm" "wal_backlog" {
-  count               = length(var.alarm_actions) > 0 ? 1 : 0
+  count               = length(var.critical_actions) > 0 ? 1 : 0
   alarm_name          = "${var.name}-wal-backlog-critical"
   alarm_description   = "Transaction logs above 10% of the storage: WAL archiving to S3 (PITR, RPO 5 min) or a replica is stuck. docs/runbooks/disaster-recovery.md"
   namespace           = "AWS/RDS"
@@ -138,15 +143,17 @@ resource "aws_cloudwatch_metric_alarm" "wal_backlog" {
   comparison_operator = "GreaterThanThreshold"
   threshold           = var.allocated_storage * 1073741824 / 10
   evaluation_periods  = 2
-  alarm_actions       = var.alarm_actions
-  ok_actions          = var.alarm_actions
+  alarm_actions       = var.critical_actions
+  ok_actions          = var.critical_actions
   tags                = var.tags
 }
 
+# A node that is down reports no metrics: fewer than one DatabaseConnections sample in a minute,
+# missing data counting as breaching.
 resource "aws_cloudwatch_metric_alarm" "primary_down" {
-  count               = length(var.alarm_actions) > 0 ? 1 : 0
-  alarm_name          = "${var.name}-database-down-critical"
-  alarm_description   = "The primary reports no connections metric: database down (seed: critical, page on-call)."
+  count               = length(var.critical_actions) > 0 ? 1 : 0
+  alarm_name          = "${var.name}-DatabaseDown-critical"
+  alarm_description   = "The primary reports no connections metric for 1m: database down (seed: critical, page on-call; DatabaseDown)."
   namespace           = "AWS/RDS"
   metric_name         = "DatabaseConnections"
   dimensions          = { DBInstanceIdentifier = aws_db_instance.primary.identifier }
@@ -154,9 +161,29 @@ resource "aws_cloudwatch_metric_alarm" "primary_down" {
   period              = 60
   comparison_operator = "LessThanThreshold"
   threshold           = 1
-  evaluation_periods  = 3
+  evaluation_periods  = 1
+  datapoints_to_alarm = 1
   treat_missing_data  = "breaching"
-  alarm_actions       = var.alarm_actions
-  ok_actions          = var.alarm_actions
-  tags                = var.tags
+  alarm_actions       = var.critical_actions
+  ok_actions          = var.critical_actions
+  tags                = merge(var.tags, { Alert = "DatabaseDown", Severity = "critical" })
+}
+
+resource "aws_cloudwatch_metric_alarm" "replica_down" {
+  count               = length(var.critical_actions) > 0 ? var.replica_count : 0
+  alarm_name          = "${var.name}-replica-${count.index + 1}-DatabaseDown-critical"
+  alarm_description   = "A read replica reports no connections metric for 1m: database node down (seed: critical; DatabaseDown). Reads go to the other nodes."
+  namespace           = "AWS/RDS"
+  metric_name         = "DatabaseConnections"
+  dimensions          = { DBInstanceIdentifier = aws_db_instance.replica[count.index].identifier }
+  statistic           = "SampleCount"
+  period              = 60
+  comparison_operator = "LessThanThreshold"
+  threshold           = 1
+  evaluation_periods  = 1
+  datapoints_to_alarm = 1
+  treat_missing_data  = "breaching"
+  alarm_actions       = var.critical_actions
+  ok_actions          = var.critical_actions
+  tags                = merge(var.tags, { Alert = "DatabaseDown", Severity = "critical" })
 }

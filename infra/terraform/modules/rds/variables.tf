@@ -84,8 +84,14 @@ variable "deletion_protection" {
   type        = bool
 }
 
-variable "alarm_actions" {
-  description = "SNS topics notified when a replica lags more than 10 s; empty for no alarms."
+variable "critical_actions" {
+  description = "SNS topics the critical alarms notify (database down, WAL backlog); empty for none."
+  type        = list(string)
+  default     = []
+}
+
+variable "warning_actions" {
+  description = "SNS topics the warning alarms notify (replica lag above 10 s); empty for none."
   type        = list(string)
   default     = []
 }

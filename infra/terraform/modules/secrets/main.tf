@@ -1,11 +1,20 @@
 # Secrets Manager secrets under muejam/ENVIRONMENT/:
 #
-#   database           the database master user and password, as JSON {"username", "password"}.
-#                      The app server reads the password itself, from
-#                      DATABASE_PASSWORD=aws-sm:muejam/ENVIRONMENT/database#password, with its
-#                      task role (infra/iam-policies/secrets-manager-policy.json: muejam/* but
-#                      the CDN origin secret below), so no password is in a task definition or
-#                      in DATABASE_URL.
+#   database           the app server's database login, as JSON {"username", "password"}: the
+#                      role database_app_username (a member of muejam_app, which migration
+#                      0005_audit.sql makes: DML on the API's tables, no DDL, the audit log
+#                      append-only). The one-off migration task creates or updates that role with
+#                      this password (docker/migrate-entrypoint.sh). The app server reads the
+#                      password itself, from DATABASE_PASSWORD=aws-sm:muejam/ENVIRONMENT/database#password,
+#                      with its task role (infra/iam-policies/secrets-manager-policy.json, narrowed
+#                      to muejam/ENVIRONMENT/), so no password is in a task definition or in
+#                      DATABASE_URL.
+#   database-master    the RDS master user and password, as JSON {"username", "password"}: the
+#                      migration role, the owner of the schema. Only the one-off migration task
+#                      reads it (ECS injects the password through its execution role); the app
+#                      server's task role may not (an explicit Deny).
+#   sentry-dsn         only where sentry_dsn is set: the DSN the app server sends error events to,
+#                      SENTRY_DSN=aws-sm:muejam/ENVIRONMENT/sentry-dsn.
 #   pii-pseudonym-key  the HMAC key the edge's access logs pseudonymise emails with, a plain
 #                      string. ECS injects it into the edge container as PII_PSEUDONYM_KEY (a
 #                      task definition secret: its value is in no task definition); the edge's
@@ -52,14 +61,42 @@
 # every secret is replicated there, so that a database restored in that region from the
 # replicated backups finds its master password, and the services their keys and tokens.
 
+# The master password (random_password.database) and the app's (random_password.database_app).
 resource "random_password" "database" {
+  length  = 40
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "database_master" {
+  name                    = "muejam/${var.environment_name}/database-master"
+  description             = "RDS master user and password of the MueJam PostgreSQL primary and replicas: the migration role, read by the one-off migration task only."
+  recovery_window_in_days = var.recovery_window_days
+  tags                    = var.tags
+
+  dynamic "replica" {
+    for_each = var.replica_region == null ? [] : [var.replica_region]
+    content {
+      region = replica.value
+    }
+  }
+}
+
+resource "aws_secretsmanager_secret_version" "database_master" {
+  secret_id = aws_secretsmanager_secret.database_master.id
+  secret_string = jsonencode({
+    username = var.database_username
+    password = random_password.database.result
+  })
+}
+
+resource "random_password" "database_app" {
   length  = 40
   special = false
 }
 
 resource "aws_secretsmanager_secret" "database" {
   name                    = "muejam/${var.environment_name}/database"
-  description             = "Master user and password of the MueJam PostgreSQL primary and replicas."
+  description             = "The app server's database login (a member of muejam_app: DML only), as JSON username and password."
   recovery_window_in_days = var.recovery_window_days
   tags                    = var.tags
 
@@ -74,9 +111,31 @@ resource "aws_secretsmanager_secret" "database" {
 resource "aws_secretsmanager_secret_version" "database" {
   secret_id = aws_secretsmanager_secret.database.id
   secret_string = jsonencode({
-    username = var.database_username
-    password = random_password.database.result
+    username = var.database_app_username
+    password = random_password.database_app.result
   })
+}
+
+# Only where a DSN is given: without it the app server sends no error events.
+resource "aws_secretsmanager_secret" "sentry_dsn" {
+  count                   = var.sentry_dsn == "" ? 0 : 1
+  name                    = "muejam/${var.environment_name}/sentry-dsn"
+  description             = "DSN of the Sentry project the app server sends error events to (SENTRY_DSN=aws-sm:...)."
+  recovery_window_in_days = var.recovery_window_days
+  tags                    = var.tags
+
+  dynamic "replica" {
+    for_each = var.replica_region == null ? [] : [var.replica_region]
+    content {
+      region = replica.value
+    }
+  }
+}
+
+resource "aws_secretsmanager_secret_version" "sentry_dsn" {
+  count         = var.sentry_dsn == "" ? 0 : 1
+  secret_id     = aws_secretsmanager_secret.sentry_dsn[0].id
+  secret_string = var.sentry_dsn
 }
 
 resource "random_password" "pii_pseudonym_key" {

@@ -5,8 +5,30 @@ output "database_password" {
 }
 
 output "database_secret_name" {
-  description = "Name of the database secret: DATABASE_PASSWORD is aws-sm:NAME#password."
+  description = "Name of the app server's database secret: its DATABASE_PASSWORD is aws-sm:NAME#password. Available once the secret has a value."
   value       = aws_secretsmanager_secret.database.name
+  depends_on  = [aws_secretsmanager_secret_version.database]
+}
+
+output "database_secret_arn" {
+  description = "ARN of the app server's database secret, whose password the migration task gets injected to create or update the app's login role. Taken from the secret's version, so that no task starts before the secret has a value."
+  value       = aws_secretsmanager_secret_version.database.arn
+}
+
+output "database_app_username" {
+  description = "Login role of the app server, the user of its DATABASE_URL."
+  value       = var.database_app_username
+}
+
+output "database_master_secret_arn" {
+  description = "ARN of the master (migration role) secret, injected into the migration task only. Taken from the secret's version, so that no task starts before the secret has a value."
+  value       = aws_secretsmanager_secret_version.database_master.arn
+}
+
+output "sentry_dsn_secret_name" {
+  description = "Name of the Sentry DSN secret (the app server's SENTRY_DSN is aws-sm:NAME), or null without a DSN."
+  value       = one(aws_secretsmanager_secret.sentry_dsn[*].name)
+  depends_on  = [aws_secretsmanager_secret_version.sentry_dsn]
 }
 
 output "pii_pseudonym_key_secret_arn" {
@@ -61,11 +83,12 @@ output "read_your_writes_key_secret_name" {
 
 output "secret_arns" {
   description = "ARNs of every secret of the environment."
-  value = [
+  value = concat([
     aws_secretsmanager_secret.database.arn,
+    aws_secretsmanager_secret.database_master.arn,
     aws_secretsmanager_secret.pii_pseudonym_key.arn,
     aws_secretsmanager_secret.valkey_auth_token.arn,
     aws_secretsmanager_secret.cdn_origin_secret.arn,
     aws_secretsmanager_secret.read_your_writes_key.arn,
-  ]
+  ], aws_secretsmanager_secret.sentry_dsn[*].arn)
 }
