@@ -311,7 +311,7 @@ func (r *Router) tx(ctx context.Context, opts pgx.TxOptions, fn func(pgx.Tx) err
 		return Token{}, r.writeError(n, err)
 	}
 	var lsn int64
-	if err := conn.QueryRow(ctx, "select (pg_current_wal_insert_lsn() - '0/0')::int8").Scan(&lsn); err != nil {
+	if err := scanTagged(ctx, conn, "select (pg_current_wal_insert_lsn() - '0/0')::int8", nil, &lsn); err != nil {
 		// Committed, but without a token; reads simply are not pinned.
 		r.cfg.Logger.Warn("reading the commit LSN", zap.String("node", n.name), zap.Error(err))
 		return Token{}, nil
@@ -483,11 +483,11 @@ func (q *reader) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comm
 	ctx, cancel := q.r.withDeadline(ctx)
 	defer cancel()
 	q.n.reads.Inc()
-	tag, err := q.n.pool.Exec(ctx, sql, args...)
+	tag, err := execTagged(ctx, q.n.pool, sql, args...)
 	if err != nil && ctx.Err() == nil {
 		if n := q.retryNode(q.n, err); n != nil {
 			n.reads.Inc()
-			return n.pool.Exec(ctx, sql, args...)
+			return execTagged(ctx, n.pool, sql, args...)
 		}
 	}
 	return tag, err
@@ -498,12 +498,12 @@ func (q *reader) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, 
 	rows := &readerRows{q: q, n: q.n, ctx: ctx, cancel: cancel, sql: sql, args: args}
 	q.n.reads.Inc()
 	var err error
-	rows.Rows, err = q.n.pool.Query(ctx, sql, args...)
+	rows.Rows, err = queryTagged(ctx, q.n.pool, sql, args...)
 	if err != nil && ctx.Err() == nil {
 		if n := q.retryNode(q.n, err); n != nil {
 			rows.n, rows.retried = n, true
 			n.reads.Inc()
-			rows.Rows, err = n.pool.Query(ctx, sql, args...)
+			rows.Rows, err = queryTagged(ctx, n.pool, sql, args...)
 		}
 	}
 	if err != nil {
@@ -530,11 +530,11 @@ func (row *retryRow) Scan(dest ...any) error {
 	defer cancel()
 	n := row.q.n
 	n.reads.Inc()
-	err := n.pool.QueryRow(ctx, row.sql, row.args...).Scan(dest...)
+	err := scanTagged(ctx, n.pool, row.sql, row.args, dest...)
 	if err != nil && ctx.Err() == nil {
 		if n := row.q.retryNode(n, err); n != nil {
 			n.reads.Inc()
-			err = n.pool.QueryRow(ctx, row.sql, row.args...).Scan(dest...)
+			err = scanTagged(ctx, n.pool, row.sql, row.args, dest...)
 		}
 	}
 	return err
@@ -564,7 +564,7 @@ func (rr *readerRows) Next() bool {
 		if n := rr.q.retryNode(rr.n, err); n != nil {
 			rr.n, rr.retried = n, true
 			n.reads.Inc()
-			if rows, _ := n.pool.Query(rr.ctx, rr.sql, rr.args...); rows != nil {
+			if rows, err := queryTagged(rr.ctx, n.pool, rr.sql, rr.args...); err == nil {
 				rr.Rows.Close()
 				rr.Rows = rows
 				return rr.Next()
@@ -610,9 +610,9 @@ func (w writer) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comma
 	ctx, cancel := w.r.withDeadline(ctx)
 	defer cancel()
 	n.writes.Inc()
-	tag, err := n.pool.Exec(ctx, sql, args...)
+	tag, err := execTagged(ctx, n.pool, sql, args...)
 	if err != nil && isAuthFailure(err) {
-		tag, err = n.pool.Exec(ctx, sql, args...)
+		tag, err = execTagged(ctx, n.pool, sql, args...)
 	}
 	return tag, w.r.writeError(n, err)
 }
@@ -624,9 +624,9 @@ func (w writer) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, e
 	}
 	ctx, cancel := w.r.withDeadline(ctx)
 	n.writes.Inc()
-	rows, err := n.pool.Query(ctx, sql, args...)
+	rows, err := queryTagged(ctx, n.pool, sql, args...)
 	if err != nil && isAuthFailure(err) {
-		rows, err = n.pool.Query(ctx, sql, args...)
+		rows, err = queryTagged(ctx, n.pool, sql, args...)
 	}
 	if err != nil {
 		cancel()
@@ -656,9 +656,9 @@ func (row writerRow) Scan(dest ...any) error {
 	ctx, cancel := r.withDeadline(row.ctx)
 	defer cancel()
 	n.writes.Inc()
-	err = n.pool.QueryRow(ctx, row.sql, row.args...).Scan(dest...)
+	err = scanTagged(ctx, n.pool, row.sql, row.args, dest...)
 	if err != nil && isAuthFailure(err) {
-		err = n.pool.QueryRow(ctx, row.sql, row.args...).Scan(dest...)
+		err = scanTagged(ctx, n.pool, row.sql, row.args, dest...)
 	}
 	return r.writeError(n, err)
 }

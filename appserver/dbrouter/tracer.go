@@ -11,7 +11,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// tracer is the pgx tracer of one node: it logs slow queries and reports refused passwords.
+// tracer is the pgx tracer of one node: it logs slow queries (sent alone or in a batch) and
+// reports refused passwords.
 type tracer struct{ node *node }
 
 type traceKey struct{}
@@ -29,15 +30,38 @@ func (t *tracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.Trac
 	return context.WithValue(ctx, traceKey{}, traceStart{at: time.Now(), sql: data.SQL})
 }
 
-// TraceQueryEnd logs the query if it was slow: normalized SQL, duration and SQLSTATE, never
-// the arguments nor the error message (which can quote values).
+// TraceQueryEnd logs the query if it was slow.
 func (t *tracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryEndData) {
-	st, ok := ctx.Value(traceKey{}).(traceStart)
-	if !ok {
-		return
+	if st, ok := ctx.Value(traceKey{}).(traceStart); ok {
+		t.logSlow(st.at, st.sql, data.CommandTag, data.Err)
 	}
+}
+
+// TraceBatchStart remembers when: a batch is how the router sends a statement naming its
+// request (see setAppNameSQL).
+func (t *tracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	if t.node.router.cfg.SlowQuery < 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, traceKey{}, traceStart{at: time.Now()})
+}
+
+// TraceBatchQuery logs a statement of the batch, but the one naming the request, if the
+// batch was slow up to its end.
+func (t *tracer) TraceBatchQuery(ctx context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	if st, ok := ctx.Value(traceKey{}).(traceStart); ok && data.SQL != setAppNameSQL {
+		t.logSlow(st.at, data.SQL, data.CommandTag, data.Err)
+	}
+}
+
+// TraceBatchEnd is required by pgx.BatchTracer.
+func (t *tracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// logSlow logs a statement started at start if it was slow: normalized SQL, duration and
+// SQLSTATE, never the arguments nor the error message (which can quote values).
+func (t *tracer) logSlow(start time.Time, sql string, tag pgconn.CommandTag, err error) {
 	r := t.node.router
-	d := time.Since(st.at)
+	d := time.Since(start)
 	if d < r.cfg.SlowQuery {
 		return
 	}
@@ -46,14 +70,14 @@ func (t *tracer) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, data pgx.TraceQ
 		fields := []zap.Field{
 			zap.String("node", t.node.name),
 			zap.Duration("duration", d),
-			zap.String("sql", normalizeSQL(st.sql)),
-			zap.Int64("rows", data.CommandTag.RowsAffected()),
+			zap.String("sql", normalizeSQL(sql)),
+			zap.Int64("rows", tag.RowsAffected()),
 		}
 		var pe *pgconn.PgError
 		switch {
-		case errors.As(data.Err, &pe):
+		case errors.As(err, &pe):
 			fields = append(fields, zap.String("sqlstate", pe.Code))
-		case data.Err != nil:
+		case err != nil:
 			fields = append(fields, zap.Bool("failed", true))
 		}
 		c.Write(fields...)
@@ -176,3 +200,9 @@ func normalizeSQL(sql string) string {
 	}
 	return out
 }
+
+var (
+	_ pgx.QueryTracer   = (*tracer)(nil)
+	_ pgx.BatchTracer   = (*tracer)(nil)
+	_ pgx.ConnectTracer = (*tracer)(nil)
+)

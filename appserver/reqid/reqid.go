@@ -49,6 +49,12 @@ func FromContext(ctx context.Context) *Info {
 	return info
 }
 
+// NewContext returns ctx carrying info, as Middleware gives it to handlers: for work done
+// on behalf of a request outside its handler (and tests).
+func NewContext(ctx context.Context, info *Info) context.Context {
+	return context.WithValue(ctx, infoKey{}, info)
+}
+
 // ID returns the request id of ctx, "" outside Middleware.
 func ID(ctx context.Context) string {
 	if info := FromContext(ctx); info != nil {
@@ -101,7 +107,7 @@ func Middleware(trusted []netip.Prefix, done func(*http.Request, *Info)) func(ht
 				info.Client = peer(r.RemoteAddr)
 			}
 			w.Header().Set(Header, info.ID)
-			r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
+			r = r.WithContext(NewContext(r.Context(), info))
 			next.ServeHTTP(&writer{ResponseWriter: w, info: info}, r)
 			if done != nil {
 				done(r, info)

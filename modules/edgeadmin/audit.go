@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -18,17 +19,53 @@ const AuditLogger = "muejam.audit"
 // auditLog returns the audit logger; tests replace it.
 var auditLog = func() *zap.Logger { return caddy.Log().Named(AuditLogger) }
 
-// Provision is called by Caddy each time it loads a config (it builds its admin endpoint
-// anew each time): the audit event config.load.
+// loadsAudited counts the POST /load requests in flight through loadRoute, whose config
+// loads their own audit event names with caller and outcome.
+var loadsAudited atomic.Int64
+
+// Provision is called by Caddy each time it loads a config, before the config's apps are
+// provisioned (it builds its admin endpoint anew each time). A load made through POST
+// /load is audited by loadRoute, with its caller and outcome; any other (the process
+// starting, a change through /config/ or /id/, a config loader) is audited here, as
+// config.load with the outcome "started" and no caller: Caddy gives admin modules no hook
+// around those requests, and its own admin.api log names their caller and any failure.
 func (Admin) Provision(caddy.Context) error {
-	auditLog().Info("admin action", zap.String("action", "config.load"), zap.String("outcome", "success"))
+	if loadsAudited.Load() == 0 {
+		auditLog().Info("admin action", zap.String("action", "config.load"), zap.String("outcome", "started"))
+	}
 	return nil
 }
 
+// loadRoute returns the route "POST /load" serving Caddy's own POST /load (the handler of
+// the admin.api.load module, which `caddy reload` and `caddy load` call), audited. Go's
+// ServeMux prefers it to admin.api.load's "/load" for POST, the one method /load accepts;
+// other methods still reach Caddy's handler. ok is false when the binary has no
+// admin.api.load.
+func loadRoute() (route caddy.AdminRoute, ok bool) {
+	info, err := caddy.GetModule("admin.api.load")
+	if err != nil {
+		return route, false
+	}
+	router, isRouter := info.New().(caddy.AdminRouter)
+	if !isRouter {
+		return route, false
+	}
+	for _, r := range router.Routes() {
+		if r.Pattern == "/load" {
+			h := audited(r.Handler)
+			return caddy.AdminRoute{Pattern: "POST /load", Handler: caddy.AdminHandlerFunc(func(w http.ResponseWriter, req *http.Request) error {
+				loadsAudited.Add(1)
+				defer loadsAudited.Add(-1)
+				return h.ServeHTTP(w, req)
+			})}, true
+		}
+	}
+	return route, false
+}
+
 // audited returns h writing an audit event for each request that may change something
-// (any method but GET, HEAD and OPTIONS): the action and target from the path
-// (/edge/cache/purge is cache.purge; /edge/breakers/NAME/open is breakers.open on NAME),
-// the caller's address, and the outcome with the status of a failure.
+// (any method but GET, HEAD and OPTIONS): the action and target from the path (see
+// auditAction), the caller's address, and the outcome with the status of a failure.
 func audited(h caddy.AdminHandler) caddy.AdminHandler {
 	return caddy.AdminHandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		switch r.Method {
@@ -56,9 +93,13 @@ func audited(h caddy.AdminHandler) caddy.AdminHandler {
 	})
 }
 
-// auditAction names the action and target of an /edge/ path: its first and last segments
-// joined by a dot, and the segments between them.
+// auditAction names the action and target of an audited path: config.load for /load; for
+// an /edge/ path, its first and last segments joined by a dot, and the segments between
+// them (/edge/cache/purge is cache.purge; /edge/breakers/NAME/open is breakers.open on NAME).
 func auditAction(path string) (action, target string) {
+	if path == "/load" {
+		return "config.load", ""
+	}
 	parts := strings.Split(strings.Trim(strings.TrimPrefix(path, "/edge/"), "/"), "/")
 	if len(parts) < 3 {
 		return strings.Join(parts, "."), ""

@@ -1,11 +1,19 @@
 package edgeadmin
 
 import (
+	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddytest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -54,7 +62,98 @@ func TestAdminActionsAreAudited(t *testing.T) {
 	if err := (Admin{}).Provision(caddy.Context{}); err != nil {
 		t.Fatal(err)
 	}
-	if l := logs.TakeAll(); len(l) != 1 || l[0].ContextMap()["action"] != "config.load" {
+	if l := logs.TakeAll(); len(l) != 1 || l[0].ContextMap()["action"] != "config.load" || l[0].ContextMap()["outcome"] != "started" {
 		t.Errorf("config load: %+v", l)
+	}
+}
+
+// auditLines returns the audit events in the JSON log file at path.
+func auditLines(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []map[string]any
+	for line := range strings.Lines(string(data)) {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if e["logger"] == AuditLogger {
+			events = append(events, e)
+		}
+	}
+	return events
+}
+
+// TestConfigLoadsAuditedThroughCaddyAdmin loads configs through a real Caddy's admin API,
+// its default log written to a file: a POST /load that succeeds and one that fails are
+// audited with their caller (the admin client's address) and outcome; a change through
+// /config/ is audited when its load starts, without a caller; a GET changes nothing and is
+// not audited.
+func TestConfigLoadsAuditedThroughCaddyAdmin(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	config := func(apps string) string {
+		return fmt.Sprintf(`{
+			"admin": {"listen": "localhost:2999"},
+			"logging": {"logs": {"default": {"writer": {"output": "file", "filename": %q}, "encoder": {"format": "json"}}}},
+			"apps": %s
+		}`, logFile, apps)
+	}
+	tester := caddytest.NewTester(t)
+	tester.InitServer(config(`{"http": {"http_port": 9080, "https_port": 9443, "servers": {"edge": {"listen": [":9080"],
+		"routes": [{"handle": [{"handler": "static_response", "body": "v1"}]}]}}}}`), "json")
+
+	send := func(method, path, body string) int {
+		t.Helper()
+		req, err := http.NewRequest(method, "http://localhost:2999"+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := tester.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if status := send("POST", "/load", config(`{"no_such_app": {}}`)); status != http.StatusBadRequest {
+		t.Errorf("POST /load of a bad config: %d, want 400", status)
+	}
+	if status := send("PATCH", "/config/apps/http/servers/edge/routes/0/handle/0/body", `"v2"`); status != http.StatusOK {
+		t.Errorf("PATCH /config/...: %d, want 200", status)
+	}
+	if status := send("GET", "/load", ""); status != http.StatusMethodNotAllowed {
+		t.Errorf("GET /load: %d, want 405", status)
+	}
+
+	events := auditLines(t, logFile)
+	want := []map[string]any{
+		{"action": "config.load", "method": "POST", "outcome": "success"}, // InitServer's
+		{"action": "config.load", "method": "POST", "outcome": "failure", "status": float64(400)},
+		{"action": "config.load", "outcome": "started"},
+	}
+	if len(events) != len(want) {
+		t.Fatalf("audit events %v, want %d", events, len(want))
+	}
+	for i, w := range want {
+		for k, v := range w {
+			if events[i][k] != v {
+				t.Errorf("event %d: %s = %v, want %v (%v)", i, k, events[i][k], v, events[i])
+			}
+		}
+		caller, _ := events[i]["caller"].(string)
+		if w["method"] == nil {
+			if caller != "" {
+				t.Errorf("event %d names a caller: %v", i, events[i])
+			}
+			continue
+		}
+		host, _, err := net.SplitHostPort(caller)
+		if ip, perr := netip.ParseAddr(host); err != nil || perr != nil || !ip.IsLoopback() {
+			t.Errorf("event %d: caller %q, want the test's loopback address", i, caller)
+		}
 	}
 }

@@ -56,8 +56,8 @@ func (Admin) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Routes returns the /edge/ routes of the admin API, the changes they make audited (see
-// AuditLogger).
+// Routes returns the /edge/ routes of the admin API and Caddy's own POST /load, the
+// changes they make audited (see AuditLogger).
 func (Admin) Routes() []caddy.AdminRoute {
 	routesMu.Lock()
 	defer routesMu.Unlock()
@@ -67,6 +67,9 @@ func (Admin) Routes() []caddy.AdminRoute {
 	}}
 	for _, r := range routes {
 		all = append(all, caddy.AdminRoute{Pattern: r.Pattern, Handler: audited(r.Handler)})
+	}
+	if load, ok := loadRoute(); ok {
+		all = append(all, load)
 	}
 	return all
 }

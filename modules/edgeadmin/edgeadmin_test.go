@@ -82,7 +82,7 @@ func TestRegisterAddsRoutesUnderEdge(t *testing.T) {
 	for _, r := range (Admin{}).Routes() {
 		patterns = append(patterns, r.Pattern)
 	}
-	if len(patterns) < 2 || patterns[0] != "/edge/status" || patterns[len(patterns)-1] != route {
+	if len(patterns) < 3 || patterns[0] != "/edge/status" || patterns[len(patterns)-2] != route || patterns[len(patterns)-1] != "POST /load" {
 		t.Errorf("routes = %v", patterns)
 	}
 	for _, bad := range []string{"/config/x", route, "/edge/status"} { // outside, twice, reserved
