@@ -87,7 +87,7 @@ func newL2(m *Manager) *l2 {
 			return err
 		},
 		OnSubscribed: l.onSubscribed,
-		OnPurge: func(tags []string) {
+		OnMessage: func(tags []string) {
 			m.recordPurge(tags, time.Now())
 			m.m.invalidations.WithLabelValues("remote").Add(float64(len(tags)))
 		},

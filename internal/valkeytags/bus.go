@@ -18,16 +18,16 @@ import (
 	"github.com/muejam/edge/internal/valkeyconn"
 )
 
-// Bus fans purges out between the processes (edge nodes, app instances) of one cache on
-// sharded pub/sub (SSUBSCRIBE, SPUBLISH: Valkey or Redis 7.0 or later, on a cluster and on
-// one server alike), on two channels that share a hash tag, so that both live on the shard
-// that serves their slot: every process subscribes there, and SPUBLISH counts every
-// process's subscription.
+// Bus fans purges (or other messages: Publish) out between the processes (edge nodes, app
+// instances) of one cache on sharded pub/sub (SSUBSCRIBE, SPUBLISH: Valkey or Redis 7.0 or
+// later, on a cluster and on one server alike), on two channels that share a hash tag, so
+// that both live on the shard that serves their slot: every process subscribes there, and
+// SPUBLISH counts every process's subscription.
 //
-//	<channel>       "<node> <id> <tag>..." from the process that purged
+//	<channel>       "<node> <id> <word>..." from the process that purged (the tags) or published
 //	<ack channel>   "<node> <id>" from each process that applied it
 //
-// A purge's sender waits until as many processes acknowledged it as SPUBLISH counted
+// A message's sender waits until as many processes acknowledged it as SPUBLISH counted
 // receivers; its own message counts as its own acknowledgement.
 type Bus struct {
 	conn       *valkeyconn.Conn
@@ -56,9 +56,9 @@ type BusOptions struct {
 	// OnSubscribed is called, on a goroutine of its own, after each confirmed subscription
 	// to Channel; again is false for the first one.
 	OnSubscribed func(again bool)
-	// OnPurge applies a purge of tags received from another process, before it is
-	// acknowledged.
-	OnPurge func(tags []string)
+	// OnMessage applies the words of a message from another process (the tags of a purge),
+	// before it is acknowledged.
+	OnMessage func(words []string)
 }
 
 // NewBus returns a Bus on conn with a random node id.
@@ -77,6 +77,17 @@ func (b *Bus) Subscribed() bool { return b.subscribed.Load() }
 // callErr is the error of the Valkey calls (nil when every tag was purged and the message
 // published); ackErr says that some process did not acknowledge in time.
 func (b *Bus) Purge(ctx context.Context, prefix string, tags []string, retention, timeout time.Duration, where string) (callErr, ackErr error) {
+	return b.Publish(ctx, tags, timeout, where, func(ctx context.Context, c valkey.Client, publish valkey.Completed) (int64, error) {
+		return Purge(ctx, c, prefix, tags, retention, publish)
+	})
+}
+
+// Publish sends words to the other processes on the channel and waits, all within timeout,
+// until every process subscribed to it has acknowledged them (applied them with OnMessage).
+// do makes the Valkey calls that go with the message, ending with publish (the SPUBLISH of
+// the message), and returns what publish returned: how many processes received it.
+// callErr is do's error; ackErr says that some process did not acknowledge in time.
+func (b *Bus) Publish(ctx context.Context, words []string, timeout time.Duration, where string, do func(ctx context.Context, c valkey.Client, publish valkey.Completed) (receivers int64, err error)) (callErr, ackErr error) {
 	id := strconv.FormatUint(b.seq.Add(1), 36)
 	w := &ackWait{need: -1, done: make(chan struct{})}
 	b.acks.Store(id, w)
@@ -86,8 +97,7 @@ func (b *Bus) Purge(ctx context.Context, prefix string, tags []string, retention
 	receivers := int64(-1)
 	callErr = b.opt.Call(ctx, timeout, where, func(ctx context.Context, c valkey.Client) error {
 		var err error
-		receivers, err = Purge(ctx, c, prefix, tags, retention,
-			c.B().Spublish().Channel(b.opt.Channel).Message(b.node+" "+id+" "+strings.Join(tags, " ")).Build())
+		receivers, err = do(ctx, c, c.B().Spublish().Channel(b.opt.Channel).Message(b.node+" "+id+" "+strings.Join(words, " ")).Build())
 		return err
 	})
 	if receivers < 0 {
@@ -97,7 +107,7 @@ func (b *Bus) Purge(ctx context.Context, prefix string, tags []string, retention
 		select {
 		case <-w.done:
 		case <-ctx.Done():
-			return callErr, fmt.Errorf("purge %s: %d of %d subscribed nodes acknowledged in %s", id, w.got.Load(), receivers, timeout)
+			return callErr, fmt.Errorf("message %s: %d of %d subscribed processes acknowledged in %s", id, w.got.Load(), receivers, timeout)
 		}
 	}
 	return callErr, nil
@@ -182,7 +192,7 @@ func (b *Bus) received(ctx context.Context, msg string) {
 		b.acked(node, id)
 		return
 	}
-	b.opt.OnPurge(strings.Fields(tags))
+	b.opt.OnMessage(strings.Fields(tags))
 	go func() {
 		defer panics.Recover(b.opt.Logger, b.opt.AckWhere, nil)
 		_ = b.opt.Call(ctx, b.opt.AckTimeout, b.opt.AckWhere, func(ctx context.Context, c valkey.Client) error {

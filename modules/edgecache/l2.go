@@ -145,7 +145,7 @@ func newL2(s *store, cfg storeConfig) (*l2, error) {
 		AckTimeout:      cfg.purgeWait,
 		Call:            l.call,
 		OnSubscribed:    l.onSubscribed,
-		OnPurge: func(tags []string) {
+		OnMessage: func(tags []string) {
 			s.recordPurge(tags, time.Now())
 			purges.WithLabelValues(s.name, "remote").Inc()
 		},
