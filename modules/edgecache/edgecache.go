@@ -70,7 +70,13 @@ const (
 //     nothing usable is stored);
 //   - not stored: no-store, private, Vary: *, responses to requests with Authorization
 //     unless public, s-maxage or must-revalidate allow it (§3.5), Set-Cookie responses unless
-//     StoreSetCookie, 206 and bodies above MaxBodyBytes (which stream through unbuffered);
+//     StoreSetCookie, and bodies above MaxBodyBytes (which stream through unbuffered);
+//   - incomplete responses (§3.3, §3.4): a 206 with one byte range of a known length and a
+//     strong ETag is stored in L1 (only) as an incomplete entry, which answers GETs for
+//     ranges inside its parts and nothing else; later 206s of the same ETag are combined
+//     with it (the newer header wins) until it is complete and becomes a 200; at most 16
+//     disjoint parts and MaxBodyBytes of them. Multipart and unknown-length 206s, and
+//     those with a weak or no ETag, are not stored;
 //   - stale entries are revalidated with If-None-Match / If-Modified-Since and a 304 merges
 //     its header into the entry (§4.3.4); no-cache entries are revalidated on every use;
 //     must-revalidate, proxy-revalidate and s-maxage entries are never served stale;
@@ -434,6 +440,20 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if e != nil && (h.store.purged(e) || e.ttl <= 0) {
 		e = nil
 	}
+	noCache := requestNoCache(r.Header, req)
+	var age, ttl time.Duration
+	fresh := false
+	if e != nil {
+		age = e.age(now)
+		ttl = e.lifetime - age
+		fresh = ttl > 0 && !e.noCache && !noCache &&
+			(req.maxAge < 0 || age <= req.maxAge) && (req.minFresh < 0 || ttl >= req.minFresh)
+		// An incomplete entry (§3.3) answers only a fresh lookup of a range it holds; any
+		// other request goes upstream as it is, and a 206 answer is combined with it.
+		if e.parts != nil && (!fresh || !e.answers(r)) {
+			e = nil
+		}
+	}
 	if e == nil {
 		if req.onlyIfCached {
 			lookups.WithLabelValues(h.Name, outcomeMiss).Inc()
@@ -443,11 +463,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		return h.miss(w, r, next, primary, names)
 	}
 
-	age := e.age(now)
-	ttl := e.lifetime - age
-	noCache := requestNoCache(r.Header, req)
-	fresh := ttl > 0 && !e.noCache && !noCache &&
-		(req.maxAge < 0 || age <= req.maxAge) && (req.minFresh < 0 || ttl >= req.minFresh)
 	if fresh {
 		lookups.WithLabelValues(h.Name, outcomeHit).Inc()
 		status := cacheID + "; hit; ttl=" + strconv.Itoa(int(ttl/time.Second))
@@ -554,7 +569,7 @@ func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	defer t.Stop()
 	select {
 	case <-f.done:
-		if f.e != nil && (len(f.e.vary) == 0 || f.e.secondary == secondaryKey(f.e.vary, r.Header)) {
+		if f.e != nil && f.e.parts == nil && (len(f.e.vary) == 0 || f.e.secondary == secondaryKey(f.e.vary, r.Header)) {
 			lookups.WithLabelValues(h.Name, outcomeCoalesced).Inc()
 			return serveEntry(w, r, f.e, f.e.age(time.Now()), cacheID+"; hit; collapsed")
 		}
@@ -613,7 +628,12 @@ func (h *Handler) passOn(rec *recorder, req *http.Request, primary string, reque
 // storable reports whether a response to r may be stored (RFC 9111 §3), judging by its
 // status and header.
 func (h *Handler) storable(r *http.Request, status int, hdr http.Header) bool {
-	if status < 200 || status == http.StatusPartialContent || status == http.StatusNotModified || hdr.Get("Content-Range") != "" {
+	switch {
+	case status == http.StatusPartialContent:
+		if _, ok := storablePartial(hdr); !ok {
+			return false
+		}
+	case status < 200 || status == http.StatusNotModified || hdr.Get("Content-Range") != "":
 		return false
 	}
 	resp, _ := responseDirectives(hdr, h.TargetedFields)

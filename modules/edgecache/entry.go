@@ -34,6 +34,12 @@ type entry struct {
 	noCache        bool          // validated at the origin before every use
 	etag, lastMod  string
 	size           int // approximate bytes it occupies in memory
+
+	// parts, set only on an incomplete entry (status 206, RFC 9111 §3.3; see partial.go),
+	// are the stored byte ranges of a representation of length bytes, sorted, disjoint and
+	// not adjacent; body is then nil.
+	parts  []part
+	length int64
 }
 
 // derive computes the freshness fields from the stored header and times. heuristic is the
@@ -83,6 +89,9 @@ func (e *entry) derive(heuristic float64, targeted ...string) {
 	e.etag = e.header.Get("Etag")
 	e.lastMod = e.header.Get("Last-Modified")
 	e.size = entryOverhead + len(e.body)
+	for _, p := range e.parts {
+		e.size += partOverhead + len(p.data)
+	}
 	for k, vs := range e.header {
 		e.size += len(k)
 		for _, v := range vs {

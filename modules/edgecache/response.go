@@ -2,6 +2,7 @@ package edgecache
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -139,7 +140,8 @@ func stripHopByHop(hdr http.Header) {
 }
 
 // save stores the response rec recorded for r, when it is complete and may be kept for a
-// while, and returns the entry (nil when not stored).
+// while, and returns the entry (nil when not stored). A 206 is combined with the stored
+// parts of its representation (combinePartial).
 func (h *Handler) save(primary string, r *http.Request, rec *recorder, requestTime time.Time) *entry {
 	if !rec.complete() {
 		return nil
@@ -157,6 +159,13 @@ func (h *Handler) save(primary string, r *http.Request, rec *recorder, requestTi
 		responseTime: now,
 		vary:         names,
 		secondary:    secondaryKey(names, r.Header),
+	}
+	if rec.status == http.StatusPartialContent {
+		cr, ok := storablePartial(hdr)
+		if !ok || int64(len(rec.body)) != cr.last-cr.first+1 {
+			return nil
+		}
+		e = h.combinePartial(primary, e, cr)
 	}
 	e.derive(h.HeuristicFraction, h.TargetedFields...)
 	h.setTTL(e, now)
@@ -204,7 +213,8 @@ func (e *entry) merge(hdr http.Header, tags []string, requestTime, responseTime 
 
 // serveEntry answers r from e: the stored status, header and body with Age and
 // Cache-Status, or 304 when r's own conditional matches e, a 206 or 416 for a GET with
-// Range (serveRange), and no body for HEAD.
+// Range (serveRange), and no body for HEAD. An incomplete entry answers only what
+// e.answers(r) says it can.
 func serveEntry(w http.ResponseWriter, r *http.Request, e *entry, age time.Duration, cacheStatus string) error {
 	hdr := w.Header()
 	// One backing array for every value: handlers after this one may edit the values in
@@ -223,15 +233,18 @@ func serveEntry(w http.ResponseWriter, r *http.Request, e *entry, age time.Durat
 	hdr["Age"] = vals[n : n+1 : n+1]
 	hdr[HeaderStatus] = vals[n+1 : n+2 : n+2]
 	status := e.status
-	if status == http.StatusOK && notModified(r, e) {
+	if e.ranged() && notModified(r, e) {
 		status = http.StatusNotModified
 		delete(hdr, "Content-Length")
 	} else {
 		hdr["Content-Length"] = vals[n+2 : n+3 : n+3]
-		if status == http.StatusOK && r.Header["Range"] != nil && r.Method == http.MethodGet {
+		if e.ranged() && r.Header["Range"] != nil && r.Method == http.MethodGet {
 			if done, err := serveRange(w, r, e, hdr); done {
 				return err
 			}
+		}
+		if e.parts != nil {
+			return errIncomplete
 		}
 	}
 	w.WriteHeader(status)
@@ -241,6 +254,10 @@ func serveEntry(w http.ResponseWriter, r *http.Request, e *entry, age time.Durat
 	_, err := w.Write(e.body)
 	return err
 }
+
+// errIncomplete is the error of a request an incomplete entry was asked to answer but
+// cannot (the caller checks entry.answers first).
+var errIncomplete = errors.New("edge_cache: incomplete entry cannot answer the request")
 
 // notModified evaluates r's If-None-Match, or else If-Modified-Since, against e (RFC 9110
 // §13.1.2, §13.1.3; weak comparison for If-None-Match).

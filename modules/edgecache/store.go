@@ -345,12 +345,25 @@ func (s *store) land(f *flight, e *entry) {
 	close(f.done)
 }
 
-// put stores e, fetched for primary, in L1 and (asynchronously) L2.
+// put stores e, fetched for primary, in L1 and (asynchronously) L2. An incomplete entry
+// stays in L1: L2 holds complete responses only.
 func (s *store) put(primary string, e *entry) {
 	s.putL1(primary, e)
-	if s.l2 != nil {
+	if s.l2 != nil && e.parts == nil {
 		s.l2.put(primary, e)
 	}
+}
+
+// variant returns the L1 entry stored for the variant of primary that e is, or nil.
+func (s *store) variant(primary string, e *entry) *entry {
+	key := primary
+	if len(e.vary) > 0 {
+		key = l1Key(primary, e.secondary)
+	}
+	if old, ok := s.l1.GetIfPresent(key); ok && old.status != 0 {
+		return old
+	}
+	return nil
 }
 
 // purge makes the entries carrying tags invalid on this node at once and, with Valkey,
