@@ -91,9 +91,29 @@ func TestDeployDryRun(t *testing.T) {
 		`^\+ aws ecr get-login-password --region eu-west-1 \| docker login .*--password-stdin ACCOUNT_ID\.dkr\.ecr\.eu-west-1\.amazonaws\.com$`,
 		`^\+ docker build --file \S+/docker/appserver\.Dockerfile --tag ` + image + `appserver:v-test \S+$`,
 		`^\+ docker build --file \S+/docker/edge\.Dockerfile --tag ` + image + `edge:v-test \S+$`,
+		`^\+ docker build --file \S+/docker/migrate\.Dockerfile --tag ` + image + `migrate:v-test \S+$`,
 		`^\+ docker push ` + image + `appserver:v-test$`,
 		`^\+ docker push ` + image + `edge:v-test$`,
+		`^\+ docker push ` + image + `migrate:v-test$`,
 	}
+	// The migration, before any service is updated: a revision of the migrate task with the
+	// new image (its container is named migrate, infra/terraform/modules/ecs-task), run on
+	// Fargate in the appserver service's subnets and security groups without a public IP,
+	// waited for, and its container's exit code read.
+	const awsvpc = `'services\[0\]\.networkConfiguration\.awsvpcConfiguration\.`
+	migration := []string{
+		`^\+ aws ecs describe-task-definition .*--task-definition muejam-staging-migrate .*> \S+/migrate\.json$`,
+		`^\+ jq --arg name migrate --arg image ` + image + `migrate:v-test .*> \S+/migrate-new\.json$`,
+		`^\+ aws ecs register-task-definition .*--cli-input-json file://\S+/migrate-new\.json`,
+		`^\+ aws ecs describe-services .*--cluster muejam-staging --services appserver --query ` + awsvpc + `subnets' --output text$`,
+		`^\+ aws ecs describe-services .*--cluster muejam-staging --services appserver --query ` + awsvpc + `securityGroups' --output text$`,
+		`^\+ aws ecs run-task .*--cluster muejam-staging --launch-type FARGATE --task-definition MIGRATE_TASK_DEFINITION_ARN .*` +
+			`--network-configuration 'awsvpcConfiguration=\{subnets=\[SUBNETS\],securityGroups=\[SECURITY_GROUPS\],assignPublicIp=DISABLED\}' ` +
+			`--query 'tasks\[0\]\.taskArn' --output text$`,
+		`^\+ aws ecs wait tasks-stopped .*--cluster muejam-staging --tasks MIGRATE_TASK_ARN$`,
+		`^\+ aws ecs describe-tasks .*--cluster muejam-staging --tasks MIGRATE_TASK_ARN --query 'tasks\[0\]\.containers\[0\]\.exitCode' --output text$`,
+	}
+	want = append(want, migration...)
 	for _, svc := range []string{"appserver", "edge"} {
 		want = append(want,
 			`^\+ aws ecs describe-task-definition .*--task-definition muejam-staging-`+svc+` .*> \S+/`+svc+`\.json$`,
@@ -108,6 +128,17 @@ func TestDeployDryRun(t *testing.T) {
 		`^\+ env EDGE_METRICS_URL= APP_METRICS_URL= \S+/scripts/deployment/smoke-tests\.sh BASE_URL$`,
 	)
 	checkSequence(t, out, want)
+
+	// No service is updated before the migration has run and its exit code been read.
+	lastMigration := regexp.MustCompile(migration[len(migration)-1])
+	for _, l := range strings.Split(out, "\n") {
+		if lastMigration.MatchString(l) {
+			break
+		}
+		if strings.HasPrefix(l, "+ aws ecs update-service ") {
+			t.Errorf("deploy.sh updates a service before reading the migration's exit code: %q", l)
+		}
+	}
 }
 
 func TestRollbackDryRun(t *testing.T) {
