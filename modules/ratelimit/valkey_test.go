@@ -112,7 +112,10 @@ func TestValkeyExact(t *testing.T) { onBackends(t, testValkeyExact) }
 func testValkeyExact(t *testing.T, vk *valkeyconn.Config) {
 	const n, win = 5, time.Second
 	zone := uniqueZone("exact")
-	h := provision(t, &Handler{Valkey: vk, Zones: []*Zone{userZone(zone, n, win)}})
+	// A generous timeout: this test is about Valkey's decisions, and on a machine loaded by
+	// the whole test run a call can take longer than the default 25 ms (which would fall back,
+	// as TestValkeyDiesAndReturns tests).
+	h := provision(t, &Handler{Valkey: vk, ValkeyTimeout: caddy.Duration(time.Second), Zones: []*Zone{userZone(zone, n, win)}})
 	waitConnected(t, h)
 	first := time.Now()
 	for i := range n {
