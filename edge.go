@@ -13,4 +13,5 @@ import (
 	_ "github.com/muejam/edge/modules/piiscrub"
 	_ "github.com/muejam/edge/modules/ratelimit"
 	_ "github.com/muejam/edge/modules/readyourwrites"
+	_ "github.com/muejam/edge/modules/viewerfilter"
 )

@@ -143,7 +143,7 @@ func TestCacheContract(t *testing.T) {
 				}
 				vary := ""
 				if tt.perViewer {
-					vary = "X-Auth-User"
+					vary = "X-Viewer-Filter"
 				}
 				resp.ExpectHeader(t, "Vary", vary)
 

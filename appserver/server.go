@@ -43,6 +43,8 @@ import (
 	"github.com/muejam/edge/appserver/social"
 	"github.com/muejam/edge/appserver/stories"
 	"github.com/muejam/edge/appserver/whispers"
+	"github.com/muejam/edge/internal/blockers"
+	"github.com/muejam/edge/internal/panics"
 	"github.com/muejam/edge/internal/pii"
 	"github.com/muejam/edge/internal/rywtoken"
 	"github.com/muejam/edge/internal/valkeyconn"
@@ -386,12 +388,23 @@ func openCache(vcfg valkeyconn.Config, cfg config, db *dbrouter.Router, log *zap
 		conn.Close()
 		return nil, nil, err
 	}
-	shared := &discover.Shared{Cache: m, DB: db, TTL: map[api.Resource]time.Duration{
+	if err := panics.Register(reg, blockers.WhereSubscriber, blockers.WhereAck, blockers.WhereCheck); err != nil {
+		m.Close()
+		conn.Close()
+		return nil, nil, err
+	}
+	// The edge answers signed-in readers who block nobody from the copy it keeps for
+	// anonymous readers (modules/viewerfilter): a user joins the set of blockers, every
+	// edge node acknowledging it, before their first block commits.
+	bw := blockers.NewWriter(conn, time.Second, func(ctx context.Context) ([]string, error) {
+		return social.ListBlockers(ctx, db.Primary())
+	}, log.Named("blockers"))
+	shared := &discover.Shared{Cache: m, DB: db, Blockers: bw, TTL: map[api.Resource]time.Duration{
 		api.Feed:        cfg.CacheTTLFeeds,
 		api.Whispers:    cfg.CacheTTLWhispers,
 		api.Suggestions: cfg.CacheTTLSuggestions,
 	}}
-	return shared, func() { m.Close(); conn.Close() }, nil
+	return shared, func() { bw.Close(); m.Close(); conn.Close() }, nil
 }
 
 // buildInfo is muejam_app_build_info: always 1, labelled with the app server's module version,
@@ -460,14 +473,14 @@ func routes(hc *health.Checker, m *httpmetrics.Metrics, db *dbrouter.Router, sha
 func register(mux api.Mux, hc *health.Checker, db *dbrouter.Router, shared *discover.Shared, log *zap.Logger) {
 	mux.Handle("GET /v1/health", hc)
 	mux.Handle("GET /v1/openapi.json", openapi.Handler())
-	profiles.New(db, log).Register(mux)         // /v1/me, /v1/users/{handle}
-	stories.New(db, log).Register(mux)          // /v1/stories/..., /v1/me/stories
-	social.New(db, log).Register(mux)           // /v1/users/{handle}/follow|block, /v1/me/following|followers|blocks
-	library.New(db, log).Register(mux)          // /v1/library/...
-	whispers.New(db, log, shared).Register(mux) // /v1/whispers/..., /v1/stories/{id}/whispers
-	discover.New(db, log, shared).Register(mux) // /v1/discover, /v1/stories/{id}/like, /v1/stories/{id}/reads
-	search.New(db, log, shared).Register(mux)   // /v1/search, /v1/search/suggest
-	audit.New(db, log).Register(mux)            // /v1/me/activity
+	profiles.New(db, log).Register(mux)                // /v1/me, /v1/users/{handle}
+	stories.New(db, log).Register(mux)                 // /v1/stories/..., /v1/me/stories
+	social.New(db, log, shared.Blockers).Register(mux) // /v1/users/{handle}/follow|block, /v1/me/following|followers|blocks
+	library.New(db, log).Register(mux)                 // /v1/library/...
+	whispers.New(db, log, shared).Register(mux)        // /v1/whispers/..., /v1/stories/{id}/whispers
+	discover.New(db, log, shared).Register(mux)        // /v1/discover, /v1/stories/{id}/like, /v1/stories/{id}/reads
+	search.New(db, log, shared).Register(mux)          // /v1/search, /v1/search/suggest
+	audit.New(db, log).Register(mux)                   // /v1/me/activity
 }
 
 // jsonErrors answers requests that match no route with the API's JSON error body: 404, or

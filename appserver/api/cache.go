@@ -74,13 +74,14 @@ func Public(w http.ResponseWriter, kind Resource, tags ...string) {
 	}
 }
 
-// PublicPerViewer marks a response that depends on who asks (a feed that hides the authors
-// a viewer blocked) cacheable like Public, one variant per viewer: Vary names the identity
-// header the edge sets from the verified token, so anonymous requests share one entry and
-// a signed-in viewer never gets another viewer's (or the anonymous) answer.
+// PublicPerViewer marks a response that depends on whose blocks filter it (a feed that hides
+// the authors a viewer blocked) cacheable like Public, with Vary on the field in which the
+// edge names them (identity.FilterHeader): one entry for anonymous readers and the users the
+// edge knows to block nobody, who all get the same answer, and none that a reader whose
+// blocks filter their answer could be given.
 func PublicPerViewer(w http.ResponseWriter, kind Resource, tags ...string) {
 	Public(w, kind, tags...)
-	w.Header().Add("Vary", identity.Header)
+	w.Header().Add("Vary", identity.FilterHeader)
 }
 
 // Private marks a response as personal: no cache stores it, so it carries no stale window.

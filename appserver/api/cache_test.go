@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/muejam/edge/appserver/identity"
 )
 
 func TestCachePolicies(t *testing.T) {
@@ -130,7 +132,7 @@ func TestConditionalGET(t *testing.T) {
 				if h.Get("Cache-Control") != want || h.Get(HeaderCacheTags) == "" {
 					t.Errorf("304 without the 200's cache headers: %v", h)
 				}
-				if tt.mark == "per-viewer" && h.Get("Vary") != "X-Auth-User" {
+				if tt.mark == "per-viewer" && h.Get("Vary") != identity.FilterHeader {
 					t.Errorf("304 without Vary: %v", h)
 				}
 			} else if tt.method == "GET" && rec.Body.String() != string(body) {

@@ -26,7 +26,7 @@ func TestEveryMutationIsAudited(t *testing.T) {
 		shared := &discover.Shared{Cache: apitest.Cache(t), DB: db, TTL: apitest.CacheTTLs}
 		profiles.New(db, log).Register(mux)
 		stories.New(db, log).Register(mux)
-		social.New(db, log).Register(mux)
+		social.New(db, log, nil).Register(mux)
 		library.New(db, log).Register(mux)
 		whispers.New(db, log, shared).Register(mux)
 		discover.New(db, log, shared).Register(mux)

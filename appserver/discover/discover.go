@@ -94,6 +94,9 @@ func (a *Args) Add(v any) string {
 type Viewer struct {
 	User   string          // "" when anonymous
 	Hidden map[string]bool // the users whose stories are hidden from User: those they blocked
+	// Shares is what the edge said of User (identity.Shares): that they block nobody, so
+	// that their answer is the one it keeps for anonymous readers.
+	Shares bool
 }
 
 // Blocking reports whether the viewer hides anyone's stories.
@@ -110,11 +113,12 @@ func (v Viewer) Hider(args *Args) func(col string) string {
 	return func(col string) string { return " and " + social.NotBlocked(col, viewer) }
 }
 
-// Cache marks an answer computed for v: public under the policy of kind and tags for an
-// anonymous viewer, with Vary on the identity header so that no signed-in viewer gets that
-// copy from a cache; private for a signed-in one, so the edge keeps no copy per viewer.
+// Cache marks an answer computed for v: public under the policy of kind and tags (with Vary
+// on the field in which the edge names whose blocks filter it: api.PublicPerViewer) for an
+// anonymous viewer and for a signed-in one whom the edge and the app both know to block
+// nobody; private for any other signed-in viewer, so the edge keeps no copy per viewer.
 func (v Viewer) Cache(w http.ResponseWriter, kind api.Resource, tags ...string) {
-	if v.User != "" {
+	if v.User != "" && (!v.Shares || v.Blocking()) {
 		api.Private(w)
 		return
 	}

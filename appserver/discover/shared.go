@@ -11,6 +11,7 @@ import (
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/identity"
 	"github.com/muejam/edge/appserver/social"
+	"github.com/muejam/edge/internal/blockers"
 )
 
 // maxExtraPages bounds how many shared pages of api.MaxLimit items after the first a
@@ -29,13 +30,17 @@ const blockIndexKey = "social:block-index"
 // A page of a feed, of search results or of whispers is loaded as an anonymous reader sees
 // it, kept in the app's cache manager under the same tags as the edge keeps its answer, and
 // filtered per viewer at answer time with the BlockIndex (itself cached, purged by block and
-// unblock). Anonymous readers get the public answer, which the edge stores once; signed-in
+// unblock). Anonymous readers, and signed-in ones who block nobody (as the edge says:
+// modules/viewerfilter), get the public answer, which the edge stores once; other signed-in
 // readers get a private answer, which no cache stores, computed without a query of its own:
 // the shared page less the authors they blocked (ServeShared).
 type Shared struct {
 	Cache *cache.Manager
 	DB    *dbrouter.Router
 	TTL   map[api.Resource]time.Duration
+	// Blockers, when not nil, is where block adds its user before the block commits, for
+	// the edge to know who blocks anyone (internal/blockers).
+	Blockers *blockers.Writer
 }
 
 // Viewer returns who asks: the request's user and, from the cached BlockIndex, the authors
@@ -52,7 +57,7 @@ func (s *Shared) Viewer(ctx context.Context) (Viewer, error) {
 	if err != nil {
 		return Viewer{}, err
 	}
-	return Viewer{User: user, Hidden: ix.Hidden(user)}, nil
+	return Viewer{User: user, Hidden: ix.Hidden(user), Shares: identity.Shares(ctx)}, nil
 }
 
 // Load returns the shared answer of kind under key: from the cache, else from fn, which
@@ -137,12 +142,12 @@ func (sp *SharedPage[T]) hidesAny(v Viewer) bool {
 }
 
 // ServeShared answers a list request from shared pages: pageAt(page) returns the SharedPage
-// of a page. An anonymous reader gets the shared answer, public under kind and tags with
-// Vary on the identity header, so the edge keeps one copy for every anonymous reader and
-// none for anyone signed in; a signed-in reader gets a private answer: the shared one when
-// they hide none of its authors, else its items less those authors, made up to the limit
-// from the shared pages after it (at most maxExtraPages of api.MaxLimit items, which
-// viewers share as they share the first).
+// of a page. An anonymous reader, and a signed-in one the edge and the app know to block
+// nobody, gets the shared answer, public under kind and tags (Viewer.Cache), so the edge
+// keeps one copy for all of them; any other signed-in reader gets a private answer: the
+// shared one when they hide none of its authors, else its items less those authors, made up
+// to the limit from the shared pages after it (at most maxExtraPages of api.MaxLimit items,
+// which viewers share as they share the first).
 func ServeShared[T any](w http.ResponseWriter, r *http.Request, v Viewer, kind api.Resource, tags []string, page api.Page, pageAt func(api.Page) (SharedPage[T], error)) error {
 	sp, err := pageAt(page)
 	if err != nil {

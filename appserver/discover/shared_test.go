@@ -19,7 +19,7 @@ import (
 func startWithSocial(t *testing.T) *discovertest.Env {
 	return discovertest.Start(t, func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger, c *cache.Manager) {
 		New(db, log, &Shared{Cache: c, DB: db, TTL: apitest.CacheTTLs}).Register(mux)
-		social.New(db, log).Register(mux)
+		social.New(db, log, nil).Register(mux)
 	})
 }
 

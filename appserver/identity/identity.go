@@ -18,6 +18,12 @@ import (
 // Header is the request header in which the edge forwards the authenticated user id.
 const Header = "X-Auth-User"
 
+// FilterHeader is the request header in which the edge says whose blocks filter the answers
+// shared by everyone (feeds, search, whispers): empty for an anonymous request and for a
+// user the edge knows to block nobody (modules/viewerfilter), the user id otherwise. Those
+// answers Vary on it, so that the edge keeps one copy for everyone it is empty for.
+const FilterHeader = "X-Viewer-Filter"
+
 // MaxUserIDLen bounds the length of a user id; longer values are not trusted.
 const MaxUserIDLen = 255
 
@@ -25,7 +31,10 @@ const MaxUserIDLen = 255
 // development.
 var DefaultTrusted = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 
-type userKey struct{}
+type (
+	userKey   struct{}
+	sharesKey struct{}
+)
 
 // WithUser returns a context carrying the user id.
 func WithUser(ctx context.Context, id string) context.Context {
@@ -38,17 +47,30 @@ func User(ctx context.Context) (string, bool) {
 	return id, ok && id != ""
 }
 
+// Shares reports whether the edge said that the request's user blocks nobody (FilterHeader
+// present and empty on a request from a trusted network), so that the answers shared by
+// everyone are, for them, the anonymous ones, and may be marked so.
+func Shares(ctx context.Context) bool {
+	s, _ := ctx.Value(sharesKey{}).(bool)
+	return s
+}
+
 // Middleware puts the X-Auth-User of requests from a trusted network in their context (see
-// User). The header is removed from every request, so no handler reads an untrusted value.
+// User), and whether the edge said the user blocks nobody (FilterHeader, see Shares). Both
+// headers are removed from every request, so no handler reads an untrusted value.
 func Middleware(trusted []netip.Prefix) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			id := r.Header.Get(Header)
-			if id != "" {
-				r.Header.Del(Header)
-				if validID(id) && FromTrusted(r.RemoteAddr, trusted) {
-					r = r.WithContext(WithUser(r.Context(), id))
+			filter, filtered := r.Header[FilterHeader]
+			r.Header.Del(Header)
+			r.Header.Del(FilterHeader)
+			if id != "" && validID(id) && FromTrusted(r.RemoteAddr, trusted) {
+				ctx := WithUser(r.Context(), id)
+				if filtered && len(filter) == 1 && filter[0] == "" {
+					ctx = context.WithValue(ctx, sharesKey{}, true)
 				}
+				r = r.WithContext(ctx)
 			}
 			next.ServeHTTP(w, r)
 		})

@@ -60,3 +60,47 @@ func TestRequire(t *testing.T) {
 		t.Errorf("signed in: %d", rec.Code)
 	}
 }
+
+// TestShares: only an empty X-Viewer-Filter (one field line) on a trusted request of a
+// signed-in user says the user blocks nobody; absent, non-empty, repeated or untrusted says
+// nothing, and the field never reaches a handler.
+func TestShares(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}
+	tests := []struct {
+		name, remote, user string
+		filter             []string // nil: no field
+		want               bool
+	}{
+		{"empty from the edge", "10.1.2.3:5000", "alice", []string{""}, true},
+		{"the user's own id", "10.1.2.3:5000", "alice", []string{"alice"}, false},
+		{"absent (an edge without viewer_filter)", "10.1.2.3:5000", "alice", nil, false},
+		{"twice", "10.1.2.3:5000", "alice", []string{"", ""}, false},
+		{"untrusted", "10.2.0.1:5000", "alice", []string{""}, false},
+		{"anonymous", "10.1.2.3:5000", "", []string{""}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got bool
+			var seen []string
+			h := Middleware(trusted)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got = Shares(r.Context())
+				seen = r.Header.Values(FilterHeader)
+			}))
+			r := httptest.NewRequest("GET", "/", nil)
+			r.RemoteAddr = tt.remote
+			if tt.user != "" {
+				r.Header.Set(Header, tt.user)
+			}
+			for _, v := range tt.filter {
+				r.Header.Add(FilterHeader, v)
+			}
+			h.ServeHTTP(httptest.NewRecorder(), r)
+			if got != tt.want {
+				t.Errorf("Shares = %v, want %v", got, tt.want)
+			}
+			if len(seen) > 0 {
+				t.Errorf("handler still sees %s: %q", FilterHeader, seen)
+			}
+		})
+	}
+}

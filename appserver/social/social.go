@@ -32,6 +32,7 @@ import (
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/identity"
 	"github.com/muejam/edge/appserver/profiles"
+	"github.com/muejam/edge/internal/blockers"
 )
 
 // Errors of this package.
@@ -72,13 +73,30 @@ const (
 
 // Handler serves the follow and block routes.
 type Handler struct {
-	db  *dbrouter.Router
-	log *zap.Logger
+	db       *dbrouter.Router
+	log      *zap.Logger
+	blockers *blockers.Writer
 }
 
-// New returns the follow and block handlers, reading and writing through db.
-func New(db *dbrouter.Router, log *zap.Logger) *Handler {
-	return &Handler{db: db, log: log}
+// New returns the follow and block handlers, reading and writing through db. When bw is
+// not nil, a block first adds its user to the set of users who block anyone (and fails
+// with 503 when that cannot be done), for the edge to stop answering them from the copy
+// anonymous readers share.
+func New(db *dbrouter.Router, log *zap.Logger, bw *blockers.Writer) *Handler {
+	return &Handler{db: db, log: log, blockers: bw}
+}
+
+// ErrBlockersUnavailable answers a block while the set of users who block anyone cannot be
+// updated (Valkey down): the block is not made, and may be retried.
+var ErrBlockersUnavailable = &api.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "blocking is unavailable for a moment; retry"}
+
+// ListBlockers returns every user who blocks anyone.
+func ListBlockers(ctx context.Context, q dbrouter.Querier) ([]string, error) {
+	rows, err := q.Query(ctx, "select distinct blocker_id from blocks")
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // Register adds the follow and block routes to mux.
@@ -163,6 +181,16 @@ func (h *Handler) unfollow(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) block(w http.ResponseWriter, r *http.Request) {
+	if h.blockers != nil {
+		me, _ := identity.User(r.Context())
+		if err := h.blockers.Add(r.Context(), me); err != nil {
+			h.log.Warn("block refused: the edge could not be told", zap.Error(err))
+			api.Private(w)
+			w.Header().Set("Retry-After", "5")
+			api.Fail(w, r, h.log, ErrBlockersUnavailable)
+			return
+		}
+	}
 	h.pairTx(w, r, "user.block", ErrSelfBlock, []string{BlocksTag}, func(ctx context.Context, tx pgx.Tx, me, them string) error {
 		if _, err := profiles.Ensure(ctx, tx, me); err != nil {
 			return err

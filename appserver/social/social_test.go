@@ -9,17 +9,22 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/valkey-io/valkey-go"
 	"go.uber.org/zap"
 
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/internal/apitest"
 	"github.com/muejam/edge/appserver/profiles"
+	"github.com/muejam/edge/internal/blockers"
+	"github.com/muejam/edge/internal/testenv"
+	"github.com/muejam/edge/internal/valkeyconn"
 )
 
 func register(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger) {
 	profiles.New(db, log).Register(mux)
-	New(db, log).Register(mux)
+	New(db, log, nil).Register(mux)
 }
 
 type req = apitest.Request
@@ -276,5 +281,56 @@ func TestFollowRacingBlock(t *testing.T) {
 			t.Fatalf("round %d: bob follows alice despite her block: %v", round, got)
 		}
 		s.Do(t, req{Method: "DELETE", Path: "/v1/users/" + bob + "/block", User: "alice"}).Expect(t, http.StatusNoContent, "")
+	}
+}
+
+// TestBlockTellsTheEdgeFirst: a block adds its user to the set of users who block anyone
+// (internal/blockers, in a real Valkey) before it is made; with Valkey down it is refused
+// with 503 and Retry-After and nothing is blocked, so no edge node can take the user for
+// someone who blocks nobody while their block is in force.
+func TestBlockTellsTheEdgeFirst(t *testing.T) {
+	v := testenv.StartValkey(t)
+	conn, err := valkeyconn.New(valkeyconn.Config{Addresses: []string{v.Addr}}, valkeyconn.Options{Name: "social test", OpenFor: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	s := apitest.Start(t, apitest.Options{}, func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger) {
+		profiles.New(db, log).Register(mux)
+		bw := blockers.NewWriter(conn, time.Second, func(ctx context.Context) ([]string, error) { return ListBlockers(ctx, db.Primary()) }, log)
+		t.Cleanup(bw.Close)
+		New(db, log, bw).Register(mux)
+	})
+	bob, carl := handle(t, s, "bob"), handle(t, s, "carl")
+	handle(t, s, "alice")
+
+	client, err := valkey.NewClient(valkey.ClientOption{InitAddress: []string{v.Addr}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	member := func(user string) bool {
+		ok, err := client.Do(t.Context(), client.B().Sismember().Key("muejam:{blockers}:set").Member(user).Build()).AsBool()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	for deadline := time.Now().Add(5 * time.Second); !conn.Available(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("not connected to valkey within 5s")
+		}
+	}
+	s.Do(t, req{Method: "PUT", Path: "/v1/users/" + bob + "/block", User: "alice"}).Expect(t, http.StatusNoContent, "")
+	if !member("alice") || member("bob") {
+		t.Errorf("after alice's block: alice in the set %v, bob %v; want true, false", member("alice"), member("bob"))
+	}
+
+	v.Stop(t)
+	resp := s.Do(t, req{Method: "PUT", Path: "/v1/users/" + carl + "/block", User: "alice"})
+	resp.Expect(t, http.StatusServiceUnavailable, "unavailable")
+	resp.ExpectHeader(t, "Retry-After", "5")
+	if got := list(t, s, "alice", "/v1/me/blocks", 20); !slices.Equal(got, []string{bob}) {
+		t.Errorf("alice blocks %v after a refused block, want [%s]", got, bob)
 	}
 }

@@ -35,7 +35,7 @@ func startWith(t *testing.T, opts apitest.Options) *apitest.Server {
 		func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger) {
 			profiles.New(db, log).Register(mux)
 			stories.New(db, log).Register(mux)
-			social.New(db, log).Register(mux)
+			social.New(db, log, nil).Register(mux)
 			New(db, log, &discover.Shared{Cache: c, DB: db, TTL: apitest.CacheTTLs}).Register(mux)
 		})
 }
