@@ -52,7 +52,7 @@ const (
 //   - three reloads of each node (the same config POSTed to /load, as `caddy reload --force`
 //     does): no idempotent request is lost, no request gets a 5xx the edge made, and the
 //     non-idempotent ones lost are those stock Caddy loses the same way in the same test
-//     (measured first, on two nodes running a Caddyfile of a bare reverse_proxy; README,
+//     (measured first, on two nodes running a Caddyfile of a bare reverse_proxy; docs/operators.md,
 //     "Reloads");
 //   - the app killed (SIGKILL) for 8 s, then restarted on its address: every cacheable GET
 //     cached before the outage answers 200 (those past their freshness and
@@ -273,7 +273,7 @@ func chaosReloads(t *testing.T, s *prodStack, l *loader) {
 // one run. Both lose them the same way: Go's http.Server.Shutdown, which a reload runs on
 // the old server, closes every idle keep-alive connection at once (and drops a request it
 // reads once shutting down), and a POST the front tier is sending on such a connection at
-// that moment fails (README, "Reloads"). How many race it is a matter of scheduling: 0 to
+// that moment fails (docs/operators.md, "Reloads"). How many race it is a matter of scheduling: 0 to
 // 4 per three reloads of two nodes in 9 runs, for either.
 const reloadSlack = 6
 

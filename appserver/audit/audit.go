@@ -10,7 +10,7 @@
 // before and after.
 //
 // Authors read their own events with GET /v1/me/activity; operators with Query (the
-// appserver audit subcommand) or SQL (README).
+// appserver audit subcommand) or SQL (docs/operators.md, "Audit log").
 package audit
 
 import (

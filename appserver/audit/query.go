@@ -16,7 +16,7 @@ type Filter struct {
 	Limit  int // at most this many, newest first; 0 for 100
 }
 
-// querySQL is the operators' query, also in README: the events of an actor, a target (type,
+// querySQL is the operators' query, also in docs/operators.md: the events of an actor, a target (type,
 // optionally id) and since a time, newest first.
 const querySQL = `select ` + entryColumns + ` from audit_events
 	where ($1 = '' or actor = $1) and ($2 = '' or target_type = $2) and ($3 = '' or target_id = $3)

@@ -429,7 +429,7 @@ var edgeSecretNames = []string{"PII_PSEUDONYM_KEY", "VALKEY_PASSWORD", "CDN_ORIG
 // needs.
 var edgeLeftAtDefault = map[string]string{
 	"EDGE_ADMIN_ADDR":               "the admin API (config, purges, breakers) listens on the task's loopback only",
-	"READ_YOUR_WRITES_KEY_PREVIOUS": "set only during a rotation of the read-your-writes key (README): unset, read_your_writes ignores it",
+	"READ_YOUR_WRITES_KEY_PREVIOUS": "set only during a rotation of the read-your-writes key (docs/operators.md): unset, read_your_writes ignores it",
 }
 
 // edgeMetricsPort is the port of the edge's metrics listener in every environment: the task's

@@ -1,5 +1,5 @@
 # State of the dev environment: its own S3 bucket (versioned, encrypted) and DynamoDB lock
-# table, created once per account before the first terraform init (see the README).
+# table, created once per account before the first terraform init (see docs/operators.md, "Infrastructure").
 terraform {
   backend "s3" {
     bucket         = "muejam-terraform-state-dev"

@@ -54,7 +54,7 @@
 #                      (terraform apply -replace=module.secrets.random_password.read_your_writes_key)
 #                      takes effect as each task restarts, and until both services are
 #                      redeployed tokens from the other key are ignored (reads may come from a
-#                      cache or a replica for a TTL); README explains the rotation with
+#                      cache or a replica for a TTL); docs/operators.md explains the rotation with
 #                      READ_YOUR_WRITES_KEY_PREVIOUS that avoids even that.
 #
 # With replica_region set (production: the region the database backups are replicated to),
