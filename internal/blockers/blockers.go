@@ -29,6 +29,10 @@ import (
 	"time"
 
 	"github.com/valkey-io/valkey-go"
+	"go.uber.org/zap"
+
+	"github.com/muejam/edge/internal/valkeyconn"
+	"github.com/muejam/edge/internal/valkeytags"
 )
 
 // The set, its marker and the channels.
@@ -86,4 +90,22 @@ func marker(ctx context.Context, c valkey.Client) (string, error) {
 		return "", nil
 	}
 	return strings.TrimSpace(g), err
+}
+
+// newBus returns the add channel's Bus on conn, calling onSubscribed after each confirmed
+// subscription and onMessage with the words of each add from another process.
+func newBus(conn *valkeyconn.Conn, log *zap.Logger, onSubscribed func(again bool), onMessage func(words []string)) *valkeytags.Bus {
+	return valkeytags.NewBus(conn, valkeytags.BusOptions{
+		Channel: channel, AckChannel: ackChannel,
+		Logger:          log,
+		SubscriberWhere: WhereSubscriber,
+		AckWhere:        WhereAck,
+		AckTimeout:      callTimeout,
+		Call: func(ctx context.Context, timeout time.Duration, where string, fn func(ctx context.Context, c valkey.Client) error) error {
+			_, err := conn.Call(ctx, timeout, where, fn)
+			return err
+		},
+		OnSubscribed: onSubscribed,
+		OnMessage:    onMessage,
+	})
 }

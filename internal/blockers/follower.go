@@ -37,28 +37,16 @@ type Follower struct {
 // the set until Close.
 func NewFollower(conn *valkeyconn.Conn, log *zap.Logger) *Follower {
 	f := &Follower{conn: conn, log: log, set: map[string]struct{}{}, reload: make(chan struct{}, 1)}
-	f.bus = valkeytags.NewBus(conn, valkeytags.BusOptions{
-		Channel: channel, AckChannel: ackChannel,
-		Logger:          log,
-		SubscriberWhere: WhereSubscriber,
-		AckWhere:        WhereAck,
-		AckTimeout:      callTimeout,
-		Call: func(ctx context.Context, timeout time.Duration, where string, fn func(ctx context.Context, c valkey.Client) error) error {
-			_, err := conn.Call(ctx, timeout, where, fn)
-			return err
-		},
-		// Messages may have been missed while unsubscribed: the set is not trusted until
-		// it has been loaded again.
-		OnSubscribed: func(bool) {
-			f.epoch.Add(1)
-			f.distrust()
-			select {
-			case f.reload <- struct{}{}:
-			default:
-			}
-		},
-		OnMessage: f.add,
-	})
+	// Messages may have been missed while unsubscribed: the set is not trusted until it has
+	// been loaded again.
+	f.bus = newBus(conn, log, func(bool) {
+		f.epoch.Add(1)
+		f.distrust()
+		select {
+		case f.reload <- struct{}{}:
+		default:
+		}
+	}, f.add)
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 	panics.Go(&f.done, log, WhereSubscriber, func() { f.bus.Subscribe(ctx) })

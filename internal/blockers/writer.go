@@ -39,19 +39,8 @@ type Writer struct {
 // subscribes to the acknowledgements and checks the marker every second until Close.
 func NewWriter(conn *valkeyconn.Conn, timeout time.Duration, list func(ctx context.Context) ([]string, error), log *zap.Logger) *Writer {
 	w := &Writer{conn: conn, list: list, log: log, timeout: timeout}
-	w.bus = valkeytags.NewBus(conn, valkeytags.BusOptions{
-		Channel: channel, AckChannel: ackChannel,
-		Logger:          log,
-		SubscriberWhere: WhereSubscriber,
-		AckWhere:        WhereAck,
-		AckTimeout:      callTimeout,
-		Call: func(ctx context.Context, timeout time.Duration, where string, fn func(ctx context.Context, c valkey.Client) error) error {
-			_, err := conn.Call(ctx, timeout, where, fn)
-			return err
-		},
-		OnSubscribed: func(bool) {},
-		OnMessage:    func([]string) {}, // another instance's add: acknowledged, nothing to keep
-	})
+	// Another instance's add is acknowledged; there is nothing to keep.
+	w.bus = newBus(conn, log, func(bool) {}, func([]string) {})
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	panics.Go(&w.done, log, WhereSubscriber, func() { w.bus.Subscribe(ctx) })
