@@ -16,16 +16,37 @@ import (
 	"github.com/muejam/edge/internal/valkeyconn"
 )
 
-// db stands for the blocks table: the users who block anyone, as the app lists them.
+// db stands for the blocks table: the users who block anyone, as the app lists them. While
+// held, listing waits (a rebuild of the set cannot finish).
 type db struct {
 	mu    sync.Mutex
 	users []string
+	held  chan struct{}
 }
 
-func (d *db) list(context.Context) ([]string, error) {
+func (d *db) list(ctx context.Context) ([]string, error) {
+	d.mu.Lock()
+	held := d.held
+	d.mu.Unlock()
+	if held != nil {
+		select {
+		case <-held:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return slices.Clone(d.users), nil
+}
+
+// hold makes listing wait until the returned function is called.
+func (d *db) hold() (release func()) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.held = make(chan struct{})
+	held := d.held
+	return func() { close(held) }
 }
 
 func conn(t *testing.T, cfg valkeyconn.Config) *valkeyconn.Conn {
@@ -52,7 +73,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // setup starts a Writer (whose database lists old) and two Followers (two edge nodes) on
 // cfg, and waits until both trust the set.
-func setup(t *testing.T, cfg valkeyconn.Config, old ...string) (*Writer, []*Follower) {
+func setup(t *testing.T, cfg valkeyconn.Config, old ...string) (*Writer, []*Follower, *db) {
 	t.Helper()
 	log := zaptest.NewLogger(t)
 	d := &db{users: old}
@@ -67,7 +88,7 @@ func setup(t *testing.T, cfg valkeyconn.Config, old ...string) (*Writer, []*Foll
 	for i, f := range fs {
 		eventually(t, fmt.Sprintf("follower %d trusts the set", i), f.Trusted)
 	}
-	return w, fs
+	return w, fs, d
 }
 
 // TestAddReachesEveryNodeBeforeItReturns: on one server and on a cluster, a user the
@@ -86,7 +107,7 @@ func TestAddReachesEveryNodeBeforeItReturns(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w, fs := setup(t, tc.cfg(t), "old-blocker")
+			w, fs, _ := setup(t, tc.cfg(t), "old-blocker")
 			for _, f := range fs {
 				if !f.Shares("") || !f.Shares("reader") || f.Shares("old-blocker") {
 					t.Fatalf("loaded set: Shares(anonymous, reader, old-blocker) = %v %v %v, want true true false",
@@ -115,7 +136,7 @@ func TestAddReachesEveryNodeBeforeItReturns(t *testing.T) {
 // database, and what was added before the loss is still known after it.
 func TestLostDataIsNotTrusted(t *testing.T) {
 	addr := testenv.NewValkey(t)
-	w, fs := setup(t, valkeyconn.Config{Addresses: []string{addr}}, "listed")
+	w, fs, d := setup(t, valkeyconn.Config{Addresses: []string{addr}}, "listed")
 	if err := w.Add(context.Background(), "added"); err != nil {
 		t.Fatal(err)
 	}
@@ -124,38 +145,19 @@ func TestLostDataIsNotTrusted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	var stopped time.Time
-	var rebuilt bool
-	var mu sync.Mutex
-	// Watch for a moment when a node does not trust the set, while FLUSHALL empties it and
-	// the Writer rebuilds it (within a second or two).
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) {
-			if !fs[0].Trusted() {
-				mu.Lock()
-				stopped = time.Now()
-				mu.Unlock()
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
+	// The database answers the rebuild only once both nodes have stopped trusting the set.
+	release := d.hold()
 	if err := client.Do(context.Background(), client.B().Flushall().Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	<-done
-	mu.Lock()
-	if stopped.IsZero() {
-		t.Fatal("node 0 kept trusting the set after Valkey lost it")
+	eventually(t, "both nodes stop trusting the set Valkey lost", func() bool { return !fs[0].Trusted() && !fs[1].Trusted() })
+	for _, user := range []string{"reader", "listed", "added"} {
+		if fs[0].Shares(user) || fs[1].Shares(user) {
+			t.Errorf("while the set is lost a node shares with signed-in %q", user)
+		}
 	}
-	mu.Unlock()
-	eventually(t, "the set rebuilt and trusted again", func() bool {
-		rebuilt = fs[0].Trusted() && fs[1].Trusted()
-		return rebuilt
-	})
+	release()
+	eventually(t, "the set rebuilt and trusted again", func() bool { return fs[0].Trusted() && fs[1].Trusted() })
 	n, err := client.Do(context.Background(), client.B().Sismember().Key(setKey).Member("listed").Build()).AsBool()
 	if err != nil || !n {
 		t.Errorf("after the rebuild SISMEMBER listed = %v %v, want true (from the database)", n, err)
@@ -165,13 +167,16 @@ func TestLostDataIsNotTrusted(t *testing.T) {
 			t.Errorf("after the loss a node shares with blocker %q", user)
 		}
 	}
+	if !fs[0].Shares("reader") {
+		t.Error("after the rebuild a reader who blocks nobody is not shared with")
+	}
 }
 
 // TestValkeyDown: while Valkey is down nobody signed in is shared with, and Add fails (the
 // block must not be made); once it is back (empty) the set is rebuilt and trusted again.
 func TestValkeyDown(t *testing.T) {
 	v := testenv.StartValkey(t)
-	w, fs := setup(t, valkeyconn.Config{Addresses: []string{v.Addr}}, "listed")
+	w, fs, _ := setup(t, valkeyconn.Config{Addresses: []string{v.Addr}}, "listed")
 	v.Stop(t)
 	eventually(t, "nodes stop sharing with signed-in readers", func() bool { return !fs[0].Shares("reader") && !fs[1].Shares("reader") })
 	if !fs[0].Shares("") {
