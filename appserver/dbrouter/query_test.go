@@ -133,9 +133,39 @@ func TestStatementTimeoutAndSlowQueryLog(t *testing.T) {
 // router/pgxpool metric is the ratio of their mean times. Both get a cancellable context with
 // no deadline, as net/http gives handlers.
 func BenchmarkPrimaryKeySelect(b *testing.B) {
+	ctx, r, raw := kvFixture(b)
+	var v string
+	var tRaw, tRouter time.Duration
+	i := 0
+	for b.Loop() {
+		i = i%1000 + 1
+		t0 := time.Now()
+		if err := raw.QueryRow(ctx, kvSelect, i).Scan(&v); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := r.Reader(ctx).QueryRow(ctx, kvSelect, i).Scan(&v); err != nil {
+			b.Fatal(err)
+		}
+		tRaw += t1.Sub(t0)
+		tRouter += time.Since(t1)
+	}
+	b.ReportMetric(float64(tRaw.Nanoseconds())/float64(b.N), "pgxpool-ns/op")
+	b.ReportMetric(float64(tRouter.Nanoseconds())/float64(b.N), "router-ns/op")
+	b.ReportMetric(float64(tRouter)/float64(tRaw), "router/pgxpool")
+}
+
+// kvSelect is the primary-key SELECT of the read benchmarks, on kvFixture's table.
+const kvSelect = "select v from kv where id = $1"
+
+// kvFixture makes a private primary and replica with a table kv of 1,000 rows, replayed on
+// the replica, and returns a context cancelled when the benchmark ends, a router on both
+// nodes and a bare pgxpool pool on the replica.
+func kvFixture(b *testing.B) (context.Context, *Router, *pgxpool.Pool) {
+	b.Helper()
 	db := testenv.NewDatabase(b)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	b.Cleanup(cancel)
 	r := newRouter(b, db.PrimaryURL, db.ReplicaURL, Config{CheckInterval: time.Second})
 	if _, err := r.Primary().Exec(ctx, `create table kv (id int primary key, v text not null);
 		insert into kv select i, md5(i::text) from generate_series(1, 1000) i`); err != nil {
@@ -145,29 +175,10 @@ func BenchmarkPrimaryKeySelect(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer raw.Close()
+	b.Cleanup(raw.Close)
 	eventually(b, 5*time.Second, "rows replayed", func() bool {
 		var n int
 		return raw.QueryRow(ctx, "select count(*) from kv").Scan(&n) == nil && n == 1000
 	})
-	const q = "select v from kv where id = $1"
-	var v string
-	var tRaw, tRouter time.Duration
-	i := 0
-	for b.Loop() {
-		i = i%1000 + 1
-		t0 := time.Now()
-		if err := raw.QueryRow(ctx, q, i).Scan(&v); err != nil {
-			b.Fatal(err)
-		}
-		t1 := time.Now()
-		if err := r.Reader(ctx).QueryRow(ctx, q, i).Scan(&v); err != nil {
-			b.Fatal(err)
-		}
-		tRaw += t1.Sub(t0)
-		tRouter += time.Since(t1)
-	}
-	b.ReportMetric(float64(tRaw.Nanoseconds())/float64(b.N), "pgxpool-ns/op")
-	b.ReportMetric(float64(tRouter.Nanoseconds())/float64(b.N), "router-ns/op")
-	b.ReportMetric(float64(tRouter)/float64(tRaw), "router/pgxpool")
+	return ctx, r, raw
 }

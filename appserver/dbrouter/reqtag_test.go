@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -215,30 +214,15 @@ func TestTaggedStatementsKeepRouting(t *testing.T) {
 // tagged read has a new request id. The variants alternate in one loop, so that all see the
 // same load on the machine; each reports its mean time as <variant>-ns/op.
 func BenchmarkReadWithRequestID(b *testing.B) {
-	db := testenv.NewDatabase(b)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	r := newRouter(b, db.PrimaryURL, db.ReplicaURL, Config{CheckInterval: time.Second})
-	if _, err := r.Primary().Exec(ctx, `create table kv (id int primary key, v text not null);
-		insert into kv select i, md5(i::text) from generate_series(1, 1000) i`); err != nil {
-		b.Fatal(err)
-	}
-	raw, err := pgxpool.New(ctx, db.ReplicaURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer raw.Close()
-	eventually(b, 5*time.Second, "rows replayed", func() bool {
-		var n int
-		return raw.QueryRow(ctx, "select count(*) from kv").Scan(&n) == nil && n == 1000
-	})
-	const q = "select v from kv where id = $1"
+	ctx, r, raw := kvFixture(b)
 	comment := func(mode pgx.QueryExecMode) func(ctx context.Context, i int, v *string) error {
 		return func(ctx context.Context, i int, v *string) error {
-			return raw.QueryRow(ctx, "/* request_id="+reqid.ID(ctx)+" */ "+q, mode, i).Scan(v)
+			return raw.QueryRow(ctx, "/* request_id="+reqid.ID(ctx)+" */ "+kvSelect, mode, i).Scan(v)
 		}
 	}
-	router := func(ctx context.Context, i int, v *string) error { return r.Reader(ctx).QueryRow(ctx, q, i).Scan(v) }
+	router := func(ctx context.Context, i int, v *string) error {
+		return r.Reader(ctx).QueryRow(ctx, kvSelect, i).Scan(v)
+	}
 	variants := []struct {
 		name   string
 		tagged bool
@@ -247,8 +231,8 @@ func BenchmarkReadWithRequestID(b *testing.B) {
 	}{
 		{name: "router-untagged", read: router},
 		{name: "router-batch", tagged: true, read: router},
-		{name: "untagged", read: func(ctx context.Context, i int, v *string) error { return raw.QueryRow(ctx, q, i).Scan(v) }},
-		{name: "batch", tagged: true, read: func(ctx context.Context, i int, v *string) error { return scanTagged(ctx, raw, q, []any{i}, v) }},
+		{name: "untagged", read: func(ctx context.Context, i int, v *string) error { return raw.QueryRow(ctx, kvSelect, i).Scan(v) }},
+		{name: "batch", tagged: true, read: func(ctx context.Context, i int, v *string) error { return scanTagged(ctx, raw, kvSelect, []any{i}, v) }},
 		{name: "set-roundtrip", tagged: true, read: func(ctx context.Context, i int, v *string) error {
 			conn, err := raw.Acquire(ctx)
 			if err != nil {
@@ -258,7 +242,7 @@ func BenchmarkReadWithRequestID(b *testing.B) {
 			if _, err := conn.Exec(ctx, "select set_config('application_name', $1, false)", appName(ctx)); err != nil {
 				return err
 			}
-			return conn.QueryRow(ctx, q, i).Scan(v)
+			return conn.QueryRow(ctx, kvSelect, i).Scan(v)
 		}},
 		{name: "comment-cache", tagged: true, read: comment(pgx.QueryExecModeCacheStatement)},
 		{name: "comment-exec", tagged: true, read: comment(pgx.QueryExecModeExec)},
