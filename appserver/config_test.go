@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+
+	"github.com/muejam/edge/appserver/options"
 )
 
 func envMap(m map[string]string) func(string) string {
@@ -238,20 +240,20 @@ func TestParseConfigTrustedEdgeCIDRs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := joinPrefixes(cfg.TrustedEdgeCIDRs); got != "127.0.0.0/8,::1/128" {
+	if got := options.JoinPrefixes(cfg.TrustedEdgeCIDRs); got != "127.0.0.0/8,::1/128" {
 		t.Errorf("default TrustedEdgeCIDRs = %s, want loopback", got)
 	}
 	env := envMap(map[string]string{"TRUSTED_EDGE_CIDRS": "10.1.2.3/16, fd00::/8"})
 	if cfg, err = parseConfig("appserver", nil, env, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if got := joinPrefixes(cfg.TrustedEdgeCIDRs); got != "10.1.0.0/16,fd00::/8" {
+	if got := options.JoinPrefixes(cfg.TrustedEdgeCIDRs); got != "10.1.0.0/16,fd00::/8" {
 		t.Errorf("TRUSTED_EDGE_CIDRS gave %s", got)
 	}
 	if cfg, err = parseConfig("appserver", []string{"-trusted-edge-cidrs", "192.0.2.0/24"}, env, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if got := joinPrefixes(cfg.TrustedEdgeCIDRs); got != "192.0.2.0/24" {
+	if got := options.JoinPrefixes(cfg.TrustedEdgeCIDRs); got != "192.0.2.0/24" {
 		t.Errorf("flag did not win over env: %s", got)
 	}
 }

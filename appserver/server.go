@@ -36,6 +36,7 @@ import (
 	"github.com/muejam/edge/appserver/logscrub"
 	"github.com/muejam/edge/appserver/migrate"
 	"github.com/muejam/edge/appserver/openapi"
+	"github.com/muejam/edge/appserver/options"
 	"github.com/muejam/edge/appserver/profiles"
 	"github.com/muejam/edge/appserver/reqid"
 	"github.com/muejam/edge/appserver/search"
@@ -361,7 +362,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	log.Info("app server listening",
 		zap.String("addr", apiLn.Addr().String()),
 		zap.String("metrics_addr", metricsLn.Addr().String()),
-		zap.String("database", redactURL(cfg.DatabaseURL)),
+		zap.String("database", options.RedactURL(cfg.DatabaseURL)),
 		zap.Int("replicas", len(cfg.replicas)),
 		zap.Stringer("valkey", vcfg))
 	go func() {

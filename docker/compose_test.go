@@ -21,7 +21,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/muejam/edge/internal/adapttest"
 	"github.com/muejam/edge/internal/testenv"
@@ -517,7 +517,7 @@ func appserverAddr(t *testing.T, name string) string {
 	t.Helper()
 	addr := testenv.AppServerEnv(t)[name]
 	if addr == "" {
-		t.Fatalf("%s: found no env(%q, &cfg.Field) whose field defaultConfig sets to a string", testenv.AppServerConfig, name)
+		t.Fatalf("%s: %s has no default", testenv.AppServerConfig, name)
 	}
 	svc := buildService(t, "appserver")
 	if v, ok := svcDockerfile(t, svc).env[name]; ok {

@@ -2,13 +2,13 @@ package testenv
 
 import "testing"
 
-func TestAppServerEnvFindsCallsAndTables(t *testing.T) {
+func TestAppServerEnvHasTheDefaults(t *testing.T) {
 	env := AppServerEnv(t)
 	for name, want := range map[string]string{
-		"APP_ADDR":              "127.0.0.1:8081", // env call with a default
-		"DATABASE_REPLICA_URLS": "",               // env call on a local
-		"DB_MAX_LAG":            "",               // option table
-		"READ_YOUR_WRITES_TTL":  "",
+		"APP_ADDR":              "127.0.0.1:8081",
+		"DATABASE_REPLICA_URLS": "postgres://postgres@127.0.0.1:55433/muejam?sslmode=disable",
+		"DB_MAX_LAG":            "10s",
+		"DATABASE_PASSWORD":     "", // none
 	} {
 		got, ok := env[name]
 		if !ok || got != want {
