@@ -10,48 +10,18 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"go.uber.org/zap"
 
-	"github.com/muejam/edge/appserver/dbrouter"
-	"github.com/muejam/edge/appserver/errtrack"
 	"github.com/muejam/edge/appserver/httpjson"
-	"github.com/muejam/edge/appserver/reqid"
 )
 
 // MaxBodyBytes bounds a request body.
 const MaxBodyBytes = 1 << 20
-
-// Error is an error a client can act on: an HTTP status, a stable code, a message and
-// optional details (for validation, a map from field name to problem).
-type Error struct {
-	Status  int
-	Code    string
-	Message string
-	Details any
-}
-
-// Error returns the code and the message.
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
-
-// Errorf returns an *Error with a formatted message.
-func Errorf(status int, code, format string, args ...any) *Error {
-	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
-}
-
-// Errors every package uses.
-var (
-	ErrNotFound             = &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such resource"}
-	ErrVersionConflict      = &Error{Status: http.StatusConflict, Code: "version_conflict", Message: "the resource changed since that version; reload it and try again"}
-	ErrPreconditionFailed   = &Error{Status: http.StatusPreconditionFailed, Code: "precondition_failed", Message: "If-Match does not match the current ETag"}
-	ErrPreconditionRequired = &Error{Status: http.StatusPreconditionRequired, Code: "precondition_required", Message: `send the version you edited, as "version" in the body or an If-Match header`}
-)
 
 // Mux is what each package's Register adds its routes to: an *http.ServeMux in the app
 // server, or anything that takes patterns the same way (the app server's tests record the
@@ -97,44 +67,23 @@ func listBody[T any](items []T, next string) list[T] {
 	return list[T]{items, cursor}
 }
 
-// Fail answers a failed request: an *Error as it says, a write that found no primary with
-// 503 and Retry-After (dbrouter.WriteError), a cancelled request with nothing, anything else
-// with 500 "internal error" after logging it. No cache stores the answer: it is no-store,
-// without stale windows, ETag or Cache-Tags, whatever the handler set before failing.
-func Fail(w http.ResponseWriter, r *http.Request, log *zap.Logger, err error) {
-	uncacheable(w)
-	var ae *Error
-	switch {
-	case errors.As(err, &ae):
-		httpjson.Error(w, ae.Status, ae.Code, ae.Message, ae.Details)
-	case dbrouter.WriteError(w, err):
-	case r.Context().Err() != nil:
-		// The client is gone; nobody reads the answer.
-	default:
-		log.Error("request failed", zap.String("method", r.Method), zap.String("route", r.Pattern),
-			zap.String("request_id", reqid.ID(r.Context())), zap.Error(err))
-		errtrack.Internal(r, err)
-		httpjson.InternalError(w)
-	}
-}
-
 // Decode reads the JSON request body into dst. Unknown fields, trailing data, a body over
 // MaxBodyBytes and a content type other than JSON are errors (400 or 415), and so is text
 // PostgreSQL cannot store, in any field at any depth: a body that is not UTF-8 is not JSON
 // (400 invalid_json), and a string holding NUL (\u0000) is 400 invalid_request (CheckText).
 func Decode(w http.ResponseWriter, r *http.Request, dst any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		return Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the body as application/json")
+		return Errorf("unsupported_media_type", "send the body as application/json")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		return Errorf(http.StatusRequestEntityTooLarge, "body_too_large", "the body is larger than %d bytes", MaxBodyBytes)
+		return Errorf("body_too_large", "the body is larger than %d bytes", MaxBodyBytes)
 	case err != nil:
-		return Errorf(http.StatusBadRequest, "invalid_json", "the body could not be read: %v", err)
+		return Errorf("invalid_json", "the body could not be read: %v", err)
 	case !utf8.Valid(body):
-		return Errorf(http.StatusBadRequest, "invalid_json", "the body is not valid JSON: it is not UTF-8 text")
+		return Errorf("invalid_json", "the body is not valid JSON: it is not UTF-8 text")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -147,12 +96,12 @@ func Decode(w http.ResponseWriter, r *http.Request, dst any) error {
 	case err == nil:
 		return CheckText(body)
 	case errors.As(err, &typeErr) && typeErr.Field != "":
-		return &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "validation failed",
+		return &Error{Code: "invalid_request", Message: "validation failed",
 			Details: map[string]string{typeErr.Field: "must be a " + jsonType(typeErr.Type.Kind().String())}}
 	case errors.Is(err, io.EOF):
-		return Errorf(http.StatusBadRequest, "invalid_json", "the body is empty; send a JSON object")
+		return Errorf("invalid_json", "the body is empty; send a JSON object")
 	default:
-		return Errorf(http.StatusBadRequest, "invalid_json", "the body is not valid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
+		return Errorf("invalid_json", "the body is not valid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
 }
 
@@ -189,7 +138,7 @@ func (v Validator) Err() error {
 	if len(v) == 0 {
 		return nil
 	}
-	return &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "validation failed", Details: map[string]string(v)}
+	return &Error{Code: "invalid_request", Message: "validation failed", Details: map[string]string(v)}
 }
 
 // IsUniqueViolation reports whether err is a unique violation (23505) of the named

@@ -115,7 +115,7 @@ func TestDecode(t *testing.T) {
 		switch {
 		case tt.status == 0 && (err != nil || dst.Name != "x"):
 			t.Errorf("%.40q: %v %+v", tt.body, err, dst)
-		case tt.status != 0 && (!errors.As(err, &ae) || ae.Status != tt.status):
+		case tt.status != 0 && (!errors.As(err, &ae) || StatusOf(err) != tt.status):
 			t.Errorf("%.40q: %v, want status %d", tt.body, err, tt.status)
 		}
 	}
@@ -157,8 +157,8 @@ func TestDecodeRejectsTextPostgresCannotStore(t *testing.T) {
 				return
 			case !errors.As(err, &ae):
 				t.Fatalf("err = %v, want a 400 %s", err, tt.code)
-			case ae.Status != http.StatusBadRequest || ae.Code != tt.code:
-				t.Errorf("err = %d %s %q, want 400 %s", ae.Status, ae.Code, ae.Message, tt.code)
+			case StatusOf(err) != http.StatusBadRequest || ae.Code != tt.code:
+				t.Errorf("err = %d %s %q, want 400 %s", StatusOf(err), ae.Code, ae.Message, tt.code)
 			}
 			if tt.details != nil && !reflect.DeepEqual(ae.Details, tt.details) {
 				t.Errorf("details = %v, want %v", ae.Details, tt.details)
@@ -168,7 +168,7 @@ func TestDecodeRejectsTextPostgresCannotStore(t *testing.T) {
 	// Not an object: no field to name, still a 400.
 	var dst any
 	err := Decode(httptest.NewRecorder(), httptest.NewRequest("POST", "/", strings.NewReader(`["\u0000"]`)), &dst)
-	if ae := (*Error)(nil); !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || ae.Code != "invalid_request" || ae.Details != nil {
+	if ae := (*Error)(nil); !errors.As(err, &ae) || StatusOf(err) != http.StatusBadRequest || ae.Code != "invalid_request" || ae.Details != nil {
 		t.Errorf("array with NUL: %v", err)
 	}
 }
@@ -223,7 +223,7 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Decode(%q) = %v, want accepted %v", body, err, want)
 		}
 		var ae *Error
-		if err != nil && (!errors.As(err, &ae) || ae.Status != http.StatusBadRequest) {
+		if err != nil && (!errors.As(err, &ae) || StatusOf(err) != http.StatusBadRequest) {
 			t.Fatalf("Decode(%q) = %v, want a 400 *Error", body, err)
 		}
 		if err == nil && !storable(got) {

@@ -145,7 +145,7 @@ func TestConditionalGET(t *testing.T) {
 // TestErrorsAreUncacheable: an answer that fails after a handler marked it public carries
 // no-store, and none of the stale windows, ETag or tags of the public answer.
 func TestErrorsAreUncacheable(t *testing.T) {
-	for _, err := range []error{ErrNotFound, errors.New("boom"), Errorf(http.StatusBadRequest, "invalid_request", "no")} {
+	for _, err := range []error{ErrNotFound, errors.New("boom"), Errorf("invalid_request", "no")} {
 		rec := httptest.NewRecorder()
 		r := httptest.NewRequest("GET", "/", nil)
 		r.Header.Set("If-None-Match", "*")

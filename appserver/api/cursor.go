@@ -46,7 +46,7 @@ func (p Page) After(dst any) (bool, error) {
 	}
 	// Positions reach SQL: text in them must be text PostgreSQL can store.
 	if err != nil || !utf8.Valid(b) || CheckText(b) != nil {
-		return false, &Error{Status: 400, Code: "invalid_request", Message: "validation failed",
+		return false, &Error{Code: "invalid_request", Message: "validation failed",
 			Details: map[string]string{"cursor": "is not a cursor from this API"}}
 	}
 	return true, nil

@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -32,12 +31,12 @@ func CheckText(doc []byte) error {
 	if obj, ok := v.(map[string]any); ok {
 		for _, k := range slices.Sorted(maps.Keys(obj)) {
 			if !holdsNUL(k) && holdsNUL(obj[k]) {
-				return &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "validation failed",
+				return &Error{Code: "invalid_request", Message: "validation failed",
 					Details: map[string]string{k: nulProblem}}
 			}
 		}
 	}
-	return Errorf(http.StatusBadRequest, "invalid_request", "text "+nulProblem)
+	return Errorf("invalid_request", "text "+nulProblem)
 }
 
 // hasNULEscape reports whether the valid JSON document doc has a \u0000 escape. In valid

@@ -23,7 +23,7 @@ func New(db *dbrouter.Router, log *zap.Logger) *Handler { return &Handler{db: db
 
 // Register adds GET /v1/me/activity to mux.
 func (h *Handler) Register(mux api.Mux) {
-	mux.Handle("GET /v1/me/activity", identity.Require(http.HandlerFunc(h.list)))
+	mux.Handle("GET /v1/me/activity", identity.Require(api.Handle(h.log, h.list)))
 }
 
 const entryColumns = `id, at, actor, action, target_type, target_id, outcome, request_id, client, before, after`
@@ -45,31 +45,30 @@ func scanEntry(row pgx.CollectableRow) (Entry, error) {
 	return e, err
 }
 
-func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) list(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	api.Private(w)
 	page, err := api.ParsePage(r)
-	var after activityCursor
-	if err == nil {
-		_, err = page.After(&after)
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
+	}
+	var after activityCursor
+	if _, err := page.After(&after); err != nil {
+		return err
 	}
 	rows, err := h.db.Reader(ctx).Query(ctx, activitySQL, uid, after.ID, page.Limit+1)
-	var list []Entry
-	if err == nil {
-		list, err = pgx.CollectRows(rows, scanEntry)
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
+	}
+	list, err := pgx.CollectRows(rows, scanEntry)
+	if err != nil {
+		return err
 	}
 	for i := range list {
 		list[i].Client = nil
 	}
 	list, next := api.Trim(page, list, func(e Entry) any { return activityCursor{e.ID} })
 	api.WriteList(w, r, list, next)
+	return nil
 }

@@ -5,20 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
-	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/muejam/edge/appserver/httpjson"
 )
 
 // ErrPrimaryUnavailable is matched (errors.Is) by every error of a write that could not
-// reach a primary. The HTTP layer answers it with 503 and Retry-After: see WriteError.
+// reach a primary. The HTTP layer (api.Fail) answers it with 503 and Retry-After.
 var ErrPrimaryUnavailable = errors.New("dbrouter: primary unavailable")
 
 // PrimaryUnavailableError is the error of a write that found no reachable primary, or lost
@@ -42,22 +37,6 @@ func (e *PrimaryUnavailableError) Is(target error) bool { return target == ErrPr
 
 // Unwrap returns the connection error.
 func (e *PrimaryUnavailableError) Unwrap() error { return e.Err }
-
-// WriteError answers a request whose write failed with ErrPrimaryUnavailable: 503, a
-// Retry-After header in whole seconds and the API's JSON error body (code
-// "database_unavailable"). It reports whether err was such an error; other errors are left
-// to the caller.
-func WriteError(w http.ResponseWriter, err error) bool {
-	var pe *PrimaryUnavailableError
-	if !errors.As(err, &pe) {
-		return false
-	}
-	secs := int(math.Ceil(max(pe.RetryAfter, time.Second).Seconds()))
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	httpjson.Error(w, http.StatusServiceUnavailable, "database_unavailable",
-		"the database cannot take writes right now; retry later", nil)
-	return true
-}
 
 // isConnError reports whether err means the connection or the server failed (so a read may
 // be retried elsewhere and the node is suspect), rather than the statement.

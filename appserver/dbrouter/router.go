@@ -72,7 +72,7 @@ type Config struct {
 	SlowQuery time.Duration
 	// TokenTTL is how long a read-your-writes token is honoured. Default: 30s.
 	TokenTTL time.Duration
-	// TokenKeys sign the read-your-writes tokens the router hands out (SetToken) and verify
+	// TokenKeys sign the read-your-writes tokens the router hands out (EncodeToken) and verify
 	// those requests carry (Middleware): the app server's READ_YOUR_WRITES_KEY, which the
 	// edge verifies too. Default: a random key of this router's own, whose tokens no one else
 	// accepts (a test, a single process).

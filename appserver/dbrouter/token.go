@@ -29,7 +29,7 @@ type Token struct {
 func (t Token) IsZero() bool { return t.lsn == 0 }
 
 // EncodeToken signs t with the router's current key: the opaque, URL- and cookie-safe
-// string clients carry (SetToken sends it); "" for the zero Token.
+// string clients carry (api.SetToken sends it); "" for the zero Token.
 func (r *Router) EncodeToken(t Token) string {
 	if t.IsZero() {
 		return ""
@@ -73,23 +73,9 @@ func (r *Router) Pins(ctx context.Context) bool {
 	return !r.validToken(t).IsZero()
 }
 
-// SetToken hands t to the client after a write: the X-Read-Your-Writes header and the ryw
-// cookie, which lives as long as the router honours the token (TokenTTL).
-func (r *Router) SetToken(w http.ResponseWriter, t Token) {
-	if t.IsZero() {
-		return
-	}
-	v := r.EncodeToken(t)
-	w.Header().Set(TokenHeader, v)
-	http.SetCookie(w, &http.Cookie{
-		Name:     TokenCookie,
-		Value:    v,
-		Path:     "/",
-		MaxAge:   int(r.cfg.TokenTTL.Seconds()),
-		HttpOnly: true,
-		SameSite: http.SameSiteLaxMode,
-	})
-}
+// TokenTTL is how long the router honours a token it hands out: the lifetime of the cookie
+// that carries it (api.SetToken).
+func (r *Router) TokenTTL() time.Duration { return r.cfg.TokenTTL }
 
 // TokenFromRequest reads the token of a request: the X-Read-Your-Writes header, else the
 // cookie named ryw, verified with TokenKeys. A missing token gives the zero Token, and so does

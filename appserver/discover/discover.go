@@ -140,10 +140,11 @@ func New(db *dbrouter.Router, log *zap.Logger, shared *Shared) *Handler {
 
 // Register adds the discovery and engagement routes to mux.
 func (h *Handler) Register(mux api.Mux) {
-	mux.HandleFunc("GET /v1/discover", h.feed)
-	mux.Handle("PUT /v1/stories/{id}/like", identity.Require(http.HandlerFunc(h.like)))
-	mux.Handle("DELETE /v1/stories/{id}/like", identity.Require(http.HandlerFunc(h.unlike)))
-	mux.HandleFunc("POST /v1/stories/{id}/reads", h.read)
+	handle := func(f api.Handler) http.Handler { return api.Handle(h.log, f) }
+	mux.Handle("GET /v1/discover", handle(h.feed))
+	mux.Handle("PUT /v1/stories/{id}/like", identity.Require(handle(h.like)))
+	mux.Handle("DELETE /v1/stories/{id}/like", identity.Require(handle(h.unlike)))
+	mux.Handle("POST /v1/stories/{id}/reads", handle(h.read))
 }
 
 // feedCursor is the position in a feed: published_at and id in the new feed, score and id
@@ -190,7 +191,7 @@ func (f feedRequest) at(page api.Page) (feedRequest, error) {
 	case err != nil:
 		return f, err
 	case ok && after.Tab != f.tab:
-		return f, &api.Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "validation failed",
+		return f, &api.Error{Code: "invalid_request", Message: "validation failed",
 			Details: map[string]string{"cursor": "is a cursor of another tab"}}
 	case ok:
 		f.after = &after
@@ -279,19 +280,17 @@ func (h *Handler) load(ctx context.Context, f feedRequest, page api.Page) (Share
 	})
 }
 
-func (h *Handler) feed(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) feed(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	f, err := parseFeed(r)
-	var viewer Viewer
-	if err == nil {
-		viewer, err = h.shared.Viewer(ctx)
-	}
-	if err == nil {
-		err = ServeShared(w, r, viewer, api.Feed, f.tags(), f.page, func(p api.Page) (SharedPage[Summary], error) {
-			return h.load(ctx, f, p)
-		})
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
+		return err
 	}
+	viewer, err := h.shared.Viewer(ctx)
+	if err != nil {
+		return err
+	}
+	return ServeShared(w, r, viewer, api.Feed, f.tags(), f.page, func(p api.Page) (SharedPage[Summary], error) {
+		return h.load(ctx, f, p)
+	})
 }

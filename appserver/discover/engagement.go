@@ -37,19 +37,23 @@ const (
 )
 
 // like records the caller's like of a public story; liking twice is liking once.
-func (h *Handler) like(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) like(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	id, err := api.PathID(r, "id")
-	if err == nil {
-		_, err = h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-			if _, err := profiles.Ensure(ctx, tx, uid); err != nil {
-				return err
-			}
-			return engage(ctx, tx, likeSQL, "story.like", id, uid)
-		})
+	if err != nil {
+		return err
 	}
-	h.done(w, r, err)
+	if _, err := h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if _, err := profiles.Ensure(ctx, tx, uid); err != nil {
+			return err
+		}
+		return engage(ctx, tx, likeSQL, "story.like", id, uid)
+	}); err != nil {
+		return err
+	}
+	done(w)
+	return nil
 }
 
 // engage runs sql, likeSQL or unlikeSQL, on story id for user uid in tx, and records the
@@ -66,43 +70,47 @@ func engage(ctx context.Context, tx pgx.Tx, sql, action string, id int64, uid st
 }
 
 // unlike removes the caller's like of a public story, if there is one.
-func (h *Handler) unlike(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) unlike(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	id, err := api.PathID(r, "id")
-	if err == nil {
-		_, err = h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-			return engage(ctx, tx, unlikeSQL, "story.unlike", id, uid)
-		})
+	if err != nil {
+		return err
 	}
-	h.done(w, r, err)
+	if _, err := h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		return engage(ctx, tx, unlikeSQL, "story.unlike", id, uid)
+	}); err != nil {
+		return err
+	}
+	done(w)
+	return nil
 }
 
 // read records a read of a public story: every anonymous read, and a signed-in user's
 // reads once per story and UTC hour. It is one statement on the primary.
-func (h *Handler) read(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) read(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	var user *string
 	if uid, ok := identity.User(ctx); ok {
 		user = &uid
 	}
 	id, err := api.PathID(r, "id")
+	if err != nil {
+		return err
+	}
 	var found bool
-	if err == nil {
-		err = h.db.Primary().QueryRow(ctx, readSQL, id, user).Scan(&found)
+	if err := h.db.Primary().QueryRow(ctx, readSQL, id, user).Scan(&found); err != nil {
+		return err
 	}
-	if err == nil && !found {
-		err = api.ErrNotFound
+	if !found {
+		return api.ErrNotFound
 	}
-	h.done(w, r, err)
+	done(w)
+	return nil
 }
 
-// done answers an engagement write: 204, or the error.
-func (h *Handler) done(w http.ResponseWriter, r *http.Request, err error) {
-	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
-	}
+// done answers an engagement write that succeeded: 204.
+func done(w http.ResponseWriter) {
 	api.Private(w)
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -50,7 +50,7 @@ const MaxName = 100
 const PreviewStories = 20
 
 // ErrShelfNameTaken answers a name the caller already gave a shelf, in any letter case.
-var ErrShelfNameTaken = &api.Error{Status: http.StatusConflict, Code: "shelf_name_taken", Message: "you already have a shelf with that name",
+var ErrShelfNameTaken = &api.Error{Code: "shelf_name_taken", Message: "you already have a shelf with that name",
 	Details: map[string]string{"name": "is taken by another of your shelves"}}
 
 // Shelf is one of the caller's shelves.
@@ -183,7 +183,7 @@ func New(db *dbrouter.Router, log *zap.Logger) *Handler {
 
 // Register adds the library routes to mux.
 func (h *Handler) Register(mux api.Mux) {
-	auth := func(f http.HandlerFunc) http.Handler { return identity.Require(f) }
+	auth := func(f api.Handler) http.Handler { return identity.Require(api.Handle(h.log, f)) }
 	mux.Handle("GET /v1/library", auth(h.library))
 	mux.Handle("POST /v1/library/shelves", auth(h.create))
 	mux.Handle("GET /v1/library/shelves/{id}", auth(h.get))
@@ -215,40 +215,39 @@ func (in *shelfInput) decode(w http.ResponseWriter, r *http.Request) error {
 	return v.Err()
 }
 
-func (h *Handler) library(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) library(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	api.Private(w)
 	page, err := api.ParsePage(r)
+	if err != nil {
+		return err
+	}
 	var after shelfCursor
-	var more bool
-	if err == nil {
-		more, err = page.After(&after)
+	more, err := page.After(&after)
+	if err != nil {
+		return err
 	}
 	var name *string
 	if more {
 		name = &after.Name
 	}
-	var shelves []Shelf
-	if err == nil {
-		shelves, err = queryShelves(ctx, h.db.Reader(ctx), uid, libraryRest, name, page.Limit+1)
-	}
+	shelves, err := queryShelves(ctx, h.db.Reader(ctx), uid, libraryRest, name, page.Limit+1)
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
 	shelves, next := api.Trim(page, shelves, func(sh Shelf) any { return shelfCursor{sh.Name} })
 	api.WriteList(w, r, shelves, next)
+	return nil
 }
 
-func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	api.Private(w)
 	var in shelfInput
 	if err := in.decode(w, r); err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
 	var sh Shelf
 	tok, err := h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
@@ -269,42 +268,41 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 		return record(ctx, tx, "shelf.create", "shelf", strconv.FormatInt(id, 10), nil, nil)
 	})
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
-	h.db.SetToken(w, tok)
+	api.SetToken(w, h.db, tok)
 	w.Header().Set("Location", "/v1/library/shelves/"+strconv.FormatInt(sh.ID, 10))
 	api.Write(w, r, http.StatusCreated, sh)
+	return nil
 }
 
-func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) get(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	api.Private(w)
 	id, err := api.PathID(r, "id")
-	var sh Shelf
-	if err == nil {
-		sh, err = getShelf(ctx, h.db.Reader(ctx), uid, id)
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
+	}
+	sh, err := getShelf(ctx, h.db.Reader(ctx), uid, id)
+	if err != nil {
+		return err
 	}
 	api.Write(w, r, http.StatusOK, sh)
+	return nil
 }
 
-func (h *Handler) rename(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) rename(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	api.Private(w)
 	id, err := api.PathID(r, "id")
-	var in shelfInput
-	if err == nil {
-		err = in.decode(w, r)
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
+	}
+	var in shelfInput
+	if err := in.decode(w, r); err != nil {
+		return err
 	}
 	var sh Shelf
 	tok, err := h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
@@ -327,72 +325,72 @@ func (h *Handler) rename(w http.ResponseWriter, r *http.Request) {
 		return record(ctx, tx, "shelf.rename", "shelf", strconv.FormatInt(id, 10), b, a)
 	})
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
-	h.db.SetToken(w, tok)
+	api.SetToken(w, h.db, tok)
 	api.Write(w, r, http.StatusOK, sh)
+	return nil
 }
 
-func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) delete(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	api.Private(w)
 	id, err := api.PathID(r, "id")
-	var tok dbrouter.Token
-	if err == nil {
-		tok, err = h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-			// The items go with the shelf (on delete cascade).
-			tag, err := tx.Exec(ctx, "delete from shelves where id = $1 and owner_id = $2", id, uid)
-			if err == nil && tag.RowsAffected() == 0 {
-				err = api.ErrNotFound
-			}
-			if err != nil {
-				return err
-			}
-			return record(ctx, tx, "shelf.delete", "shelf", strconv.FormatInt(id, 10), nil, nil)
-		})
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
-	h.db.SetToken(w, tok)
+	tok, err := h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		// The items go with the shelf (on delete cascade).
+		tag, err := tx.Exec(ctx, "delete from shelves where id = $1 and owner_id = $2", id, uid)
+		if err == nil && tag.RowsAffected() == 0 {
+			err = api.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return record(ctx, tx, "shelf.delete", "shelf", strconv.FormatInt(id, 10), nil, nil)
+	})
+	if err != nil {
+		return err
+	}
+	api.SetToken(w, h.db, tok)
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
-func (h *Handler) listStories(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) listStories(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	api.Private(w)
 	id, err := api.PathID(r, "id")
-	var page api.Page
-	if err == nil {
-		page, err = api.ParsePage(r)
+	if err != nil {
+		return err
+	}
+	page, err := api.ParsePage(r)
+	if err != nil {
+		return err
 	}
 	var after itemCursor
-	var more bool
-	if err == nil {
-		more, err = page.After(&after)
+	more, err := page.After(&after)
+	if err != nil {
+		return err
 	}
 	q := h.db.Reader(ctx)
-	if err == nil {
-		err = ownShelf(ctx, q, uid, id, false)
+	if err := ownShelf(ctx, q, uid, id, false); err != nil {
+		return err
 	}
-	var items []Item
-	if err == nil {
-		var from *itemCursor
-		if more {
-			from = &after
-		}
-		items, err = queryItems(ctx, q, uid, []int64{id}, page.Limit+1, from)
+	var from *itemCursor
+	if more {
+		from = &after
 	}
+	items, err := queryItems(ctx, q, uid, []int64{id}, page.Limit+1, from)
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
 	items, next := api.Trim(page, items, func(it Item) any { return itemCursor{it.AddedAt, it.StoryID} })
 	api.WriteList(w, r, items, next)
+	return nil
 }
 
 // ownShelfSQL selects shelf $1 if owner $2 has it.
@@ -421,37 +419,37 @@ func record(ctx context.Context, tx pgx.Tx, action, typ, id string, before, afte
 // itemTx answers a change to the item of the path's story on the path's shelf: fn runs in a
 // transaction after ownShelf has locked the shelf, and the change is audited as action on
 // the item SHELF/STORY.
-func (h *Handler) itemTx(w http.ResponseWriter, r *http.Request, action string, fn func(ctx context.Context, tx pgx.Tx, owner string, shelf, story int64) error) {
+func (h *Handler) itemTx(w http.ResponseWriter, r *http.Request, action string, fn func(ctx context.Context, tx pgx.Tx, owner string, shelf, story int64) error) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	api.Private(w)
 	shelf, err := api.PathID(r, "id")
-	var story int64
-	if err == nil {
-		story, err = api.PathID(r, "story_id")
-	}
-	var tok dbrouter.Token
-	if err == nil {
-		tok, err = h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-			if err := ownShelf(ctx, tx, uid, shelf, true); err != nil {
-				return err
-			}
-			if err := fn(ctx, tx, uid, shelf, story); err != nil {
-				return err
-			}
-			return record(ctx, tx, action, "shelf_item", strconv.FormatInt(shelf, 10)+"/"+strconv.FormatInt(story, 10), nil, nil)
-		})
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
-	h.db.SetToken(w, tok)
+	story, err := api.PathID(r, "story_id")
+	if err != nil {
+		return err
+	}
+	tok, err := h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		if err := ownShelf(ctx, tx, uid, shelf, true); err != nil {
+			return err
+		}
+		if err := fn(ctx, tx, uid, shelf, story); err != nil {
+			return err
+		}
+		return record(ctx, tx, action, "shelf_item", strconv.FormatInt(shelf, 10)+"/"+strconv.FormatInt(story, 10), nil, nil)
+	})
+	if err != nil {
+		return err
+	}
+	api.SetToken(w, h.db, tok)
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
-func (h *Handler) addStory(w http.ResponseWriter, r *http.Request) {
-	h.itemTx(w, r, "shelf.add", func(ctx context.Context, tx pgx.Tx, owner string, shelf, story int64) error {
+func (h *Handler) addStory(w http.ResponseWriter, r *http.Request) error {
+	return h.itemTx(w, r, "shelf.add", func(ctx context.Context, tx pgx.Tx, owner string, shelf, story int64) error {
 		tag, err := tx.Exec(ctx, `insert into shelf_items (shelf_id, story_id)
 			select $2, s.id from stories s where s.id = $3 and `+visible+`
 			on conflict do nothing`, owner, shelf, story)
@@ -470,8 +468,8 @@ func (h *Handler) addStory(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (h *Handler) removeStory(w http.ResponseWriter, r *http.Request) {
-	h.itemTx(w, r, "shelf.remove", func(ctx context.Context, tx pgx.Tx, _ string, shelf, story int64) error {
+func (h *Handler) removeStory(w http.ResponseWriter, r *http.Request) error {
+	return h.itemTx(w, r, "shelf.remove", func(ctx context.Context, tx pgx.Tx, _ string, shelf, story int64) error {
 		_, err := tx.Exec(ctx, "delete from shelf_items where shelf_id = $1 and story_id = $2", shelf, story)
 		return err
 	})

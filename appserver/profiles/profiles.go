@@ -40,7 +40,7 @@ var handleRE = regexp.MustCompile(`^[A-Za-z0-9_]{3,30}$`)
 func ValidHandle(s string) bool { return handleRE.MatchString(s) }
 
 // ErrHandleTaken answers a handle another user has, in any letter case.
-var ErrHandleTaken = &api.Error{Status: http.StatusConflict, Code: "handle_taken", Message: "that handle is taken",
+var ErrHandleTaken = &api.Error{Code: "handle_taken", Message: "that handle is taken",
 	Details: map[string]string{"handle": "is taken"}}
 
 // Profile is a user's profile. UserID is shown to its owner only.
@@ -77,9 +77,9 @@ func New(db *dbrouter.Router, log *zap.Logger) *Handler {
 
 // Register adds the profile routes to mux.
 func (h *Handler) Register(mux api.Mux) {
-	mux.Handle("GET /v1/me", identity.Require(http.HandlerFunc(h.getMe)))
-	mux.Handle("PATCH /v1/me", identity.Require(http.HandlerFunc(h.patchMe)))
-	mux.HandleFunc("GET /v1/users/{handle}", h.getUser)
+	mux.Handle("GET /v1/me", identity.Require(api.Handle(h.log, h.getMe)))
+	mux.Handle("PATCH /v1/me", identity.Require(api.Handle(h.log, h.patchMe)))
+	mux.Handle("GET /v1/users/{handle}", api.Handle(h.log, h.getUser))
 }
 
 // Ensure returns the profile of userID, creating it with a generated handle if this is the
@@ -120,7 +120,7 @@ func scan(row pgx.Row) (Profile, error) {
 	return p, err
 }
 
-func (h *Handler) getMe(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) getMe(w http.ResponseWriter, r *http.Request) error {
 	uid, _ := identity.User(r.Context())
 	api.Private(w)
 	p, err := scan(h.db.Reader(r.Context()).QueryRow(r.Context(), byIDSQL, uid))
@@ -131,13 +131,13 @@ func (h *Handler) getMe(w http.ResponseWriter, r *http.Request) {
 			p, err = Ensure(r.Context(), tx, uid)
 			return err
 		})
-		h.db.SetToken(w, tok)
+		api.SetToken(w, h.db, tok)
 	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
 	api.Write(w, r, http.StatusOK, p)
+	return nil
 }
 
 // patch is the body of PATCH /v1/me; absent fields are left as they are.
@@ -164,17 +164,15 @@ func (in *patch) validate() error {
 	return v.Err()
 }
 
-func (h *Handler) patchMe(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) patchMe(w http.ResponseWriter, r *http.Request) error {
 	uid, _ := identity.User(r.Context())
 	api.Private(w)
 	var in patch
 	if err := api.Decode(w, r, &in); err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
 	if err := in.validate(); err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
 	var before, after Profile
 	tok, err := h.db.WithTx(r.Context(), pgx.TxOptions{}, func(tx pgx.Tx) error {
@@ -196,33 +194,32 @@ func (h *Handler) patchMe(w http.ResponseWriter, r *http.Request) {
 		return audit.Record(r.Context(), tx, audit.Event{Action: "profile.edit", TargetType: "profile", TargetID: uid, Before: b, After: a})
 	})
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
-	h.db.SetToken(w, tok)
+	api.SetToken(w, h.db, tok)
 	tags := []string{CacheTag(before.Handle)}
 	if !strings.EqualFold(before.Handle, after.Handle) {
 		tags = append(tags, CacheTag(after.Handle))
 	}
 	api.Purge(w, tags...)
 	api.Write(w, r, http.StatusOK, after)
+	return nil
 }
 
-func (h *Handler) getUser(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) getUser(w http.ResponseWriter, r *http.Request) error {
 	handle := r.PathValue("handle")
 	if !ValidHandle(handle) {
-		api.Fail(w, r, h.log, api.ErrNotFound)
-		return
+		return api.ErrNotFound
 	}
 	p, err := scan(h.db.Reader(r.Context()).QueryRow(r.Context(), byHandleSQL, handle))
 	if errors.Is(err, pgx.ErrNoRows) {
-		err = api.ErrNotFound
+		return api.ErrNotFound
 	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
 	p.UserID = ""
 	api.Public(w, api.StoryMetadata, CacheTag(p.Handle))
 	api.Write(w, r, http.StatusOK, p)
+	return nil
 }

@@ -63,8 +63,8 @@ func New(db *dbrouter.Router, log *zap.Logger, shared *discover.Shared) *Handler
 
 // Register adds the search routes to mux.
 func (h *Handler) Register(mux api.Mux) {
-	mux.HandleFunc("GET /v1/search", h.search)
-	mux.HandleFunc("GET /v1/search/suggest", h.suggest)
+	mux.Handle("GET /v1/search", api.Handle(h.log, h.search))
+	mux.Handle("GET /v1/search/suggest", api.Handle(h.log, h.suggest))
 }
 
 // parseQuery reads ?q=: required, 1 to MaxQuery characters once trimmed, valid UTF-8
@@ -147,25 +147,23 @@ func (h *Handler) results(ctx context.Context, q string, page api.Page) (discove
 	})
 }
 
-func (h *Handler) search(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) search(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	q, err := parseQuery(r)
-	var page api.Page
-	if err == nil {
-		page, err = api.ParsePage(r)
-	}
-	var viewer discover.Viewer
-	if err == nil {
-		viewer, err = h.shared.Viewer(ctx)
-	}
-	if err == nil {
-		err = discover.ServeShared(w, r, viewer, api.Feed, []string{ResultsTag}, page, func(p api.Page) (discover.SharedPage[discover.Summary], error) {
-			return h.results(ctx, q, p)
-		})
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
+		return err
 	}
+	page, err := api.ParsePage(r)
+	if err != nil {
+		return err
+	}
+	viewer, err := h.shared.Viewer(ctx)
+	if err != nil {
+		return err
+	}
+	return discover.ServeShared(w, r, viewer, api.Feed, []string{ResultsTag}, page, func(p api.Page) (discover.SharedPage[discover.Summary], error) {
+		return h.results(ctx, q, p)
+	})
 }
 
 // StorySuggestion is a story whose title starts with the query.
@@ -209,28 +207,29 @@ func suggestQueries(q string, viewer discover.Viewer) (storiesSQL, tagsSQL, auth
 	return storiesSQL, tagsSQL, authorsSQL, args
 }
 
-func (h *Handler) suggest(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) suggest(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	q, err := parseQuery(r)
-	var viewer discover.Viewer
-	if err == nil {
-		viewer, err = h.shared.Viewer(ctx)
+	if err != nil {
+		return err
+	}
+	viewer, err := h.shared.Viewer(ctx)
+	if err != nil {
+		return err
 	}
 	var out Suggestions
-	switch {
-	case err != nil:
-	case viewer.Blocking():
+	if viewer.Blocking() {
 		out, err = h.suggestions(ctx, q, viewer)
-	default:
+	} else {
 		out, err = discover.Load(ctx, h.shared, api.Suggestions, "search:suggest:"+strings.ToLower(q), []string{SuggestTag},
 			func(ctx context.Context) (Suggestions, error) { return h.suggestions(ctx, q, discover.Viewer{}) })
 	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
 	viewer.Cache(w, api.Suggestions, SuggestTag)
 	api.Write(w, r, http.StatusOK, out)
+	return nil
 }
 
 // suggestions queries the suggestions of q for viewer.

@@ -37,11 +37,11 @@ import (
 
 // Errors of this package.
 var (
-	ErrSelfFollow = &api.Error{Status: http.StatusUnprocessableEntity, Code: "self_follow", Message: "you cannot follow yourself"}
-	ErrSelfBlock  = &api.Error{Status: http.StatusUnprocessableEntity, Code: "self_block", Message: "you cannot block yourself"}
+	ErrSelfFollow = &api.Error{Code: "self_follow", Message: "you cannot follow yourself"}
+	ErrSelfBlock  = &api.Error{Code: "self_block", Message: "you cannot block yourself"}
 	// ErrBlocked answers a user who acts on someone who blocked them (follow, reply, like).
-	ErrBlocked     = &api.Error{Status: http.StatusForbidden, Code: "blocked", Message: "this user has blocked you"}
-	ErrUserBlocked = &api.Error{Status: http.StatusConflict, Code: "user_blocked", Message: "you have blocked this user; unblock them first"}
+	ErrBlocked     = &api.Error{Code: "blocked", Message: "this user has blocked you"}
+	ErrUserBlocked = &api.Error{Code: "user_blocked", Message: "you have blocked this user; unblock them first"}
 )
 
 // pairLockClass is the first key of the advisory locks on pairs of users (the second is a
@@ -88,7 +88,8 @@ func New(db *dbrouter.Router, log *zap.Logger, bw *blockers.Writer) *Handler {
 
 // ErrBlockersUnavailable answers a block while the set of users who block anyone cannot be
 // updated (Valkey down): the block is not made, and may be retried.
-var ErrBlockersUnavailable = &api.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "blocking is unavailable for a moment; retry"}
+var ErrBlockersUnavailable = &api.Error{Code: "unavailable", Message: "blocking is unavailable for a moment; retry",
+	RetryAfter: 5 * time.Second}
 
 // ListBlockers returns every user who blocks anyone.
 func ListBlockers(ctx context.Context, q dbrouter.Querier) ([]string, error) {
@@ -101,7 +102,7 @@ func ListBlockers(ctx context.Context, q dbrouter.Querier) ([]string, error) {
 
 // Register adds the follow and block routes to mux.
 func (h *Handler) Register(mux api.Mux) {
-	auth := func(f http.HandlerFunc) http.Handler { return identity.Require(f) }
+	auth := func(f api.Handler) http.Handler { return identity.Require(api.Handle(h.log, f)) }
 	mux.Handle("PUT /v1/users/{handle}/follow", auth(h.follow))
 	mux.Handle("DELETE /v1/users/{handle}/follow", auth(h.unfollow))
 	mux.Handle("PUT /v1/users/{handle}/block", auth(h.block))
@@ -115,7 +116,7 @@ func (h *Handler) Register(mux api.Mux) {
 // runs in a transaction holding the pair's advisory lock. self is the error when both are
 // the same user; an unknown handle is 404. A change that commits purges the cache tags in
 // purge. The change is audited as action on the other user.
-func (h *Handler) pairTx(w http.ResponseWriter, r *http.Request, action string, self error, purge []string, fn func(ctx context.Context, tx pgx.Tx, me, them string) error) {
+func (h *Handler) pairTx(w http.ResponseWriter, r *http.Request, action string, self error, purge []string, fn func(ctx context.Context, tx pgx.Tx, me, them string) error) error {
 	ctx := r.Context()
 	me, _ := identity.User(ctx)
 	api.Private(w)
@@ -144,16 +145,16 @@ func (h *Handler) pairTx(w http.ResponseWriter, r *http.Request, action string, 
 		return audit.Record(ctx, tx, audit.Event{Action: action, TargetType: "user", TargetID: them})
 	})
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
-	h.db.SetToken(w, tok)
+	api.SetToken(w, h.db, tok)
 	api.Purge(w, purge...)
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
-func (h *Handler) follow(w http.ResponseWriter, r *http.Request) {
-	h.pairTx(w, r, "user.follow", ErrSelfFollow, nil, func(ctx context.Context, tx pgx.Tx, me, them string) error {
+func (h *Handler) follow(w http.ResponseWriter, r *http.Request) error {
+	return h.pairTx(w, r, "user.follow", ErrSelfFollow, nil, func(ctx context.Context, tx pgx.Tx, me, them string) error {
 		var theyBlock, iBlock bool
 		err := tx.QueryRow(ctx, `select exists (select 1 from blocks where blocker_id = $2 and blocked_id = $1),
 			exists (select 1 from blocks where blocker_id = $1 and blocked_id = $2)`, me, them).Scan(&theyBlock, &iBlock)
@@ -173,25 +174,23 @@ func (h *Handler) follow(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (h *Handler) unfollow(w http.ResponseWriter, r *http.Request) {
-	h.pairTx(w, r, "user.unfollow", ErrSelfFollow, nil, func(ctx context.Context, tx pgx.Tx, me, them string) error {
+func (h *Handler) unfollow(w http.ResponseWriter, r *http.Request) error {
+	return h.pairTx(w, r, "user.unfollow", ErrSelfFollow, nil, func(ctx context.Context, tx pgx.Tx, me, them string) error {
 		_, err := tx.Exec(ctx, "delete from follows where follower_id = $1 and followee_id = $2", me, them)
 		return err
 	})
 }
 
-func (h *Handler) block(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) block(w http.ResponseWriter, r *http.Request) error {
 	if h.blockers != nil {
 		me, _ := identity.User(r.Context())
 		if err := h.blockers.Add(r.Context(), me); err != nil {
 			h.log.Warn("block refused: the edge could not be told", zap.Error(err))
 			api.Private(w)
-			w.Header().Set("Retry-After", "5")
-			api.Fail(w, r, h.log, ErrBlockersUnavailable)
-			return
+			return ErrBlockersUnavailable
 		}
 	}
-	h.pairTx(w, r, "user.block", ErrSelfBlock, []string{BlocksTag}, func(ctx context.Context, tx pgx.Tx, me, them string) error {
+	return h.pairTx(w, r, "user.block", ErrSelfBlock, []string{BlocksTag}, func(ctx context.Context, tx pgx.Tx, me, them string) error {
 		if _, err := profiles.Ensure(ctx, tx, me); err != nil {
 			return err
 		}
@@ -204,8 +203,8 @@ func (h *Handler) block(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (h *Handler) unblock(w http.ResponseWriter, r *http.Request) {
-	h.pairTx(w, r, "user.unblock", ErrSelfBlock, []string{BlocksTag}, func(ctx context.Context, tx pgx.Tx, me, them string) error {
+func (h *Handler) unblock(w http.ResponseWriter, r *http.Request) error {
+	return h.pairTx(w, r, "user.unblock", ErrSelfBlock, []string{BlocksTag}, func(ctx context.Context, tx pgx.Tx, me, them string) error {
 		_, err := tx.Exec(ctx, "delete from blocks where blocker_id = $1 and blocked_id = $2", me, them)
 		return err
 	})
@@ -245,38 +244,38 @@ func (rel relation) query() string {
 }
 
 // list serves the caller's users in relation rel, newest first.
-func (h *Handler) list(rel relation) http.HandlerFunc {
+func (h *Handler) list(rel relation) api.Handler {
 	query := rel.query()
-	return func(w http.ResponseWriter, r *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		ctx := r.Context()
 		me, _ := identity.User(ctx)
 		api.Private(w)
 		page, err := api.ParsePage(r)
+		if err != nil {
+			return err
+		}
 		var after relationCursor
-		var more bool
-		if err == nil {
-			more, err = page.After(&after)
+		more, err := page.After(&after)
+		if err != nil {
+			return err
 		}
 		var since *time.Time
 		if more {
 			since = &after.Since
 		}
-		var users []User
-		if err == nil {
-			var rows pgx.Rows
-			rows, err = h.db.Reader(ctx).Query(ctx, query, me, since, after.Handle, page.Limit+1)
-			if err == nil {
-				users, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (User, error) {
-					var u User
-					return u, row.Scan(&u.Handle, &u.DisplayName, &u.Since)
-				})
-			}
-		}
+		rows, err := h.db.Reader(ctx).Query(ctx, query, me, since, after.Handle, page.Limit+1)
 		if err != nil {
-			api.Fail(w, r, h.log, err)
-			return
+			return err
+		}
+		users, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (User, error) {
+			var u User
+			return u, row.Scan(&u.Handle, &u.DisplayName, &u.Since)
+		})
+		if err != nil {
+			return err
 		}
 		users, next := api.Trim(page, users, func(u User) any { return relationCursor{u.Since, u.Handle} })
 		api.WriteList(w, r, users, next)
+		return nil
 	}
 }

@@ -152,20 +152,19 @@ func cacheChapters(w http.ResponseWriter, id int64, author bool) {
 	}
 }
 
-func (h *Handler) createChapter(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) createChapter(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	id, err := api.PathID(r, "id")
-	var in chapterInput
-	if err == nil {
-		err = api.Decode(w, r, &in)
-	}
-	if err == nil {
-		err = in.validate(true)
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
+	}
+	var in chapterInput
+	if err := api.Decode(w, r, &in); err != nil {
+		return err
+	}
+	if err := in.validate(true); err != nil {
+		return err
 	}
 	var c Chapter
 	_, tok, err := h.authorTx(ctx, id, uid, func(tx pgx.Tx, s *Story) error {
@@ -183,98 +182,97 @@ func (h *Handler) createChapter(w http.ResponseWriter, r *http.Request) {
 		return c.record(ctx, tx, "chapter.create", nil, nil)
 	})
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
-	h.db.SetToken(w, tok)
+	api.SetToken(w, h.db, tok)
 	api.Purge(w, CacheTag(id)) // the story (chapter count, list) and its chapters
 	api.Private(w)
 	w.Header().Set("Location", "/v1/stories/"+strconv.FormatInt(id, 10)+"/chapters/"+strconv.Itoa(c.Number))
 	w.Header().Set("ETag", api.ETag(c.Version))
 	api.Write(w, r, http.StatusCreated, c)
+	return nil
 }
 
-func (h *Handler) listChapters(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) listChapters(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	viewer, _ := identity.User(ctx)
 	id, err := api.PathID(r, "id")
-	var page api.Page
-	if err == nil {
-		page, err = api.ParsePage(r)
+	if err != nil {
+		return err
+	}
+	page, err := api.ParsePage(r)
+	if err != nil {
+		return err
 	}
 	var after chapterCursor
-	if err == nil {
-		_, err = page.After(&after)
+	if _, err := page.After(&after); err != nil {
+		return err
 	}
 	q := h.db.Reader(ctx)
-	var author bool
-	if err == nil {
-		author, err = storyAccess(ctx, q, id, viewer)
-	}
-	var list []Chapter
-	if err == nil {
-		var rows pgx.Rows
-		rows, err = q.Query(ctx, chaptersSQL, id, after.Number, page.Limit+1)
-		if err == nil {
-			list, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Chapter, error) { return scanChapter(row) })
-		}
-	}
+	author, err := storyAccess(ctx, q, id, viewer)
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
+	}
+	rows, err := q.Query(ctx, chaptersSQL, id, after.Number, page.Limit+1)
+	if err != nil {
+		return err
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Chapter, error) { return scanChapter(row) })
+	if err != nil {
+		return err
 	}
 	list, next := api.Trim(page, list, func(c Chapter) any { return chapterCursor{c.Number} })
 	cacheChapters(w, id, author)
 	api.WriteList(w, r, list, next)
+	return nil
 }
 
-func (h *Handler) getChapter(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) getChapter(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	viewer, _ := identity.User(ctx)
 	id, err := api.PathID(r, "id")
-	var n int64
-	if err == nil {
-		n, err = api.PathID(r, "n")
+	if err != nil {
+		return err
+	}
+	n, err := api.PathID(r, "n")
+	if err != nil {
+		return err
 	}
 	q := h.db.Reader(ctx)
-	var author bool
-	if err == nil {
-		author, err = storyAccess(ctx, q, id, viewer)
+	author, err := storyAccess(ctx, q, id, viewer)
+	if err != nil {
+		return err
 	}
-	var c Chapter
-	if err == nil {
-		c, err = scanChapter(q.QueryRow(ctx, chapterSQL, id, n))
-		if errors.Is(err, pgx.ErrNoRows) {
-			err = api.ErrNotFound
-		}
+	c, err := scanChapter(q.QueryRow(ctx, chapterSQL, id, n))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return api.ErrNotFound
 	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
 	cacheChapters(w, id, author)
 	if author {
 		w.Header().Set("ETag", api.ETag(c.Version)) // what If-Match sends back
 	}
 	api.Write(w, r, http.StatusOK, view(c, author))
+	return nil
 }
 
-func (h *Handler) updateChapter(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) updateChapter(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	id, err := api.PathID(r, "id")
-	var n int64
-	if err == nil {
-		n, err = api.PathID(r, "n")
+	if err != nil {
+		return err
+	}
+	n, err := api.PathID(r, "n")
+	if err != nil {
+		return err
 	}
 	var in chapterInput
-	var pre api.Precondition
-	if err == nil {
-		pre, err = decodeEdit(w, r, &in, &in.Version)
-	}
+	pre, err := decodeEdit(w, r, &in, &in.Version)
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
 	var c Chapter
 	_, tok, err := h.authorTx(ctx, id, uid, func(tx pgx.Tx, _ *Story) error {
@@ -304,12 +302,12 @@ func (h *Handler) updateChapter(w http.ResponseWriter, r *http.Request) {
 		return c.record(ctx, tx, "chapter.edit", b, a)
 	})
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
-	h.db.SetToken(w, tok)
+	api.SetToken(w, h.db, tok)
 	api.Purge(w, CacheTag(id)) // the story (chapter count, list) and its chapters
 	api.Private(w)
 	w.Header().Set("ETag", api.ETag(c.Version))
 	api.Write(w, r, http.StatusOK, c)
+	return nil
 }

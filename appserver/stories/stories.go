@@ -57,8 +57,8 @@ var tagRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,29}$`)
 
 // Errors of this package.
 var (
-	ErrForbidden  = &api.Error{Status: http.StatusForbidden, Code: "forbidden", Message: "only the author can change this story"}
-	ErrNoChapters = &api.Error{Status: http.StatusUnprocessableEntity, Code: "no_chapters", Message: "a story needs a chapter before it is published"}
+	ErrForbidden  = &api.Error{Code: "forbidden", Message: "only the author can change this story"}
+	ErrNoChapters = &api.Error{Code: "no_chapters", Message: "a story needs a chapter before it is published"}
 )
 
 // Status values of a story.
@@ -185,16 +185,17 @@ func New(db *dbrouter.Router, log *zap.Logger) *Handler {
 
 // Register adds the story and chapter routes to mux.
 func (h *Handler) Register(mux api.Mux) {
-	auth := func(f http.HandlerFunc) http.Handler { return identity.Require(f) }
+	handle := func(f api.Handler) http.Handler { return api.Handle(h.log, f) }
+	auth := func(f api.Handler) http.Handler { return identity.Require(handle(f)) }
 	mux.Handle("POST /v1/stories", auth(h.create))
 	mux.Handle("GET /v1/me/stories", auth(h.listMine))
-	mux.HandleFunc("GET /v1/stories/{id}", h.get)
+	mux.Handle("GET /v1/stories/{id}", handle(h.get))
 	mux.Handle("PATCH /v1/stories/{id}", auth(h.update))
 	mux.Handle("POST /v1/stories/{id}/publish", auth(h.publish))
 	mux.Handle("DELETE /v1/stories/{id}", auth(h.delete))
 	mux.Handle("POST /v1/stories/{id}/chapters", auth(h.createChapter))
-	mux.HandleFunc("GET /v1/stories/{id}/chapters", h.listChapters)
-	mux.HandleFunc("GET /v1/stories/{id}/chapters/{n}", h.getChapter)
+	mux.Handle("GET /v1/stories/{id}/chapters", handle(h.listChapters))
+	mux.Handle("GET /v1/stories/{id}/chapters/{n}", handle(h.getChapter))
 	mux.Handle("PATCH /v1/stories/{id}/chapters/{n}", auth(h.updateChapter))
 }
 
@@ -278,17 +279,15 @@ func writeStory(w http.ResponseWriter, r *http.Request, status int, s Story, vie
 	api.Write(w, r, status, s)
 }
 
-func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	var in storyInput
 	if err := api.Decode(w, r, &in); err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
 	if err := in.validate(true); err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
 	var s Story
 	tok, err := h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
@@ -312,31 +311,31 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 		return record(ctx, tx, "story.create", id, nil, nil)
 	})
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
-	h.db.SetToken(w, tok)
+	api.SetToken(w, h.db, tok)
 	api.Purge(w, CacheTag(s.ID))
 	w.Header().Set("Location", "/v1/stories/"+strconv.FormatInt(s.ID, 10))
 	writeStory(w, r, http.StatusCreated, s, uid)
+	return nil
 }
 
-func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) get(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	viewer, _ := identity.User(ctx)
 	id, err := api.PathID(r, "id")
-	var s Story
-	if err == nil {
-		s, err = getStory(ctx, h.db.Reader(ctx), id, false)
-	}
-	if err == nil && !s.visibleTo(viewer) {
-		err = api.ErrNotFound
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
+	}
+	s, err := getStory(ctx, h.db.Reader(ctx), id, false)
+	if err != nil {
+		return err
+	}
+	if !s.visibleTo(viewer) {
+		return api.ErrNotFound
 	}
 	writeStory(w, r, http.StatusOK, s, viewer)
+	return nil
 }
 
 // storyCursor is the position in a list of an author's stories (newest first).
@@ -344,31 +343,30 @@ type storyCursor struct {
 	ID int64 `json:"id"`
 }
 
-func (h *Handler) listMine(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) listMine(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	api.Private(w)
 	page, err := api.ParsePage(r)
-	var after storyCursor
-	if err == nil {
-		_, err = page.After(&after)
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
+	}
+	var after storyCursor
+	if _, err := page.After(&after); err != nil {
+		return err
 	}
 	// Without a cursor, after.ID is 0: start from the newest.
 	rows, err := h.db.Reader(ctx).Query(ctx, authorStoriesSQL, uid, after.ID, page.Limit+1)
-	var list []Story
-	if err == nil {
-		list, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Story, error) { return scanStory(row) })
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Story, error) { return scanStory(row) })
+	if err != nil {
+		return err
 	}
 	list, next := api.Trim(page, list, func(s Story) any { return storyCursor{s.ID} })
 	api.WriteList(w, r, list, next)
+	return nil
 }
 
 // authorTx runs fn in a transaction on story id locked for update, after checking that
@@ -392,18 +390,17 @@ func (h *Handler) authorTx(ctx context.Context, id int64, user string, fn func(t
 	return s, tok, err
 }
 
-func (h *Handler) update(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) update(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	id, err := api.PathID(r, "id")
-	var in storyInput
-	var pre api.Precondition
-	if err == nil {
-		pre, err = decodeEdit(w, r, &in, &in.Version)
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
+	}
+	var in storyInput
+	pre, err := decodeEdit(w, r, &in, &in.Version)
+	if err != nil {
+		return err
 	}
 	s, tok, err := h.authorTx(ctx, id, uid, func(tx pgx.Tx, s *Story) error {
 		if !pre.Matches(s.Version) {
@@ -427,21 +424,20 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request) {
 		return record(ctx, tx, "story.edit", id, b, a)
 	})
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
-	h.db.SetToken(w, tok)
+	api.SetToken(w, h.db, tok)
 	api.Purge(w, s.purgeTags(false)...)
 	writeStory(w, r, http.StatusOK, s, uid)
+	return nil
 }
 
-func (h *Handler) publish(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) publish(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	id, err := api.PathID(r, "id")
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
 	pre := api.ParseOptionalPrecondition(r, nil)
 	changed := false
@@ -465,23 +461,22 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request) {
 		return record(ctx, tx, "story.publish", id, nil, nil)
 	})
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
 	if changed {
-		h.db.SetToken(w, tok)
+		api.SetToken(w, h.db, tok)
 		api.Purge(w, s.purgeTags(false)...)
 	}
 	writeStory(w, r, http.StatusOK, s, uid)
+	return nil
 }
 
-func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) delete(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
 	id, err := api.PathID(r, "id")
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
 	pre := api.ParseOptionalPrecondition(r, nil)
 	wasPublic := false
@@ -497,11 +492,11 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
 		return record(ctx, tx, "story.delete", id, nil, nil)
 	})
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
-	h.db.SetToken(w, tok)
+	api.SetToken(w, h.db, tok)
 	api.Purge(w, s.purgeTags(wasPublic)...)
 	api.Private(w)
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }

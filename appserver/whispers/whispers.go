@@ -84,8 +84,8 @@ func LikesTag(id int64) string { return "whisper-likes:" + strconv.FormatInt(id,
 
 // Errors of this package.
 var (
-	ErrForbidden = &api.Error{Status: http.StatusForbidden, Code: "forbidden", Message: "only the author can delete this whisper"}
-	ErrDeleted   = &api.Error{Status: http.StatusConflict, Code: "whisper_deleted", Message: "the whisper was deleted"}
+	ErrForbidden = &api.Error{Code: "forbidden", Message: "only the author can delete this whisper"}
+	ErrDeleted   = &api.Error{Code: "whisper_deleted", Message: "the whisper was deleted"}
 )
 
 // Whisper is a whisper. A deleted one shows neither body nor author.
@@ -180,14 +180,15 @@ func New(db *dbrouter.Router, log *zap.Logger, shared *discover.Shared) *Handler
 
 // Register adds the whisper routes to mux.
 func (h *Handler) Register(mux api.Mux) {
-	auth := func(f http.HandlerFunc) http.Handler { return identity.Require(f) }
-	mux.HandleFunc("GET /v1/whispers", h.globalFeed)
+	handle := func(f api.Handler) http.Handler { return api.Handle(h.log, f) }
+	auth := func(f api.Handler) http.Handler { return identity.Require(handle(f)) }
+	mux.Handle("GET /v1/whispers", handle(h.globalFeed))
 	mux.Handle("POST /v1/whispers", auth(h.postGlobal))
-	mux.HandleFunc("GET /v1/stories/{id}/whispers", h.storyFeed)
+	mux.Handle("GET /v1/stories/{id}/whispers", handle(h.storyFeed))
 	mux.Handle("POST /v1/stories/{id}/whispers", auth(h.postStory))
-	mux.HandleFunc("GET /v1/whispers/{id}", h.get)
+	mux.Handle("GET /v1/whispers/{id}", handle(h.get))
 	mux.Handle("DELETE /v1/whispers/{id}", auth(h.delete))
-	mux.HandleFunc("GET /v1/whispers/{id}/replies", h.replies)
+	mux.Handle("GET /v1/whispers/{id}/replies", handle(h.replies))
 	mux.Handle("POST /v1/whispers/{id}/replies", auth(h.postReply))
 	mux.Handle("PUT /v1/whispers/{id}/like", auth(h.like))
 	mux.Handle("DELETE /v1/whispers/{id}/like", auth(h.unlike))
@@ -258,25 +259,23 @@ type whisperCursor struct {
 
 // serveFeed answers a page of feed f: pages are computed once for everyone, kept in the
 // app's cache, and filtered per viewer (discover.ServeShared).
-func (h *Handler) serveFeed(w http.ResponseWriter, r *http.Request, f feed) {
+func (h *Handler) serveFeed(w http.ResponseWriter, r *http.Request, f feed) error {
 	ctx := r.Context()
 	page, err := api.ParsePage(r)
-	var viewer discover.Viewer
-	if err == nil {
-		viewer, err = h.shared.Viewer(ctx)
-	}
-	var more bool
-	if err == nil {
-		more, err = page.After(&whisperCursor{})
-	}
-	if err == nil {
-		err = discover.ServeShared(w, r, viewer, api.Whispers, f.pageTags(more), page, func(p api.Page) (discover.SharedPage[Whisper], error) {
-			return h.page(ctx, f, p)
-		})
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
+		return err
 	}
+	viewer, err := h.shared.Viewer(ctx)
+	if err != nil {
+		return err
+	}
+	more, err := page.After(&whisperCursor{})
+	if err != nil {
+		return err
+	}
+	return discover.ServeShared(w, r, viewer, api.Whispers, f.pageTags(more), page, func(p api.Page) (discover.SharedPage[Whisper], error) {
+		return h.page(ctx, f, p)
+	})
 }
 
 // page returns the shared page p of feed f, from the app's cache or the database; it
@@ -311,51 +310,47 @@ func (h *Handler) page(ctx context.Context, f feed, p api.Page) (discover.Shared
 	})
 }
 
-func (h *Handler) globalFeed(w http.ResponseWriter, r *http.Request) {
-	h.serveFeed(w, r, feed{name: "global", scope: globalScope, first: GlobalTag})
+func (h *Handler) globalFeed(w http.ResponseWriter, r *http.Request) error {
+	return h.serveFeed(w, r, feed{name: "global", scope: globalScope, first: GlobalTag})
 }
 
-func (h *Handler) storyFeed(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) storyFeed(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	id, err := api.PathID(r, "id")
-	v := h.view(ctx)
-	if err == nil {
-		_, err = publicStoryAuthor(ctx, v.q, id)
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
-	h.serveFeed(w, r, feed{name: "story", scope: storyScope, id: id,
+	if _, err := publicStoryAuthor(ctx, h.view(ctx).q, id); err != nil {
+		return err
+	}
+	return h.serveFeed(w, r, feed{name: "story", scope: storyScope, id: id,
 		tags: []string{stories.CacheTag(id)}, first: StoryTag(id)})
 }
 
-func (h *Handler) replies(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) replies(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	id, err := api.PathID(r, "id")
-	v := h.view(ctx)
-	if err == nil {
-		_, err = getWhisper(ctx, v.q, id, v.viewer, false)
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
+	}
+	v := h.view(ctx)
+	if _, err := getWhisper(ctx, v.q, id, v.viewer, false); err != nil {
+		return err
 	}
 	// Every page carries the parent's tag: a new reply purges them all.
-	h.serveFeed(w, r, feed{name: "replies", scope: repliesScope, id: id, tags: []string{CacheTag(id)}})
+	return h.serveFeed(w, r, feed{name: "replies", scope: repliesScope, id: id, tags: []string{CacheTag(id)}})
 }
 
-func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) get(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	id, err := api.PathID(r, "id")
-	v := h.view(ctx)
-	var x Whisper
-	if err == nil {
-		x, err = getWhisper(ctx, v.q, id, v.viewer, false)
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
+	}
+	v := h.view(ctx)
+	x, err := getWhisper(ctx, v.q, id, v.viewer, false)
+	if err != nil {
+		return err
 	}
 	tags := []string{CacheTag(x.ID), LikesTag(x.ID)}
 	if x.StoryID != nil {
@@ -363,6 +358,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 	}
 	v.cache(w, tags...)
 	api.Write(w, r, http.StatusOK, x)
+	return nil
 }
 
 // bodyInput is the body of the POST routes.
@@ -395,14 +391,13 @@ type placement struct {
 
 // post answers the creation of a whisper: place runs first in the transaction, checks that
 // user me may whisper there and says where; the whisper is inserted after it.
-func (h *Handler) post(w http.ResponseWriter, r *http.Request, place func(ctx context.Context, tx pgx.Tx, me string) (placement, error)) {
+func (h *Handler) post(w http.ResponseWriter, r *http.Request, place func(ctx context.Context, tx pgx.Tx, me string) (placement, error)) error {
 	ctx := r.Context()
 	me, _ := identity.User(ctx)
 	api.Private(w)
 	var in bodyInput
 	if err := in.decode(w, r); err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
 	var x Whisper
 	var at placement
@@ -427,28 +422,27 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, place func(ctx co
 		return record(ctx, tx, action, x.ID)
 	})
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
-	h.db.SetToken(w, tok)
+	api.SetToken(w, h.db, tok)
 	api.Purge(w, at.purge)
 	w.Header().Set("Location", "/v1/whispers/"+strconv.FormatInt(x.ID, 10))
 	api.Write(w, r, http.StatusCreated, x)
+	return nil
 }
 
-func (h *Handler) postGlobal(w http.ResponseWriter, r *http.Request) {
-	h.post(w, r, func(context.Context, pgx.Tx, string) (placement, error) {
+func (h *Handler) postGlobal(w http.ResponseWriter, r *http.Request) error {
+	return h.post(w, r, func(context.Context, pgx.Tx, string) (placement, error) {
 		return placement{purge: GlobalTag}, nil
 	})
 }
 
-func (h *Handler) postStory(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) postStory(w http.ResponseWriter, r *http.Request) error {
 	id, err := api.PathID(r, "id")
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
-	h.post(w, r, func(ctx context.Context, tx pgx.Tx, me string) (placement, error) {
+	return h.post(w, r, func(ctx context.Context, tx pgx.Tx, me string) (placement, error) {
 		author, err := publicStoryAuthor(ctx, tx, id)
 		if err != nil {
 			return placement{}, err
@@ -464,13 +458,12 @@ func (h *Handler) postStory(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (h *Handler) postReply(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) postReply(w http.ResponseWriter, r *http.Request) error {
 	id, err := api.PathID(r, "id")
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
-	h.post(w, r, func(ctx context.Context, tx pgx.Tx, me string) (placement, error) {
+	return h.post(w, r, func(ctx context.Context, tx pgx.Tx, me string) (placement, error) {
 		parent, err := actOn(ctx, tx, id, me)
 		if err != nil {
 			return placement{}, err
@@ -505,97 +498,97 @@ func actOn(ctx context.Context, tx pgx.Tx, id int64, me string) (Whisper, error)
 	return x, err
 }
 
-func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) delete(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	me, _ := identity.User(ctx)
 	api.Private(w)
 	id, err := api.PathID(r, "id")
-	var purge []string
-	var tok dbrouter.Token
-	if err == nil {
-		tok, err = h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-			x, err := getWhisper(ctx, tx, id, me, true)
-			switch {
-			case err != nil:
-				return err
-			case x.authorID != me:
-				return ErrForbidden
-			case x.Deleted:
-				return nil // deleted already: nothing changes
-			}
-			if _, err := tx.Exec(ctx, "update whispers set deleted_at = now() where id = $1", id); err != nil {
-				return err
-			}
-			purge = append(purge, CacheTag(id))
-			if x.ParentID != nil {
-				purge = append(purge, CacheTag(*x.ParentID))
-				if _, err := tx.Exec(ctx, "update whispers set reply_count = reply_count - 1 where id = $1", *x.ParentID); err != nil {
-					return err
-				}
-			}
-			return record(ctx, tx, "whisper.delete", id)
-		})
-	}
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
+	}
+	var purge []string
+	tok, err := h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		x, err := getWhisper(ctx, tx, id, me, true)
+		switch {
+		case err != nil:
+			return err
+		case x.authorID != me:
+			return ErrForbidden
+		case x.Deleted:
+			return nil // deleted already: nothing changes
+		}
+		if _, err := tx.Exec(ctx, "update whispers set deleted_at = now() where id = $1", id); err != nil {
+			return err
+		}
+		purge = append(purge, CacheTag(id))
+		if x.ParentID != nil {
+			purge = append(purge, CacheTag(*x.ParentID))
+			if _, err := tx.Exec(ctx, "update whispers set reply_count = reply_count - 1 where id = $1", *x.ParentID); err != nil {
+				return err
+			}
+		}
+		return record(ctx, tx, "whisper.delete", id)
+	})
+	if err != nil {
+		return err
 	}
 	if len(purge) > 0 {
-		h.db.SetToken(w, tok)
+		api.SetToken(w, h.db, tok)
 		api.Purge(w, purge...)
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // likeTx answers a like or an unlike of the path's whisper: change runs in a transaction on
 // the locked whisper and reports whether it added or removed a like, adjusting like_count.
-func (h *Handler) likeTx(w http.ResponseWriter, r *http.Request, liked bool, change func(ctx context.Context, tx pgx.Tx, id int64, me string) (bool, error)) {
+func (h *Handler) likeTx(w http.ResponseWriter, r *http.Request, liked bool, change func(ctx context.Context, tx pgx.Tx, id int64, me string) (bool, error)) error {
 	ctx := r.Context()
 	me, _ := identity.User(ctx)
 	api.Private(w)
 	id, err := api.PathID(r, "id")
+	if err != nil {
+		return err
+	}
 	res := Like{WhisperID: id, Liked: liked}
 	changed := false
-	var tok dbrouter.Token
-	if err == nil {
-		tok, err = h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-			var err error
-			changed, err = change(ctx, tx, id, me)
-			if err != nil {
+	tok, err := h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		var err error
+		changed, err = change(ctx, tx, id, me)
+		if err != nil {
+			return err
+		}
+		action := "whisper.unlike"
+		if liked {
+			action = "whisper.like"
+		}
+		if changed {
+			if err := record(ctx, tx, action, id); err != nil {
 				return err
 			}
-			action := "whisper.unlike"
-			if liked {
-				action = "whisper.like"
-			}
-			if changed {
-				if err := record(ctx, tx, action, id); err != nil {
-					return err
-				}
-			}
-			switch {
-			case !changed:
-				return tx.QueryRow(ctx, "select like_count from whispers where id = $1", id).Scan(&res.LikeCount)
-			case liked:
-				return tx.QueryRow(ctx, "update whispers set like_count = like_count + 1 where id = $1 returning like_count", id).Scan(&res.LikeCount)
-			default:
-				return tx.QueryRow(ctx, "update whispers set like_count = like_count - 1 where id = $1 returning like_count", id).Scan(&res.LikeCount)
-			}
-		})
-	}
+		}
+		switch {
+		case !changed:
+			return tx.QueryRow(ctx, "select like_count from whispers where id = $1", id).Scan(&res.LikeCount)
+		case liked:
+			return tx.QueryRow(ctx, "update whispers set like_count = like_count + 1 where id = $1 returning like_count", id).Scan(&res.LikeCount)
+		default:
+			return tx.QueryRow(ctx, "update whispers set like_count = like_count - 1 where id = $1 returning like_count", id).Scan(&res.LikeCount)
+		}
+	})
 	if err != nil {
-		api.Fail(w, r, h.log, err)
-		return
+		return err
 	}
 	if changed {
-		h.db.SetToken(w, tok)
+		api.SetToken(w, h.db, tok)
 		api.Purge(w, LikesTag(id))
 	}
 	api.Write(w, r, http.StatusOK, res)
+	return nil
 }
 
-func (h *Handler) like(w http.ResponseWriter, r *http.Request) {
-	h.likeTx(w, r, true, func(ctx context.Context, tx pgx.Tx, id int64, me string) (bool, error) {
+func (h *Handler) like(w http.ResponseWriter, r *http.Request) error {
+	return h.likeTx(w, r, true, func(ctx context.Context, tx pgx.Tx, id int64, me string) (bool, error) {
 		if _, err := actOn(ctx, tx, id, me); err != nil {
 			return false, err
 		}
@@ -607,8 +600,8 @@ func (h *Handler) like(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (h *Handler) unlike(w http.ResponseWriter, r *http.Request) {
-	h.likeTx(w, r, false, func(ctx context.Context, tx pgx.Tx, id int64, me string) (bool, error) {
+func (h *Handler) unlike(w http.ResponseWriter, r *http.Request) error {
+	return h.likeTx(w, r, false, func(ctx context.Context, tx pgx.Tx, id int64, me string) (bool, error) {
 		// Any like can go: of a deleted whisper, or of an author one blocks or is blocked by.
 		if _, err := getWhisper(ctx, tx, id, "", true); err != nil {
 			return false, err
