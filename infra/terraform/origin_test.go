@@ -287,7 +287,7 @@ func TestCDNOriginSecret(t *testing.T) {
 
 	// Each environment wires it: the same secret to CloudFront and the load balancer, its ARN
 	// to the edge, and health checks the edge lets through.
-	svc := loadModule(t, filepath.Join(modulesDir, "ecs-service"))
+	svc := serviceTask(t)
 	for _, env := range environments {
 		dir := filepath.Join(environmentsDir, env)
 		m := loadModule(t, dir)

@@ -314,7 +314,7 @@ func allSecretARNs(t *testing.T, ctx *hcl.EvalContext, secrets *tfModule, env st
 }
 
 // taskExecutionSecretsPolicy evaluates the read-injected-secrets policy that the ecs-task module
-// (or ecs-service: the same resource) gives an execution role for secrets.
+// (mod: it or serviceTask, the ecs-service module's) gives an execution role for secrets.
 func taskExecutionSecretsPolicy(t *testing.T, mod *tfModule, secrets map[string]string) policyDoc {
 	t.Helper()
 	vals := map[string]cty.Value{}
@@ -374,7 +374,7 @@ var secretActions = []string{"secretsmanager:GetSecretValue", "secretsmanager:De
 // CDN origin secret, including the Sentry DSN.
 func TestSecretsScopedPerEnvironment(t *testing.T) {
 	secrets := loadModule(t, filepath.Join(modulesDir, "secrets"))
-	svc := loadModule(t, filepath.Join(modulesDir, "ecs-service"))
+	svc := serviceTask(t)
 	task := loadModule(t, filepath.Join(modulesDir, "ecs-task"))
 	for _, env := range environments {
 		t.Run(env, func(t *testing.T) {

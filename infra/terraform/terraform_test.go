@@ -67,6 +67,7 @@ type tfModule struct {
 	data      map[string]*hclsyntax.Block // by TYPE.NAME
 	modules   map[string]*hclsyntax.Block // by name
 	outputs   map[string]*hclsyntax.Block // by name
+	moved     []*hclsyntax.Block          // the moved blocks
 	terraform []*hclsyntax.Block          // the terraform blocks
 	bodies    []*hclsyntax.Body           // one per file
 }
@@ -97,12 +98,14 @@ func TestFormat(t *testing.T) {
 // TestReferences checks every module and environment: every var., local., module., data. and
 // resource reference names something declared (and module.NAME.OUTPUT an output of the
 // module), every local module source exists, every module call passes only variables of the
-// module and all its required ones, and every file() names an existing file.
+// module and all its required ones, every moved block moves a resource the module no longer
+// declares to one it or a module it calls does, and every file() names an existing file.
 func TestReferences(t *testing.T) {
 	for _, m := range loadAll(t) {
 		t.Run(m.dir, func(t *testing.T) {
 			checkReferences(t, m)
 			checkModuleCalls(t, m)
+			checkMoved(t, m)
 			for _, path := range fileCalls(t, m) {
 				if _, err := os.Stat(path); err != nil {
 					t.Errorf("%s: file(%q): %v", m.dir, path, err)
@@ -558,8 +561,8 @@ func TestEdgeTask(t *testing.T) {
 	}
 
 	// The module puts var.secrets into the container definition and lets the execution role
-	// read exactly those secrets.
-	mod := loadModule(t, filepath.Join(modulesDir, "ecs-service"))
+	// read exactly those secrets (its task definition and roles are modules/ecs-task's).
+	mod := serviceTask(t)
 	def := objectItems(resourceAttr(t, mod, "aws_ecs_task_definition.this", "container_definitions"))
 	if expr, ok := def["secrets"]; !ok || !slices.ContainsFunc(expr.Variables(), func(tr hcl.Traversal) bool { return show(tr) == "var.secrets" }) {
 		t.Errorf("%s: the container definition does not set secrets from var.secrets", mod.dir)
@@ -798,7 +801,7 @@ func TestValkeyTLSAndAuth(t *testing.T) {
 			if want := slices.Sorted(slices.Values(edgeSecretNames)); !slices.Equal(slices.Sorted(slices.Values(names)), want) {
 				t.Errorf("%s: the edge's secrets are %v, want %v", dir, slices.Sorted(slices.Values(names)), want)
 			}
-			svc := loadModule(t, filepath.Join(modulesDir, "ecs-service"))
+			svc := serviceTask(t)
 			sctx = evalContext(t, svc, map[string]cty.Value{"secrets": cty.MapVal(edgeSecrets.AsValueMap())})
 			sctx.Functions = tfFunctions
 			exec := checkPolicyDoc(t, dir+": the edge's read-injected-secrets", []byte(eval(t, resourceAttr(t, svc, "aws_iam_role_policy.execution_secrets", "policy"), sctx).AsString()))
@@ -1032,6 +1035,9 @@ func loadModule(t *testing.T, dir string) *tfModule {
 			case "terraform":
 				m.terraform = append(m.terraform, b)
 				continue
+			case "moved":
+				m.moved = append(m.moved, b)
+				continue
 			case "provider":
 				continue
 			default:
@@ -1081,7 +1087,7 @@ func checkReferences(t *testing.T, m *tfModule) {
 	t.Helper()
 	for _, body := range m.bodies {
 		for _, b := range body.Blocks {
-			if b.Type == "terraform" {
+			if b.Type == "terraform" || b.Type == "moved" {
 				continue
 			}
 			walkBlock(b, nil, func(blockType string, attr *hclsyntax.Attribute, iterators []string) {
@@ -1166,6 +1172,59 @@ func checkModuleCalls(t *testing.T, m *tfModule) {
 			}
 		}
 	}
+}
+
+// checkMoved checks the moved blocks of m: from names a resource (TYPE.NAME) that m no longer
+// declares, to one that m declares or, as module.CALL.TYPE.NAME, the module m calls as CALL
+// does; both of the same type.
+func checkMoved(t *testing.T, m *tfModule) {
+	t.Helper()
+	for _, b := range m.moved {
+		addr := map[string][]string{}
+		for _, arg := range []string{"from", "to"} {
+			attr, ok := b.Body.Attributes[arg]
+			var tr hcl.Traversal
+			var diags hcl.Diagnostics
+			if ok {
+				tr, diags = hcl.AbsTraversalForExpr(attr.Expr)
+			}
+			if len(b.Body.Attributes) != 2 || !ok || diags.HasErrors() {
+				t.Errorf("%s: a moved block takes exactly from and to, both addresses", b.Range())
+				return
+			}
+			addr[arg] = attrNames(tr)
+		}
+		from, to := addr["from"], addr["to"]
+		if len(from) != 2 || from[0] == "module" || from[0] == "data" || m.resources[strings.Join(from, ".")] != nil {
+			t.Errorf("%s: moved from %s: want a resource (TYPE.NAME) that %s no longer declares", b.Range(), strings.Join(from, "."), m.dir)
+			continue
+		}
+		target := m
+		if len(to) == 4 && to[0] == "module" && m.modules[to[1]] != nil {
+			target, to = loadModule(t, moduleSource(t, m, to[1])), to[2:]
+		}
+		if len(to) != 2 || target.resources[strings.Join(to, ".")] == nil || to[0] != from[0] {
+			t.Errorf("%s: moved to %s: no resource %s of the type of %s in %s", b.Range(), strings.Join(addr["to"], "."), strings.Join(to, "."), strings.Join(from, "."), target.dir)
+		}
+	}
+}
+
+// serviceTask returns the module that makes the ecs-service module's image repository, roles,
+// logs and task definition, modules/ecs-task as its module call task, after checking that the
+// service passes it its own container and role arguments unchanged.
+func serviceTask(t *testing.T) *tfModule {
+	t.Helper()
+	svc := loadModule(t, filepath.Join(modulesDir, "ecs-service"))
+	call, ok := svc.modules["task"]
+	if !ok {
+		t.Fatalf("%s: no module task", svc.dir)
+	}
+	for _, arg := range []string{"name", "environment_name", "command", "environment", "secrets", "execution_policy", "task_policies"} {
+		if got := exprAt(call.Body, []string{arg}); got != "var."+arg {
+			t.Errorf("%s: module task: %s = %s, want var.%[2]s", svc.dir, arg, got)
+		}
+	}
+	return loadModule(t, moduleSource(t, svc, "task"))
 }
 
 // moduleSource returns the directory of the local module that the module call name of m

@@ -1,7 +1,7 @@
-# One Fargate service (the edge or the app server): its image repository, task definition,
-# roles, logs, autoscaling on CPU and memory, and the seed's CPU/memory warnings. Secrets
-# that ECS injects into the container (var.secrets) are readable by the execution role, and
-# only those.
+# One Fargate service (the edge or the app server) on the task definition, image repository,
+# roles and logs of modules/ecs-task: the service, autoscaling on CPU and memory, and the
+# seed's CPU/memory warnings. Secrets that ECS injects into the container (var.secrets) are
+# readable by the execution role, and only those.
 
 locals {
   family      = "muejam-${var.environment_name}-${var.name}"
@@ -13,128 +13,82 @@ locals {
   )
 }
 
-resource "aws_ecr_repository" "this" {
-  name                 = "muejam/${var.name}"
-  image_tag_mutability = "IMMUTABLE"
-  tags                 = var.tags
-
-  image_scanning_configuration {
-    scan_on_push = true
-  }
-}
-
-resource "aws_ecr_lifecycle_policy" "this" {
-  repository = aws_ecr_repository.this.name
-  policy = jsonencode({
-    rules = [{
-      rulePriority = 1
-      description  = "Keep the last 50 images: enough to roll back through scripts/deployment/rollback.sh."
-      selection    = { tagStatus = "any", countType = "imageCountMoreThan", countNumber = 50 }
-      action       = { type = "expire" }
-    }]
-  })
-}
-
-resource "aws_cloudwatch_log_group" "this" {
-  name              = "/ecs/muejam/${var.environment_name}/${var.name}"
-  retention_in_days = var.log_retention_days
-  tags              = var.tags
-}
-
-data "aws_iam_policy_document" "assume_ecs_tasks" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["ecs-tasks.amazonaws.com"]
-    }
-  }
-}
-
-resource "aws_iam_role" "execution" {
-  name               = "${local.family}-execution"
-  assume_role_policy = data.aws_iam_policy_document.assume_ecs_tasks.json
-  tags               = var.tags
-}
-
-resource "aws_iam_role_policy" "execution" {
-  name   = "ecs-task-execution"
-  role   = aws_iam_role.execution.id
-  policy = var.execution_policy
-}
-
-# The execution role reads the secrets ECS injects at task start: exactly the secrets of
-# var.secrets, named by ARN, not a pattern (a pattern under muejam/ would also cover the
-# other environments' secrets). Generated here rather than in infra/iam-policies/ because the
-# ARNs, with the suffix Secrets Manager adds, exist only once the secrets do.
-resource "aws_iam_role_policy" "execution_secrets" {
-  count = length(var.secrets) > 0 ? 1 : 0
-  name  = "read-injected-secrets"
-  role  = aws_iam_role.execution.id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Sid      = "ReadInjectedSecrets"
-      Effect   = "Allow"
-      Action   = ["secretsmanager:GetSecretValue"]
-      Resource = sort(values(var.secrets))
-    }]
-  })
-}
-
-resource "aws_iam_role" "task" {
-  name               = "${local.family}-task"
-  assume_role_policy = data.aws_iam_policy_document.assume_ecs_tasks.json
-  tags               = var.tags
-}
-
-resource "aws_iam_role_policy" "task" {
-  for_each = var.task_policies
-  name     = each.key
-  role     = aws_iam_role.task.id
-  policy   = each.value
-}
-
-resource "aws_ecs_task_definition" "this" {
-  family                   = local.family
-  requires_compatibilities = ["FARGATE"]
-  network_mode             = "awsvpc"
-  cpu                      = var.cpu
-  memory                   = var.memory
-  execution_role_arn       = aws_iam_role.execution.arn
-  task_role_arn            = aws_iam_role.task.arn
-  tags                     = var.tags
-
-  runtime_platform {
-    operating_system_family = "LINUX"
-    cpu_architecture        = "X86_64"
-  }
-
-  container_definitions = jsonencode([{
-    name                   = var.name
-    image                  = "${aws_ecr_repository.this.repository_url}:${var.image_tag}"
-    essential              = true
-    command                = length(var.command) > 0 ? var.command : null
+# The image repository, logs, roles and task definition: modules/ecs-task, with the service's
+# ports, root file system and stop timeout.
+module "task" {
+  source                      = "../ecs-task"
+  name                        = var.name
+  environment_name            = var.environment_name
+  region                      = var.region
+  image_tag                   = var.image_tag
+  cpu                         = var.cpu
+  memory                      = var.memory
+  command                     = var.command
+  environment                 = var.environment
+  secrets                     = var.secrets
+  execution_policy            = var.execution_policy
+  task_policies               = var.task_policies
+  log_retention_days          = var.log_retention_days
+  image_retention_description = "Keep the last 50 images: enough to roll back through scripts/deployment/rollback.sh."
+  tags                        = var.tags
+  container = {
     portMappings           = local.ports
-    environment            = [for k in sort(keys(var.environment)) : { name = k, value = var.environment[k] }]
-    secrets                = length(var.secrets) > 0 ? [for k in sort(keys(var.secrets)) : { name = k, valueFrom = var.secrets[k] }] : null
     readonlyRootFilesystem = var.read_only_root_filesystem
     stopTimeout            = var.stop_timeout
-    logConfiguration = {
-      logDriver = "awslogs"
-      options = {
-        awslogs-group         = aws_cloudwatch_log_group.this.name
-        awslogs-region        = var.region
-        awslogs-stream-prefix = var.name
-      }
-    }
-  }])
+  }
+}
+
+# Where these resources stood before module.task made them: existing environments move
+# them, with no destroy and create.
+moved {
+  from = aws_ecr_repository.this
+  to   = module.task.aws_ecr_repository.this
+}
+
+moved {
+  from = aws_ecr_lifecycle_policy.this
+  to   = module.task.aws_ecr_lifecycle_policy.this
+}
+
+moved {
+  from = aws_cloudwatch_log_group.this
+  to   = module.task.aws_cloudwatch_log_group.this
+}
+
+moved {
+  from = aws_iam_role.execution
+  to   = module.task.aws_iam_role.execution
+}
+
+moved {
+  from = aws_iam_role_policy.execution
+  to   = module.task.aws_iam_role_policy.execution
+}
+
+moved {
+  from = aws_iam_role_policy.execution_secrets
+  to   = module.task.aws_iam_role_policy.execution_secrets
+}
+
+moved {
+  from = aws_iam_role.task
+  to   = module.task.aws_iam_role.task
+}
+
+moved {
+  from = aws_iam_role_policy.task
+  to   = module.task.aws_iam_role_policy.task
+}
+
+moved {
+  from = aws_ecs_task_definition.this
+  to   = module.task.aws_ecs_task_definition.this
 }
 
 resource "aws_ecs_service" "this" {
   name                               = var.name
   cluster                            = var.cluster_id
-  task_definition                    = aws_ecs_task_definition.this.arn
+  task_definition                    = module.task.task_definition_arn
   desired_count                      = var.desired_count
   launch_type                        = "FARGATE"
   deployment_minimum_healthy_percent = 100

@@ -5,22 +5,22 @@ output "service_name" {
 
 output "task_definition_family" {
   description = "Family of the task definition, muejam-ENVIRONMENT-NAME: rollback.sh takes a revision of it."
-  value       = aws_ecs_task_definition.this.family
+  value       = module.task.task_definition_family
 }
 
 output "repository_url" {
   description = "URL of the ECR repository deploy.sh pushes the image to."
-  value       = aws_ecr_repository.this.repository_url
+  value       = module.task.repository_url
 }
 
 output "task_role_arn" {
   description = "ARN of the task role."
-  value       = aws_iam_role.task.arn
+  value       = module.task.task_role_arn
 }
 
 output "execution_role_arn" {
   description = "ARN of the task execution role."
-  value       = aws_iam_role.execution.arn
+  value       = module.task.execution_role_arn
 }
 
 output "service_connect_address" {

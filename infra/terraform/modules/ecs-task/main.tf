@@ -1,8 +1,8 @@
-# A one-off Fargate task that runs to completion and is started by hand or by the deploy, never
-# kept running by a service: the database migration (docker/migrate.Dockerfile). Its image
-# repository, task definition, execution role and logs. ECS injects var.secrets into the
-# container; the execution role may read those secrets and no others. The task role has no
-# policy: the task calls no AWS API.
+# A Fargate task definition with its image repository, execution and task roles and logs. On
+# its own, a one-off task that runs to completion, started by hand or by the deploy: the
+# database migration (docker/migrate.Dockerfile). modules/ecs-service builds a long-running
+# service on it. ECS injects var.secrets into the container; the execution role may read those
+# secrets and no others. The task role has var.task_policies (none: the task calls no AWS API).
 
 locals {
   family = "muejam-${var.environment_name}-${var.name}"
@@ -26,7 +26,7 @@ resource "aws_ecr_lifecycle_policy" "this" {
   policy = jsonencode({
     rules = [{
       rulePriority = 1
-      description  = "Keep the last 50 images, as the services' repositories."
+      description  = var.image_retention_description
       selection    = { tagStatus = "any", countType = "imageCountMoreThan", countNumber = 50 }
       action       = { type = "expire" }
     }]
@@ -61,7 +61,10 @@ resource "aws_iam_role_policy" "execution" {
   policy = var.execution_policy
 }
 
-# Exactly the injected secrets, by ARN (see modules/ecs-service).
+# The execution role reads the secrets ECS injects at task start: exactly the secrets of
+# var.secrets, named by ARN, not a pattern (a pattern under muejam/ would also cover the
+# other environments' secrets). Generated here rather than in infra/iam-policies/ because the
+# ARNs, with the suffix Secrets Manager adds, exist only once the secrets do.
 resource "aws_iam_role_policy" "execution_secrets" {
   count = length(var.secrets) > 0 ? 1 : 0
   name  = "read-injected-secrets"
@@ -83,6 +86,13 @@ resource "aws_iam_role" "task" {
   tags               = var.tags
 }
 
+resource "aws_iam_role_policy" "task" {
+  for_each = var.task_policies
+  name     = each.key
+  role     = aws_iam_role.task.id
+  policy   = each.value
+}
+
 resource "aws_ecs_task_definition" "this" {
   family                   = local.family
   requires_compatibilities = ["FARGATE"]
@@ -98,7 +108,7 @@ resource "aws_ecs_task_definition" "this" {
     cpu_architecture        = "X86_64"
   }
 
-  container_definitions = jsonencode([{
+  container_definitions = jsonencode([merge({
     name                   = var.name
     image                  = "${aws_ecr_repository.this.repository_url}:${var.image_tag}"
     essential              = true
@@ -114,5 +124,5 @@ resource "aws_ecs_task_definition" "this" {
         awslogs-stream-prefix = var.name
       }
     }
-  }])
+  }, var.container)])
 }

@@ -12,3 +12,13 @@ output "execution_role_arn" {
   description = "ARN of the task execution role."
   value       = aws_iam_role.execution.arn
 }
+
+output "task_definition_arn" {
+  description = "ARN of the task definition's revision Terraform registered."
+  value       = aws_ecs_task_definition.this.arn
+}
+
+output "task_role_arn" {
+  description = "ARN of the task role."
+  value       = aws_iam_role.task.arn
+}

@@ -58,6 +58,24 @@ variable "execution_policy" {
   type        = string
 }
 
+variable "task_policies" {
+  description = "IAM policy JSON documents of the task role, by name, read from infra/iam-policies/; empty for a task that calls no AWS API."
+  type        = map(string)
+  default     = {}
+}
+
+variable "container" {
+  description = "More fields of the container definition, by ECS's names, over the module's (readonlyRootFilesystem = true): modules/ecs-service's portMappings, readonlyRootFilesystem and stopTimeout."
+  type        = any
+  default     = {}
+}
+
+variable "image_retention_description" {
+  description = "Description of the ECR lifecycle rule that keeps the last 50 images."
+  type        = string
+  default     = "Keep the last 50 images, as the services' repositories."
+}
+
 variable "log_retention_days" {
   description = "Retention of the task's logs in CloudWatch Logs."
   type        = number
