@@ -42,14 +42,16 @@ func TestTaggedTx(t *testing.T) {
 	}
 }
 
-// appNameOf waits until a statement whose text contains marker runs on the server of
-// conn and returns that backend's application_name.
+// appNameOf waits until a statement whose text contains marker sleeps (pg_sleep) on the
+// server of conn and returns that backend's application_name.
 func appNameOf(t *testing.T, ctx context.Context, conn *pgx.Conn, marker string) string {
 	t.Helper()
 	var name string
 	eventually(t, 5*time.Second, "a statement marked "+marker+" running", func() bool {
+		// Sleeping, not only active: a statement is active, its text shown, from its Parse
+		// on, which pgx may send before the statements that precede it in a batch run.
 		err := conn.QueryRow(ctx, `select application_name from pg_stat_activity
-			where state = 'active' and pid <> pg_backend_pid() and position($1 in query) > 0`, marker).Scan(&name)
+			where state = 'active' and wait_event = 'PgSleep' and pid <> pg_backend_pid() and position($1 in query) > 0`, marker).Scan(&name)
 		return err == nil
 	})
 	return name

@@ -361,6 +361,7 @@ func TestCaddyProcessesValkeyFailure(t *testing.T) {
 		after := maxInWindow(l.admittedIn("", back.Add(win), time.Now()), win)
 		if before > n || after > n+late {
 			t.Errorf("shared decisions: %d admitted in one window before the failure, %d after the return; limit %d (+%d late fallbacks)", before, after, n, late)
+			t.Logf("densest window before the failure (start–end of each admission): %s", spans(densest(l.admittedIn("", start, failed), win)))
 		}
 		noPanics(t, nodes)
 		t.Logf("%d requests, %d admitted; at most %d in one window before the failure, %d after the return (%d later fallbacks), %d across it (bound %d)",
