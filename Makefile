@@ -90,10 +90,12 @@ lint: fmt-check ## gofmt and go vet
 # The whole output is kept in .run/test.log; when a test fails, its failure lines are printed
 # again at the end, where a CI log's tail shows them.
 TEST_LOG := $(RUN_DIR)/test.log
+TEST_FLAGS := -race -vet=all -tags $(GO_TAGS) -count=1 -timeout 8m
 .PHONY: test
 test: services-up $(CADDY) $(APPSERVER) monitoring-tools terraform-tools fmt-check ## every test (and go vet), against real services and the built binaries
 	@mkdir -p $(RUN_DIR)
-	$(GO) test -race -vet=all -tags $(GO_TAGS) -count=1 -timeout 8m ./... 2>&1 | tee $(TEST_LOG); \
+	@echo "$(GO) test $(TEST_FLAGS) ./... 2>&1 | tee $(TEST_LOG)"
+	@$(GO) test $(TEST_FLAGS) ./... 2>&1 | tee $(TEST_LOG); \
 	rc=$${PIPESTATUS[0]}; \
 	if [ $$rc -ne 0 ]; then \
 		echo "== what failed (the whole output: $(TEST_LOG))"; \
