@@ -318,8 +318,10 @@ func TestPartialBounded(t *testing.T) {
 		t.Fatalf("beyond max_body_size: %s", describeParts(e))
 	}
 
-	// Last, as it fills L1 (whose admission policy may then turn new entries away): 200
-	// partial entries of 16 KiB through an L1 of 256 KiB.
+	// Last, as it fills L1 (whose admission policy may then turn new entries away), and on
+	// an empty L1, so that every entry counted holds one 16 KiB part: 200 partial entries of
+	// 16 KiB through an L1 of 256 KiB.
+	s.l1.InvalidateAll()
 	for i := range 200 {
 		get(fmt.Sprintf("/bound/%d", i), "bytes=0-16383")
 	}
