@@ -81,10 +81,16 @@ var decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 // that a reload does not leave the set untrusted while a new one loads.
 var followers = caddy.NewUsagePool()
 
-type pooled struct{ *blockers.Follower }
+// pooled is a Follower and the connection it follows the set on.
+type pooled struct {
+	*blockers.Follower
+	conn *valkeyconn.Conn
+}
 
+// Destruct stops following and closes the connection.
 func (p pooled) Destruct() error {
 	p.Close()
+	p.conn.Close()
 	return nil
 }
 
@@ -114,7 +120,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return nil, err
 		}
 		f := blockers.NewFollower(conn, logger.With(zap.String("valkey", cfg.String())))
-		return pooled{f}, nil
+		return pooled{Follower: f, conn: conn}, nil
 	})
 	if err != nil {
 		return err
