@@ -54,13 +54,18 @@ func TestCaddyfile(t *testing.T) {
 // Valkey is gone).
 func TestServeHTTP(t *testing.T) {
 	v := testenv.StartValkey(t)
-	conn, err := valkeyconn.New(valkeyconn.Config{Addresses: []string{v.Addr}}, valkeyconn.Options{Name: "viewer_filter test", OpenFor: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
+	// The edge node's connection and the app server's: separate, as deployed (one
+	// connection holds one subscription to a channel, however many follow it).
+	connect := func() *valkeyconn.Conn {
+		c, err := valkeyconn.New(valkeyconn.Config{Addresses: []string{v.Addr}}, valkeyconn.Options{Name: "viewer_filter test", OpenFor: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
 	}
-	t.Cleanup(conn.Close)
 	log := zaptest.NewLogger(t)
-	f := blockers.NewFollower(conn, log)
+	f := blockers.NewFollower(connect(), log)
 	t.Cleanup(f.Close)
 	h := &Handler{Header: DefaultHeader, follower: f}
 
@@ -91,7 +96,7 @@ func TestServeHTTP(t *testing.T) {
 	check("not loaded yet", "", "")
 	check("not loaded yet", "reader", "reader")
 
-	w := blockers.NewWriter(conn, time.Second, func(context.Context) ([]string, error) { return []string{"blocker"}, nil }, log)
+	w := blockers.NewWriter(connect(), time.Second, func(context.Context) ([]string, error) { return []string{"blocker"}, nil }, log)
 	t.Cleanup(w.Close)
 	for deadline := time.Now().Add(5 * time.Second); !f.Trusted(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
