@@ -145,15 +145,19 @@ func TestStatementsNameTheirRequest(t *testing.T) {
 		}
 	}
 
-	// The slow-query log sees the statements of the tagged batches, not the tag.
-	slow := logs.FilterMessage("slow query").All()
-	if len(slow) != 2*len(run) {
-		t.Errorf("%d slow-query entries, want %d: %v", len(slow), 2*len(run), slow)
-	}
-	for _, e := range slow {
-		if sql := e.ContextMap()["sql"]; sql != "select pg_sleep(?)::text || ?" {
-			t.Errorf("slow query %q", sql)
+	// The slow-query log sees the statements of the tagged batches, never the tag. (The
+	// router's own health checks may be slow too on a loaded machine: they are not counted.)
+	var sleeps int
+	for _, e := range logs.FilterMessage("slow query").All() {
+		switch sql, _ := e.ContextMap()["sql"].(string); {
+		case sql == "select pg_sleep(?)::text || ?":
+			sleeps++
+		case strings.Contains(sql, "set_config"):
+			t.Errorf("slow query log holds the tag: %q", sql)
 		}
+	}
+	if sleeps != 2*len(run) {
+		t.Errorf("%d slow-query entries of the sleeping statements, want %d", sleeps, 2*len(run))
 	}
 
 	// A write transaction names its request too, and its commit LSN read leaves the
