@@ -66,7 +66,7 @@ func (f *Follower) Shares(user string) bool {
 	if user == "" {
 		return true
 	}
-	if !f.trusted.Load() || !f.conn.Available() {
+	if !f.Trusted() {
 		return false
 	}
 	f.mu.RLock()
