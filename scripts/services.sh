@@ -320,6 +320,31 @@ cluster_field() {
 	"$cli" -h 127.0.0.1 -p "$1" cluster info 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p" || true
 }
 
+# start_cluster_node SERVER PORT DIR starts one cluster node. Its ports are in the kernel's
+# ephemeral range, so a client's outgoing connection may hold one (port_open sees only
+# listeners), and once closed keep it in TIME_WAIT for up to a minute: a node that could not
+# bind is started again, a second apart, for up to 70 s.
+start_cluster_node() {
+	local server=$1 port=$2 dir=$3 try i seen
+	for try in $(seq 1 70); do
+		seen=0
+		if [ -f "$dir/node.log" ]; then seen=$(wc -l <"$dir/node.log"); fi
+		"$server" --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$dir" \
+			--pidfile "$dir/node.pid" --logfile "$dir/node.log" --save "" --appendonly no \
+			--cluster-enabled yes --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 1000 \
+			--cluster-require-full-coverage no --cluster-replica-validity-factor 0 >/dev/null
+		for i in $(seq 1 20); do
+			[ "$("$cli" -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && return 0
+			tail -n +"$((seen + 1))" "$dir/node.log" 2>/dev/null | grep -q "Address already in use" && break
+			sleep 0.1
+		done
+		tail -n +"$((seen + 1))" "$dir/node.log" 2>/dev/null | grep -q "Address already in use" || return 0
+		if [ "$try" = 1 ]; then log "valkey cluster node :$port: a port is held by another socket (a client connection or its TIME_WAIT); retrying for up to 70s"; fi
+		sleep 1
+	done
+	die "valkey cluster node :$port could not bind its ports (log: $dir/node.log)"
+}
+
 # up_valkey_cluster starts the nodes that do not run (those with a nodes.conf rejoin the
 # cluster), creates the cluster when every node is new, and waits for cluster_state:ok on
 # every node.
@@ -338,10 +363,7 @@ up_valkey_cluster() {
 			if port_open "$i"; then die "port $i is taken by another process; cluster node :$port cannot start"; fi
 		done
 		if [ -f "$dir/nodes.conf" ]; then log "restarting valkey cluster node :$port (it rejoins)"; fi
-		"$server" --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$dir" \
-			--pidfile "$dir/node.pid" --logfile "$dir/node.log" --save "" --appendonly no \
-			--cluster-enabled yes --cluster-config-file "$dir/nodes.conf" --cluster-node-timeout 1000 \
-			--cluster-require-full-coverage no --cluster-replica-validity-factor 0 >/dev/null
+		start_cluster_node "$server" "$port" "$dir"
 	done
 	for port in $(cluster_ports); do
 		for i in $(seq 1 100); do
