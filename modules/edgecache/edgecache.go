@@ -407,13 +407,13 @@ func afterPanic(w http.ResponseWriter, err error) error {
 	return werr
 }
 
-// serve is ServeHTTP without its recovery.
+// serve is ServeHTTP without its recovery: it looks the request up, decides what the stored
+// entry is good for (decide) and acts on that.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return h.serveOther(w, r, next)
 	}
 	now := time.Now()
-	req := parseDirectives(r.Header)
 	primary := h.keyer.key(r)
 	if len(h.bypass) > 0 {
 		ok, err := h.bypass.AnyMatchWithError(r)
@@ -425,9 +425,41 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 			return h.forward(w, r, next, primary, nil, "fwd=bypass")
 		}
 	}
+	e, names, fromL2 := h.lookup(r, primary, now)
+	d := decide(e, r, now)
+	switch d.act {
+	case actMiss:
+		return h.miss(w, r, next, primary, names)
+	case actOnlyIfCached:
+		lookups.WithLabelValues(h.Name, outcomeMiss).Inc()
+		w.Header().Set(HeaderStatus, cacheID+"; detail=only-if-cached")
+		return caddyhttp.Error(http.StatusGatewayTimeout, errors.New("only-if-cached: nothing stored"))
+	case actFresh:
+		lookups.WithLabelValues(h.Name, outcomeHit).Inc()
+		detail := ""
+		if fromL2 {
+			detail = "l2"
+		}
+		return serveEntry(w, r, e, d.age, d.hitStatus(detail))
+	case actStale:
+		lookups.WithLabelValues(h.Name, outcomeStale).Inc()
+		return serveEntry(w, r, e, d.age, d.hitStatus("max-stale"))
+	case actStaleRevalidate:
+		lookups.WithLabelValues(h.Name, outcomeStale).Inc()
+		h.revalidateInBackground(r, next, primary, e)
+		return serveEntry(w, r, e, d.age, d.hitStatus("stale-while-revalidate"))
+	}
+	if d.requested && !h.hasIdentity(r) {
+		return h.revalidateShared(w, r, next, primary, e, d.staleIfError, d.fwd())
+	}
+	return h.revalidate(w, r, next, primary, e, d.staleIfError, d.fwd())
+}
 
-	e, names := h.store.lookupL1(primary, r.Header)
-	fromL2 := false
+// lookup returns the entry stored for r under primary in L1, else in L2 (which then refills
+// L1), unless it has been purged or is of no more use at now; names are the Vary'd fields L1
+// knows for primary, and fromL2 says the entry came from L2.
+func (h *Handler) lookup(r *http.Request, primary string, now time.Time) (e *entry, names []string, fromL2 bool) {
+	e, names = h.store.lookupL1(primary, r.Header)
 	if e == nil && h.store.l2 != nil {
 		if e = h.store.l2.get(r.Context(), primary, names, r.Header); e != nil {
 			fromL2 = true
@@ -438,62 +470,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		}
 	}
 	if e != nil && (h.store.purged(e) || e.ttl <= 0) {
-		e = nil
+		return nil, names, false
 	}
-	noCache := requestNoCache(r.Header, req)
-	var age, ttl time.Duration
-	fresh := false
-	if e != nil {
-		age = e.age(now)
-		ttl = e.lifetime - age
-		fresh = ttl > 0 && !e.noCache && !noCache &&
-			(req.maxAge < 0 || age <= req.maxAge) && (req.minFresh < 0 || ttl >= req.minFresh)
-		// An incomplete entry (§3.3) answers only a fresh lookup of a range it holds; any
-		// other request goes upstream as it is, and a 206 answer is combined with it.
-		if e.parts != nil && (!fresh || !e.answers(r)) {
-			e = nil
-		}
-	}
-	if e == nil {
-		if req.onlyIfCached {
-			lookups.WithLabelValues(h.Name, outcomeMiss).Inc()
-			w.Header().Set(HeaderStatus, cacheID+"; detail=only-if-cached")
-			return caddyhttp.Error(http.StatusGatewayTimeout, errors.New("only-if-cached: nothing stored"))
-		}
-		return h.miss(w, r, next, primary, names)
-	}
-
-	if fresh {
-		lookups.WithLabelValues(h.Name, outcomeHit).Inc()
-		status := cacheID + "; hit; ttl=" + strconv.Itoa(int(ttl/time.Second))
-		if fromL2 {
-			status += "; detail=l2"
-		}
-		return serveEntry(w, r, e, age, status)
-	}
-
-	// Stale (or to be validated). §4.2.4: never served stale when must-revalidate and the
-	// like forbid it, or when the request asks for validation.
-	staleness := -ttl
-	mayServeStale := !e.mustRevalidate && !e.noCache && !noCache && ttl <= 0
-	if mayServeStale && (req.maxStaleAny || (req.maxStale >= 0 && staleness <= req.maxStale)) {
-		lookups.WithLabelValues(h.Name, outcomeStale).Inc()
-		return serveEntry(w, r, e, age, cacheID+"; hit; ttl="+strconv.Itoa(int(ttl/time.Second))+"; detail=max-stale")
-	}
-	if mayServeStale && e.swr > 0 && staleness <= e.swr {
-		lookups.WithLabelValues(h.Name, outcomeStale).Inc()
-		h.revalidateInBackground(r, next, primary, e)
-		return serveEntry(w, r, e, age, cacheID+"; hit; ttl="+strconv.Itoa(int(ttl/time.Second))+"; detail=stale-while-revalidate")
-	}
-	staleIfError := mayServeStale && ((e.sie > 0 && staleness <= e.sie) || (req.staleIfError >= 0 && staleness <= req.staleIfError))
-	fwd := "fwd=stale"
-	if noCache {
-		fwd = "fwd=request"
-		if !h.hasIdentity(r) {
-			return h.revalidateShared(w, r, next, primary, e, staleIfError, fwd)
-		}
-	}
-	return h.revalidate(w, r, next, primary, e, staleIfError, fwd)
+	return e, names, fromL2
 }
 
 // setTTL sets how long e is kept from now.

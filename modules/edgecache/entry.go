@@ -107,22 +107,6 @@ func (e *entry) derive(heuristic float64, targeted ...string) {
 // the struct, the map, the cache's node and the key.
 const entryOverhead = 512
 
-// age returns the entry's current age at now (RFC 9111 §4.2.3).
-func (e *entry) age(now time.Time) time.Duration {
-	return e.initialAge + max(0, now.Sub(e.responseTime))
-}
-
-// retention is how long after now the entry can still be of use: while fresh, then while it
-// may be served stale or revalidated, capped by maxTTL. Entries with validators are kept for
-// their stale windows plus revalidateFor, so that a stale entry can be revalidated with a 304.
-func (e *entry) retention(now time.Time, revalidateFor, maxTTL time.Duration) time.Duration {
-	extra := max(e.swr, e.sie)
-	if e.etag != "" || e.lastMod != "" {
-		extra = max(extra, revalidateFor)
-	}
-	return min(maxTTL, e.lifetime+extra-e.age(now))
-}
-
 // heuristicallyCacheable are the status codes RFC 9110 §15.1 lists as cacheable by default.
 func heuristicallyCacheable(status int) bool {
 	switch status {
