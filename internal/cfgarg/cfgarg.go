@@ -5,6 +5,7 @@ package cfgarg
 import (
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -59,13 +60,23 @@ func Ratio(d *caddyfile.Dispenser) (float64, error) {
 
 // Duration parses a positive duration (Caddy's syntax: 250ms, 1h30m, 2d).
 func Duration(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	return duration(d, 1, "a positive duration")
+}
+
+// DurationOrZero parses a duration of 0 or more, for options whose 0 means their default.
+func DurationOrZero(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	return duration(d, 0, "a duration of 0 or more")
+}
+
+// duration parses a duration of at least lowest; what names that range in the error.
+func duration(d *caddyfile.Dispenser, lowest time.Duration, what string) (caddy.Duration, error) {
 	opt, val, err := one(d)
 	if err != nil {
 		return 0, err
 	}
 	dur, err := caddy.ParseDuration(val)
-	if err != nil || dur <= 0 {
-		return 0, d.Errf("%s: %q is not a positive duration", opt, val)
+	if err != nil || dur < lowest {
+		return 0, d.Errf("%s: %q is not %s", opt, val, what)
 	}
 	return caddy.Duration(dur), nil
 }

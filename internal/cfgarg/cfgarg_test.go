@@ -6,7 +6,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/muejam/edge/internal/valkeyconn"
@@ -62,6 +64,40 @@ func TestValkeyErrors(t *testing.T) {
 		_, err := Valkey(d)
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Testfile:") {
 			t.Errorf("%q: error %v, want one with %q and the file and line", in, err, want)
+		}
+	}
+}
+
+func TestDurations(t *testing.T) {
+	tests := []struct {
+		in      string
+		orZero  bool
+		want    caddy.Duration
+		wantErr string
+	}{
+		{in: "ttl 1m30s", want: caddy.Duration(90 * time.Second)},
+		{in: "ttl 2d", orZero: true, want: caddy.Duration(48 * time.Hour)},
+		{in: "ttl 0", orZero: true},
+		{in: "ttl 0", wantErr: `ttl: "0" is not a positive duration`},
+		{in: "ttl -1s", orZero: true, wantErr: `ttl: "-1s" is not a duration of 0 or more`},
+		{in: "ttl soon", orZero: true, wantErr: `ttl: "soon" is not a duration of 0 or more`},
+		{in: "ttl 1s 2s", wantErr: "wrong argument count"},
+	}
+	for _, tt := range tests {
+		d := caddyfile.NewTestDispenser(tt.in)
+		d.Next()
+		parse := Duration
+		if tt.orZero {
+			parse = DurationOrZero
+		}
+		got, err := parse(d)
+		switch {
+		case tt.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "Testfile:1") {
+				t.Errorf("%q: error %v, want %q at its line", tt.in, err, tt.wantErr)
+			}
+		case err != nil || got != tt.want:
+			t.Errorf("%q: got %v, %v; want %v", tt.in, got, err, tt.want)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package jwtauth
 
 import (
 	"fmt"
-	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -10,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
+
+	"github.com/muejam/edge/internal/cfgarg"
 )
 
 func init() {
@@ -89,6 +90,7 @@ func (j *JWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
 		switch opt := d.Val(); opt {
 		case "jwks_file":
 			if !d.AllArgs(&j.JWKSFile) {
@@ -99,51 +101,24 @@ func (j *JWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "key":
-			k, err := unmarshalKey(d)
-			if err != nil {
-				return err
+			var k StaticKey
+			if k, err = unmarshalKey(d); err == nil {
+				j.Keys = append(j.Keys, k)
 			}
-			j.Keys = append(j.Keys, k)
 		case "issuer":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			j.Issuers = append(j.Issuers, args...)
+			err = moreArgs(d, &j.Issuers)
 		case "audience":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			j.Audiences = append(j.Audiences, args...)
-		case "clock_skew", "jwks_refresh_interval", "jwks_min_refresh_interval", "jwks_timeout":
-			var val string
-			if !d.AllArgs(&val) {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(val)
-			if err != nil {
-				return d.Errf("%s: %v", opt, err)
-			}
-			dst := map[string]*caddy.Duration{
-				"clock_skew":                &j.ClockSkew,
-				"jwks_refresh_interval":     &j.JWKSRefreshInterval,
-				"jwks_min_refresh_interval": &j.JWKSMinRefreshInterval,
-				"jwks_timeout":              &j.JWKSTimeout,
-			}[opt]
-			*dst = caddy.Duration(dur)
+			err = moreArgs(d, &j.Audiences)
+		case "clock_skew":
+			j.ClockSkew, err = cfgarg.DurationOrZero(d)
+		case "jwks_refresh_interval":
+			j.JWKSRefreshInterval, err = cfgarg.DurationOrZero(d)
+		case "jwks_min_refresh_interval":
+			j.JWKSMinRefreshInterval, err = cfgarg.DurationOrZero(d)
+		case "jwks_timeout":
+			j.JWKSTimeout, err = cfgarg.DurationOrZero(d)
 		case "claim":
-			args := d.RemainingArgs()
-			if len(args) < 1 || len(args) > 2 {
-				return d.ArgErr()
-			}
-			if j.Claims == nil {
-				j.Claims = map[string]string{}
-			}
-			if _, dup := j.Claims[args[0]]; dup {
-				return d.Errf("claim placeholder %s configured twice", args[0])
-			}
-			j.Claims[args[0]] = args[len(args)-1]
+			err = j.unmarshalClaim(d)
 		case "allow_anonymous":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -154,15 +129,7 @@ func (j *JWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "cache_size":
-			var val string
-			if !d.AllArgs(&val) {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(val)
-			if err != nil {
-				return d.Errf("cache_size: %v", err)
-			}
-			j.CacheSize = n
+			j.CacheSize, err = cfgarg.Int(d, 0)
 		case "disable_cache":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -171,10 +138,39 @@ func (j *JWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized jwt option %q", opt)
 		}
+		if err != nil {
+			return err
+		}
 	}
 	if err := j.Validate(); err != nil {
 		return fmt.Errorf("jwt: %w, at %s:%d", err, file, line)
 	}
+	return nil
+}
+
+// moreArgs appends the option's arguments, at least one, to list.
+func moreArgs(d *caddyfile.Dispenser, list *[]string) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	*list = append(*list, args...)
+	return nil
+}
+
+// unmarshalClaim parses `claim <name> [<claim>]`.
+func (j *JWT) unmarshalClaim(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) < 1 || len(args) > 2 {
+		return d.ArgErr()
+	}
+	if _, dup := j.Claims[args[0]]; dup {
+		return d.Errf("claim placeholder %s configured twice", args[0])
+	}
+	if j.Claims == nil {
+		j.Claims = map[string]string{}
+	}
+	j.Claims[args[0]] = args[len(args)-1]
 	return nil
 }
 

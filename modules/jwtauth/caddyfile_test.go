@@ -73,9 +73,14 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				{Algorithm: "HS256", Secret: "{env.JWT_SECRET}"},
 			}},
 		},
+		{
+			name:  "zero means the default",
+			input: "jwt {\n jwks_file a\n clock_skew 0\n jwks_refresh_interval 0\n jwks_min_refresh_interval 0\n jwks_timeout 0\n cache_size 0\n}",
+			want:  JWT{JWKSFile: "a"},
+		},
 		{name: "no key source", input: "jwt {\n issuer x\n}", wantErr: "no key source: set jwks_file, jwks_url or keys, at Testfile:1"},
 		{name: "two key sources", input: "jwt {\n jwks_file a\n jwks_url https://b\n}", wantErr: "more than one key source"},
-		{name: "negative skew", input: "jwt {\n jwks_file a\n clock_skew -1s\n}", wantErr: "clock_skew -1s is outside"},
+		{name: "negative skew", input: "jwt {\n jwks_file a\n clock_skew -1s\n}", wantErr: `clock_skew: "-1s" is not a duration of 0 or more, at Testfile:3`},
 		{name: "skew too large", input: "jwt {\n jwks_file a\n clock_skew 1h\n}", wantErr: "clock_skew 1h0m0s is outside"},
 		{name: "bad duration", input: "jwt {\n jwks_file a\n clock_skew soon\n}", wantErr: "clock_skew: "},
 		{name: "unknown alg", input: "jwt {\n key RS512 {\n public_key_file k.pem\n }\n}", wantErr: `unknown key algorithm "RS512" (want RS256, ES256, EdDSA or HS256), at Testfile:2`},
@@ -88,6 +93,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "claim named id", input: "jwt {\n jwks_file a\n claim id sub\n}", wantErr: "not id"},
 		{name: "claim twice", input: "jwt {\n jwks_file a\n claim role\n claim role r2\n}", wantErr: "configured twice"},
 		{name: "cache size not a number", input: "jwt {\n jwks_file a\n cache_size many\n}", wantErr: "cache_size"},
+		{name: "negative cache size", input: "jwt {\n jwks_file a\n cache_size -1\n}", wantErr: `cache_size: "-1" is not a whole number of at least 0, at Testfile:3`},
 		{name: "allow_anonymous with argument", input: "jwt {\n jwks_file a\n allow_anonymous yes\n}", wantErr: "wrong argument count"},
 	}
 	for _, tc := range cases {
@@ -128,7 +134,8 @@ func TestAuthenticationDirective(t *testing.T) {
 		{name: "no provider", body: ":9180 {\n\tauthentication\n}", wantErr: "at least one provider block, e.g. jwt { ... }, at Caddyfile:2"},
 		{name: "provider twice", body: ":9180 {\n\tauthentication {\n\t\tjwt {\n\t\t\tjwks_file a\n\t\t}\n\t\tjwt {\n\t\t\tjwks_file b\n\t\t}\n\t}\n}", wantErr: "jwt configured twice, at Caddyfile:6"},
 		{name: "unknown provider", body: ":9180 {\n\tauthentication {\n\t\tsaml\n\t}\n}", wantErr: "http.authentication.providers.saml"},
-		{name: "bad skew reports its line", body: ":9180 {\n\tauthentication {\n\t\tjwt {\n\t\t\tjwks_file a\n\t\t\tclock_skew -5s\n\t\t}\n\t}\n}", wantErr: "at Caddyfile:3"},
+		{name: "bad skew reports its line", body: ":9180 {\n\tauthentication {\n\t\tjwt {\n\t\t\tjwks_file a\n\t\t\tclock_skew -5s\n\t\t}\n\t}\n}", wantErr: "at Caddyfile:5"},
+		{name: "invalid jwt reports its line", body: ":9180 {\n\tauthentication {\n\t\tjwt {\n\t\t\tjwks_file a\n\t\t\tclock_skew 1h\n\t\t}\n\t}\n}", wantErr: "outside 0..5m0s, at Caddyfile:3"},
 		{name: "unknown alg reports its line", body: ":9180 {\n\tauthentication {\n\t\tjwt {\n\n\t\t\tkey PS256 {\n\t\t\t}\n\t\t}\n\t}\n}", wantErr: "at Caddyfile:5"},
 	}
 	for _, tc := range cases {
