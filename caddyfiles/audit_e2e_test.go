@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/muejam/edge/internal/testenv"
 )
 
 // TestAuditAndRequestIDsThroughTheEdge is the end-to-end test of issue 22 through bin/caddy
@@ -128,11 +130,5 @@ func countLines(out string, parts ...string) int {
 // for the output of a process to satisfy ok.
 func waitOutput(t *testing.T, name string, output func() string, ok func(string) bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !ok(output()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the %s's log does not have what the test waits for", name)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, "what the test waits for in the "+name+"'s log", func() bool { return ok(output()) })
 }

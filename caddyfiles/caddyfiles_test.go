@@ -31,22 +31,14 @@ func caddyfiles(t *testing.T) []string {
 }
 
 func TestCaddyfilesValidateAndAreFormatted(t *testing.T) {
-	caddy := testenv.Binary(t, "caddy")
 	for _, f := range caddyfiles(t) {
 		t.Run(f, func(t *testing.T) {
-			validate := exec.Command(caddy, "validate", "--config", f, "--adapter", "caddyfile")
 			// production.Caddyfile reads its pseudonym key, CDN origin secret and read-your-writes
 			// key at run time ({env.NAME}, never in the adapted config) and refuses to start
 			// without them: give validate throwaway values.
-			validate.Env = append(os.Environ(), "PII_PSEUDONYM_KEY=validate-only-throwaway-key",
+			testenv.CheckCaddyfile(t, f, "PII_PSEUDONYM_KEY=validate-only-throwaway-key",
 				"CDN_ORIGIN_SECRET=validate-only-throwaway-secret",
 				"READ_YOUR_WRITES_KEY=validate-only-throwaway-read-your-writes-key")
-			if out, err := validate.CombinedOutput(); err != nil {
-				t.Errorf("caddy validate %s: %v\n%s", f, err, out)
-			}
-			if out, err := exec.Command(caddy, "fmt", "--diff", f).CombinedOutput(); err != nil {
-				t.Errorf("%s is not formatted (caddy fmt --overwrite %s): %v\n%s", f, f, err, out)
-			}
 		})
 	}
 }

@@ -126,7 +126,7 @@ func TestLibraryThroughTheEdge(t *testing.T) {
 	// Forged tokens: alice's claims with bob's signature, and a well-formed token signed by a
 	// key the edge does not trust. The edge refuses both.
 	aliceParts, bobParts := strings.Split(alice.token, "."), strings.Split(bob.token, ".")
-	foreign, _ := devToken(t, "alice")
+	foreign, _ := devToken("alice")
 	for name, token := range map[string]string{
 		"claims swapped": aliceParts[0] + "." + aliceParts[1] + "." + bobParts[2],
 		"unknown key":    foreign,

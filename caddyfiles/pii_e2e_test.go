@@ -3,9 +3,6 @@ package caddyfiles_test
 import (
 	"bufio"
 	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -23,6 +20,7 @@ import (
 	"github.com/muejam/edge/appserver/logscrub"
 	"github.com/muejam/edge/internal/pii"
 	"github.com/muejam/edge/internal/testenv"
+	"github.com/muejam/edge/internal/testjwt"
 )
 
 // TestPIIEndToEnd is the "done when" of PII scrubbing: a request through bin/caddy, with
@@ -38,7 +36,7 @@ func TestPIIEndToEnd(t *testing.T) {
 		email = "alice.liddell@example.com"
 		card  = "4111 1111 1111 1111"
 	)
-	token, jwks := devToken(t, "alice")
+	token, jwks := devToken("alice")
 	if err := os.WriteFile(filepath.Join(dir, "jwks.json"), jwks, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -83,11 +81,7 @@ func TestPIIEndToEnd(t *testing.T) {
 	if !strings.Contains(conf, "format pii_scrub {") {
 		t.Fatal("dev.Caddyfile does not log through pii_scrub")
 	}
-	confFile := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	edge := testenv.Start(t, []string{"VALKEY_ADDR=" + testenv.NewValkey(t)}, testenv.Binary(t, "caddy"), "run", "--config", confFile, "--adapter", "caddyfile")
+	edge := testenv.StartCaddy(t, []string{"VALKEY_ADDR=" + testenv.NewValkey(t)}, conf, "caddyfile")
 	testenv.WaitHTTP(t, "http://"+admin+"/config/")
 
 	req, err := http.NewRequest(http.MethodGet,
@@ -181,41 +175,23 @@ func caddyfileFrom(t *testing.T, name string, replace map[string]string) string 
 
 // devToken returns an EdDSA JWT for user with the dev issuer and audience, valid for a
 // minute, and the JWKS that verifies it.
-func devToken(t *testing.T, user string) (string, []byte) {
-	t.Helper()
-	s := newSigner(t, "muejam-dev")
-	return s.token(user, time.Minute), s.jwks
+func devToken(user string) (string, []byte) {
+	s := newSigner("muejam-dev")
+	return s.token(user, time.Minute), s.JWKS()
 }
 
 // signer mints EdDSA JWTs of one issuer for the audience muejam-edge, as an identity
 // provider would, with one key whose JWKS the edge is given.
 type signer struct {
-	priv   ed25519.PrivateKey
+	*testjwt.EdDSAKey
 	issuer string
-	jwks   []byte
 }
 
-func newSigner(t testing.TB, issuer string) *signer {
-	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, err := json.Marshal(map[string]any{"keys": []map[string]string{
-		{"kty": "OKP", "crv": "Ed25519", "x": base64.RawURLEncoding.EncodeToString(pub), "kid": "e2e", "use": "sig", "alg": "EdDSA"},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &signer{priv: priv, issuer: issuer, jwks: jwks}
+func newSigner(issuer string) *signer {
+	return &signer{EdDSAKey: testjwt.NewEdDSAKey("e2e"), issuer: issuer}
 }
 
 // token returns a token for user, valid for ttl.
 func (s *signer) token(user string, ttl time.Duration) string {
-	b64 := base64.RawURLEncoding.EncodeToString
-	header, _ := json.Marshal(map[string]string{"alg": "EdDSA", "typ": "JWT", "kid": "e2e"})
-	now := time.Now().Unix()
-	claims, _ := json.Marshal(map[string]any{"sub": user, "iss": s.issuer, "aud": "muejam-edge", "iat": now, "exp": now + int64(ttl.Seconds())})
-	signing := b64(header) + "." + b64(claims)
-	return signing + "." + b64(ed25519.Sign(s.priv, []byte(signing)))
+	return s.Sign(testjwt.Valid(user, s.issuer, "muejam-edge", time.Now(), ttl))
 }

@@ -129,10 +129,10 @@ func startProdStack(t *testing.T, opts ...prodOptions) *prodStack {
 	s.app = s.apps[0].proc
 
 	// The identity provider's key set.
-	s.signer = newSigner(t, "https://id.muejam.test/")
+	s.signer = newSigner("https://id.muejam.test/")
 	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		w.Write(s.signer.jwks)
+		w.Write(s.signer.JWKS())
 	}))
 	t.Cleanup(jwks.Close)
 

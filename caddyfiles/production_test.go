@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/muejam/edge/internal/adapttest"
+	"github.com/muejam/edge/internal/testenv"
 )
 
 // adapt returns the JSON config bin/caddy adapts a Caddyfile of this folder to, with env
@@ -82,40 +83,33 @@ func TestProductionCaddyfile(t *testing.T) {
 			t.Errorf("%s writes a secret (%s) into the adapted config: read secrets at run time with {env.NAME}", f, secret)
 		}
 	}
-	get := func(v any, path ...string) any {
-		for _, p := range path {
-			m, _ := v.(map[string]any)
-			v = m[p]
-		}
-		return v
-	}
 	str := func(v any) string { b, _ := json.Marshal(v); return string(b) }
-	srv := get(cfg, "apps", "http", "servers", "srv0")
-	metricsSrv := get(cfg, "apps", "http", "servers", "srv1")
+	srv := testenv.JSONAt(cfg, "apps", "http", "servers", "srv0")
+	metricsSrv := testenv.JSONAt(cfg, "apps", "http", "servers", "srv1")
 	for _, c := range []struct {
 		what string
 		got  any
 		want string
 	}{
-		{"admin on loopback", get(cfg, "admin", "listen"), `"localhost:2019"`},
-		{"site", get(srv, "listen"), `["0.0.0.0:8080"]`},
-		{"metrics listener", get(metricsSrv, "listen"), `["10.0.3.7:9180"]`},
-		{"metrics listener serves metrics only", get(metricsSrv, "routes"), `[{"handle":[{"handler":"metrics"}]}]`},
-		{"read header timeout", get(srv, "read_header_timeout"), `5000000000`},
-		{"read timeout", get(srv, "read_timeout"), `10000000000`},
-		{"client address", get(one(t, f, cfg, "client_address"), "secrets"), `["{env.CDN_ORIGIN_SECRET}"]`},
-		{"client address required", get(one(t, f, cfg, "client_address"), "require"), `true`},
-		{"metrics per host", get(cfg, "apps", "http", "metrics", "per_host"), `true`},
-		{"trusted proxies", get(srv, "trusted_proxies"), `{"ranges":["10.0.0.0/24","10.0.1.0/24"],"source":"static"}`},
-		{"client IP header", get(srv, "client_ip_headers"), `["X-Forwarded-For"]`},
-		{"access log encoder", get(cfg, "logging", "logs", "log0", "encoder"), `{"format":"pii_scrub","modes":{"email":"pseudonym"},"pseudonym_key":"{env.PII_PSEUDONYM_KEY}","wrap":{"format":"json"}}`},
-		{"jwt", get(one(t, f, cfg, "authentication"), "providers", "jwt"), `{"allow_anonymous":true,"audiences":["muejam-edge"],"issuers":["https://id.example.test/"],"jwks_url":"https://id.example.test/jwks.json"}`},
-		{"valkey", get(one(t, f, cfg, "edge_rate_limit"), "valkey"), `{"addresses":["valkey.muejam.internal:6379"],"cluster":true,"password":"{env.VALKEY_PASSWORD}","tls":{}}`},
-		{"fallback share", get(one(t, f, cfg, "edge_rate_limit"), "fallback_share"), `5`},
-		{"upstreams", get(one(t, f, cfg, "reverse_proxy"), "upstreams"), `[{"dial":"10.0.1.5:8081"},{"dial":"10.0.2.5:8081"}]`},
-		{"passive health only", get(one(t, f, cfg, "reverse_proxy"), "health_checks"), `{"passive":{"fail_duration":1000000000}}`},
-		{"transport", get(one(t, f, cfg, "reverse_proxy"), "transport", "protocol"), `"circuit_breaker"`},
-		{"lb_retries", get(one(t, f, cfg, "reverse_proxy"), "load_balancing", "retries"), `2`},
+		{"admin on loopback", testenv.JSONAt(cfg, "admin", "listen"), `"localhost:2019"`},
+		{"site", testenv.JSONAt(srv, "listen"), `["0.0.0.0:8080"]`},
+		{"metrics listener", testenv.JSONAt(metricsSrv, "listen"), `["10.0.3.7:9180"]`},
+		{"metrics listener serves metrics only", testenv.JSONAt(metricsSrv, "routes"), `[{"handle":[{"handler":"metrics"}]}]`},
+		{"read header timeout", testenv.JSONAt(srv, "read_header_timeout"), `5000000000`},
+		{"read timeout", testenv.JSONAt(srv, "read_timeout"), `10000000000`},
+		{"client address", testenv.JSONAt(one(t, f, cfg, "client_address"), "secrets"), `["{env.CDN_ORIGIN_SECRET}"]`},
+		{"client address required", testenv.JSONAt(one(t, f, cfg, "client_address"), "require"), `true`},
+		{"metrics per host", testenv.JSONAt(cfg, "apps", "http", "metrics", "per_host"), `true`},
+		{"trusted proxies", testenv.JSONAt(srv, "trusted_proxies"), `{"ranges":["10.0.0.0/24","10.0.1.0/24"],"source":"static"}`},
+		{"client IP header", testenv.JSONAt(srv, "client_ip_headers"), `["X-Forwarded-For"]`},
+		{"access log encoder", testenv.JSONAt(cfg, "logging", "logs", "log0", "encoder"), `{"format":"pii_scrub","modes":{"email":"pseudonym"},"pseudonym_key":"{env.PII_PSEUDONYM_KEY}","wrap":{"format":"json"}}`},
+		{"jwt", testenv.JSONAt(one(t, f, cfg, "authentication"), "providers", "jwt"), `{"allow_anonymous":true,"audiences":["muejam-edge"],"issuers":["https://id.example.test/"],"jwks_url":"https://id.example.test/jwks.json"}`},
+		{"valkey", testenv.JSONAt(one(t, f, cfg, "edge_rate_limit"), "valkey"), `{"addresses":["valkey.muejam.internal:6379"],"cluster":true,"password":"{env.VALKEY_PASSWORD}","tls":{}}`},
+		{"fallback share", testenv.JSONAt(one(t, f, cfg, "edge_rate_limit"), "fallback_share"), `5`},
+		{"upstreams", testenv.JSONAt(one(t, f, cfg, "reverse_proxy"), "upstreams"), `[{"dial":"10.0.1.5:8081"},{"dial":"10.0.2.5:8081"}]`},
+		{"passive health only", testenv.JSONAt(one(t, f, cfg, "reverse_proxy"), "health_checks"), `{"passive":{"fail_duration":1000000000}}`},
+		{"transport", testenv.JSONAt(one(t, f, cfg, "reverse_proxy"), "transport", "protocol"), `"circuit_breaker"`},
+		{"lb_retries", testenv.JSONAt(one(t, f, cfg, "reverse_proxy"), "load_balancing", "retries"), `2`},
 	} {
 		if got := str(c.got); got != c.want {
 			t.Errorf("%s: %s is %s, want %s", f, c.what, got, c.want)
@@ -130,11 +124,11 @@ func TestProductionCaddyfile(t *testing.T) {
 	// and the app's), besides the X-Request-Id sent to the app server.
 	var authUser, requestID []string
 	for _, h := range adapttest.Handlers(cfg, "headers") {
-		if v := get(h, "request", "set", "X-Auth-User"); v != nil {
+		if v := testenv.JSONAt(h, "request", "set", "X-Auth-User"); v != nil {
 			authUser = append(authUser, str(v))
 		}
-		if get(h, "response", "deferred") == true {
-			requestID = append(requestID, str(get(h, "response", "set", "X-Request-Id")))
+		if testenv.JSONAt(h, "response", "deferred") == true {
+			requestID = append(requestID, str(testenv.JSONAt(h, "response", "set", "X-Request-Id")))
 		}
 	}
 	if !slices.Equal(authUser, []string{`["{http.auth.user.id}"]`}) {
@@ -143,16 +137,16 @@ func TestProductionCaddyfile(t *testing.T) {
 	if !slices.Equal(requestID, []string{`["{http.request.uuid}"]`}) {
 		t.Errorf("%s: response X-Request-Id %v, want {http.request.uuid}", f, requestID)
 	}
-	if got := str(get(one(t, f, cfg, "log_append"), "value")); got != `"{http.request.uuid}"` {
+	if got := str(testenv.JSONAt(one(t, f, cfg, "log_append"), "value")); got != `"{http.request.uuid}"` {
 		t.Errorf("%s: log_append value %s, want the request id", f, got)
 	}
 	cache := one(t, f, cfg, "edge_cache")
-	if got := str(get(cache, "valkey")); got != `{"addresses":["valkey.muejam.internal:6379"],"cluster":true,"password":"{env.VALKEY_PASSWORD}","tls":{}}` {
+	if got := str(testenv.JSONAt(cache, "valkey")); got != `{"addresses":["valkey.muejam.internal:6379"],"cluster":true,"password":"{env.VALKEY_PASSWORD}","tls":{}}` {
 		t.Errorf("%s: edge_cache valkey %s", f, got)
 	}
 	// Only a valid read-your-writes token skips the lookup: verified with the app server's
 	// key (and the previous one), read at run time; never the development key.
-	if got := str(get(cache, "bypass")); got != `[{"read_your_writes":{"keys":["{env.READ_YOUR_WRITES_KEY}","{env.READ_YOUR_WRITES_KEY_PREVIOUS}"]}}]` {
+	if got := str(testenv.JSONAt(cache, "bypass")); got != `[{"read_your_writes":{"keys":["{env.READ_YOUR_WRITES_KEY}","{env.READ_YOUR_WRITES_KEY_PREVIOUS}"]}}]` {
 		t.Errorf("%s: edge_cache bypass %s, want read_your_writes with the keys of the environment alone", f, got)
 	}
 	// The order that makes stale-if-error work while the breaker is open: the cache wraps

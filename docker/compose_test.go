@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -142,19 +141,12 @@ func TestEdgeEnvironmentIsRead(t *testing.T) {
 // own, takes the client address as production does (client_address with CDN_ORIGIN_SECRET),
 // and reaches the compose services it names.
 func TestComposeCaddyfile(t *testing.T) {
-	caddy := testenv.Binary(t, "caddy")
 	_, f := edgeCaddyfiles(t)
-	validate := exec.Command(caddy, "validate", "--config", f, "--adapter", "caddyfile")
-	validate.Env = os.Environ()
+	var env []string // compose's environment of the edge
 	for name, v := range buildService(t, "edge").Environment {
-		validate.Env = append(validate.Env, name+"="+v)
+		env = append(env, name+"="+v)
 	}
-	if out, err := validate.CombinedOutput(); err != nil {
-		t.Errorf("caddy validate %s (with compose's environment of the edge): %v\n%s", f, err, out)
-	}
-	if out, err := exec.Command(caddy, "fmt", "--diff", f).CombinedOutput(); err != nil {
-		t.Errorf("%s is not formatted (caddy fmt --overwrite %s): %v\n%s", f, f, err, out)
-	}
+	testenv.CheckCaddyfile(t, f, env...)
 	cfg := adapttest.File(t, f)
 
 	one := func(name string) map[string]any {
@@ -190,7 +182,7 @@ func TestComposeCaddyfile(t *testing.T) {
 	// modules take Valkey as internal/valkeyconn's Config: its addresses, one server here.
 	valkey := `["valkey:` + containerPort(t, "valkey") + `"]`
 	for _, h := range []string{"edge_rate_limit", "edge_cache"} {
-		if got := str(get(one(h), "valkey", "addresses")); got != valkey {
+		if got := str(testenv.JSONAt(one(h), "valkey", "addresses")); got != valkey {
 			t.Errorf("%s: %s valkey %s, want addresses %s (the valkey service)", f, h, str(one(h)["valkey"]), valkey)
 		}
 	}
@@ -199,10 +191,10 @@ func TestComposeCaddyfile(t *testing.T) {
 	if got, want := str(proxy["upstreams"]), `[{"dial":"appserver:`+appPort+`"}]`; got != want {
 		t.Errorf("%s: reverse_proxy upstreams %s, want %s (the appserver service)", f, got, want)
 	}
-	if got := str(get(proxy, "transport", "protocol")); got != `"circuit_breaker"` {
+	if got := str(testenv.JSONAt(proxy, "transport", "protocol")); got != `"circuit_breaker"` {
 		t.Errorf("%s: reverse_proxy transport %s, want the per-upstream circuit_breaker", f, got)
 	}
-	if got := str(get(cfg, "logging", "logs", "log0", "encoder", "format")); got != `"pii_scrub"` {
+	if got := str(testenv.JSONAt(cfg, "logging", "logs", "log0", "encoder", "format")); got != `"pii_scrub"` {
 		t.Errorf("%s: the access log encoder is %s, want pii_scrub", f, got)
 	}
 	one("circuit_breaker")
@@ -211,11 +203,11 @@ func TestComposeCaddyfile(t *testing.T) {
 	// The admin API on the container's loopback; metrics on a server of their own, on a port
 	// compose publishes; the client address from CloudFront-Viewer-Address with the secret
 	// compose sets.
-	if admin, _ := get(cfg, "admin", "listen").(string); admin == "" || !isLoopback(hostOf(admin)) {
+	if admin, _ := testenv.JSONAt(cfg, "admin", "listen").(string); admin == "" || !isLoopback(hostOf(admin)) {
 		t.Errorf("%s: the admin API listens on %q, want the container's loopback (it changes the running config)", f, admin)
 	}
 	var metricsServers []string
-	servers, _ := get(cfg, "apps", "http", "servers").(map[string]any)
+	servers, _ := testenv.JSONAt(cfg, "apps", "http", "servers").(map[string]any)
 	for name, srv := range servers {
 		names := slices.DeleteFunc(adapttest.HandlerOrder(srv), func(h string) bool { return h == "subroute" })
 		if !slices.Contains(names, "metrics") {
@@ -224,7 +216,7 @@ func TestComposeCaddyfile(t *testing.T) {
 		if slices.ContainsFunc(names, func(h string) bool { return h != "metrics" }) {
 			t.Errorf("%s: server %s serves metrics next to %v: metrics get a listener of their own", f, name, names)
 		}
-		for _, l := range get(srv, "listen").([]any) {
+		for _, l := range testenv.JSONAt(srv, "listen").([]any) {
 			metricsServers = append(metricsServers, l.(string))
 		}
 	}
@@ -542,15 +534,6 @@ func containerPort(t *testing.T, name string) string {
 		t.Fatalf("%s: service %s publishes %q", composePath, name, svc.Ports[0])
 	}
 	return port
-}
-
-// get returns the value at path (object keys) in v, or nil.
-func get(v any, path ...string) any {
-	for _, p := range path {
-		m, _ := v.(map[string]any)
-		v = m[p]
-	}
-	return v
 }
 
 // siteListener is one address a site of a Caddyfile listens on.

@@ -60,18 +60,9 @@ func newManager(t testing.TB, conn *valkeyconn.Conn, cfg Config) *Manager {
 	}
 	t.Cleanup(m.Close)
 	if conn != nil {
-		waitFor(t, 10*time.Second, "the purge subscription", func() bool { return m.l2.emptied.Load() > 0 })
+		testenv.Eventually(t, 10*time.Second, "the purge subscription", func() bool { return m.l2.emptied.Load() > 0 })
 	}
 	return m
-}
-
-func waitFor(t testing.TB, within time.Duration, what string, ok func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(within); !ok(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %s", what, within)
-		}
-	}
 }
 
 // purgeOnlyInValkey records a purge of tag in Valkey without telling any instance.
@@ -123,7 +114,7 @@ func TestGetSetAndExpiry(t *testing.T) {
 	if lookups(m, layerL1, outcomeHit) != 1 || lookups(m, layerL1, outcomeMiss) != 2 {
 		t.Errorf("l1 hits %v misses %v, want 1 and 2", lookups(m, layerL1, outcomeHit), lookups(m, layerL1, outcomeMiss))
 	}
-	waitFor(t, 2*time.Second, "expiry after the TTL", func() bool { _, ok := Get[feed](ctx, m, "f"); return !ok })
+	testenv.Eventually(t, 2*time.Second, "expiry after the TTL", func() bool { _, ok := Get[feed](ctx, m, "f"); return !ok })
 	Set(ctx, m, "zero", 1, 0)
 	if _, ok := Get[int](ctx, m, "zero"); ok {
 		t.Error("a value with no TTL was stored")
@@ -290,9 +281,9 @@ func TestByteBoundAndEvictions(t *testing.T) {
 	if got := testutil.ToFloat64(m.m.l1Bytes); got <= 0 || got > budget {
 		t.Errorf("muejam_app_cache_l1_bytes = %v", got)
 	}
-	waitFor(t, 5*time.Second, "evictions counted", func() bool { return testutil.ToFloat64(m.m.evictions) >= 1500 })
+	testenv.Eventually(t, 5*time.Second, "evictions counted", func() bool { return testutil.ToFloat64(m.m.evictions) >= 1500 })
 	// The tag index forgets evicted entries.
-	waitFor(t, 5*time.Second, "the tag index to shrink with L1", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the tag index to shrink with L1", func() bool {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		return len(m.index["all"]) <= m.l1.EstimatedSize()+10
@@ -400,7 +391,7 @@ func testTwoInstances(t *testing.T, vc valkeyconn.Config) {
 		}
 	}
 	// b finds them in L2 (written in the background) without loading.
-	waitFor(t, 10*time.Second, "every value in L2", func() bool {
+	testenv.Eventually(t, 10*time.Second, "every value in L2", func() bool {
 		for i := range n {
 			if _, ok := a.l2.get(ctx, key(i)); !ok {
 				return false
@@ -494,7 +485,7 @@ func TestValkeyDown(t *testing.T) {
 	b := newManager(t, newConn(t, vc), cfg)
 	ctx := context.Background()
 	Set(ctx, a, "warm", 1, time.Minute, "t")
-	waitFor(t, 5*time.Second, "the value in L2", func() bool { _, ok := Get[int](ctx, b, "warm"); return ok })
+	testenv.Eventually(t, 5*time.Second, "the value in L2", func() bool { _, ok := Get[int](ctx, b, "warm"); return ok })
 
 	v.Stop(t)
 	const slack = 60 * time.Millisecond // a shared, loaded machine under -race
@@ -554,23 +545,23 @@ func TestValkeyDown(t *testing.T) {
 	Set(ctx, a, "stale", 1, time.Minute)
 	emptied := a.l2.emptied.Load()
 	v.Start(t)
-	waitFor(t, 15*time.Second, "L2 back", func() bool {
+	testenv.Eventually(t, 15*time.Second, "L2 back", func() bool {
 		Set(ctx, a, "back", 2, time.Minute)
 		b.l1.Invalidate("back")
 		_, ok := Get[int](ctx, b, "back")
 		return ok
 	})
-	waitFor(t, 10*time.Second, "a's L1 emptied on resubscribing", func() bool { return a.l2.emptied.Load() > emptied && !inL1(a, "stale") })
-	waitFor(t, 10*time.Second, "the purge retried", func() bool {
+	testenv.Eventually(t, 10*time.Second, "a's L1 emptied on resubscribing", func() bool { return a.l2.emptied.Load() > emptied && !inL1(a, "stale") })
+	testenv.Eventually(t, 10*time.Second, "the purge retried", func() bool {
 		b.l2.pendingMu.Lock()
 		defer b.l2.pendingMu.Unlock()
 		return len(b.l2.pending) == 0
 	})
 	// And purges fan out again.
-	waitFor(t, 10*time.Second, "both subscribed again", func() bool { return subscribers(t, a) == 2 })
+	testenv.Eventually(t, 10*time.Second, "both subscribed again", func() bool { return subscribers(t, a) == 2 })
 	Set(ctx, a, "x", 1, time.Minute, "x")
-	waitFor(t, 5*time.Second, "x in L2", func() bool { _, ok := Get[int](ctx, b, "x"); return ok })
-	waitFor(t, 10*time.Second, "an acknowledged purge", func() bool { return a.Invalidate(ctx, "x") == nil })
+	testenv.Eventually(t, 5*time.Second, "x in L2", func() bool { _, ok := Get[int](ctx, b, "x"); return ok })
+	testenv.Eventually(t, 10*time.Second, "an acknowledged purge", func() bool { return a.Invalidate(ctx, "x") == nil })
 	if inL1(b, "x") {
 		t.Error("b kept x after an acknowledged purge")
 	}
@@ -661,7 +652,7 @@ func BenchmarkL2Hit(b *testing.B) {
 		ids[i] = fmt.Sprintf("story-%032d", i)
 	}
 	Set(ctx, m, "k", feed{Title: "t", IDs: ids}, time.Hour, "t")
-	waitFor(b, 5*time.Second, "the value in L2", func() bool { _, ok := m.l2.get(ctx, "k"); return ok })
+	testenv.Eventually(b, 5*time.Second, "the value in L2", func() bool { _, ok := m.l2.get(ctx, "k"); return ok })
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {

@@ -39,12 +39,9 @@ archive_command = 'true'
 	if _, err := r.Primary().Exec(ctx, "select pg_switch_wal()"); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(20 * time.Second); gauge("muejam_db_wal_archive_last_success_timestamp_seconds") < start; {
-		if time.Now().After(deadline) {
-			t.Fatal("muejam_db_wal_archive_last_success_timestamp_seconds did not move after pg_switch_wal()")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.Eventually(t, 20*time.Second, "muejam_db_wal_archive_last_success_timestamp_seconds moved after pg_switch_wal()", func() bool {
+		return gauge("muejam_db_wal_archive_last_success_timestamp_seconds") >= start
+	})
 	if v := gauge("muejam_db_wal_archiving"); v != 1 {
 		t.Errorf("muejam_db_wal_archiving = %v on a primary with archive_mode on, want 1", v)
 	}
@@ -65,10 +62,7 @@ archive_command = 'true'
 			t.Fatal(err)
 		}
 	}
-	for deadline := time.Now().Add(20 * time.Second); gauge("muejam_db_wal_archive_last_failure_timestamp_seconds") <= gauge("muejam_db_wal_archive_last_success_timestamp_seconds"); {
-		if time.Now().After(deadline) {
-			t.Fatal("muejam_db_wal_archive_last_failure_timestamp_seconds did not pass the last success with archive_command false")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.Eventually(t, 20*time.Second, "muejam_db_wal_archive_last_failure_timestamp_seconds past the last success with archive_command false", func() bool {
+		return gauge("muejam_db_wal_archive_last_failure_timestamp_seconds") > gauge("muejam_db_wal_archive_last_success_timestamp_seconds")
+	})
 }

@@ -183,7 +183,7 @@ func kvFixture(b *testing.B) (context.Context, *Router, *pgxpool.Pool) {
 		b.Fatal(err)
 	}
 	b.Cleanup(raw.Close)
-	eventually(b, 5*time.Second, "rows replayed", func() bool {
+	testenv.Eventually(b, 5*time.Second, "rows replayed", func() bool {
 		var n int
 		return raw.QueryRow(ctx, "select count(*) from kv").Scan(&n) == nil && n == 1000
 	})

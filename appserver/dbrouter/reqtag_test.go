@@ -47,7 +47,7 @@ func TestTaggedTx(t *testing.T) {
 func appNameOf(t *testing.T, ctx context.Context, conn *pgx.Conn, marker string) string {
 	t.Helper()
 	var name string
-	eventually(t, 5*time.Second, "a statement marked "+marker+" running", func() bool {
+	testenv.Eventually(t, 5*time.Second, "a statement marked "+marker+" running", func() bool {
 		// Sleeping, not only active: a statement is active, its text shown, from its Parse
 		// on, which pgx may send before the statements that precede it in a batch run.
 		err := conn.QueryRow(ctx, `select application_name from pg_stat_activity
@@ -204,7 +204,7 @@ func TestTaggedStatementsKeepRouting(t *testing.T) {
 	}
 	// Both pools are whole again: every connection can be acquired.
 	for _, nd := range r.nodes {
-		eventually(t, 5*time.Second, nd.name+" connections released", func() bool { return nd.pool.Stat().AcquiredConns() == 0 })
+		testenv.Eventually(t, 5*time.Second, nd.name+" connections released", func() bool { return nd.pool.Stat().AcquiredConns() == 0 })
 	}
 }
 

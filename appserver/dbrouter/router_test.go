@@ -70,22 +70,6 @@ func urlPort(t testing.TB, url string) int {
 	return int(pc.Port)
 }
 
-// eventually polls cond every 10ms until it holds or within passes; it returns how long
-// that took.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Since(start) > within {
-			t.Fatalf("%s: not within %s", what, within)
-		}
-		<-tick.C
-	}
-	return time.Since(start)
-}
-
 // readsOn reports whether a fresh read is served by the server on port p.
 func readsOn(ctx context.Context, r *Router, p int) func() bool {
 	return func() bool {
@@ -141,7 +125,7 @@ func TestRoutesReadsToReplicaAndWritesToPrimary(t *testing.T) {
 		t.Errorf("primary writes counted %v, want 201", n)
 	}
 	// Once the replica has caught up, its lag is zero in bytes and in time.
-	eventually(t, 5*time.Second, "replica caught up", func() bool {
+	testenv.Eventually(t, 5*time.Second, "replica caught up", func() bool {
 		s := r.Status()[1]
 		return s.Up && !s.Primary && s.LagBytes == 0 && s.LagSeconds == 0 && s.InRotation
 	})
@@ -198,22 +182,22 @@ func TestReplicaStoppedUnderReadLoad(t *testing.T) {
 	}
 	defer func() { close(stop); wg.Wait() }()
 
-	eventually(t, 5*time.Second, "reads served by the replica", func() bool { return onReplica.Load() >= 100 })
+	testenv.Eventually(t, 5*time.Second, "reads served by the replica", func() bool { return onReplica.Load() >= 100 })
 	if onPrimary.Load() != 0 {
 		t.Errorf("%d reads went to the primary while the replica was healthy", onPrimary.Load())
 	}
 	c.StopReplica(t)
 	// Out of rotation within one check interval (plus scheduling slack on a busy machine).
-	out := eventually(t, 5*time.Second, "replica out of rotation", func() bool { return !r.Status()[1].InRotation })
+	out := testenv.Eventually(t, 5*time.Second, "replica out of rotation", func() bool { return !r.Status()[1].InRotation })
 	if out > testInterval+100*time.Millisecond {
 		t.Errorf("replica left the rotation %s after it stopped, want within one check interval (%s)", out, testInterval)
 	}
-	eventually(t, 5*time.Second, "reads moved to the primary", readsOn(ctx, r, c.PrimaryPort))
+	testenv.Eventually(t, 5*time.Second, "reads moved to the primary", readsOn(ctx, r, c.PrimaryPort))
 	before := onPrimary.Load()
-	eventually(t, 5*time.Second, "load served by the primary", func() bool { return onPrimary.Load() >= before+100 })
+	testenv.Eventually(t, 5*time.Second, "load served by the primary", func() bool { return onPrimary.Load() >= before+100 })
 
 	c.StartReplica(t)
-	eventually(t, 10*time.Second, "reads back on the replica", readsOn(ctx, r, c.ReplicaPort))
+	testenv.Eventually(t, 10*time.Second, "reads back on the replica", readsOn(ctx, r, c.ReplicaPort))
 	if failures.Load() != 0 {
 		t.Errorf("%d of %d reads failed", failures.Load(), reads.Load())
 	}
@@ -231,7 +215,7 @@ func TestLaggingReplicaLeavesRotation(t *testing.T) {
 	if _, err := r.Primary().Exec(ctx, "create table t (n int)"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "replica in rotation", func() bool { return r.Status()[1].InRotation })
+	testenv.Eventually(t, 5*time.Second, "replica in rotation", func() bool { return r.Status()[1].InRotation })
 
 	// An idle primary does not make the replica look late.
 	idleUntil := time.Now().Add(2 * maxLag)
@@ -249,7 +233,7 @@ func TestLaggingReplicaLeavesRotation(t *testing.T) {
 	if _, err := r.Primary().Exec(ctx, "insert into t values (1)"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "reads moved to the primary", readsOn(ctx, r, c.PrimaryPort))
+	testenv.Eventually(t, 5*time.Second, "reads moved to the primary", readsOn(ctx, r, c.PrimaryPort))
 	if since := time.Since(wrote); since < maxLag {
 		t.Errorf("reads left the replica %s after the write, before its lag could pass %s", since, maxLag)
 	}
@@ -261,7 +245,7 @@ func TestLaggingReplicaLeavesRotation(t *testing.T) {
 	}
 
 	c.ResumeReplay(t)
-	eventually(t, 5*time.Second, "reads back on the replica", readsOn(ctx, r, c.ReplicaPort))
+	testenv.Eventually(t, 5*time.Second, "reads back on the replica", readsOn(ctx, r, c.ReplicaPort))
 }
 
 // TestReadYourWrites pauses replay: a read carrying the write's token sees the row (from the
@@ -273,7 +257,7 @@ func TestReadYourWrites(t *testing.T) {
 	if _, err := r.Primary().Exec(ctx, "create table t (id int primary key)"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "table replayed", func() bool {
+	testenv.Eventually(t, 5*time.Second, "table replayed", func() bool {
 		_, err := r.Reader(ctx).Exec(ctx, "select * from t")
 		return err == nil && readsOn(ctx, r, c.ReplicaPort)()
 	})
@@ -325,7 +309,7 @@ func TestReadYourWrites(t *testing.T) {
 	}
 
 	c.ResumeReplay(t)
-	eventually(t, 5*time.Second, "token satisfied by the replica", func() bool {
+	testenv.Eventually(t, 5*time.Second, "token satisfied by the replica", func() bool {
 		ok, p := found(pinned)
 		return ok && p == c.ReplicaPort
 	})
@@ -374,7 +358,7 @@ func TestPromotionResumesWrites(t *testing.T) {
 	}
 
 	c.PromoteReplica(t)
-	eventually(t, 10*time.Second, "writes resume on the promoted replica", func() bool {
+	testenv.Eventually(t, 10*time.Second, "writes resume on the promoted replica", func() bool {
 		p, err := write()
 		return err == nil && p == c.ReplicaPort
 	})
@@ -440,7 +424,7 @@ func TestPasswordRotation(t *testing.T) {
 		_, err := port(ctx, r.Reader(ctx))
 		return err
 	}
-	eventually(t, 10*time.Second, "role replayed on the replica", readsOn(ctx, r, c.ReplicaPort))
+	testenv.Eventually(t, 10*time.Second, "role replayed on the replica", readsOn(ctx, r, c.ReplicaPort))
 	if err := work(); err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +436,7 @@ func TestPasswordRotation(t *testing.T) {
 	stored = "second"
 	mu.Unlock()
 	before := lookups.Load()
-	eventually(t, 10*time.Second, "connections made with the new password", func() bool {
+	testenv.Eventually(t, 10*time.Second, "connections made with the new password", func() bool {
 		if err := work(); err != nil {
 			t.Fatalf("request failed after the password changed: %v", err)
 		}

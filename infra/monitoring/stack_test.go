@@ -79,7 +79,7 @@ func port(hostport string) string { return hostport[strings.LastIndexByte(hostpo
 // Caddyfile, both on free ports, and waits until both answer.
 func startStack(t *testing.T) stack {
 	t.Helper()
-	appserver, caddy := testenv.Binary(t, "appserver"), testenv.Binary(t, "caddy")
+	appserver := testenv.Binary(t, "appserver")
 	s := stack{
 		Edge:        testenv.FreeAddr(t),
 		EdgeAdmin:   testenv.FreeAddr(t),
@@ -105,11 +105,7 @@ func startStack(t *testing.T) stack {
 		"LOG_LEVEL=info",
 	}, appserver)
 
-	cfPath := filepath.Join(t.TempDir(), "monitoring.Caddyfile")
-	if err := os.WriteFile(cfPath, []byte(devCaddyfile(t, s)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Start(t, []string{"VALKEY_ADDR=" + valkey}, caddy, "run", "--config", cfPath, "--adapter", "caddyfile")
+	testenv.StartCaddy(t, []string{"VALKEY_ADDR=" + valkey}, devCaddyfile(t, s), "caddyfile")
 	testenv.WaitHTTP(t, "http://"+s.App+"/v1/health")
 	testenv.WaitHTTP(t, "http://"+s.EdgeAdmin+"/config/")
 	testenv.WaitHTTP(t, "http://"+s.Edge+"/v1/health")

@@ -59,18 +59,6 @@ func conn(t *testing.T, cfg valkeyconn.Config) *valkeyconn.Conn {
 	return c
 }
 
-// eventually fails the test unless cond holds within 5 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 5s: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // setup starts a Writer (whose database lists old) and two Followers (two edge nodes) on
 // cfg, and waits until both trust the set.
 func setup(t *testing.T, cfg valkeyconn.Config, old ...string) (*Writer, []*Follower, *db) {
@@ -86,7 +74,7 @@ func setup(t *testing.T, cfg valkeyconn.Config, old ...string) (*Writer, []*Foll
 		fs = append(fs, f)
 	}
 	for i, f := range fs {
-		eventually(t, fmt.Sprintf("follower %d trusts the set", i), f.Trusted)
+		testenv.Eventually(t, 5*time.Second, fmt.Sprintf("follower %d trusts the set", i), f.Trusted)
 	}
 	return w, fs, d
 }
@@ -150,14 +138,14 @@ func TestLostDataIsNotTrusted(t *testing.T) {
 	if err := client.Do(context.Background(), client.B().Flushall().Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "both nodes stop trusting the set Valkey lost", func() bool { return !fs[0].Trusted() && !fs[1].Trusted() })
+	testenv.Eventually(t, 5*time.Second, "both nodes stop trusting the set Valkey lost", func() bool { return !fs[0].Trusted() && !fs[1].Trusted() })
 	for _, user := range []string{"reader", "listed", "added"} {
 		if fs[0].Shares(user) || fs[1].Shares(user) {
 			t.Errorf("while the set is lost a node shares with signed-in %q", user)
 		}
 	}
 	release()
-	eventually(t, "the set rebuilt and trusted again", func() bool { return fs[0].Trusted() && fs[1].Trusted() })
+	testenv.Eventually(t, 5*time.Second, "the set rebuilt and trusted again", func() bool { return fs[0].Trusted() && fs[1].Trusted() })
 	n, err := client.Do(context.Background(), client.B().Sismember().Key(setKey).Member("listed").Build()).AsBool()
 	if err != nil || !n {
 		t.Errorf("after the rebuild SISMEMBER listed = %v %v, want true (from the database)", n, err)
@@ -178,7 +166,7 @@ func TestValkeyDown(t *testing.T) {
 	v := testenv.StartValkey(t)
 	w, fs, _ := setup(t, valkeyconn.Config{Addresses: []string{v.Addr}}, "listed")
 	v.Stop(t)
-	eventually(t, "nodes stop sharing with signed-in readers", func() bool { return !fs[0].Shares("reader") && !fs[1].Shares("reader") })
+	testenv.Eventually(t, 5*time.Second, "nodes stop sharing with signed-in readers", func() bool { return !fs[0].Shares("reader") && !fs[1].Shares("reader") })
 	if !fs[0].Shares("") {
 		t.Error("an anonymous reader is not shared with while Valkey is down")
 	}
@@ -188,7 +176,7 @@ func TestValkeyDown(t *testing.T) {
 		t.Errorf("Add with Valkey down = %v, want ErrUnavailable", err)
 	}
 	v.Start(t)
-	eventually(t, "nodes trust the rebuilt set", func() bool { return fs[0].Trusted() && fs[1].Trusted() })
+	testenv.Eventually(t, 5*time.Second, "nodes trust the rebuilt set", func() bool { return fs[0].Trusted() && fs[1].Trusted() })
 	if fs[0].Shares("listed") || !fs[0].Shares("reader") {
 		t.Errorf("after the return Shares(listed, reader) = %v %v, want false true", fs[0].Shares("listed"), fs[0].Shares("reader"))
 	}

@@ -16,55 +16,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/muejam/edge/internal/breaker"
 	"github.com/muejam/edge/internal/testenv"
+	"github.com/muejam/edge/internal/testenv/testcaddy"
 	_ "github.com/muejam/edge/modules/edgecache" // edge_cache in front of the breakers
 )
 
-// The integration tests run one in-process Caddy (caddytest) on free ports, in front of
-// real HTTP upstreams on 127.0.0.1. They are not parallel: they share that Caddy.
+// The integration tests run one in-process Caddy (testcaddy) in front of real HTTP
+// upstreams on 127.0.0.1. They are not parallel: they share that Caddy.
+var client = &http.Client{Timeout: 10 * time.Second}
 
-var (
-	adminPort = freePort()
-	sitePort  = freePort()
-	httpsPort = freePort()
-	siteURL   = fmt.Sprintf("http://127.0.0.1:%d", sitePort)
-	client    = &http.Client{Timeout: 10 * time.Second}
-)
-
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// loadCaddy (re)loads Caddy with the global options of the tests and one site on sitePort
-// whose body is site (fmt-formatted with args).
+// loadCaddy (re)loads Caddy with one site whose body is site (fmt-formatted with args).
 func loadCaddy(t testing.TB, site string, args ...any) {
 	t.Helper()
-	cfg := fmt.Sprintf(`{
-	admin localhost:%d
-	http_port %d
-	https_port %d
-	auto_https off
-	persist_config off
-}
-http://127.0.0.1:%d {
-	bind 127.0.0.1
-%s
-}
-`, adminPort, sitePort, httpsPort, sitePort, fmt.Sprintf(site, args...))
-	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
-	tester.InitServer(cfg, "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+	testcaddy.LoadSite(t, fmt.Sprintf(site, args...))
 	client.CloseIdleConnections() // the old config's server closes them
 }
 
@@ -142,7 +109,7 @@ func get(t testing.TB, path string) (int, string, string) {
 
 // tryGet is get for other goroutines than the test's: the status is 0 on error.
 func tryGet(path string) (int, string, string, error) {
-	resp, err := client.Get(siteURL + path)
+	resp, err := client.Get(testcaddy.SiteURL + path)
 	if err != nil {
 		return 0, "", "", err
 	}
@@ -154,7 +121,7 @@ func tryGet(path string) (int, string, string, error) {
 // breakerState returns the state of the named breaker from GET /edge/breakers.
 func breakerState(t *testing.T, name string) breaker.Snapshot {
 	t.Helper()
-	resp, err := client.Get(fmt.Sprintf("http://localhost:%d/edge/breakers", adminPort))
+	resp, err := client.Get(testcaddy.AdminURL + "/edge/breakers")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +141,7 @@ func breakerState(t *testing.T, name string) breaker.Snapshot {
 
 func adminPost(t *testing.T, path string) int {
 	t.Helper()
-	resp, err := client.Post(fmt.Sprintf("http://localhost:%d%s", adminPort, path), "application/json", nil)
+	resp, err := client.Post(testcaddy.AdminURL+path, "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +267,7 @@ func TestStateSurvivesReload(t *testing.T) {
 		t.Fatalf("breaker %+v, want open", s)
 	}
 	loadCaddy(t, site, up.addr(), "two")
-	resp, err := client.Get(siteURL + "/")
+	resp, err := client.Get(testcaddy.SiteURL + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,7 +449,7 @@ func TestAdminOpenCloseReset(t *testing.T) {
 			t.Errorf("POST %s: %d, want %d", path, code, want)
 		}
 	}
-	resp, err := client.Get(fmt.Sprintf("http://localhost:%d/edge/breakers/127.0.0.1/open", adminPort))
+	resp, err := client.Get(testcaddy.AdminURL + "/edge/breakers/127.0.0.1/open")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -496,8 +463,7 @@ func TestAdminOpenCloseReset(t *testing.T) {
 // 500s) and stops selecting the upstreams when its breaker opens.
 func TestGobreakerSlot(t *testing.T) {
 	up := newUpstream(t, http.StatusInternalServerError)
-	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
-	tester.InitServer(fmt.Sprintf(`{
+	testcaddy.Load(t, fmt.Sprintf(`{
 		"admin": {"listen": "localhost:%d"},
 		"apps": {"http": {"servers": {"srv0": {
 			"listen": ["127.0.0.1:%d"],
@@ -509,10 +475,7 @@ func TestGobreakerSlot(t *testing.T) {
 					"probe": {"path": "/v1/health", "upstreams": [%q], "interval": "100ms"}}
 			}]}]
 		}}}}
-	}`, adminPort, sitePort, up.addr(), up.addr()), "json")
-	if t.Failed() {
-		t.FailNow()
-	}
+	}`, testcaddy.AdminPort, testcaddy.HTTPPort, up.addr(), up.addr()), "json")
 	client.CloseIdleConnections()
 	for range 5 {
 		if status, _, _ := get(t, "/"); status != 500 {
@@ -543,14 +506,8 @@ func TestGobreakerSlot(t *testing.T) {
 		t.Errorf("slot breaker %+v while the probes fail, want open", s)
 	}
 	up.status.Store(http.StatusOK)
-	back := time.Now()
-	for breakerState(t, "slot").State != "closed" {
-		if time.Since(back) > 5*time.Second {
-			t.Fatal("the slot's probes did not close it within 5s of the upstream's recovery")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Logf("slot breaker closed %v after the upstream's recovery (probe interval 100ms)", time.Since(back))
+	closed := testenv.Eventually(t, 5*time.Second, "the slot's probes close it after the upstream's recovery", func() bool { return breakerState(t, "slot").State == "closed" })
+	t.Logf("slot breaker closed %v after the upstream's recovery (probe interval 100ms)", closed)
 	if status, _, _ := get(t, "/"); status != 200 {
 		t.Errorf("after the probe closed the slot: status %d, want 200", status)
 	}
@@ -559,7 +516,7 @@ func TestGobreakerSlot(t *testing.T) {
 // loadError posts a config to the admin API, expects it to be refused, and returns why.
 func loadError(t *testing.T, cfg, contentType string) string {
 	t.Helper()
-	resp, err := client.Post(fmt.Sprintf("http://localhost:%d/load", adminPort), contentType, strings.NewReader(cfg))
+	resp, err := client.Post(testcaddy.AdminURL+"/load", contentType, strings.NewReader(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -583,7 +540,7 @@ http://127.0.0.1:%d {
 	circuit_breaker {
 		failure_ratio 2
 	}
-}`, adminPort, sitePort), "text/caddyfile")
+}`, testcaddy.AdminPort, testcaddy.HTTPPort), "text/caddyfile")
 	if !strings.Contains(msg, "Caddyfile:6") || !strings.Contains(msg, "failure_ratio") {
 		t.Errorf("Caddyfile error %q does not name failure_ratio at Caddyfile:6", msg)
 	}
@@ -591,7 +548,7 @@ http://127.0.0.1:%d {
 		"admin": {"listen": "localhost:%d"},
 		"apps": {"http": {"servers": {"srv0": {"listen": ["127.0.0.1:%d"],
 			"routes": [{"handle": [{"handler": "circuit_breaker", "slow_ratio": 0.5}]}]}}}}
-	}`, adminPort, sitePort), "application/json")
+	}`, testcaddy.AdminPort, testcaddy.HTTPPort), "application/json")
 	if !strings.Contains(msg, "slow call ratio needs a positive slow call threshold") {
 		t.Errorf("JSON error %q does not explain the slow ratio", msg)
 	}
@@ -613,7 +570,7 @@ func BenchmarkShortCircuitLoopback(b *testing.B) {
 	}
 	respond "not short-circuited" 200`)
 	get(b, "/") // makes the breaker
-	resp, err := client.Post(fmt.Sprintf("http://localhost:%d/edge/breakers/127.0.0.1/open", adminPort), "", nil)
+	resp, err := client.Post(testcaddy.AdminURL+"/edge/breakers/127.0.0.1/open", "", nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -639,7 +596,7 @@ func loopbackLoad(b *testing.B, workers int) {
 		wg.Go(func() {
 			for next.Add(1) <= int64(b.N) {
 				start := time.Now()
-				resp, err := lc.Get(siteURL + "/")
+				resp, err := lc.Get(testcaddy.SiteURL + "/")
 				if err != nil {
 					failed.Add(1)
 					continue
@@ -708,7 +665,7 @@ func TestFiveHundredsDoNotTrip(t *testing.T) {
 func TestEdgeErrorsCarryRetryAfter(t *testing.T) {
 	up := newUpstream(t, http.StatusOK)
 	up.delay.Store(int64(300 * time.Millisecond))
-	dead := freeAddr(t)
+	dead := testenv.FreeAddr(t)
 	loadCaddy(t, `
 	circuit_breaker {
 		consecutive_failures 100
@@ -736,7 +693,7 @@ func TestEdgeErrorsCarryRetryAfter(t *testing.T) {
 			fail_duration 1m
 			max_fails 1
 		}
-	}`, dead, up.addr(), dead, freeAddr(t))
+	}`, dead, up.addr(), dead, testenv.FreeAddr(t))
 	for _, tc := range []struct {
 		path   string
 		status int
@@ -756,11 +713,6 @@ func TestEdgeErrorsCarryRetryAfter(t *testing.T) {
 	if status, retry, body := get(t, "/slow"); status != 503 || retry != "" || !strings.HasPrefix(body, "from ") {
 		t.Errorf("the upstream's own 503: %d, Retry-After %q, %q; want it as it is", status, retry, body)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	return fmt.Sprintf("127.0.0.1:%d", freePort())
 }
 
 // TestProbesCloseWithinASecond: an upstream that goes away trips the transport's and the
@@ -861,7 +813,7 @@ func TestStaleThroughAnOutage(t *testing.T) {
 	px.Down() // the entry is stale: the cache asks the upstream, which is gone
 	var statuses []string
 	for range 5 {
-		resp, err := client.Get(siteURL + "/page")
+		resp, err := client.Get(testcaddy.SiteURL + "/page")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -915,20 +867,14 @@ func TestProbersStopOnUnload(t *testing.T) {
 			timeout 1m
 		}
 	}
-	reverse_proxy %s`, hang.addr(), freeAddr(t))
+	reverse_proxy %s`, hang.addr(), testenv.FreeAddr(t))
 	get(t, "/") // refused: the breaker opens, and probes start
 	g.waitArrivals(t, 1)
 	if n := proberGoroutines(); n < 2 {
 		t.Fatalf("%d prober goroutines with a breaker open, want the loop and a probe", n)
 	}
 	loadCaddy(t, `respond "no breakers"`)
-	deadline := time.Now().Add(5 * time.Second)
-	for proberGoroutines() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d prober goroutines left 5s after the unload", proberGoroutines())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, "no prober goroutine left after the unload", func() bool { return proberGoroutines() == 0 })
 }
 
 // TestTransportTimeoutsCount: a response header timeout is a failure of the upstream's
@@ -972,7 +918,7 @@ func TestBrokenRequestBodiesDoNotCount(t *testing.T) {
 	}`, up.addr())
 	get(t, "/") // makes both breakers
 	for range 3 {
-		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", sitePort))
+		conn, err := net.Dial("tcp", strings.TrimPrefix(testcaddy.SiteURL, "http://"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -74,7 +73,6 @@ type sample struct {
 // the upstream's return to the first 200. Bounds are generous (a loaded 2-core machine);
 // the log has the measured figures.
 func TestProductionBreakersThroughAnOutage(t *testing.T) {
-	caddy := testenv.Binary(t, "caddy")
 	up := newUpstream(t, http.StatusOK)
 	px := testenv.NewProxy(t, up.addr())
 	prod := adaptCaddyfile(t, "production.Caddyfile", "APP_UPSTREAMS="+px.Addr)
@@ -92,11 +90,7 @@ func TestProductionBreakersThroughAnOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "caddy.json")
-	if err := os.WriteFile(path, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Start(t, nil, caddy, "run", "--config", path)
+	testenv.StartCaddy(t, nil, string(cfg), "")
 	testenv.WaitHTTP(t, "http://"+edge+"/")
 	state := func() string {
 		resp, err := http.Get("http://" + admin + "/edge/breakers")

@@ -13,10 +13,11 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddytest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/muejam/edge/internal/testenv/testcaddy"
 )
 
 func TestAdminActionsAreAudited(t *testing.T) {
@@ -96,23 +97,22 @@ func TestConfigLoadsAuditedThroughCaddyAdmin(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "caddy.log")
 	config := func(apps string) string {
 		return fmt.Sprintf(`{
-			"admin": {"listen": "localhost:2999"},
+			"admin": {"listen": "localhost:%d"},
 			"logging": {"logs": {"default": {"writer": {"output": "file", "filename": %q}, "encoder": {"format": "json"}}}},
 			"apps": %s
-		}`, logFile, apps)
+		}`, testcaddy.AdminPort, logFile, apps)
 	}
-	tester := caddytest.NewTester(t)
-	tester.InitServer(config(`{"http": {"http_port": 9080, "https_port": 9443, "servers": {"edge": {"listen": [":9080"],
-		"routes": [{"handle": [{"handler": "static_response", "body": "v1"}]}]}}}}`), "json")
+	testcaddy.Load(t, config(fmt.Sprintf(`{"http": {"http_port": %d, "https_port": %d, "servers": {"edge": {"listen": ["127.0.0.1:%d"],
+		"routes": [{"handle": [{"handler": "static_response", "body": "v1"}]}]}}}}`, testcaddy.HTTPPort, testcaddy.HTTPSPort, testcaddy.HTTPPort)), "json")
 
 	send := func(method, path, body string) int {
 		t.Helper()
-		req, err := http.NewRequest(method, "http://localhost:2999"+path, strings.NewReader(body))
+		req, err := http.NewRequest(method, testcaddy.AdminURL+path, strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := tester.Client.Do(req)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,20 +10,20 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/muejam/edge/internal/testenv/testcaddy"
 )
 
 func TestStatusThroughCaddyAdmin(t *testing.T) {
-	tester := caddytest.NewTester(t)
-	tester.InitServer(`
+	testcaddy.Load(t, fmt.Sprintf(`
 	{
-		admin localhost:2999
-		http_port 9080
-		https_port 9443
+		admin localhost:%d
+		http_port %d
+		https_port %d
 	}
-	`, "caddyfile")
+	`, testcaddy.AdminPort, testcaddy.HTTPPort, testcaddy.HTTPSPort), "caddyfile")
 
-	resp, err := tester.Client.Get("http://localhost:2999/edge/status")
+	resp, err := http.Get(testcaddy.AdminURL + "/edge/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestStatusThroughCaddyAdmin(t *testing.T) {
 		t.Errorf("modules %+v do not include %+v", st.Modules, want)
 	}
 
-	post, err := tester.Client.Post("http://localhost:2999/edge/status", "application/json", nil)
+	post, err := http.Post(testcaddy.AdminURL+"/edge/status", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

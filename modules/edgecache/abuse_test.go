@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/muejam/edge/internal/testenv"
+	"github.com/muejam/edge/internal/testenv/testcaddy"
 	"github.com/muejam/edge/internal/valkeyconn"
 )
 
@@ -91,7 +92,7 @@ func TestInvalidationNeedsIdentity(t *testing.T) {
 	// Signed in, 2xx, but another host, or not http(s).
 	post("X-User", "u1", "X-Status", "201", "X-Loc", "http://evil.example/popular")
 	post("X-User", "u1", "X-Status", "201", "X-Loc", "//evil.example/popular")
-	post("X-User", "u1", "X-Status", "201", "X-Content-Loc", "ftp://127.0.0.1:9380/popular")
+	post("X-User", "u1", "X-Status", "201", "X-Content-Loc", "ftp"+strings.TrimPrefix(testcaddy.SiteURL, "http")+"/popular")
 	stillCached("a cross-host Location")
 
 	// Signed in, 2xx, URLs nothing holds: no purge record is added.
@@ -105,7 +106,7 @@ func TestInvalidationNeedsIdentity(t *testing.T) {
 	// Signed in, 2xx, same host: evicted (relative and absolute Location, Content-Location).
 	post("X-User", "u1", "X-Status", "201", "X-Loc", "/popular")
 	get(t, "/popular").expect(t, 200, "popular 2", "fwd=miss", "stored")
-	post("X-User", "u1", "X-Status", "200", "X-Loc", siteURL+"/popular")
+	post("X-User", "u1", "X-Status", "200", "X-Loc", testcaddy.SiteURL+"/popular")
 	get(t, "/popular").expect(t, 200, "popular 3", "fwd=miss", "stored")
 	post("X-User", "u1", "X-Status", "204", "X-Content-Loc", "/popular")
 	get(t, "/popular").expect(t, 200, "popular 4", "fwd=miss", "stored")
@@ -212,7 +213,7 @@ func TestPurgeRecordsBounded(t *testing.T) {
 // TestPurgeRecordsGaugeExported: the gauge exists from provisioning, at zero.
 func TestPurgeRecordsGaugeExported(t *testing.T) {
 	loadCaddy(t, "")
-	resp, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", adminPort))
+	resp, err := http.Get(testcaddy.AdminURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,11 +405,11 @@ func TestHoldsAsksL2(t *testing.T) {
 	defer b.Destruct()
 	primary := "GET edge.test /holds ?"
 	ctx := context.Background()
-	procWait(t, 5*time.Second, "a connected", func() bool { return !a.holds(ctx, "GET edge.test /nothing ?") })
+	testenv.Eventually(t, 5*time.Second, "a connected", func() bool { return !a.holds(ctx, "GET edge.test /nothing ?") })
 	a.put(primary, l2TestEntry([]string{keyTag(primary)}, nil, nil, time.Now()))
 	// Until b is connected, Valkey cannot tell: everything may be held.
-	procWait(t, 5*time.Second, "b connected: an uncached URL not held", func() bool { return !b.holds(ctx, "GET edge.test /nothing ?") })
-	procWait(t, 5*time.Second, "the entry in L2", func() bool { return b.holds(ctx, primary) })
+	testenv.Eventually(t, 5*time.Second, "b connected: an uncached URL not held", func() bool { return !b.holds(ctx, "GET edge.test /nothing ?") })
+	testenv.Eventually(t, 5*time.Second, "the entry in L2", func() bool { return b.holds(ctx, primary) })
 	if !a.holds(ctx, primary) {
 		t.Fatal("L1 entry not held")
 	}

@@ -51,7 +51,7 @@ func testL2Commands(t *testing.T, vc valkeyconn.Config) {
 	defer b.Destruct()
 	panicsBefore := panicCount()
 	errorsBefore := testutil.ToFloat64(l2Errors.WithLabelValues(cfg.name))
-	procWait(t, 10*time.Second, "both stores subscribed to the purge channel", func() bool {
+	testenv.Eventually(t, 10*time.Second, "both stores subscribed to the purge channel", func() bool {
 		return a.l2.bus.Subscribed() && b.l2.bus.Subscribed()
 	})
 	if a.l2.conn.IsCluster() != vc.Cluster {
@@ -76,7 +76,7 @@ func testL2Commands(t *testing.T, vc valkeyconn.Config) {
 		}
 	}
 	fr := http.Header{"Accept-Language": {"fr"}}
-	procWait(t, 10*time.Second, "every entry written", func() bool {
+	testenv.Eventually(t, 10*time.Second, "every entry written", func() bool {
 		for i, k := range keys {
 			if b.l2.get(context.Background(), k, nil, fr) == nil {
 				return false
@@ -130,13 +130,13 @@ func testL2Commands(t *testing.T, vc valkeyconn.Config) {
 	}
 	stale := l2TestEntry([]string{late}, nil, nil, purgedAt.Add(-time.Second))
 	b.l2.put("GET edge.test /late ?", stale)
-	procWait(t, 5*time.Second, "the late write's purge recorded", func() bool { return b.purgedSince([]string{late}, stale.requestTime) })
+	testenv.Eventually(t, 5*time.Second, "the late write's purge recorded", func() bool { return b.purgedSince([]string{late}, stale.requestTime) })
 	if e := a.l2.get(context.Background(), "GET edge.test /late ?", nil, nil); e != nil {
 		t.Fatal("an entry fetched before its tag's purge stayed in L2")
 	}
 	fresh := l2TestEntry([]string{late}, nil, nil, time.Now().Add(time.Second))
 	b.l2.put("GET edge.test /late ?", fresh)
-	procWait(t, 5*time.Second, "an entry fetched after the purge written", func() bool {
+	testenv.Eventually(t, 5*time.Second, "an entry fetched after the purge written", func() bool {
 		return a.l2.get(context.Background(), "GET edge.test /late ?", nil, nil) != nil
 	})
 

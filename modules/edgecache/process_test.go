@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -118,7 +116,6 @@ type procNodeConfig struct {
 // startProcNode runs bin/caddy with c, waits until it answers and stops it when the test ends.
 func startProcNode(t *testing.T, c procNodeConfig) procNode {
 	t.Helper()
-	bin := testenv.Binary(t, "caddy")
 	n := procNode{Addr: testenv.FreeAddr(t)}
 	admin := map[string]any{"disabled": true, "config": map[string]any{"persist": false}}
 	if c.admin {
@@ -145,11 +142,7 @@ func startProcNode(t *testing.T, c procNodeConfig) procNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "caddy.json")
-	if err := os.WriteFile(path, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Start(t, nil, bin, "run", "--config", path)
+	testenv.StartCaddy(t, nil, string(cfg), "")
 	testenv.WaitHTTP(t, "http://"+n.Addr+"/ready")
 	return n
 }
@@ -268,18 +261,6 @@ func procCacheName(base string) string {
 	return fmt.Sprintf("%s-%d", base, time.Now().UnixNano()%1e9)
 }
 
-// procWait polls cond every 10 ms until it holds, failing the test after timeout.
-func procWait(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // procWant fails the test unless r is a 200 whose Cache-Status has every one of parts.
 func procWant(t testing.TB, what string, r procResponse, parts ...string) {
 	t.Helper()
@@ -316,13 +297,13 @@ func testTwoNodesShareL2AndPurges(t *testing.T, vc *valkeyconn.Config) {
 	a := startProcNode(t, cfg)
 	cfg.admin = false
 	b := startProcNode(t, cfg)
-	procWait(t, 5*time.Second, "both nodes subscribed to the purge channel", func() bool { return v.subscribers(t, cfg.cache) == 2 })
+	testenv.Eventually(t, 5*time.Second, "both nodes subscribed to the purge channel", func() bool { return v.subscribers(t, cfg.cache) == 2 })
 
 	const path = "/feed/new"
 	before := v.entries(t, cfg.cache)
 	first := a.get(t, path)
 	procWant(t, "A, first request", first, "fwd=miss", "stored")
-	procWait(t, 2*time.Second, "A's entry written to Valkey", func() bool { return v.entries(t, cfg.cache) > before })
+	testenv.Eventually(t, 2*time.Second, "A's entry written to Valkey", func() bool { return v.entries(t, cfg.cache) > before })
 	fromL2 := b.get(t, path)
 	procWant(t, "B after A stored", fromL2, "hit", "detail=l2")
 	if fromL2.body != first.body || origin.count("GET", path) != 1 {
@@ -408,7 +389,7 @@ func TestProcessValkeyStoppedUnderLoad(t *testing.T) {
 			},
 			stop: func(t testing.TB) {
 				procSignal(t, primaries, syscall.SIGKILL)
-				procWait(t, 5*time.Second, "the primaries gone", func() bool {
+				testenv.Eventually(t, 5*time.Second, "the primaries gone", func() bool {
 					for _, p := range primaries {
 						if syscall.Kill(p.PID, 0) != syscall.ESRCH { // until reaped
 							return false
@@ -545,7 +526,7 @@ func testValkeyStoppedUnderLoad(t *testing.T, vk procOutage) {
 	vk.start(t)
 	back := time.Now()
 	i := 0
-	procWait(t, 10*time.Second, "an entry written to the restarted Valkey", func() bool {
+	testenv.Eventually(t, 10*time.Second, "an entry written to the restarted Valkey", func() bool {
 		i++
 		if r, err := c.do(http.MethodGet, fmt.Sprintf("/after/%d", i)); err != nil || r.status != http.StatusOK {
 			t.Fatalf("after the restart: %+v, %v", r, err)
@@ -557,7 +538,7 @@ func testValkeyStoppedUnderLoad(t *testing.T, vk procOutage) {
 	// path): count the entries once that count holds, so that the next one counted is the
 	// new key's.
 	before := v.entries(t, cfg.cache)
-	procWait(t, 5*time.Second, "the loop's L2 writes done", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the loop's L2 writes done", func() bool {
 		time.Sleep(100 * time.Millisecond)
 		n := v.entries(t, cfg.cache)
 		settled := n == before
@@ -565,7 +546,7 @@ func testValkeyStoppedUnderLoad(t *testing.T, vk procOutage) {
 		return settled
 	})
 	procWant(t, "a new key after recovery", c.get(t, "/after/check"), "stored")
-	procWait(t, 2*time.Second, "the new key written to Valkey", func() bool { return v.entries(t, cfg.cache) > before })
+	testenv.Eventually(t, 2*time.Second, "the new key written to Valkey", func() bool { return v.entries(t, cfg.cache) > before })
 	d := startProcNode(t, cfg)
 	procWant(t, "a second node reading the new key", d.get(t, "/after/check"), "hit", "detail=l2")
 	if got := origin.count("GET", "/after/check"); got != 1 {
@@ -584,7 +565,7 @@ func TestProcessStaleIfErrorUpstreamDown(t *testing.T) {
 	origin.Close()
 	// The entry is fresh for 1 s: until then the node answers hits without asking anyone.
 	var r procResponse
-	procWait(t, 3*time.Second, "the entry going stale", func() bool {
+	testenv.Eventually(t, 3*time.Second, "the entry going stale", func() bool {
 		r = n.get(t, path)
 		return !strings.Contains(r.cacheStatus, "; hit")
 	})
@@ -670,13 +651,13 @@ func TestProcessClusterFailover(t *testing.T) {
 	a, b := startProcNode(t, cfg), startProcNode(t, cfg)
 	nodes := []procNode{a, b}
 	v := newProcValkey(t, cfg.valkey)
-	procWait(t, 10*time.Second, "both nodes subscribed to the purge channel", func() bool { return v.subscribers(t, cfg.cache) == 2 })
+	testenv.Eventually(t, 10*time.Second, "both nodes subscribed to the purge channel", func() bool { return v.subscribers(t, cfg.cache) == 2 })
 	hot := make([]string, 16)
 	for i := range hot {
 		hot[i] = fmt.Sprintf("/hot/%d", i)
 		procWant(t, "A storing "+hot[i], a.get(t, hot[i]), "stored")
 	}
-	procWait(t, 5*time.Second, "the hot keys written to L2", func() bool { return v.entries(t, cfg.cache) >= len(hot) })
+	testenv.Eventually(t, 5*time.Second, "the hot keys written to L2", func() bool { return v.entries(t, cfg.cache) >= len(hot) })
 	for _, p := range hot {
 		procWant(t, "B reading "+p, b.get(t, p), "hit", "detail=l2")
 	}
@@ -766,19 +747,19 @@ func TestProcessClusterFailover(t *testing.T) {
 	vc.WaitHealthy(t, 30*time.Second)
 	promoted := time.Since(killedAt)
 	setPhase(phaseAfter)
-	procWait(t, 30*time.Second, "both nodes subscribed again", func() bool { return v.subscribers(t, cfg.cache) == 2 })
+	testenv.Eventually(t, 30*time.Second, "both nodes subscribed again", func() bool { return v.subscribers(t, cfg.cache) == 2 })
 	resubscribed := time.Since(killedAt)
 
 	// L2 again: what A stores, B reads from Valkey.
 	i := 0
-	procWait(t, 10*time.Second, "B reading from L2 what A stored after the failover", func() bool {
+	testenv.Eventually(t, 10*time.Second, "B reading from L2 what A stored after the failover", func() bool {
 		i++
 		p := fmt.Sprintf("/after/%d", i)
 		if r := a.get(t, p); !strings.Contains(r.cacheStatus, "stored") {
 			return false
 		}
 		var r procResponse
-		procWait(t, 2*time.Second, "A's entry readable", func() bool {
+		testenv.Eventually(t, 2*time.Second, "A's entry readable", func() bool {
 			r = b.get(t, p)
 			return strings.Contains(r.cacheStatus, "detail=l2") || !strings.Contains(r.cacheStatus, "; hit")
 		})
@@ -814,7 +795,7 @@ func TestProcessClusterFailover(t *testing.T) {
 	vc.Reshard(t, from, to, 200)
 	vc.WaitHealthy(t, 30*time.Second)
 	resharded := time.Since(reshardStart)
-	procWait(t, 30*time.Second, "both nodes subscribed on the channel's new shard", func() bool { return v.subscribers(t, cfg.cache) == 2 })
+	testenv.Eventually(t, 30*time.Second, "both nodes subscribed on the channel's new shard", func() bool { return v.subscribers(t, cfg.cache) == 2 })
 	resubscribedAgain := time.Since(reshardStart)
 	purges("reshard")
 	stopLoad()

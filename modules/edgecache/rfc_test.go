@@ -14,23 +14,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
-
+	"github.com/muejam/edge/internal/testenv"
+	"github.com/muejam/edge/internal/testenv/testcaddy"
 	_ "github.com/muejam/edge/modules/circuitbreaker"
 )
 
-// The integration tests run one in-process Caddy (caddytest) with its admin API on 2995 and
-// the site on 9380 (HTTPS port 9743, unused), in front of one origin in this process. Each
-// test uses its own paths, so entries never meet; they are not parallel (one Caddy).
-const (
-	adminPort = 2995
-	sitePort  = 9380
-)
-
-var (
-	siteURL = fmt.Sprintf("http://127.0.0.1:%d", sitePort)
-	client  = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1100}}
-)
+// The integration tests run one in-process Caddy (testcaddy) in front of one origin in this
+// process. Each test uses its own paths, so entries never meet; they are not parallel (one
+// Caddy).
+var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1100}}
 
 // origin is the upstream: handlers by path, and the requests each path received.
 type origin struct {
@@ -88,16 +80,7 @@ func loadCaddy(t testing.TB, extra string) *origin {
 func loadCaddyWith(t testing.TB, extra, directives string) *origin {
 	t.Helper()
 	o := getOrigin()
-	cfg := fmt.Sprintf(`{
-	admin localhost:%d
-	http_port %d
-	https_port 9743
-	auto_https off
-	persist_config off
-}
-http://127.0.0.1:%d {
-	bind 127.0.0.1
-	edge_cache rfc {
+	testcaddy.LoadSite(t, fmt.Sprintf(`	edge_cache rfc {
 		max_body_size 64KiB
 		bypass {
 			header X-Read-Your-Writes *
@@ -108,14 +91,7 @@ http://127.0.0.1:%d {
 %s
 	}
 %s
-	reverse_proxy %s
-}
-`, adminPort, sitePort, sitePort, extra, directives, strings.TrimPrefix(o.srv.URL, "http://"))
-	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
-	tester.InitServer(cfg, "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+	reverse_proxy %s`, extra, directives, strings.TrimPrefix(o.srv.URL, "http://")))
 	return o
 }
 
@@ -128,23 +104,8 @@ type response struct {
 // do sends method path with header pairs.
 func do(t testing.TB, method, path string, headers ...string) response {
 	t.Helper()
-	req, err := http.NewRequest(method, siteURL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Add(headers[i], headers[i+1])
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{resp.StatusCode, string(body), resp.Header}
+	resp, body := testenv.Fetch(t, client, method, testcaddy.SiteURL+path, headers...)
+	return response{resp.StatusCode, body, resp.Header}
 }
 
 func get(t testing.TB, path string, headers ...string) response {
@@ -396,7 +357,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 		get(t, "/swr").expect(t, 200, "swr 1", "hit", "detail=stale-while-revalidate")
 	}
 	close(release)
-	waitFor(t, "background revalidation", func() bool {
+	testenv.Eventually(t, 5*time.Second, "background revalidation", func() bool {
 		return get(t, "/swr").body == "swr 2"
 	})
 	expectCount(t, o, "/swr", 2) // one background revalidation for the three stale hits
@@ -493,7 +454,7 @@ func TestInvalidationAndPurge(t *testing.T) {
 	// The admin API purges by tag and by URL.
 	purge := func(body string) PurgeResponse {
 		t.Helper()
-		resp, err := http.Post(fmt.Sprintf("http://localhost:%d/edge/cache/purge", adminPort), "application/json", strings.NewReader(body))
+		resp, err := http.Post(testcaddy.AdminURL+"/edge/cache/purge", "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -511,11 +472,11 @@ func TestInvalidationAndPurge(t *testing.T) {
 	get(t, "/story/2").expect(t, 200, "other 1", "hit")
 	purge(`{"tags":["story:2"]}`)
 	get(t, "/story/2").expect(t, 200, "other 2", "fwd=miss")
-	purge(`{"urls":["` + siteURL + `/story/2"]}`)
+	purge(`{"urls":["` + testcaddy.SiteURL + `/story/2"]}`)
 	get(t, "/story/2").expect(t, 200, "other 3", "fwd=miss")
 	get(t, "/story/2").expect(t, 200, "other 3", "hit")
 	for _, bad := range []string{`{}`, `{"tags":["a b"]}`, `{"urls":["/relative"]}`, `{"cache":"nope","tags":["x"]}`, `{"tagz":["x"]}`} {
-		resp, err := http.Post(fmt.Sprintf("http://localhost:%d/edge/cache/purge", adminPort), "application/json", strings.NewReader(bad))
+		resp, err := http.Post(testcaddy.AdminURL+"/edge/cache/purge", "application/json", strings.NewReader(bad))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -570,7 +531,7 @@ func TestCoalescing(t *testing.T) {
 	for range clients {
 		wg.Go(func() {
 			<-start
-			resp, err := client.Get(siteURL + "/cold")
+			resp, err := client.Get(testcaddy.SiteURL + "/cold")
 			if err != nil {
 				bad.Add(1)
 				return
@@ -592,17 +553,6 @@ func TestCoalescing(t *testing.T) {
 	}
 	expectCount(t, o, "/cold", 1)
 	t.Logf("%d requests, 1 upstream request, %d collapsed into it", clients, collapsed.Load())
-}
-
-func waitFor(t testing.TB, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // TestStaleWhenBreakerOpen: edge_cache in front of circuit_breaker. While the upstream
@@ -667,7 +617,7 @@ func TestMetrics(t *testing.T) {
 		w.Header().Set(HeaderPurge, "metrics-test")
 	})
 	do(t, http.MethodPost, "/metrics-purge")
-	resp, err := http.Get(fmt.Sprintf("http://localhost:%d/metrics", adminPort))
+	resp, err := http.Get(testcaddy.AdminURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

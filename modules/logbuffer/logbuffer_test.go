@@ -139,7 +139,6 @@ func TestCaddyfileErrors(t *testing.T) {
 // that never flushes by time: the requests' lines are not in the file while Caddy runs, and
 // all of them are once it has stopped on SIGTERM.
 func TestCaddyFlushesOnStop(t *testing.T) {
-	bin := testenv.Binary(t, "caddy")
 	dir := t.TempDir()
 	addr, logFile := testenv.FreeAddr(t), filepath.Join(dir, "access.log")
 	cfg := fmt.Sprintf(`{
@@ -158,11 +157,7 @@ http://%s {
 	respond "ok"
 }
 `, addr, logFile)
-	path := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := testenv.Start(t, nil, bin, "run", "--config", path, "--adapter", "caddyfile")
+	p := testenv.StartCaddy(t, nil, cfg, "caddyfile")
 	testenv.WaitHTTP(t, "http://"+addr+"/ready")
 	const n = 50
 	for i := range n {

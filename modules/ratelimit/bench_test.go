@@ -80,13 +80,7 @@ func BenchmarkHandlerLocal(b *testing.B) {
 func BenchmarkHandlerValkey(b *testing.B) {
 	h := provision(b, &Handler{Valkey: standalone(testenv.ValkeyAddr), ValkeyTimeout: caddy.Duration(time.Second), MaxKeys: 2001,
 		Zones: []*Zone{userZone(uniqueZone("bench"), 1<<30, time.Second)}})
-	deadline := time.Now().Add(5 * time.Second)
-	for h.remote.Client() == nil {
-		if time.Now().After(deadline) {
-			b.Fatal("no connection to valkey")
-		}
-		time.Sleep(10 * time.Millisecond) // waiting for the connection, not an assertion
-	}
+	testenv.Eventually(b, 5*time.Second, "a connection to valkey", func() bool { return h.remote.Client() != nil })
 	benchHandler(b, h)
 	b.StopTimer()
 	if f := testutil.ToFloat64(fallbacks.WithLabelValues(h.Zones[0].Name)); f > 0 {
@@ -107,13 +101,7 @@ func benchZones(b *testing.B, vk *valkeyconn.Config, zones, users int, serverAdd
 	}
 	// A generous timeout: on a loaded machine a call past 25 ms would fall back.
 	h := provision(b, &Handler{Valkey: vk, ValkeyTimeout: caddy.Duration(time.Second), MaxKeys: 2002 + zones, Zones: zs})
-	deadline := time.Now().Add(5 * time.Second)
-	for h.remote.Client() == nil {
-		if time.Now().After(deadline) {
-			b.Fatal("no connection to valkey")
-		}
-		time.Sleep(10 * time.Millisecond) // waiting for the connection, not an assertion
-	}
+	testenv.Eventually(b, 5*time.Second, "a connection to valkey", func() bool { return h.remote.Client() != nil })
 	calls := h.remote.calls.Load()
 	cpu0, server0 := cpuTime(), serverCPU(serverAddr)
 	benchUsers(b, h, users, 32/runtime.GOMAXPROCS(0))

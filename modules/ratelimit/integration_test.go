@@ -1,49 +1,30 @@
 package ratelimit
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
-
+	"github.com/muejam/edge/internal/testenv"
+	"github.com/muejam/edge/internal/testenv/testcaddy"
+	"github.com/muejam/edge/internal/testjwt"
 	_ "github.com/muejam/edge/modules/jwtauth"
 )
 
-// The integration tests run one in-process Caddy (caddytest) with its admin API on 2996 and
-// the site on 9280 (HTTPS port 9643, unused). They are not parallel: they share that Caddy.
-const (
-	adminPort = 2996
-	sitePort  = 9280
-	jwtSecret = "ratelimit-integration-test-secret-0123456789"
-)
+// The integration tests run one in-process Caddy (testcaddy). They are not parallel: they
+// share that Caddy.
+const jwtSecret = "ratelimit-integration-test-secret-0123456789"
 
-var (
-	siteURL = fmt.Sprintf("http://127.0.0.1:%d/", sitePort)
-	client  = &http.Client{Timeout: 10 * time.Second}
-)
+var client = &http.Client{Timeout: 10 * time.Second}
 
 // loadCaddy (re)loads Caddy with a site that verifies HS256 tokens (anonymous allowed),
 // runs the given edge_rate_limit body and answers 200 with the decision placeholders.
 func loadCaddy(t testing.TB, limits string) {
 	t.Helper()
-	cfg := fmt.Sprintf(`{
-	admin localhost:%d
-	http_port %d
-	https_port 9643
-	auto_https off
-	persist_config off
-}
-http://127.0.0.1:%d {
-	bind 127.0.0.1
-	authentication {
+	testcaddy.LoadSite(t, fmt.Sprintf(`	authentication {
 		jwt {
 			key HS256 {
 				secret %s
@@ -55,26 +36,13 @@ http://127.0.0.1:%d {
 	edge_rate_limit {
 %s
 	}
-	respond "{http.rate_limit.zone} {http.rate_limit.decision} {http.rate_limit.remaining}" 200
-}
-`, adminPort, sitePort, sitePort, jwtSecret, limits)
-	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
-	tester.InitServer(cfg, "caddyfile")
-	if t.Failed() {
-		t.FailNow()
-	}
+	respond "{http.rate_limit.zone} {http.rate_limit.decision} {http.rate_limit.remaining}" 200`, jwtSecret, limits))
 	client.CloseIdleConnections()
 }
 
 // token signs an HS256 JWT for user with the given audience and lifetime.
 func token(user, aud string, ttl time.Duration) string {
-	enc := base64.RawURLEncoding
-	now := time.Now()
-	claims, _ := json.Marshal(map[string]any{"sub": user, "aud": aud, "iat": now.Unix(), "exp": now.Add(ttl).Unix()})
-	unsigned := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc.EncodeToString(claims)
-	mac := hmac.New(sha256.New, []byte(jwtSecret))
-	mac.Write([]byte(unsigned))
-	return unsigned + "." + enc.EncodeToString(mac.Sum(nil))
+	return testjwt.HS256(jwtSecret, testjwt.Valid(user, "", aud, time.Now(), ttl))
 }
 
 type response struct {
@@ -86,23 +54,8 @@ type response struct {
 // get sends GET / with the given headers.
 func get(t *testing.T, headers ...string) response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, siteURL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{resp.StatusCode, string(body), resp.Header}
+	resp, body := testenv.Fetch(t, client, http.MethodGet, testcaddy.SiteURL+"/", headers...)
+	return response{resp.StatusCode, body, resp.Header}
 }
 
 func bearer(tok string) string { return "Bearer " + tok }
@@ -222,7 +175,7 @@ func TestCaddyReloadKeepsCounters(t *testing.T) {
 		t.Fatalf("after reload (5th of 4): %d %q; the counters were reset", r.status, r.body)
 	}
 
-	resp, err := client.Get(fmt.Sprintf("http://localhost:%d/edge/limits", adminPort))
+	resp, err := client.Get(testcaddy.AdminURL + "/edge/limits")
 	if err != nil {
 		t.Fatal(err)
 	}

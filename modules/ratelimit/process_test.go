@@ -1,13 +1,9 @@
 package ratelimit
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,38 +35,16 @@ func newProcZones(events, clientEvents int, window time.Duration) procZones {
 // caddyNode is one bin/caddy process.
 type caddyNode struct {
 	addr, admin string
-	out         *lockedBuf
-}
-
-// lockedBuf collects a process's output.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	proc        *testenv.Process
 }
 
 // startCaddy runs bin/caddy with a JSON config: a server on a free address running the
 // zones over vk with opts (valkey_timeout, valkey_retry, ...), and its admin endpoint
-// (metrics) on a free port. Errors and warnings are logged to the node's out, which the test
-// prints when it fails. The process is killed when the test ends.
+// (metrics) on a free port. Errors and warnings are logged to the process's output, which
+// the test reports when it fails. The process stops when the test ends.
 func startCaddy(t *testing.T, vk *valkeyconn.Config, zs procZones, opts map[string]any) *caddyNode {
 	t.Helper()
-	n := &caddyNode{addr: testenv.FreeAddr(t), admin: testenv.FreeAddr(t), out: new(lockedBuf)}
-	bin := filepath.Join(testenv.RepoRoot(t), "bin", "caddy")
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("%s is missing: build it with `make caddy`", bin)
-	}
+	n := &caddyNode{addr: testenv.FreeAddr(t), admin: testenv.FreeAddr(t)}
 	limiter := map[string]any{"handler": "edge_rate_limit", "valkey": vk, "fallback_share": 2,
 		"zones": []any{
 			map[string]any{"name": zs.all, "key": "all", "events": zs.events, "window": zs.window.String()},
@@ -93,24 +67,9 @@ func startCaddy(t *testing.T, vk *valkeyconn.Config, zs procZones, opts map[stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "caddy.json")
-	if err := os.WriteFile(path, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "run", "--config", path)
-	cmd.Stdout, cmd.Stderr = n.out, n.out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("bin/caddy on %s:\n%s", n.addr, n.out)
-		}
-	})
+	n.proc = testenv.StartCaddy(t, nil, string(cfg), "")
 	// Ready once connected to Valkey: GET /edge/limits says mode valkey for the zones.
-	waitFor(t, 10*time.Second, "bin/caddy on "+n.addr+" connected to valkey", func() bool {
+	testenv.Eventually(t, 10*time.Second, "bin/caddy on "+n.addr+" connected to valkey", func() bool {
 		resp, err := http.Get("http://" + n.admin + "/edge/limits")
 		if err != nil {
 			return false
@@ -244,7 +203,7 @@ func (l *procLoad) admittedIn(client string, from, to time.Time) []admission {
 func noPanics(t *testing.T, nodes []*caddyNode) {
 	t.Helper()
 	for _, n := range nodes {
-		if strings.Contains(n.out.String(), "panic") {
+		if strings.Contains(n.proc.Output(), "panic") {
 			t.Errorf("bin/caddy on %s logged a panic", n.addr)
 		}
 		if p := n.metric(t, "muejam_edge_panics_total", ""); p != 0 {

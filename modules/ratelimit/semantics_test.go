@@ -416,7 +416,7 @@ func clusterConn(t *testing.T) *valkeyconn.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(conn.Close)
-	waitFor(t, 5*time.Second, "cluster connection", func() bool { return conn.Client() != nil })
+	testenv.Eventually(t, 5*time.Second, "cluster connection", func() bool { return conn.Client() != nil })
 	return conn
 }
 

@@ -89,22 +89,10 @@ func userZone(name string, events int, window time.Duration) *Zone {
 	return &Zone{Name: name, Key: "{http.auth.user.id}", Events: events, Window: caddy.Duration(window)}
 }
 
-// waitFor polls cond every 10 ms until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not an assertion
-	}
-}
-
 // waitConnected waits for the handler's first Valkey connection.
 func waitConnected(t *testing.T, h *Handler) {
 	t.Helper()
-	waitFor(t, 5*time.Second, "connect to valkey", func() bool { return h.remote.Client() != nil })
+	testenv.Eventually(t, 5*time.Second, "connect to valkey", func() bool { return h.remote.Client() != nil })
 }
 
 // TestValkeyExact: through Valkey, the (N+1)-th request of a window is refused and the key
@@ -135,7 +123,7 @@ func testValkeyExact(t *testing.T, vk *valkeyconn.Config) {
 	if f := testutil.ToFloat64(fallbacks.WithLabelValues(zone)); f != 0 {
 		t.Fatalf("%v fallbacks with Valkey up", f)
 	}
-	waitFor(t, 3*win, "admitted again", func() bool { return serve(h, "alice").Code == http.StatusNoContent })
+	testenv.Eventually(t, 3*win, "admitted again", func() bool { return serve(h, "alice").Code == http.StatusNoContent })
 	if since := time.Since(first); since < win-50*time.Millisecond {
 		t.Fatalf("admitted again after %v, before the window slid", since)
 	}
@@ -285,14 +273,14 @@ func TestValkeyDiesAndReturns(t *testing.T) {
 		result.adm, result.bad, result.lat = load([]*Handler{h}, 4, "dave", stop)
 		close(done)
 	}()
-	waitFor(t, 5*time.Second, "valkey decisions", func() bool {
+	testenv.Eventually(t, 5*time.Second, "valkey decisions", func() bool {
 		return testutil.ToFloat64(decisions.WithLabelValues(zone, "denied")) > 0
 	})
 	proxy.Down()
 	callsBefore := valkeyCalls(t, zone) // from the cut on: calls completing later were failures
-	waitFor(t, 5*time.Second, "fallbacks", func() bool { return testutil.ToFloat64(fallbacks.WithLabelValues(zone)) > 100 })
+	testenv.Eventually(t, 5*time.Second, "fallbacks", func() bool { return testutil.ToFloat64(fallbacks.WithLabelValues(zone)) > 100 })
 	deadline := time.Now().Add(1500 * time.Millisecond)
-	waitFor(t, 2*time.Second, "1.5 s of fallback load", func() bool { return time.Now().After(deadline) })
+	testenv.Eventually(t, 2*time.Second, "1.5 s of fallback load", func() bool { return time.Now().After(deadline) })
 	close(stop)
 	<-done
 
@@ -319,7 +307,7 @@ func TestValkeyDiesAndReturns(t *testing.T) {
 	proxy.Up(t)
 	// Back on Valkey: a fresh user's requests are decided by Valkey again (no fallback) and
 	// a second node sees them.
-	waitFor(t, 10*time.Second, "valkey decisions again", func() bool {
+	testenv.Eventually(t, 10*time.Second, "valkey decisions again", func() bool {
 		before := testutil.ToFloat64(fallbacks.WithLabelValues(zone))
 		serve(h, "erin")
 		return testutil.ToFloat64(fallbacks.WithLabelValues(zone)) == before

@@ -3,7 +3,6 @@ package readyourwrites
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -170,7 +169,6 @@ func TestProductionReadsTheKeyFromTheEnvironment(t *testing.T) {
 // forged, garbage, expired or development-key token, or a valid one in a cookie of another
 // name, is answered from the cache; each is counted on /metrics.
 func TestEdgeCacheBypassesOnlyForValidTokens(t *testing.T) {
-	bin := testenv.Binary(t, "caddy")
 	var fetches atomic.Int64
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := fetches.Add(1)
@@ -195,36 +193,20 @@ http://%s {
 	reverse_proxy %s
 }
 `, admin, site, strings.TrimPrefix(origin.URL, "http://"))
-	path := filepath.Join(t.TempDir(), "Caddyfile")
-	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	testenv.Start(t, []string{"MUEJAM_TEST_RYW_KEY=" + currentKey, "MUEJAM_TEST_RYW_KEY_PREVIOUS=" + previousKey},
-		bin, "run", "--config", path, "--adapter", "caddyfile")
+	testenv.StartCaddy(t, []string{"MUEJAM_TEST_RYW_KEY=" + currentKey, "MUEJAM_TEST_RYW_KEY_PREVIOUS=" + previousKey}, cf, "caddyfile")
 	testenv.WaitHTTP(t, "http://"+admin+"/config/")
 
 	get := func(header, cookie string) (body, status string) {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodGet, "http://"+site+"/feed", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		var headers []string
 		if header != "" {
-			req.Header.Set(rywtoken.Header, header)
+			headers = append(headers, rywtoken.Header, header)
 		}
 		if cookie != "" {
-			req.Header.Set("Cookie", cookie)
+			headers = append(headers, "Cookie", cookie)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b), resp.Header.Get("Cache-Status")
+		resp, body := testenv.Fetch(t, http.DefaultClient, http.MethodGet, "http://"+site+"/feed", headers...)
+		return body, resp.Header.Get("Cache-Status")
 	}
 	testenv.WaitHTTP(t, "http://"+site+"/")
 	if body, status := get("", ""); body != "fetch 2" || !strings.Contains(status, "fwd=miss") {

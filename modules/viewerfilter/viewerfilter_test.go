@@ -98,11 +98,7 @@ func TestServeHTTP(t *testing.T) {
 
 	w := blockers.NewWriter(connect(), time.Second, func(context.Context) ([]string, error) { return []string{"blocker"}, nil }, log)
 	t.Cleanup(w.Close)
-	for deadline := time.Now().Add(5 * time.Second); !f.Trusted(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the set was not trusted within 5s")
-		}
-	}
+	testenv.Eventually(t, 5*time.Second, "the set trusted", f.Trusted)
 	check("loaded", "", "")
 	check("loaded", "reader", "")
 	check("loaded", "blocker", "blocker")
@@ -112,11 +108,7 @@ func TestServeHTTP(t *testing.T) {
 	check("after reader's add", "reader", "reader")
 
 	v.Stop(t)
-	for deadline := time.Now().Add(5 * time.Second); f.Trusted(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the set still trusted 5s after Valkey stopped")
-		}
-	}
+	testenv.Eventually(t, 5*time.Second, "the set no longer trusted after Valkey stopped", func() bool { return !f.Trusted() })
 	check("valkey down", "other", "other")
 	check("valkey down", "", "")
 }

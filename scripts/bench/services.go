@@ -3,10 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +15,7 @@ import (
 	"time"
 
 	"github.com/muejam/edge/internal/promtext"
+	"github.com/muejam/edge/internal/testjwt"
 )
 
 // The HS256 key and claims of the token Auth scenarios send. The key is a fixed bench value:
@@ -37,16 +34,7 @@ func benchToken(now time.Time, ttl time.Duration) string {
 
 // benchTokenFor mints the HS256 JWT of user sub, valid from now for ttl.
 func benchTokenFor(sub string, now time.Time, ttl time.Duration) string {
-	enc := base64.RawURLEncoding
-	header, _ := json.Marshal(map[string]string{"alg": "HS256", "typ": "JWT"})
-	claims, _ := json.Marshal(map[string]any{
-		"sub": sub, "iss": benchJWTIssuer, "aud": benchJWTAudience,
-		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(ttl).Unix(),
-	})
-	signing := enc.EncodeToString(header) + "." + enc.EncodeToString(claims)
-	mac := hmac.New(sha256.New, []byte(benchJWTSecret))
-	mac.Write([]byte(signing))
-	return signing + "." + enc.EncodeToString(mac.Sum(nil))
+	return testjwt.HS256(benchJWTSecret, testjwt.Valid(sub, benchJWTIssuer, benchJWTAudience, now, ttl))
 }
 
 // valkeyBinary returns valkey-server, or redis-server when Valkey is not installed.
