@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/muejam/edge/appserver/discover"
 	"github.com/muejam/edge/appserver/seed"
+	"github.com/muejam/edge/appserver/trending"
 )
 
 // seedFlags are the flags of `appserver seed` beside the configuration's: one per size,
@@ -147,7 +147,7 @@ func runSeed(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	defer db.Close()
 	trendingStart := time.Now()
-	n, err := discover.NewTrending(db, 0, zap.NewNop()).Compute(ctx)
+	n, err := trending.New(db, 0, zap.NewNop()).Compute(ctx)
 	if err != nil {
 		return fmt.Errorf("computing trending scores: %w", err)
 	}

@@ -26,24 +26,19 @@ import (
 	"github.com/muejam/edge/appserver/audit"
 	"github.com/muejam/edge/appserver/cache"
 	"github.com/muejam/edge/appserver/dbrouter"
-	"github.com/muejam/edge/appserver/discover"
 	"github.com/muejam/edge/appserver/errtrack"
 	"github.com/muejam/edge/appserver/health"
-	"github.com/muejam/edge/appserver/httpjson"
 	"github.com/muejam/edge/appserver/httpmetrics"
 	"github.com/muejam/edge/appserver/identity"
-	"github.com/muejam/edge/appserver/library"
 	"github.com/muejam/edge/appserver/logscrub"
 	"github.com/muejam/edge/appserver/migrate"
-	"github.com/muejam/edge/appserver/openapi"
 	"github.com/muejam/edge/appserver/options"
-	"github.com/muejam/edge/appserver/profiles"
 	"github.com/muejam/edge/appserver/reqid"
-	"github.com/muejam/edge/appserver/search"
+	"github.com/muejam/edge/appserver/routes"
 	"github.com/muejam/edge/appserver/secrets"
+	"github.com/muejam/edge/appserver/sharedlist"
 	"github.com/muejam/edge/appserver/social"
-	"github.com/muejam/edge/appserver/stories"
-	"github.com/muejam/edge/appserver/whispers"
+	"github.com/muejam/edge/appserver/trending"
 	"github.com/muejam/edge/internal/blockers"
 	"github.com/muejam/edge/internal/panics"
 	"github.com/muejam/edge/internal/pii"
@@ -308,7 +303,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	trendingDone := make(chan struct{})
 	errtrack.Go(log.Named("errors"), "trending", func() {
 		defer close(trendingDone)
-		discover.NewTrending(db, cfg.TrendingInterval, log.Named("trending")).Run(trendingCtx)
+		trending.New(db, cfg.TrendingInterval, log.Named("trending")).Run(trendingCtx)
 	})
 	defer func() { stopTrending(); <-trendingDone }()
 
@@ -345,7 +340,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 	defer closeCache()
 
 	public := &http.Server{
-		Handler:           routes(health.New(cfg.HealthTimeout, checks...), httpmetrics.New(reg), db, shared, rec, cfg, log),
+		Handler:           handler(health.New(cfg.HealthTimeout, checks...), httpmetrics.New(reg), db, shared, rec, cfg, log),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -379,7 +374,7 @@ func serve(ctx context.Context, cfg config, stdout io.Writer) error {
 // openCache opens the app's cache manager on the Valkey of vcfg (L1 alone while Valkey is
 // down, as DESIGN.md's degraded modes say), with the lifetimes of cfg, and returns what the
 // handlers of answers computed for everyone use, and the function that closes it.
-func openCache(vcfg valkeyconn.Config, cfg config, db *dbrouter.Router, log *zap.Logger, reg prometheus.Registerer) (*discover.Shared, func(), error) {
+func openCache(vcfg valkeyconn.Config, cfg config, db *dbrouter.Router, log *zap.Logger, reg prometheus.Registerer) (*sharedlist.Shared, func(), error) {
 	conn, err := valkeyconn.New(vcfg, valkeyconn.Options{Name: "app-cache", Logger: log})
 	if err != nil {
 		return nil, nil, err
@@ -400,7 +395,7 @@ func openCache(vcfg valkeyconn.Config, cfg config, db *dbrouter.Router, log *zap
 	bw := blockers.NewWriter(conn, time.Second, func(ctx context.Context) ([]string, error) {
 		return social.ListBlockers(ctx, db.Primary())
 	}, log.Named("blockers"))
-	shared := &discover.Shared{Cache: m, DB: db, Blockers: bw, TTL: map[api.Resource]time.Duration{
+	shared := &sharedlist.Shared{Cache: m, DB: db, Blockers: bw, TTL: map[api.Resource]time.Duration{
 		api.Feed:        cfg.CacheTTLFeeds,
 		api.Whispers:    cfg.CacheTTLWhispers,
 		api.Suggestions: cfg.CacheTTLSuggestions,
@@ -448,17 +443,17 @@ func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, time
 	return nil
 }
 
-// routes is the API: the routes register adds, behind the middleware. Handlers find the
+// handler is the API: the routes routes.Register adds, behind the middleware. Handlers find the
 // request's read-your-writes token, when valid, in its context (Router.Middleware) and its user, when
 // the edge at a trusted address named one, with identity.User. A response's Cache-Purge
 // invalidates the app's cache (InvalidateOnPurge) before the response goes out. Every
 // request has a request id (reqid) and a line in the access log ("access"); the events it
 // audits are logged once it succeeded (rec); a panic is answered 500 and logged ("errors").
 // The trusted networks and fault injection come from cfg.
-func routes(hc *health.Checker, m *httpmetrics.Metrics, db *dbrouter.Router, shared *discover.Shared, rec *audit.Recorder, cfg config, log *zap.Logger) http.Handler {
+func handler(hc *health.Checker, m *httpmetrics.Metrics, db *dbrouter.Router, shared *sharedlist.Shared, rec *audit.Recorder, cfg config, log *zap.Logger) http.Handler {
 	mux := http.NewServeMux()
 	apiLog := log.Named("api")
-	register(mux, hc, db, shared, apiLog)
+	routes.Register(mux, hc, db, shared, apiLog)
 	if cfg.FaultInjection {
 		mux.Handle("GET /v1/_fault/panic", errtrack.Fault())
 	}
@@ -467,21 +462,6 @@ func routes(hc *health.Checker, m *httpmetrics.Metrics, db *dbrouter.Router, sha
 	var h http.Handler = db.Middleware(identity.Middleware(trusted)(purge(reqid.Observe(jsonErrors(mux)))))
 	h = m.Wrap(errtrack.Recover(log.Named("errors"))(h))
 	return reqid.Middleware(trusted, reqid.AccessLog(log.Named("access")))(rec.Middleware(h))
-}
-
-// register adds every route of the app server to mux. The OpenAPI document
-// (appserver/openapi/openapi.yaml) lists the same routes: a test checks both ways.
-func register(mux api.Mux, hc *health.Checker, db *dbrouter.Router, shared *discover.Shared, log *zap.Logger) {
-	mux.Handle("GET /v1/health", hc)
-	mux.Handle("GET /v1/openapi.json", openapi.Handler())
-	profiles.New(db, log).Register(mux)                // /v1/me, /v1/users/{handle}
-	stories.New(db, log).Register(mux)                 // /v1/stories/..., /v1/me/stories
-	social.New(db, log, shared.Blockers).Register(mux) // /v1/users/{handle}/follow|block, /v1/me/following|followers|blocks
-	library.New(db, log).Register(mux)                 // /v1/library/...
-	whispers.New(db, log, shared).Register(mux)        // /v1/whispers/..., /v1/stories/{id}/whispers
-	discover.New(db, log, shared).Register(mux)        // /v1/discover, /v1/stories/{id}/like, /v1/stories/{id}/reads
-	search.New(db, log, shared).Register(mux)          // /v1/search, /v1/search/suggest
-	audit.New(db, log).Register(mux)                   // /v1/me/activity
 }
 
 // jsonErrors answers requests that match no route with the API's JSON error body: 404, or
@@ -500,9 +480,9 @@ func jsonErrors(mux *http.ServeMux) http.Handler {
 		}
 		switch probe.status {
 		case http.StatusMethodNotAllowed:
-			httpjson.Error(w, probe.status, "method_not_allowed", "method "+r.Method+" is not allowed here", nil)
+			api.Reject(w, api.Errorf("method_not_allowed", "method %s is not allowed here", r.Method))
 		case http.StatusNotFound:
-			httpjson.Error(w, probe.status, "not_found", "no such resource", nil)
+			api.Reject(w, api.ErrNotFound)
 		default: // a redirect to the cleaned path
 			mux.ServeHTTP(w, r)
 		}

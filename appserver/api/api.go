@@ -1,6 +1,7 @@
 // Package api holds what every handler of the /v1 API shares: the response envelope
 // ({"data": ..., "next_cursor": ...}), request decoding and validation with per-field
-// details, errors mapped to statuses in one place, opaque pagination cursors, optimistic
+// details (Validator, its text rules), routes that need a signed-in user (RequireUser),
+// errors mapped to statuses in one place, opaque pagination cursors, optimistic
 // concurrency preconditions (version / If-Match), the edge's cache headers (one table of
 // cache policies, strong ETags, conditional GETs) and the refusal of text PostgreSQL cannot
 // store (NUL, invalid UTF-8).
@@ -118,27 +119,6 @@ func jsonType(kind string) string {
 	default:
 		return "number"
 	}
-}
-
-// Validator collects per-field problems; Err turns them into one 400 error.
-type Validator map[string]string
-
-// Check records msg for field when ok is false, unless the field already has a problem.
-func (v Validator) Check(ok bool, field, msg string) {
-	if !ok {
-		if _, dup := v[field]; !dup {
-			v[field] = msg
-		}
-	}
-}
-
-// Err returns nil when every check passed, else a 400 "invalid_request" *Error whose
-// details map each failing field to its problem.
-func (v Validator) Err() error {
-	if len(v) == 0 {
-		return nil
-	}
-	return &Error{Code: "invalid_request", Message: "validation failed", Details: map[string]string(v)}
 }
 
 // IsUniqueViolation reports whether err is a unique violation (23505) of the named

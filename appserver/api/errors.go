@@ -13,6 +13,7 @@ import (
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/errtrack"
 	"github.com/muejam/edge/appserver/httpjson"
+	"github.com/muejam/edge/appserver/identity"
 	"github.com/muejam/edge/appserver/reqid"
 )
 
@@ -38,6 +39,7 @@ func Errorf(code, format string, args ...any) *Error {
 // Errors every package uses.
 var (
 	ErrNotFound             = &Error{Code: "not_found", Message: "no such resource"}
+	ErrUnauthenticated      = &Error{Code: "unauthenticated", Message: "this route needs a signed-in user"}
 	ErrVersionConflict      = &Error{Code: "version_conflict", Message: "the resource changed since that version; reload it and try again"}
 	ErrPreconditionFailed   = &Error{Code: "precondition_failed", Message: "If-Match does not match the current ETag"}
 	ErrPreconditionRequired = &Error{Code: "precondition_required", Message: `send the version you edited, as "version" in the body or an If-Match header`}
@@ -49,16 +51,18 @@ var (
 // statuses is the one table of error codes and the HTTP status each is answered with. A
 // code missing here is a bug: Fail answers it as an internal error.
 var statuses = map[string]int{
-	// Requests the server cannot read.
+	// Requests the server cannot read, or has no route for.
 	"invalid_json":           http.StatusBadRequest,
 	"invalid_request":        http.StatusBadRequest,
 	"body_too_large":         http.StatusRequestEntityTooLarge,
 	"unsupported_media_type": http.StatusUnsupportedMediaType,
+	"method_not_allowed":     http.StatusMethodNotAllowed,
 
 	// Resources and who may change them.
-	"not_found": http.StatusNotFound,
-	"forbidden": http.StatusForbidden,
-	"blocked":   http.StatusForbidden,
+	"unauthenticated": http.StatusUnauthorized,
+	"not_found":       http.StatusNotFound,
+	"forbidden":       http.StatusForbidden,
+	"blocked":         http.StatusForbidden,
 
 	// Optimistic concurrency.
 	"version_conflict":      http.StatusConflict,
@@ -120,6 +124,19 @@ func Handle(log *zap.Logger, h Handler) http.Handler {
 	})
 }
 
+// RequireUser answers 401 unauthenticated, privately, to requests without a signed-in user
+// (identity.User), and passes the others to h.
+func RequireUser(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := identity.User(r.Context()); !ok {
+			Private(w)
+			Reject(w, ErrUnauthenticated)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // Fail answers a failed request: an *Error with its code's status (and Retry-After when it
 // has one), a write that found no primary with 503 database_unavailable and Retry-After, a
 // cancelled request with nothing, anything else with 500 "internal error" after logging it.
@@ -134,10 +151,7 @@ func Fail(w http.ResponseWriter, r *http.Request, log *zap.Logger, err error) {
 	}
 	switch {
 	case known:
-		if ae.RetryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(ae.RetryAfter, time.Second).Seconds()))))
-		}
-		httpjson.Error(w, status, ae.Code, ae.Message, ae.Details)
+		reply(w, status, ae)
 	case r.Context().Err() != nil:
 		// The client is gone; nobody reads the answer.
 	default:
@@ -149,4 +163,25 @@ func Fail(w http.ResponseWriter, r *http.Request, log *zap.Logger, err error) {
 		errtrack.Internal(r, err)
 		httpjson.InternalError(w)
 	}
+}
+
+// Reject answers e, a request refused before any Handler ran (no route for it, no signed-in
+// user), with its code's status and body as Fail does, but leaves the response's other
+// headers (Cache-Control, Allow) as the caller set them. A code missing from statuses is
+// a bug, answered 500 "internal error".
+func Reject(w http.ResponseWriter, e *Error) {
+	status, known := statuses[e.Code]
+	if !known {
+		httpjson.InternalError(w)
+		return
+	}
+	reply(w, status, e)
+}
+
+// reply sends e with status, and Retry-After when e has one.
+func reply(w http.ResponseWriter, status int, e *Error) {
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(e.RetryAfter, time.Second).Seconds()))))
+	}
+	httpjson.Error(w, status, e.Code, e.Message, e.Details)
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/muejam/edge/appserver/dbrouter"
+	"github.com/muejam/edge/appserver/identity"
 )
 
 func TestFail(t *testing.T) {
@@ -60,7 +61,7 @@ func TestFail(t *testing.T) {
 
 // TestErrorsHaveStatuses: every error this package returns has a code in the table.
 func TestErrorsHaveStatuses(t *testing.T) {
-	for _, e := range []*Error{ErrNotFound, ErrVersionConflict, ErrPreconditionFailed, ErrPreconditionRequired, ErrDatabaseUnavailable,
+	for _, e := range []*Error{ErrNotFound, ErrUnauthenticated, ErrVersionConflict, ErrPreconditionFailed, ErrPreconditionRequired, ErrDatabaseUnavailable,
 		Errorf("invalid_json", ""), Errorf("body_too_large", ""), Errorf("unsupported_media_type", "")} {
 		if _, ok := statuses[e.Code]; !ok {
 			t.Errorf("%s has no status", e.Code)
@@ -82,6 +83,40 @@ func TestHandle(t *testing.T) {
 		if rec.Code != want {
 			t.Errorf("%s: %d, want %d", path, rec.Code, want)
 		}
+	}
+}
+
+// TestRequireUser: an anonymous request is 401 unauthenticated, private, and never reaches
+// the handler; a signed-in one does.
+func TestRequireUser(t *testing.T) {
+	h := RequireUser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if rec.Code != http.StatusUnauthorized || rec.Header().Get("Cache-Control") != "private, no-store" ||
+		rec.Body.String() != `{"error":{"code":"unauthenticated","message":"this route needs a signed-in user"}}`+"\n" {
+		t.Errorf("anonymous: %d %v %s", rec.Code, rec.Header(), rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil).WithContext(identity.WithUser(t.Context(), "alice")))
+	if rec.Code != http.StatusNoContent {
+		t.Errorf("signed in: %d", rec.Code)
+	}
+}
+
+// TestReject: the code's status and body, the caller's headers kept, none added; a code
+// missing from the table is a 500.
+func TestReject(t *testing.T) {
+	rec := httptest.NewRecorder()
+	rec.Header().Set("Allow", "GET, HEAD")
+	Reject(rec, Errorf("method_not_allowed", "method %s is not allowed here", "POST"))
+	if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, HEAD" || rec.Header().Get("Cache-Control") != "" ||
+		rec.Body.String() != `{"error":{"code":"method_not_allowed","message":"method POST is not allowed here"}}`+"\n" {
+		t.Errorf("405: %d %v %s", rec.Code, rec.Header(), rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	Reject(rec, &Error{Code: "no_such_code", Message: "x"})
+	if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), `"code":"internal"`) {
+		t.Errorf("unknown code: %d %s", rec.Code, rec.Body)
 	}
 }
 

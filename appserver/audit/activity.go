@@ -23,7 +23,7 @@ func New(db *dbrouter.Router, log *zap.Logger) *Handler { return &Handler{db: db
 
 // Register adds GET /v1/me/activity to mux.
 func (h *Handler) Register(mux api.Mux) {
-	mux.Handle("GET /v1/me/activity", identity.Require(api.Handle(h.log, h.list)))
+	mux.Handle("GET /v1/me/activity", api.RequireUser(api.Handle(h.log, h.list)))
 }
 
 const entryColumns = `id, at, actor, action, target_type, target_id, outcome, request_id, client, before, after`

@@ -10,10 +10,11 @@ import (
 
 	"github.com/muejam/edge/appserver/audit"
 	"github.com/muejam/edge/appserver/dbrouter"
-	"github.com/muejam/edge/appserver/discover"
+	"github.com/muejam/edge/appserver/engagement"
 	"github.com/muejam/edge/appserver/internal/apitest"
 	"github.com/muejam/edge/appserver/library"
 	"github.com/muejam/edge/appserver/profiles"
+	"github.com/muejam/edge/appserver/sharedlist"
 	"github.com/muejam/edge/appserver/social"
 	"github.com/muejam/edge/appserver/stories"
 	"github.com/muejam/edge/appserver/whispers"
@@ -23,13 +24,13 @@ import (
 // author's activity lists exactly those, in order; reads and failures list nothing.
 func TestEveryMutationIsAudited(t *testing.T) {
 	s := apitest.Start(t, apitest.Options{}, func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger) {
-		shared := &discover.Shared{Cache: apitest.Cache(t), DB: db, TTL: apitest.CacheTTLs}
+		shared := &sharedlist.Shared{Cache: apitest.Cache(t), DB: db, TTL: apitest.CacheTTLs}
 		profiles.New(db, log).Register(mux)
 		stories.New(db, log).Register(mux)
 		social.New(db, log, nil).Register(mux)
 		library.New(db, log).Register(mux)
 		whispers.New(db, log, shared).Register(mux)
-		discover.New(db, log, shared).Register(mux)
+		engagement.New(db, log).Register(mux)
 		audit.New(db, log).Register(mux)
 	})
 	step := func(method, path string, body any, status int, dst any) {

@@ -1,25 +1,20 @@
-// Package discover serves the discovery feeds of published stories (new and trending, by tag
-// too), records the engagement trending is computed from (likes and reads), and runs the
-// trending job (Trending).
+// Package discover serves the discovery feeds of published stories: new and trending (the
+// scores package trending computes), by tag too.
 //
 // Feeds list published, not deleted stories, keyset-paginated with opaque cursors. They are
 // cacheable by the edge under the api.Feed policy and feed:new or feed:trending, plus
 // tag:NAME when filtered by a tag; stories purges feed:new when a story enters or leaves the
 // feeds, and trending scores change only when the job runs. Pages are computed once for
-// everyone and kept in the app's cache (Shared); a signed-in caller gets a private answer,
-// without the stories of the users they blocked.
+// everyone and kept in the app's cache (package sharedlist); a signed-in caller gets a
+// private answer, without the stories of the users they blocked.
 //
-//	GET    /v1/discover?tab=new|trending&tag=&limit=&cursor=   a feed, newest or trending first   public or private
-//	PUT    /v1/stories/{id}/like                               like a story (idempotent)          signed in
-//	DELETE /v1/stories/{id}/like                               take the like back (idempotent)    signed in
-//	POST   /v1/stories/{id}/reads                              record a read                      anyone
+//	GET /v1/discover?tab=new|trending&tag=&limit=&cursor=   a feed, newest or trending first   public or private
 package discover
 
 import (
 	"context"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -28,9 +23,9 @@ import (
 
 	"github.com/muejam/edge/appserver/api"
 	"github.com/muejam/edge/appserver/dbrouter"
-	"github.com/muejam/edge/appserver/identity"
-	"github.com/muejam/edge/appserver/social"
+	"github.com/muejam/edge/appserver/sharedlist"
 	"github.com/muejam/edge/appserver/stories"
+	"github.com/muejam/edge/appserver/storylist"
 )
 
 // FeedTrendingTag is the cache tag of the trending feed; stories.FeedNewTag is the new one's.
@@ -48,103 +43,22 @@ var tagRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,29}$`)
 // TagCacheTag is the cache tag of feeds filtered by the tag name.
 func TagCacheTag(name string) string { return "tag:" + name }
 
-// Summary is a story as lists show it.
-type Summary struct {
-	ID           int64          `json:"id"`
-	Author       stories.Author `json:"author"`
-	Title        string         `json:"title"`
-	Blurb        string         `json:"blurb"`
-	Tags         []string       `json:"tags"`
-	ChapterCount int            `json:"chapter_count"`
-	PublishedAt  time.Time      `json:"published_at"`
-}
-
-// SummaryColumns are the columns ScanSummary reads, from stories s joined with the
-// author's profiles p (SummaryFrom).
-const SummaryColumns = `s.id, p.handle, p.display_name, s.title, s.blurb,
-	coalesce((select array_agg(t.name order by t.name) from story_tags st join tags t on t.id = st.tag_id
-		where st.story_id = s.id), '{}'), s.chapter_seq, s.published_at`
-
-// SummaryFrom joins stories s with their authors' profiles p.
-const SummaryFrom = ` from stories s join profiles p on p.user_id = s.author_id `
-
-// Public is the condition of stories anyone may see, the predicate of the feeds' partial
-// indexes.
-const Public = `s.published_at is not null and s.deleted_at is null`
-
-// ScanSummary reads a row that starts with SummaryColumns; extra receives the columns after
-// them (a cursor position).
-func ScanSummary(row pgx.CollectableRow, extra ...any) (Summary, error) {
-	var s Summary
-	err := row.Scan(append([]any{&s.ID, &s.Author.Handle, &s.Author.DisplayName, &s.Title, &s.Blurb,
-		&s.Tags, &s.ChapterCount, &s.PublishedAt}, extra...)...)
-	return s, err
-}
-
-// Args are the arguments of a query built piece by piece.
-type Args []any
-
-// Add appends an argument and returns its placeholder ("$n").
-func (a *Args) Add(v any) string {
-	*a = append(*a, v)
-	return "$" + strconv.Itoa(len(*a))
-}
-
-// Viewer is who asks for a list of stories.
-type Viewer struct {
-	User   string          // "" when anonymous
-	Hidden map[string]bool // the users whose stories are hidden from User: those they blocked
-	// Shares is what the edge said of User (identity.Shares): that they block nobody, so
-	// that their answer is the one it keeps for anonymous readers.
-	Shares bool
-}
-
-// Blocking reports whether the viewer hides anyone's stories.
-func (v Viewer) Blocking() bool { return len(v.Hidden) > 0 }
-
-// Hider returns a function giving the condition, to append to a where clause, that drops
-// rows whose author (the column col) the viewer blocked: "" when the viewer blocks nobody.
-// The viewer's id is added to args, once, when it is needed.
-func (v Viewer) Hider(args *Args) func(col string) string {
-	if !v.Blocking() {
-		return func(string) string { return "" }
-	}
-	viewer := args.Add(v.User)
-	return func(col string) string { return " and " + social.NotBlocked(col, viewer) }
-}
-
-// Cache marks an answer computed for v: public under the policy of kind and tags (with Vary
-// on the field in which the edge names whose blocks filter it: api.PublicPerViewer) for an
-// anonymous viewer and for a signed-in one whom the edge and the app both know to block
-// nobody; private for any other signed-in viewer, so the edge keeps no copy per viewer.
-func (v Viewer) Cache(w http.ResponseWriter, kind api.Resource, tags ...string) {
-	if v.User != "" && (!v.Shares || v.Blocking()) {
-		api.Private(w)
-		return
-	}
-	api.PublicPerViewer(w, kind, tags...)
-}
-
-// Handler serves the discovery and engagement routes.
+// Handler serves the discovery feeds.
 type Handler struct {
 	db     *dbrouter.Router
 	log    *zap.Logger
-	shared *Shared
+	shared *sharedlist.Shared
 }
 
-// New returns the discovery handlers, reading and writing through db; feeds are computed
-// once for everyone and kept in shared's cache.
-func New(db *dbrouter.Router, log *zap.Logger, shared *Shared) *Handler {
+// New returns the discovery handlers, reading through db; feeds are computed once for
+// everyone and kept in shared's cache.
+func New(db *dbrouter.Router, log *zap.Logger, shared *sharedlist.Shared) *Handler {
 	return &Handler{db: db, log: log, shared: shared}
 }
 
-// Register adds the discovery and engagement routes to mux.
+// Register adds the discovery routes to mux.
 func (h *Handler) Register(mux api.Mux) {
-	handle := func(f api.Handler) http.Handler { return api.Handle(h.log, f) }
-	mux.Handle("GET /v1/discover", handle(h.feed))
-	mux.Handle("PUT /v1/stories/{id}/like", identity.Require(handle(h.like)))
-	mux.Handle("DELETE /v1/stories/{id}/like", identity.Require(handle(h.unlike)))
-	mux.Handle("POST /v1/stories/{id}/reads", handle(h.read))
+	mux.Handle("GET /v1/discover", api.Handle(h.log, h.feed))
 }
 
 // feedCursor is the position in a feed: published_at and id in the new feed, score and id
@@ -215,17 +129,17 @@ func (f feedRequest) tags() []string {
 // query returns the SQL and arguments of a feed page as everyone sees it: one row more
 // than the page, each a Summary followed by its author's id and its cursor position
 // (published_at or score).
-func (f feedRequest) query() (string, Args) {
-	args := Args{f.page.Limit + 1}
+func (f feedRequest) query() (string, storylist.Args) {
+	args := storylist.Args{f.page.Limit + 1}
 	var sql strings.Builder
-	sql.WriteString("select " + SummaryColumns + ", s.author_id")
+	sql.WriteString("select " + storylist.Columns + ", s.author_id")
 	if f.tab == TabTrending {
-		sql.WriteString(", t.score from story_trending t join stories s on s.id = t.story_id join profiles p on p.user_id = s.author_id where " + Public)
+		sql.WriteString(", t.score from story_trending t join stories s on s.id = t.story_id join profiles p on p.user_id = s.author_id where " + storylist.Public)
 		if f.after != nil {
 			sql.WriteString(" and (t.score, t.story_id) < (" + args.Add(f.after.Score) + "::float8, " + args.Add(f.after.ID) + "::bigint)")
 		}
 	} else {
-		sql.WriteString(", s.published_at" + SummaryFrom + "where " + Public)
+		sql.WriteString(", s.published_at" + storylist.From + "where " + storylist.Public)
 		if f.after != nil {
 			sql.WriteString(" and (s.published_at, s.id) < (" + args.Add(f.after.At) + "::timestamptz, " + args.Add(f.after.ID) + "::bigint)")
 		}
@@ -243,40 +157,41 @@ func (f feedRequest) query() (string, Args) {
 
 // feedItem is a Summary with its author and position in the feed.
 type feedItem struct {
-	Summary
+	storylist.Summary
 	author string
 	pos    feedCursor
 }
 
 // load returns the shared page of f at page, from the app's cache or the database.
-func (h *Handler) load(ctx context.Context, f feedRequest, page api.Page) (SharedPage[Summary], error) {
+func (h *Handler) load(ctx context.Context, f feedRequest, page api.Page) (sharedlist.Page[storylist.Summary], error) {
+	var none sharedlist.Page[storylist.Summary]
 	f, err := f.at(page)
 	if err != nil {
-		return SharedPage[Summary]{}, err
+		return none, err
 	}
 	key := "discover:" + f.tab + ":" + f.tag + ":" + page.Key()
-	return Load(ctx, h.shared, api.Feed, key, f.tags(), func(ctx context.Context) (SharedPage[Summary], error) {
+	return sharedlist.Load(ctx, h.shared, api.Feed, key, f.tags(), func(ctx context.Context) (sharedlist.Page[storylist.Summary], error) {
 		sql, args := f.query()
 		rows, err := h.db.Reader(ctx).Query(ctx, sql, args...)
 		if err != nil {
-			return SharedPage[Summary]{}, err
+			return none, err
 		}
 		list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (feedItem, error) {
 			it := feedItem{pos: feedCursor{Tab: f.tab}}
 			var err error
 			if f.tab == TabTrending {
-				it.Summary, err = ScanSummary(row, &it.author, &it.pos.Score)
+				it.Summary, err = storylist.Scan(row, &it.author, &it.pos.Score)
 			} else {
-				it.Summary, err = ScanSummary(row, &it.author, &it.pos.At)
+				it.Summary, err = storylist.Scan(row, &it.author, &it.pos.At)
 			}
 			it.pos.ID = it.ID
 			return it, err
 		})
 		if err != nil {
-			return SharedPage[Summary]{}, err
+			return none, err
 		}
-		sp, err := NewSharedPage(page, list, func(it feedItem) string { return it.author }, func(it feedItem) any { return it.pos })
-		return Summaries(sp, func(it feedItem) Summary { return it.Summary }), err
+		sp, err := sharedlist.NewPage(page, list, func(it feedItem) string { return it.author }, func(it feedItem) any { return it.pos })
+		return storylist.Summaries(sp, func(it feedItem) storylist.Summary { return it.Summary }), err
 	})
 }
 
@@ -290,7 +205,7 @@ func (h *Handler) feed(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return ServeShared(w, r, viewer, api.Feed, f.tags(), f.page, func(p api.Page) (SharedPage[Summary], error) {
+	return sharedlist.Serve(w, r, viewer, api.Feed, f.tags(), f.page, func(p api.Page) (sharedlist.Page[storylist.Summary], error) {
 		return h.load(ctx, f, p)
 	})
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/muejam/edge/appserver/api"
 	"github.com/muejam/edge/appserver/internal/apitest"
+	"github.com/muejam/edge/appserver/trending"
 )
 
 // TestHotQueriesUseIndexes explains every query of this package on a seeded database of
@@ -16,7 +17,7 @@ import (
 func TestHotQueriesUseIndexes(t *testing.T) {
 	e := start(t)
 	e.Seed(t, apitest.PlanSizes)
-	if _, err := NewTrending(e.DB, 0, zaptest.NewLogger(t)).Compute(context.Background()); err != nil {
+	if _, err := trending.New(e.DB, 0, zaptest.NewLogger(t)).Compute(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	page := api.Page{Limit: api.DefaultLimit}
@@ -37,8 +38,4 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		sql, args := tt.f.query()
 		apitest.AssertIndexed(t, e.DB, tt.name, sql, args...)
 	}
-	apitest.AssertIndexed(t, e.DB, "trending job", computeTrending, Decay, Window)
-	apitest.AssertIndexed(t, e.DB, "like", likeSQL, 42, "u1")
-	apitest.AssertIndexed(t, e.DB, "unlike", unlikeSQL, 42, "u1")
-	apitest.AssertIndexed(t, e.DB, "read", readSQL, 42, "u1")
 }

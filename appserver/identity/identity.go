@@ -11,8 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"unicode"
-
-	"github.com/muejam/edge/appserver/httpjson"
 )
 
 // Header is the request header in which the edge forwards the authenticated user id.
@@ -75,18 +73,6 @@ func Middleware(trusted []netip.Prefix) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		})
 	}
-}
-
-// Require answers 401 to requests without an authenticated user, and passes the others to h.
-func Require(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := User(r.Context()); !ok {
-			w.Header().Set("Cache-Control", "private, no-store")
-			httpjson.Error(w, http.StatusUnauthorized, "unauthenticated", "this route needs a signed-in user", nil)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 // FromTrusted reports whether the peer address (host:port, as in http.Request.RemoteAddr)

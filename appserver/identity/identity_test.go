@@ -47,20 +47,6 @@ func TestMiddlewareTrustsOnlyEdgeNetworks(t *testing.T) {
 	}
 }
 
-func TestRequire(t *testing.T) {
-	h := Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
-	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), `"code":"unauthenticated"`) {
-		t.Errorf("anonymous: %d %s", rec.Code, rec.Body)
-	}
-	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil).WithContext(WithUser(t.Context(), "alice")))
-	if rec.Code != http.StatusNoContent {
-		t.Errorf("signed in: %d", rec.Code)
-	}
-}
-
 // TestShares: only an empty X-Viewer-Filter (one field line) on a trusted request of a
 // signed-in user says the user blocks nobody; absent, non-empty, repeated or untrusted says
 // nothing, and the field never reaches a handler.

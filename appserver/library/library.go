@@ -27,10 +27,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
@@ -183,7 +180,7 @@ func New(db *dbrouter.Router, log *zap.Logger) *Handler {
 
 // Register adds the library routes to mux.
 func (h *Handler) Register(mux api.Mux) {
-	auth := func(f api.Handler) http.Handler { return identity.Require(api.Handle(h.log, f)) }
+	auth := func(f api.Handler) http.Handler { return api.RequireUser(api.Handle(h.log, f)) }
 	mux.Handle("GET /v1/library", auth(h.library))
 	mux.Handle("POST /v1/library/shelves", auth(h.create))
 	mux.Handle("GET /v1/library/shelves/{id}", auth(h.get))
@@ -205,13 +202,7 @@ func (in *shelfInput) decode(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	v := api.Validator{}
-	v.Check(in.Name != nil, "name", "is required")
-	if in.Name != nil {
-		*in.Name = strings.TrimSpace(*in.Name)
-		n := utf8.RuneCountInString(*in.Name)
-		v.Check(n >= 1 && n <= MaxName, "name", "must be 1 to 100 characters")
-		v.Check(!strings.ContainsFunc(*in.Name, unicode.IsControl), "name", "must not contain control characters")
-	}
+	v.Text("name", in.Name, api.TextRule{Required: true, Min: 1, Max: MaxName})
 	return v.Err()
 }
 

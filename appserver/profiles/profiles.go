@@ -16,8 +16,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
@@ -77,8 +75,8 @@ func New(db *dbrouter.Router, log *zap.Logger) *Handler {
 
 // Register adds the profile routes to mux.
 func (h *Handler) Register(mux api.Mux) {
-	mux.Handle("GET /v1/me", identity.Require(api.Handle(h.log, h.getMe)))
-	mux.Handle("PATCH /v1/me", identity.Require(api.Handle(h.log, h.patchMe)))
+	mux.Handle("GET /v1/me", api.RequireUser(api.Handle(h.log, h.getMe)))
+	mux.Handle("PATCH /v1/me", api.RequireUser(api.Handle(h.log, h.patchMe)))
 	mux.Handle("GET /v1/users/{handle}", api.Handle(h.log, h.getUser))
 }
 
@@ -152,15 +150,8 @@ func (in *patch) validate() error {
 	if in.Handle != nil {
 		v.Check(ValidHandle(*in.Handle), "handle", "must be 3 to 30 letters, digits or underscores")
 	}
-	if in.DisplayName != nil {
-		*in.DisplayName = strings.TrimSpace(*in.DisplayName)
-		v.Check(utf8.RuneCountInString(*in.DisplayName) <= MaxDisplayName, "display_name", "must be at most 50 characters")
-		v.Check(!strings.ContainsFunc(*in.DisplayName, unicode.IsControl), "display_name", "must not contain control characters")
-	}
-	if in.Bio != nil {
-		v.Check(utf8.RuneCountInString(*in.Bio) <= MaxBio, "bio", "must be at most 500 characters")
-		v.Check(utf8.ValidString(*in.Bio), "bio", "must be valid UTF-8")
-	}
+	v.Text("display_name", in.DisplayName, api.TextRule{Max: MaxDisplayName})
+	v.Text("bio", in.Bio, api.TextRule{KeepSpace: true, Max: MaxBio, Controls: api.AnyControls})
 	return v.Err()
 }
 

@@ -10,7 +10,7 @@
 // use and authors' handles starting with the query, in any letter case.
 //
 // Results are computed once for everyone and kept in the app's cache manager
-// (discover.Shared), then filtered per viewer: anonymous callers get a public answer the
+// (package sharedlist), then filtered per viewer: anonymous callers get a public answer the
 // edge stores (like the feeds, api.Feed), signed-in callers a private one without the stories
 // of the users they blocked. Suggestions likewise, under api.Suggestions, except for a
 // caller who has blocked users: theirs are queried for them (a tag is suggested only if a
@@ -32,8 +32,9 @@ import (
 
 	"github.com/muejam/edge/appserver/api"
 	"github.com/muejam/edge/appserver/dbrouter"
-	"github.com/muejam/edge/appserver/discover"
+	"github.com/muejam/edge/appserver/sharedlist"
 	"github.com/muejam/edge/appserver/stories"
+	"github.com/muejam/edge/appserver/storylist"
 )
 
 // Cache tags of search answers.
@@ -52,12 +53,12 @@ const SuggestLimit = 5
 type Handler struct {
 	db     *dbrouter.Router
 	log    *zap.Logger
-	shared *discover.Shared
+	shared *sharedlist.Shared
 }
 
 // New returns the search handlers, reading through db; answers computed for everyone are
 // kept in shared's cache.
-func New(db *dbrouter.Router, log *zap.Logger, shared *discover.Shared) *Handler {
+func New(db *dbrouter.Router, log *zap.Logger, shared *sharedlist.Shared) *Handler {
 	return &Handler{db: db, log: log, shared: shared}
 }
 
@@ -87,7 +88,7 @@ type resultCursor struct {
 
 // result is a story found, with its author and position; it is encoded as the Summary.
 type result struct {
-	discover.Summary
+	storylist.Summary
 	author string
 	pos    resultCursor
 }
@@ -97,17 +98,17 @@ type result struct {
 // when it is not nil. The matches are ranked from the stories table alone (the GIN index,
 // then one trending score lookup each), and only the page's rows are joined with what a
 // Summary shows.
-func searchQuery(q string, after *resultCursor, limit int) (string, discover.Args) {
-	args := discover.Args{limit, q}
+func searchQuery(q string, after *resultCursor, limit int) (string, storylist.Args) {
+	args := storylist.Args{limit, q}
 	matches := `select s.id, ts_rank(s.search_doc, websearch_to_tsquery('english', $2))::float8
 			* (1 + ln(1 + coalesce((select t.score from story_trending t where t.story_id = s.id), 0))) as rank
 		from stories s
-		where s.search_doc @@ websearch_to_tsquery('english', $2) and ` + discover.Public
+		where s.search_doc @@ websearch_to_tsquery('english', $2) and ` + storylist.Public
 	keyset := ""
 	if after != nil {
 		keyset = " where (m.rank, m.id) < (" + args.Add(after.Rank) + "::float8, " + args.Add(after.ID) + "::bigint)"
 	}
-	return `select ` + discover.SummaryColumns + `, s.author_id, found.rank
+	return `select ` + storylist.Columns + `, s.author_id, found.rank
 		from (select m.id, m.rank from (` + matches + `) m` + keyset + ` order by m.rank desc, m.id desc limit $1) found
 		join stories s on s.id = found.id join profiles p on p.user_id = s.author_id
 		order by found.rank desc, found.id desc`, args
@@ -115,8 +116,8 @@ func searchQuery(q string, after *resultCursor, limit int) (string, discover.Arg
 
 // results returns the shared page of results of q at page, from the app's cache or the
 // database.
-func (h *Handler) results(ctx context.Context, q string, page api.Page) (discover.SharedPage[discover.Summary], error) {
-	var none discover.SharedPage[discover.Summary]
+func (h *Handler) results(ctx context.Context, q string, page api.Page) (sharedlist.Page[storylist.Summary], error) {
+	var none sharedlist.Page[storylist.Summary]
 	var after resultCursor
 	more, err := page.After(&after)
 	if err != nil {
@@ -126,7 +127,7 @@ func (h *Handler) results(ctx context.Context, q string, page api.Page) (discove
 	if !more {
 		cursor = nil
 	}
-	return discover.Load(ctx, h.shared, api.Feed, "search:"+page.Key()+":"+q, []string{ResultsTag}, func(ctx context.Context) (discover.SharedPage[discover.Summary], error) {
+	return sharedlist.Load(ctx, h.shared, api.Feed, "search:"+page.Key()+":"+q, []string{ResultsTag}, func(ctx context.Context) (sharedlist.Page[storylist.Summary], error) {
 		sql, args := searchQuery(q, cursor, page.Limit+1)
 		rows, err := h.db.Reader(ctx).Query(ctx, sql, args...)
 		if err != nil {
@@ -135,15 +136,15 @@ func (h *Handler) results(ctx context.Context, q string, page api.Page) (discove
 		list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (result, error) {
 			var res result
 			var err error
-			res.Summary, err = discover.ScanSummary(row, &res.author, &res.pos.Rank)
+			res.Summary, err = storylist.Scan(row, &res.author, &res.pos.Rank)
 			res.pos.ID = res.ID
 			return res, err
 		})
 		if err != nil {
 			return none, err
 		}
-		sp, err := discover.NewSharedPage(page, list, func(res result) string { return res.author }, func(res result) any { return res.pos })
-		return discover.Summaries(sp, func(res result) discover.Summary { return res.Summary }), err
+		sp, err := sharedlist.NewPage(page, list, func(res result) string { return res.author }, func(res result) any { return res.pos })
+		return storylist.Summaries(sp, func(res result) storylist.Summary { return res.Summary }), err
 	})
 }
 
@@ -161,7 +162,7 @@ func (h *Handler) search(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return discover.ServeShared(w, r, viewer, api.Feed, []string{ResultsTag}, page, func(p api.Page) (discover.SharedPage[discover.Summary], error) {
+	return sharedlist.Serve(w, r, viewer, api.Feed, []string{ResultsTag}, page, func(p api.Page) (sharedlist.Page[storylist.Summary], error) {
 		return h.results(ctx, q, p)
 	})
 }
@@ -189,20 +190,20 @@ const (
 
 // suggestQueries return the SQL and arguments of the story, tag and author suggestions of
 // $1 for viewer; each yields up to SuggestLimit rows.
-func suggestQueries(q string, viewer discover.Viewer) (storiesSQL, tagsSQL, authorsSQL string, args discover.Args) {
-	args = discover.Args{q, SuggestLimit}
-	hide := viewer.Hider(&args)
+func suggestQueries(q string, viewer sharedlist.Viewer) (storiesSQL, tagsSQL, authorsSQL string, args storylist.Args) {
+	args = storylist.Args{q, SuggestLimit}
+	hide := storylist.Hider(viewer, &args)
 	storiesSQL = `select s.id, s.title from stories s
-		where lower(s.title)` + prefixLow + ` and lower(s.title)` + prefixHigh + ` and ` + discover.Public + hide("s.author_id") + `
+		where lower(s.title)` + prefixLow + ` and lower(s.title)` + prefixHigh + ` and ` + storylist.Public + hide("s.author_id") + `
 		order by lower(s.title) using ~<~, s.id limit $2`
 	tagsSQL = `select tg.name from tags tg
 		where tg.name` + prefixLow + ` and tg.name` + prefixHigh + `
 		and exists (select 1 from story_tags st join stories s on s.id = st.story_id
-			where st.tag_id = tg.id and ` + discover.Public + hide("s.author_id") + `)
+			where st.tag_id = tg.id and ` + storylist.Public + hide("s.author_id") + `)
 		order by tg.name using ~<~ limit $2`
 	authorsSQL = `select p.handle, p.display_name from profiles p
 		where lower(p.handle)` + prefixLow + ` and lower(p.handle)` + prefixHigh + hide("p.user_id") + `
-		and exists (select 1 from stories s where s.author_id = p.user_id and ` + discover.Public + `)
+		and exists (select 1 from stories s where s.author_id = p.user_id and ` + storylist.Public + `)
 		order by lower(p.handle) using ~<~ limit $2`
 	return storiesSQL, tagsSQL, authorsSQL, args
 }
@@ -221,8 +222,8 @@ func (h *Handler) suggest(w http.ResponseWriter, r *http.Request) error {
 	if viewer.Blocking() {
 		out, err = h.suggestions(ctx, q, viewer)
 	} else {
-		out, err = discover.Load(ctx, h.shared, api.Suggestions, "search:suggest:"+strings.ToLower(q), []string{SuggestTag},
-			func(ctx context.Context) (Suggestions, error) { return h.suggestions(ctx, q, discover.Viewer{}) })
+		out, err = sharedlist.Load(ctx, h.shared, api.Suggestions, "search:suggest:"+strings.ToLower(q), []string{SuggestTag},
+			func(ctx context.Context) (Suggestions, error) { return h.suggestions(ctx, q, sharedlist.Viewer{}) })
 	}
 	if err != nil {
 		return err
@@ -233,7 +234,7 @@ func (h *Handler) suggest(w http.ResponseWriter, r *http.Request) error {
 }
 
 // suggestions queries the suggestions of q for viewer.
-func (h *Handler) suggestions(ctx context.Context, q string, viewer discover.Viewer) (Suggestions, error) {
+func (h *Handler) suggestions(ctx context.Context, q string, viewer sharedlist.Viewer) (Suggestions, error) {
 	out := Suggestions{Stories: []StorySuggestion{}, Tags: []string{}, Authors: []stories.Author{}}
 	storiesSQL, tagsSQL, authorsSQL, args := suggestQueries(q, viewer)
 	db := h.db.Reader(ctx)

@@ -10,19 +10,19 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/muejam/edge/appserver/cache"
-	"github.com/muejam/edge/appserver/dbrouter"
-	"github.com/muejam/edge/appserver/discover"
-	"github.com/muejam/edge/appserver/discover/discovertest"
 	"github.com/muejam/edge/appserver/internal/apitest"
+	"github.com/muejam/edge/appserver/sharedlist"
 	"github.com/muejam/edge/appserver/stories"
+	"github.com/muejam/edge/appserver/storylist"
+	"github.com/muejam/edge/appserver/storylist/storylisttest"
+	"github.com/muejam/edge/appserver/trending"
 )
 
 type req = apitest.Request
 
-func start(t *testing.T) *discovertest.Env {
-	return discovertest.Start(t, func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger, c *cache.Manager) {
-		New(db, log, &discover.Shared{Cache: c, DB: db, TTL: apitest.CacheTTLs}).Register(mux)
+func start(t *testing.T) *storylisttest.Env {
+	return storylisttest.Start(t, func(mux *http.ServeMux, shared *sharedlist.Shared, log *zap.Logger) {
+		New(shared.DB, log, shared).Register(mux)
 	})
 }
 
@@ -76,7 +76,7 @@ func TestSearch(t *testing.T) {
 		t.Errorf("for dave, who blocked alice: %v", ids)
 	}
 
-	var page struct{ Data []discover.Summary }
+	var page struct{ Data []storylist.Summary }
 	apitest.DecodeJSON(t, e.Send(req{Method: "GET", Path: "/v1/search?q=queen"}), &page)
 	if len(page.Data) != 1 || page.Data[0].Title != "The Dragon Queen" || page.Data[0].Author.Handle != "alice" ||
 		!slices.Equal(page.Data[0].Tags, []string{"fantasy"}) {
@@ -182,7 +182,7 @@ func TestSuggest(t *testing.T) {
 func TestHotQueriesUseIndexes(t *testing.T) {
 	e := start(t)
 	e.Seed(t, apitest.PlanSizes)
-	if _, err := discover.NewTrending(e.DB, 0, zaptest.NewLogger(t)).Compute(context.Background()); err != nil {
+	if _, err := trending.New(e.DB, 0, zaptest.NewLogger(t)).Compute(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	handle := apitest.Scalar[string](t, e.DB, "select handle from profiles where user_id = 'u17'")
@@ -192,7 +192,7 @@ func TestHotQueriesUseIndexes(t *testing.T) {
 		sql, args = searchQuery(q, &resultCursor{Rank: 0.5, ID: 1000}, 21)
 		apitest.AssertIndexed(t, e.DB, "search "+q+", next page", sql, args...)
 	}
-	for _, v := range []discover.Viewer{{}, {User: "u5", Hidden: map[string]bool{"u6": true}}} {
+	for _, v := range []sharedlist.Viewer{{}, {User: "u5", Hidden: map[string]bool{"u6": true}}} {
 		for _, q := range []string{"d", "the", "dragon", "fantasy", "rusty-a", handle[:4]} {
 			storiesSQL, tagsSQL, authorsSQL, args := suggestQueries(q, v)
 			apitest.AssertIndexed(t, e.DB, "suggest stories "+q, storiesSQL, args...)

@@ -141,7 +141,7 @@ var ErrNotEmpty = errors.New("the database already has rows: seeding it would mi
 
 // Run fills the database of pool, migrated, with the data set of cfg in one transaction,
 // then vacuums and analyzes it. It returns the steps it took. The trending scores are left
-// to the trending job (package discover).
+// to the trending job (package trending).
 func Run(ctx context.Context, pool *pgxpool.Pool, cfg Config) ([]Step, error) {
 	if err := cfg.Sizes.Validate(); err != nil {
 		return nil, err

@@ -102,7 +102,7 @@ func ListBlockers(ctx context.Context, q dbrouter.Querier) ([]string, error) {
 
 // Register adds the follow and block routes to mux.
 func (h *Handler) Register(mux api.Mux) {
-	auth := func(f api.Handler) http.Handler { return identity.Require(api.Handle(h.log, f)) }
+	auth := func(f api.Handler) http.Handler { return api.RequireUser(api.Handle(h.log, f)) }
 	mux.Handle("PUT /v1/users/{handle}/follow", auth(h.follow))
 	mux.Handle("DELETE /v1/users/{handle}/follow", auth(h.unfollow))
 	mux.Handle("PUT /v1/users/{handle}/block", auth(h.block))

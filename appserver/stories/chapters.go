@@ -7,10 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -69,6 +66,29 @@ func scanChapter(row pgx.Row) (Chapter, error) {
 	return c, err
 }
 
+// chapterPath reads the path's story id and chapter number: api.ErrNotFound when either is
+// not a positive integer.
+func chapterPath(r *http.Request) (id, n int64, err error) {
+	if id, err = api.PathID(r, "id"); err == nil {
+		n, err = api.PathID(r, "n")
+	}
+	return id, n, err
+}
+
+// readChapter reads chapter n of story id; api.ErrNotFound when there is none. lock takes
+// the row lock of an update (in a transaction).
+func readChapter(ctx context.Context, q querier, id, n int64, lock bool) (Chapter, error) {
+	sql := chapterSQL
+	if lock {
+		sql += " for update"
+	}
+	c, err := scanChapter(q.QueryRow(ctx, sql, id, n))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, api.ErrNotFound
+	}
+	return c, err
+}
+
 // chapterInput is the body of POST .../chapters and PATCH .../chapters/{n}; absent fields of
 // a PATCH are left as they are. Content is markdown.
 type chapterInput struct {
@@ -81,23 +101,9 @@ type chapterInput struct {
 
 func (in *chapterInput) validate(creating bool) error {
 	v := api.Validator{}
-	if creating {
-		v.Check(in.Title != nil, "title", "is required")
-		v.Check(in.Content != nil, "content", "is required")
-		v.Check(in.Version == nil, "version", "is not accepted when creating")
-	}
-	if in.Title != nil {
-		*in.Title = strings.TrimSpace(*in.Title)
-		n := utf8.RuneCountInString(*in.Title)
-		v.Check(n >= 1 && n <= MaxTitle, "title", "must be 1 to 200 characters")
-		v.Check(!strings.ContainsFunc(*in.Title, unicode.IsControl), "title", "must not contain control characters")
-	}
-	if in.Content != nil {
-		n := utf8.RuneCountInString(*in.Content)
-		v.Check(strings.TrimSpace(*in.Content) != "", "content", "must not be empty")
-		v.Check(n <= MaxContent, "content", "must be at most 200000 characters")
-		v.Check(utf8.ValidString(*in.Content) && !strings.ContainsRune(*in.Content, 0), "content", "must be valid UTF-8 text")
-	}
+	v.Check(!creating || in.Version == nil, "version", "is not accepted when creating")
+	v.Text("title", in.Title, api.TextRule{Required: creating, Min: 1, Max: MaxTitle})
+	v.Text("content", in.Content, api.TextRule{Required: creating, KeepSpace: true, NotBlank: true, Max: MaxContent, Controls: api.AnyControls})
 	if err := v.Err(); err != nil {
 		return err
 	}
@@ -230,11 +236,7 @@ func (h *Handler) listChapters(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) getChapter(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	viewer, _ := identity.User(ctx)
-	id, err := api.PathID(r, "id")
-	if err != nil {
-		return err
-	}
-	n, err := api.PathID(r, "n")
+	id, n, err := chapterPath(r)
 	if err != nil {
 		return err
 	}
@@ -243,10 +245,7 @@ func (h *Handler) getChapter(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	c, err := scanChapter(q.QueryRow(ctx, chapterSQL, id, n))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return api.ErrNotFound
-	}
+	c, err := readChapter(ctx, q, id, n, false)
 	if err != nil {
 		return err
 	}
@@ -261,11 +260,7 @@ func (h *Handler) getChapter(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) updateChapter(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	uid, _ := identity.User(ctx)
-	id, err := api.PathID(r, "id")
-	if err != nil {
-		return err
-	}
-	n, err := api.PathID(r, "n")
+	id, n, err := chapterPath(r)
 	if err != nil {
 		return err
 	}
@@ -277,10 +272,8 @@ func (h *Handler) updateChapter(w http.ResponseWriter, r *http.Request) error {
 	var c Chapter
 	_, tok, err := h.authorTx(ctx, id, uid, func(tx pgx.Tx, _ *Story) error {
 		var err error
-		c, err = scanChapter(tx.QueryRow(ctx, chapterSQL+" for update", id, n))
+		c, err = readChapter(ctx, tx, id, n, true)
 		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			return api.ErrNotFound
 		case err != nil:
 			return err
 		case !pre.Matches(c.Version):

@@ -30,8 +30,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
@@ -186,7 +184,7 @@ func New(db *dbrouter.Router, log *zap.Logger) *Handler {
 // Register adds the story and chapter routes to mux.
 func (h *Handler) Register(mux api.Mux) {
 	handle := func(f api.Handler) http.Handler { return api.Handle(h.log, f) }
-	auth := func(f api.Handler) http.Handler { return identity.Require(handle(f)) }
+	auth := func(f api.Handler) http.Handler { return api.RequireUser(handle(f)) }
 	mux.Handle("POST /v1/stories", auth(h.create))
 	mux.Handle("GET /v1/me/stories", auth(h.listMine))
 	mux.Handle("GET /v1/stories/{id}", handle(h.get))
@@ -222,20 +220,9 @@ func decodeEdit(w http.ResponseWriter, r *http.Request, in interface{ validate(b
 
 func (in *storyInput) validate(creating bool) error {
 	v := api.Validator{}
-	if creating {
-		v.Check(in.Title != nil, "title", "is required")
-		v.Check(in.Version == nil, "version", "is not accepted when creating")
-	}
-	if in.Title != nil {
-		*in.Title = strings.TrimSpace(*in.Title)
-		n := utf8.RuneCountInString(*in.Title)
-		v.Check(n >= 1 && n <= MaxTitle, "title", "must be 1 to 200 characters")
-		v.Check(!strings.ContainsFunc(*in.Title, unicode.IsControl), "title", "must not contain control characters")
-	}
-	if in.Blurb != nil {
-		*in.Blurb = strings.TrimSpace(*in.Blurb)
-		v.Check(utf8.RuneCountInString(*in.Blurb) <= MaxBlurb, "blurb", "must be at most 2000 characters")
-	}
+	v.Check(!creating || in.Version == nil, "version", "is not accepted when creating")
+	v.Text("title", in.Title, api.TextRule{Required: creating, Min: 1, Max: MaxTitle})
+	v.Text("blurb", in.Blurb, api.TextRule{Max: MaxBlurb, Controls: api.AnyControls})
 	if in.Tags != nil {
 		tags := make([]string, 0, len(*in.Tags))
 		for _, t := range *in.Tags {

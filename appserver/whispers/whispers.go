@@ -45,10 +45,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
@@ -56,9 +53,9 @@ import (
 	"github.com/muejam/edge/appserver/api"
 	"github.com/muejam/edge/appserver/audit"
 	"github.com/muejam/edge/appserver/dbrouter"
-	"github.com/muejam/edge/appserver/discover"
 	"github.com/muejam/edge/appserver/identity"
 	"github.com/muejam/edge/appserver/profiles"
+	"github.com/muejam/edge/appserver/sharedlist"
 	"github.com/muejam/edge/appserver/social"
 	"github.com/muejam/edge/appserver/stories"
 )
@@ -169,19 +166,19 @@ func publicStoryAuthor(ctx context.Context, q dbrouter.Querier, id int64) (strin
 type Handler struct {
 	db     *dbrouter.Router
 	log    *zap.Logger
-	shared *discover.Shared
+	shared *sharedlist.Shared
 }
 
 // New returns the whisper handlers, reading and writing through db; feeds are computed
 // once for everyone and kept in shared's cache.
-func New(db *dbrouter.Router, log *zap.Logger, shared *discover.Shared) *Handler {
+func New(db *dbrouter.Router, log *zap.Logger, shared *sharedlist.Shared) *Handler {
 	return &Handler{db: db, log: log, shared: shared}
 }
 
 // Register adds the whisper routes to mux.
 func (h *Handler) Register(mux api.Mux) {
 	handle := func(f api.Handler) http.Handler { return api.Handle(h.log, f) }
-	auth := func(f api.Handler) http.Handler { return identity.Require(handle(f)) }
+	auth := func(f api.Handler) http.Handler { return api.RequireUser(handle(f)) }
 	mux.Handle("GET /v1/whispers", handle(h.globalFeed))
 	mux.Handle("POST /v1/whispers", auth(h.postGlobal))
 	mux.Handle("GET /v1/stories/{id}/whispers", handle(h.storyFeed))
@@ -258,7 +255,7 @@ type whisperCursor struct {
 }
 
 // serveFeed answers a page of feed f: pages are computed once for everyone, kept in the
-// app's cache, and filtered per viewer (discover.ServeShared).
+// app's cache, and filtered per viewer (sharedlist.Serve).
 func (h *Handler) serveFeed(w http.ResponseWriter, r *http.Request, f feed) error {
 	ctx := r.Context()
 	page, err := api.ParsePage(r)
@@ -273,15 +270,15 @@ func (h *Handler) serveFeed(w http.ResponseWriter, r *http.Request, f feed) erro
 	if err != nil {
 		return err
 	}
-	return discover.ServeShared(w, r, viewer, api.Whispers, f.pageTags(more), page, func(p api.Page) (discover.SharedPage[Whisper], error) {
+	return sharedlist.Serve(w, r, viewer, api.Whispers, f.pageTags(more), page, func(p api.Page) (sharedlist.Page[Whisper], error) {
 		return h.page(ctx, f, p)
 	})
 }
 
 // page returns the shared page p of feed f, from the app's cache or the database; it
 // carries the tag of each whisper on it.
-func (h *Handler) page(ctx context.Context, f feed, p api.Page) (discover.SharedPage[Whisper], error) {
-	var none discover.SharedPage[Whisper]
+func (h *Handler) page(ctx context.Context, f feed, p api.Page) (sharedlist.Page[Whisper], error) {
+	var none sharedlist.Page[Whisper]
 	var after whisperCursor // without a cursor, after.ID is 0
 	more, err := p.After(&after)
 	if err != nil {
@@ -289,7 +286,7 @@ func (h *Handler) page(ctx context.Context, f feed, p api.Page) (discover.Shared
 	}
 	tags := f.pageTags(more)
 	key := "whispers:" + f.name + ":" + strconv.FormatInt(f.id, 10) + ":" + p.Key()
-	return discover.LoadPage(ctx, h.shared, api.Whispers, key, tags, func(ctx context.Context) (discover.SharedPage[Whisper], error) {
+	return sharedlist.LoadPage(ctx, h.shared, api.Whispers, key, tags, func(ctx context.Context) (sharedlist.Page[Whisper], error) {
 		args := []any{after.ID, p.Limit + 1}
 		if f.id != 0 {
 			args = append(args, f.id)
@@ -302,7 +299,7 @@ func (h *Handler) page(ctx context.Context, f feed, p api.Page) (discover.Shared
 		if err != nil {
 			return none, err
 		}
-		sp, err := discover.NewSharedPage(p, list, func(x Whisper) string { return x.authorID }, func(x Whisper) any { return whisperCursor{x.ID} })
+		sp, err := sharedlist.NewPage(p, list, func(x Whisper) string { return x.authorID }, func(x Whisper) any { return whisperCursor{x.ID} })
 		for _, x := range sp.Items {
 			sp.Tags = append(sp.Tags, CacheTag(x.ID))
 		}
@@ -372,14 +369,7 @@ func (in *bodyInput) decode(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	v := api.Validator{}
-	v.Check(in.Body != nil, "body", "is required")
-	if in.Body != nil {
-		*in.Body = strings.TrimSpace(*in.Body)
-		n := utf8.RuneCountInString(*in.Body)
-		v.Check(n >= 1 && n <= MaxBody, "body", "must be 1 to 500 characters")
-		v.Check(!strings.ContainsFunc(*in.Body, func(c rune) bool { return unicode.IsControl(c) && c != '\n' && c != '\t' }),
-			"body", "must not contain control characters other than newlines and tabs")
-	}
+	v.Text("body", in.Body, api.TextRule{Required: true, Min: 1, Max: MaxBody, Controls: api.NewlinesAndTabs})
 	return v.Err()
 }
 

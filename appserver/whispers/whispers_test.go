@@ -15,9 +15,9 @@ import (
 
 	"github.com/muejam/edge/appserver/api"
 	"github.com/muejam/edge/appserver/dbrouter"
-	"github.com/muejam/edge/appserver/discover"
 	"github.com/muejam/edge/appserver/internal/apitest"
 	"github.com/muejam/edge/appserver/profiles"
+	"github.com/muejam/edge/appserver/sharedlist"
 	"github.com/muejam/edge/appserver/social"
 	"github.com/muejam/edge/appserver/stories"
 )
@@ -36,7 +36,7 @@ func startWith(t *testing.T, opts apitest.Options) *apitest.Server {
 			profiles.New(db, log).Register(mux)
 			stories.New(db, log).Register(mux)
 			social.New(db, log, nil).Register(mux)
-			New(db, log, &discover.Shared{Cache: c, DB: db, TTL: apitest.CacheTTLs}).Register(mux)
+			New(db, log, &sharedlist.Shared{Cache: c, DB: db, TTL: apitest.CacheTTLs}).Register(mux)
 		})
 }
 

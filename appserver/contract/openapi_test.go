@@ -1,4 +1,4 @@
-package main
+package contract
 
 import (
 	"bytes"
@@ -21,13 +21,14 @@ import (
 	v3 "github.com/pb33f/libopenapi/datamodel/high/v3"
 	"go.uber.org/zap"
 
-	"github.com/muejam/edge/appserver/discover"
 	"github.com/muejam/edge/appserver/health"
 	"github.com/muejam/edge/appserver/internal/apitest"
+	"github.com/muejam/edge/appserver/routes"
+	"github.com/muejam/edge/appserver/sharedlist"
 	"github.com/muejam/edge/internal/testenv"
 )
 
-// routeRecorder is the api.Mux the tests hand to register: a real http.ServeMux (so that
+// routeRecorder is the api.Mux the tests hand to routes.Register: a real http.ServeMux (so that
 // patterns are checked as the app server checks them) that also keeps every pattern.
 type routeRecorder struct {
 	*http.ServeMux
@@ -46,12 +47,12 @@ func (r *routeRecorder) HandleFunc(pattern string, f func(http.ResponseWriter, *
 	r.ServeMux.HandleFunc(pattern, f)
 }
 
-// registeredRoutes returns the routes register adds ("GET /v1/stories/{id}", ...) and the
+// registeredRoutes returns the routes routes.Register adds ("GET /v1/stories/{id}", ...) and the
 // mux serving them (its handlers have no database: only those that need none may be called).
 func registeredRoutes(t *testing.T) ([]string, *http.ServeMux) {
 	t.Helper()
 	rec := &routeRecorder{ServeMux: http.NewServeMux()}
-	register(rec, health.New(time.Second), nil, &discover.Shared{Cache: apitest.Cache(t), TTL: apitest.CacheTTLs}, zap.NewNop())
+	routes.Register(rec, health.New(time.Second), nil, &sharedlist.Shared{Cache: apitest.Cache(t), TTL: apitest.CacheTTLs}, zap.NewNop())
 	for _, p := range rec.patterns {
 		if method, path, ok := strings.Cut(p, " "); !ok || method == "" || !strings.HasPrefix(path, "/v1/") {
 			t.Errorf("route %q: register every route as \"METHOD /v1/...\"", p)
@@ -162,7 +163,7 @@ func TestOpenAPIDocumentIsValid31(t *testing.T) {
 }
 
 // TestOpenAPIListsEveryRoute is the contract of the document: it lists exactly the routes
-// the app server registers, found by running register itself.
+// the app server registers, found by running routes.Register itself.
 func TestOpenAPIListsEveryRoute(t *testing.T) {
 	routes, mux := registeredRoutes(t)
 	_, model := servedDocument(t, mux)
@@ -191,7 +192,12 @@ func TestOpenAPIMatchesAnonymousAnswers(t *testing.T) {
 		t.Fatalf("validator: %v", errs)
 	}
 	db := testenv.NewDatabase(t)
-	base := startServer(t, map[string]string{"DATABASE_URL": db.PrimaryURL, "DATABASE_REPLICA_URLS": db.ReplicaURL, "MIGRATE_ON_START": "true"})
+	addr := testenv.FreeAddr(t)
+	testenv.Start(t, []string{"APP_ADDR=" + addr, "APP_METRICS_ADDR=" + testenv.FreeAddr(t),
+		"DATABASE_URL=" + db.PrimaryURL, "DATABASE_REPLICA_URLS=" + db.ReplicaURL, "MIGRATE_ON_START=true"},
+		testenv.Binary(t, "appserver"))
+	base := "http://" + addr
+	testenv.WaitHTTP(t, base+"/v1/health")
 
 	// Path parameters name nothing that exists: ids and numbers 1, an unknown handle.
 	param := regexp.MustCompile(`\{[^}]+\}`)

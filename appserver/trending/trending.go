@@ -1,4 +1,7 @@
-package discover
+// Package trending runs the trending job: it recomputes every story's trending score from
+// the saves, reads, likes and whispers of the last Window (package engagement records likes
+// and reads), for the trending feed (package discover) and the search ranking to read.
+package trending
 
 import (
 	"context"
@@ -37,25 +40,25 @@ const computeTrending = `insert into story_trending (story_id, score, computed_a
 	) events
 	group by story_id`
 
-// Trending is the job that recomputes the trending scores every interval, on the primary.
+// Job is the job that recomputes the trending scores every interval, on the primary.
 // App servers run it side by side: an advisory lock lets one compute at a time, and a run
 // that finds the scores younger than half the interval leaves them, so together they
 // compute about once per interval.
-type Trending struct {
+type Job struct {
 	db       *dbrouter.Router
 	interval time.Duration
 	log      *zap.Logger
 }
 
-// NewTrending returns the trending job, computing every interval through db. Run needs a
-// positive interval; with none, Compute never finds the scores fresh.
-func NewTrending(db *dbrouter.Router, interval time.Duration, log *zap.Logger) *Trending {
-	return &Trending{db: db, interval: interval, log: log}
+// New returns the trending job, computing every interval through db. Run needs a positive
+// interval; with none, Compute never finds the scores fresh.
+func New(db *dbrouter.Router, interval time.Duration, log *zap.Logger) *Job {
+	return &Job{db: db, interval: interval, log: log}
 }
 
 // Run computes the scores at once, then every interval, until ctx is done. Failures are
 // logged; the next tick tries again.
-func (t *Trending) Run(ctx context.Context) {
+func (t *Job) Run(ctx context.Context) {
 	tick := time.NewTicker(t.interval)
 	defer tick.Stop()
 	for {
@@ -78,7 +81,7 @@ func (t *Trending) Run(ctx context.Context) {
 // Compute replaces the trending scores in one transaction on the primary and returns how
 // many stories have one. It computes nothing and returns -1 when another run holds the lock
 // or the scores are younger than half the interval.
-func (t *Trending) Compute(ctx context.Context) (int64, error) {
+func (t *Job) Compute(ctx context.Context) (int64, error) {
 	n := int64(-1)
 	_, err := t.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		n = -1

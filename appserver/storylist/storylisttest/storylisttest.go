@@ -1,6 +1,7 @@
-// Package discovertest helps the tests of discover and search: a test server whose rows are
-// written straight to the primary.
-package discovertest
+// Package storylisttest helps the tests of the packages that list stories or record what
+// readers do with them (discover, search, engagement, trending, sharedlist): a test server
+// whose rows are written straight to the primary.
+package storylisttest
 
 import (
 	"context"
@@ -18,6 +19,7 @@ import (
 	"github.com/muejam/edge/appserver/cache"
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/internal/apitest"
+	"github.com/muejam/edge/appserver/sharedlist"
 )
 
 // Env is a test server (apitest) whose tests also write rows straight to the primary;
@@ -31,13 +33,13 @@ type Env struct {
 }
 
 // Start starts a test server with the routes register adds, which keep answers computed for
-// everyone in c: an app cache manager (L1 only) that the Cache-Purge of a response
-// invalidates before it goes out, as in the app server.
-func Start(t testing.TB, register func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger, c *cache.Manager)) *Env {
+// everyone in shared's cache: an app cache manager (L1 only) that the Cache-Purge of a
+// response invalidates before it goes out, as in the app server.
+func Start(t testing.TB, register func(mux *http.ServeMux, shared *sharedlist.Shared, log *zap.Logger)) *Env {
 	c := apitest.Cache(t)
 	wrap := api.InvalidateOnPurge(c.Invalidate, zaptest.NewLogger(t))
 	return &Env{Server: apitest.Start(t, apitest.Options{Wrap: wrap}, func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger) {
-		register(mux, db, log, c)
+		register(mux, &sharedlist.Shared{Cache: c, DB: db, TTL: apitest.CacheTTLs}, log)
 	}), t: t, Cache: c}
 }
 

@@ -1,4 +1,8 @@
-package main
+// Package contract holds the app server's contract tests: the OpenAPI document against the
+// routes registered and the answers served, and the cache contract of every route. They are a
+// module of their own so that the OpenAPI libraries they use stay out of the app server's
+// go.mod.
+package contract
 
 import (
 	"context"
@@ -15,9 +19,10 @@ import (
 
 	"github.com/muejam/edge/appserver/api"
 	"github.com/muejam/edge/appserver/dbrouter"
-	"github.com/muejam/edge/appserver/discover"
 	"github.com/muejam/edge/appserver/health"
 	"github.com/muejam/edge/appserver/internal/apitest"
+	"github.com/muejam/edge/appserver/routes"
+	"github.com/muejam/edge/appserver/sharedlist"
 )
 
 type req = apitest.Request
@@ -35,7 +40,7 @@ type world struct {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	s := apitest.Start(t, apitest.Options{}, func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger) {
-		register(mux, health.New(time.Second), db, &discover.Shared{Cache: apitest.Cache(t), DB: db, TTL: apitest.CacheTTLs}, log)
+		routes.Register(mux, health.New(time.Second), db, &sharedlist.Shared{Cache: apitest.Cache(t), DB: db, TTL: apitest.CacheTTLs}, log)
 	})
 	w := &world{s: s}
 	var out struct {

@@ -1,4 +1,14 @@
-package discover
+// Package sharedlist serves lists computed once for everyone and filtered per viewer: the
+// discovery feeds, search results and whisper feeds.
+//
+// A page of such a list is loaded as an anonymous reader sees it (Load, LoadPage), kept in
+// the app's cache manager under the same tags as the edge keeps its answer, and filtered per
+// viewer at answer time with the BlockIndex (itself cached, purged by block and unblock).
+// Anonymous readers, and signed-in ones who block nobody (as the edge says:
+// modules/viewerfilter), get the public answer, which the edge stores once; other signed-in
+// readers get a private answer, which no cache stores, computed without a query of its own:
+// the shared page less the authors they blocked (Serve).
+package sharedlist
 
 import (
 	"context"
@@ -26,14 +36,6 @@ const blockIndexKey = "social:block-index"
 // Shared is what handlers of answers computed for everyone need: the cache manager, the
 // database, and how long the cache keeps an answer of each kind when no purge drops it
 // sooner (the BlockIndex: as long as a feed).
-//
-// A page of a feed, of search results or of whispers is loaded as an anonymous reader sees
-// it, kept in the app's cache manager under the same tags as the edge keeps its answer, and
-// filtered per viewer at answer time with the BlockIndex (itself cached, purged by block and
-// unblock). Anonymous readers, and signed-in ones who block nobody (as the edge says:
-// modules/viewerfilter), get the public answer, which the edge stores once; other signed-in
-// readers get a private answer, which no cache stores, computed without a query of its own:
-// the shared page less the authors they blocked (ServeShared).
 type Shared struct {
 	Cache *cache.Manager
 	DB    *dbrouter.Router
@@ -60,6 +62,30 @@ func (s *Shared) Viewer(ctx context.Context) (Viewer, error) {
 	return Viewer{User: user, Hidden: ix.Hidden(user), Shares: identity.Shares(ctx)}, nil
 }
 
+// Viewer is who asks for a list.
+type Viewer struct {
+	User   string          // "" when anonymous
+	Hidden map[string]bool // the users whose items are hidden from User: those they blocked
+	// Shares is what the edge said of User (identity.Shares): that they block nobody, so
+	// that their answer is the one it keeps for anonymous readers.
+	Shares bool
+}
+
+// Blocking reports whether the viewer hides anyone's items.
+func (v Viewer) Blocking() bool { return len(v.Hidden) > 0 }
+
+// Cache marks an answer computed for v: public under the policy of kind and tags (with Vary
+// on the field in which the edge names whose blocks filter it: api.PublicPerViewer) for an
+// anonymous viewer and for a signed-in one whom the edge and the app both know to block
+// nobody; private for any other signed-in viewer, so the edge keeps no copy per viewer.
+func (v Viewer) Cache(w http.ResponseWriter, kind api.Resource, tags ...string) {
+	if v.User != "" && (!v.Shares || v.Blocking()) {
+		api.Private(w)
+		return
+	}
+	api.PublicPerViewer(w, kind, tags...)
+}
+
 // Load returns the shared answer of kind under key: from the cache, else from fn, which
 // the cache then keeps under tags for s.TTL[kind].
 func Load[T any](ctx context.Context, s *Shared, kind api.Resource, key string, tags []string, fn func(ctx context.Context) (T, error)) (T, error) {
@@ -69,9 +95,9 @@ func Load[T any](ctx context.Context, s *Shared, kind api.Resource, key string, 
 	})
 }
 
-// LoadPage is Load for a SharedPage, kept under tags and the tags of its items (its Tags).
-func LoadPage[T any](ctx context.Context, s *Shared, kind api.Resource, key string, tags []string, fn func(ctx context.Context) (SharedPage[T], error)) (SharedPage[T], error) {
-	return load(ctx, s, s.TTL[kind], key, tags, func(ctx context.Context) (SharedPage[T], []string, error) {
+// LoadPage is Load for a Page, kept under tags and the tags of its items (its Tags).
+func LoadPage[T any](ctx context.Context, s *Shared, kind api.Resource, key string, tags []string, fn func(ctx context.Context) (Page[T], error)) (Page[T], error) {
+	return load(ctx, s, s.TTL[kind], key, tags, func(ctx context.Context) (Page[T], []string, error) {
 		sp, err := fn(ctx)
 		return sp, sp.Tags, err
 	})
@@ -91,11 +117,11 @@ func load[T any](ctx context.Context, s *Shared, ttl time.Duration, key string, 
 	return v, err
 }
 
-// SharedPage is one page of a list as everyone sees it, as the cache manager keeps it: the
+// Page is one page of a list as everyone sees it, as the cache manager keeps it: the
 // items, the author (user id) and the cursor of each, the cursor of the next page, the
 // encoded answer for a reader who hides none of the authors, and the cache tags its items
 // add to the list's (a whisper's own tag, which a like of it purges).
-type SharedPage[T any] struct {
+type Page[T any] struct {
 	Items   []T      `json:"items"`
 	Authors []string `json:"authors"`
 	Ends    []string `json:"ends"`
@@ -104,11 +130,11 @@ type SharedPage[T any] struct {
 	Tags    []string `json:"tags,omitempty"`
 }
 
-// NewSharedPage makes the SharedPage of p from rows, fetched with one row more than the
-// limit (api.Trim).
-func NewSharedPage[T any](p api.Page, rows []T, author func(T) string, position func(T) any) (SharedPage[T], error) {
+// NewPage makes the Page of p from rows, fetched with one row more than the limit
+// (api.Trim).
+func NewPage[T any](p api.Page, rows []T, author func(T) string, position func(T) any) (Page[T], error) {
 	items, next := api.Trim(p, rows, position)
-	sp := SharedPage[T]{Items: items, Next: next, Authors: make([]string, len(items)), Ends: make([]string, len(items))}
+	sp := Page[T]{Items: items, Next: next, Authors: make([]string, len(items)), Ends: make([]string, len(items))}
 	for i, it := range items {
 		sp.Authors[i] = author(it)
 		sp.Ends[i] = api.Cursor(position(it))
@@ -118,18 +144,8 @@ func NewSharedPage[T any](p api.Page, rows []T, author func(T) string, position 
 	return sp, err
 }
 
-// Summaries returns sp with its items as summary gives them, for a page loaded with items
-// of a richer type (one that carries its author and position).
-func Summaries[T any](sp SharedPage[T], summary func(T) Summary) SharedPage[Summary] {
-	out := SharedPage[Summary]{Items: make([]Summary, len(sp.Items)), Authors: sp.Authors, Ends: sp.Ends, Next: sp.Next, Body: sp.Body, Tags: sp.Tags}
-	for i, it := range sp.Items {
-		out.Items[i] = summary(it)
-	}
-	return out
-}
-
 // hidesAny reports whether v hides the author of any item of sp.
-func (sp *SharedPage[T]) hidesAny(v Viewer) bool {
+func (sp *Page[T]) hidesAny(v Viewer) bool {
 	if len(v.Hidden) == 0 {
 		return false
 	}
@@ -141,14 +157,14 @@ func (sp *SharedPage[T]) hidesAny(v Viewer) bool {
 	return false
 }
 
-// ServeShared answers a list request from shared pages: pageAt(page) returns the SharedPage
-// of a page. An anonymous reader, and a signed-in one the edge and the app know to block
-// nobody, gets the shared answer, public under kind and tags (Viewer.Cache), so the edge
-// keeps one copy for all of them; any other signed-in reader gets a private answer: the
-// shared one when they hide none of its authors, else its items less those authors, made up
-// to the limit from the shared pages after it (at most maxExtraPages of api.MaxLimit items,
-// which viewers share as they share the first).
-func ServeShared[T any](w http.ResponseWriter, r *http.Request, v Viewer, kind api.Resource, tags []string, page api.Page, pageAt func(api.Page) (SharedPage[T], error)) error {
+// Serve answers a list request from shared pages: pageAt(page) returns the Page of a page.
+// An anonymous reader, and a signed-in one the edge and the app know to block nobody, gets
+// the shared answer, public under kind and tags (Viewer.Cache), so the edge keeps one copy
+// for all of them; any other signed-in reader gets a private answer: the shared one when
+// they hide none of its authors, else its items less those authors, made up to the limit
+// from the shared pages after it (at most maxExtraPages of api.MaxLimit items, which
+// viewers share as they share the first).
+func Serve[T any](w http.ResponseWriter, r *http.Request, v Viewer, kind api.Resource, tags []string, page api.Page, pageAt func(api.Page) (Page[T], error)) error {
 	sp, err := pageAt(page)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package discover
+package trending
 
 import (
 	"context"
@@ -11,8 +11,23 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/muejam/edge/appserver/discover"
+	"github.com/muejam/edge/appserver/internal/apitest"
+	"github.com/muejam/edge/appserver/sharedlist"
+	"github.com/muejam/edge/appserver/storylist/storylisttest"
 )
+
+type req = apitest.Request
+
+// start starts the discovery feeds, which show the scores.
+func start(t *testing.T) *storylisttest.Env {
+	return storylisttest.Start(t, func(mux *http.ServeMux, shared *sharedlist.Shared, log *zap.Logger) {
+		discover.New(shared.DB, log, shared).Register(mux)
+	})
+}
 
 func TestTrendingFollowsTheDecay(t *testing.T) {
 	e := start(t)
@@ -50,7 +65,7 @@ func TestTrendingFollowsTheDecay(t *testing.T) {
 		insert into story_reads (story_id, read_at) values (%[6]d, now() - interval '30 minutes');
 	`, a, b, c, d, draft, gone))
 
-	n, err := NewTrending(e.DB, 15*time.Minute, zaptest.NewLogger(t)).Compute(context.Background())
+	n, err := New(e.DB, 15*time.Minute, zaptest.NewLogger(t)).Compute(context.Background())
 	if err != nil || n != int64(len(events)) {
 		t.Fatalf("Compute = %d, %v; want %d stories", n, err, len(events))
 	}
@@ -102,7 +117,7 @@ func TestTrendingComputesOnceAtATime(t *testing.T) {
 	id := e.Story("alice", "Liked", "1 hour")
 	e.Exec("insert into story_likes (story_id, user_id) values ($1, 'alice')", id)
 	ctx := context.Background()
-	job := NewTrending(e.DB, time.Hour, zaptest.NewLogger(t))
+	job := New(e.DB, time.Hour, zaptest.NewLogger(t))
 
 	// Another app server is computing: it holds the lock.
 	_, err := e.DB.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
@@ -131,7 +146,7 @@ func TestTrendingComputesOnceAtATime(t *testing.T) {
 	results := make([]int64, 8)
 	for i := range results {
 		wg.Go(func() {
-			n, err := NewTrending(e.DB, time.Hour, zaptest.NewLogger(t)).Compute(ctx)
+			n, err := New(e.DB, time.Hour, zaptest.NewLogger(t)).Compute(ctx)
 			if err != nil {
 				t.Error(err)
 			}
@@ -154,7 +169,7 @@ func TestTrendingComputesOnceAtATime(t *testing.T) {
 
 	// Without an interval nothing is ever fresh: every run computes.
 	for range 2 {
-		if n, err := NewTrending(e.DB, 0, zaptest.NewLogger(t)).Compute(ctx); n != 1 || err != nil {
+		if n, err := New(e.DB, 0, zaptest.NewLogger(t)).Compute(ctx); n != 1 || err != nil {
 			t.Errorf("Compute with no interval = %d, %v; want 1", n, err)
 		}
 	}
@@ -167,7 +182,7 @@ func TestTrendingRunsAtStartAndEveryInterval(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		NewTrending(e.DB, 20*time.Millisecond, zaptest.NewLogger(t)).Run(ctx)
+		New(e.DB, 20*time.Millisecond, zaptest.NewLogger(t)).Run(ctx)
 	}()
 	var runs []time.Time
 	tick := time.NewTicker(5 * time.Millisecond)

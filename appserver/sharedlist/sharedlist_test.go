@@ -1,4 +1,4 @@
-package discover
+package sharedlist_test
 
 import (
 	"context"
@@ -9,23 +9,27 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/muejam/edge/appserver/cache"
-	"github.com/muejam/edge/appserver/dbrouter"
-	"github.com/muejam/edge/appserver/discover/discovertest"
+	"github.com/muejam/edge/appserver/discover"
 	"github.com/muejam/edge/appserver/internal/apitest"
+	"github.com/muejam/edge/appserver/sharedlist"
 	"github.com/muejam/edge/appserver/social"
+	"github.com/muejam/edge/appserver/storylist/storylisttest"
 )
 
-// startWithSocial is start with the follow and block routes too.
-func startWithSocial(t *testing.T) *discovertest.Env {
-	return discovertest.Start(t, func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger, c *cache.Manager) {
-		New(db, log, &Shared{Cache: c, DB: db, TTL: apitest.CacheTTLs}).Register(mux)
-		social.New(db, log, nil).Register(mux)
+type req = apitest.Request
+
+// startWithSocial starts the discovery feeds, which are shared lists, with the follow and
+// block routes.
+func startWithSocial(t *testing.T) *storylisttest.Env {
+	return storylisttest.Start(t, func(mux *http.ServeMux, shared *sharedlist.Shared, log *zap.Logger) {
+		discover.New(shared.DB, log, shared).Register(mux)
+		social.New(shared.DB, log, nil).Register(mux)
 	})
 }
 
 // feedTitles returns the titles of the first page of the new feed, asked by user without a
 // read-your-writes token, and the response.
-func feedTitles(t *testing.T, e *discovertest.Env, user string) ([]string, *apitest.Response) {
+func feedTitles(t *testing.T, e *storylisttest.Env, user string) ([]string, *apitest.Response) {
 	t.Helper()
 	resp := e.Do(t, req{Method: "GET", Path: "/v1/discover?tab=new", User: user, WithoutToken: true})
 	resp.Expect(t, http.StatusOK, "")
@@ -77,11 +81,11 @@ func TestBlockFiltersTheSharedPage(t *testing.T) {
 	if got, _ := feedTitles(t, e, "carol"); !slices.Equal(got, all) {
 		t.Fatalf("before the block: %v, want %v", got, all)
 	}
-	if _, ok := cache.Get[social.BlockIndex](context.Background(), e.Cache, blockIndexKey); !ok {
+	if _, ok := cache.Get[social.BlockIndex](context.Background(), e.Cache, sharedlist.BlockIndexKey); !ok {
 		t.Fatal("the block index is not in the app cache after a signed-in read")
 	}
 	e.Do(t, req{Method: "PUT", Path: "/v1/users/alice/block", User: "carol"}).Expect(t, http.StatusNoContent, "")
-	if _, ok := cache.Get[social.BlockIndex](context.Background(), e.Cache, blockIndexKey); ok {
+	if _, ok := cache.Get[social.BlockIndex](context.Background(), e.Cache, sharedlist.BlockIndexKey); ok {
 		t.Fatal("the block index is still in the app cache after a block")
 	}
 	got, resp := feedTitles(t, e, "carol")

@@ -1,4 +1,14 @@
-package discover
+// Package engagement records the engagement the trending scores are computed from: likes
+// and reads of published stories (package trending computes the scores).
+//
+// Likes and reads change nothing a client reads at once (trending changes when the job
+// runs), so their answers carry no read-your-writes token: readers keep being served from
+// the replicas and the edge's cache.
+//
+//	PUT    /v1/stories/{id}/like    like a story (idempotent)         signed in
+//	DELETE /v1/stories/{id}/like    take the like back (idempotent)   signed in
+//	POST   /v1/stories/{id}/reads   record a read                     anyone
+package engagement
 
 import (
 	"context"
@@ -6,19 +16,37 @@ import (
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
 
 	"github.com/muejam/edge/appserver/api"
 	"github.com/muejam/edge/appserver/audit"
+	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/identity"
 	"github.com/muejam/edge/appserver/profiles"
+	"github.com/muejam/edge/appserver/storylist"
 )
 
-// Likes and reads change nothing a client reads at once (trending changes when the job
-// runs), so their answers carry no read-your-writes token: readers keep being served from
-// the replicas and the edge's cache.
+// Handler serves the engagement routes.
+type Handler struct {
+	db  *dbrouter.Router
+	log *zap.Logger
+}
+
+// New returns the engagement handlers, writing through db.
+func New(db *dbrouter.Router, log *zap.Logger) *Handler {
+	return &Handler{db: db, log: log}
+}
+
+// Register adds the engagement routes to mux.
+func (h *Handler) Register(mux api.Mux) {
+	handle := func(f api.Handler) http.Handler { return api.Handle(h.log, f) }
+	mux.Handle("PUT /v1/stories/{id}/like", api.RequireUser(handle(h.like)))
+	mux.Handle("DELETE /v1/stories/{id}/like", api.RequireUser(handle(h.unlike)))
+	mux.Handle("POST /v1/stories/{id}/reads", handle(h.read))
+}
 
 // publicStory is a CTE naming story $1 when anyone may see it.
-const publicStory = `with story as (select s.id from stories s where s.id = $1 and ` + Public + `)`
+const publicStory = `with story as (select s.id from stories s where s.id = $1 and ` + storylist.Public + `)`
 
 // Statements of the engagement routes, on story $1 and user $2: each answers whether the
 // story is public, and changes nothing when it is not.

@@ -1,0 +1,15 @@
+package trending
+
+import (
+	"testing"
+
+	"github.com/muejam/edge/appserver/internal/apitest"
+)
+
+// TestHotQueriesUseIndexes explains the trending job's query on a seeded database of
+// realistic size: it may not read a large table whole.
+func TestHotQueriesUseIndexes(t *testing.T) {
+	e := start(t)
+	e.Seed(t, apitest.PlanSizes)
+	apitest.AssertIndexed(t, e.DB, "trending job", computeTrending, Decay, Window)
+}
