@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,7 +36,12 @@ func envOr(key, def string) string {
 	return def
 }
 
-// RepoRoot returns the directory holding go.mod.
+// rootModule is the first line of the repository's own go.mod; the modules of the tests
+// whose dependencies the edge must not carry (infra/terraform, ...) sit below it.
+const rootModule = "module github.com/muejam/edge\n"
+
+// RepoRoot returns the repository's root: the nearest directory above the working
+// directory whose go.mod is the root module's.
 func RepoRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
@@ -43,12 +49,12 @@ func RepoRoot(t testing.TB) string {
 		t.Fatal(err)
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.HasPrefix(string(b), rootModule) {
 			return dir
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Fatal("go.mod not found above the working directory")
+			t.Fatal("the go.mod of github.com/muejam/edge is not above the working directory")
 		}
 		dir = parent
 	}

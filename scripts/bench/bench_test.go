@@ -1,14 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
-	"image/png"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -428,16 +427,21 @@ func TestMarkdownAndChart(t *testing.T) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
 	}
-	b, err := r.chart()
-	if err != nil {
-		t.Fatal(err)
+	var doc struct {
+		Width  int      `xml:"width,attr"`
+		Height int      `xml:"height,attr"`
+		Texts  []string `xml:"text"`
 	}
-	img, err := png.Decode(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
+	if err := xml.Unmarshal(r.chart(), &doc); err != nil {
+		t.Fatalf("the chart is not XML: %v", err)
 	}
-	if w, h := img.Bounds().Dx(), img.Bounds().Dy(); w != chartWidth || h < 3*2*rowHeight {
-		t.Errorf("chart is %d×%d", w, h)
+	if doc.Width != chartWidth || doc.Height < 3*2*rowHeight {
+		t.Errorf("chart is %d×%d", doc.Width, doc.Height)
+	}
+	for _, want := range []string{"Throughput, requests/s (higher is better)", "not measured", "3,250"} {
+		if !slices.Contains(doc.Texts, want) {
+			t.Errorf("chart lacks the text %q: %q", want, doc.Texts)
+		}
 	}
 	if _, err := json.Marshal(r); err != nil {
 		t.Errorf("the report does not encode as JSON: %v", err)

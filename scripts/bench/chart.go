@@ -2,19 +2,12 @@ package main
 
 import (
 	"bytes"
+	"encoding/xml"
 	"fmt"
-	"image"
-	"image/color"
-	"image/draw"
-	"image/png"
 	"math"
-
-	"golang.org/x/image/font"
-	"golang.org/x/image/font/basicfont"
-	"golang.org/x/image/math/fixed"
 )
 
-// Chart geometry, in pixels.
+// Chart geometry, in SVG user units (pixels).
 const (
 	chartWidth  = 1000
 	labelWidth  = 330
@@ -25,19 +18,13 @@ const (
 	margin      = 16
 )
 
-var (
-	colBackground = color.RGBA{255, 255, 255, 255}
-	colText       = color.RGBA{30, 30, 30, 255}
-	colAxis       = color.RGBA{190, 190, 190, 255}
-	colWhisker    = color.RGBA{20, 20, 20, 255}
-	// buildColors gives each build its colour; builds not listed are grey.
-	buildColors = map[string]color.RGBA{
-		"stock":        {110, 140, 190, 255},
-		"ratelimit":    {220, 150, 70, 255},
-		"cachehandler": {200, 90, 90, 255},
-		"edge":         {80, 160, 100, 255},
-	}
-)
+// buildColors gives each build its colour; builds not listed are grey.
+var buildColors = map[string]string{
+	"stock":        "#6e8cbe",
+	"ratelimit":    "#dc9646",
+	"cachehandler": "#c85a5a",
+	"edge":         "#50a064",
+}
 
 // bar is one row of a panel: a median with its min–max whisker.
 type bar struct {
@@ -46,33 +33,47 @@ type bar struct {
 	s     Summary
 }
 
-// chart draws throughput and p99 latency per scenario as two bar panels and returns a PNG.
-func (r *Report) chart() ([]byte, error) {
+// svg accumulates the elements of a chart.
+type svg struct{ b bytes.Buffer }
+
+func (s *svg) rect(x, y, w, h int, fill string) {
+	fmt.Fprintf(&s.b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"/>\n", x, y, max(w, 1), max(h, 1), fill)
+}
+
+// text writes str with its baseline at (x, y).
+func (s *svg) text(x, y int, str string) {
+	fmt.Fprintf(&s.b, "<text x=\"%d\" y=\"%d\">", x, y)
+	_ = xml.EscapeText(&s.b, []byte(str)) // a bytes.Buffer does not fail
+	s.b.WriteString("</text>\n")
+}
+
+// chart draws throughput and p99 latency per scenario as two bar panels and returns an SVG
+// document.
+func (r *Report) chart() []byte {
 	var rps, p99 []bar
 	for _, res := range r.Scenarios {
 		label := res.ID + "  " + res.Title
 		rps = append(rps, bar{label, res.Build, res.RPS})
 		p99 = append(p99, bar{label, res.Build, res.P99ms})
 	}
-	n := len(r.Scenarios)
-	panelH := panelTitleH + n*rowHeight + margin
-	img := image.NewRGBA(image.Rect(0, 0, chartWidth, 2*margin+20+2*panelH))
-	draw.Draw(img, img.Bounds(), image.NewUniform(colBackground), image.Point{}, draw.Src)
-	text(img, margin, margin+10, fmt.Sprintf("make bench, %s, %s, %d CPUs, load %s; median, whisker min-max over %d rounds",
+	panelH := panelTitleH + len(r.Scenarios)*rowHeight + margin
+	height := 2*margin + 20 + 2*panelH
+	var s svg
+	fmt.Fprintf(&s.b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "+
+		"font-family=\"monospace\" font-size=\"12\" fill=\"#1e1e1e\">\n", chartWidth, height, chartWidth, height)
+	s.rect(0, 0, chartWidth, height, "#ffffff")
+	s.text(margin, margin+10, fmt.Sprintf("make bench, %s, %s, %d CPUs, load %s; median, whisker min-max over %d rounds",
 		r.Date, r.Machine.CPU, r.Machine.CPUs, r.Machine.LoadBefore, r.Plan.Rounds))
 	y := margin + 20
-	panel(img, y, "Throughput, requests/s (higher is better)", rps, 0)
-	panel(img, y+panelH, "p99 latency, ms (lower is better)", p99, 2)
-	var b bytes.Buffer
-	if err := png.Encode(&b, img); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+	s.panel(y, "Throughput, requests/s (higher is better)", rps, 0)
+	s.panel(y+panelH, "p99 latency, ms (lower is better)", p99, 2)
+	s.b.WriteString("</svg>\n")
+	return s.b.Bytes()
 }
 
 // panel draws a titled set of horizontal bars from y down, scaled to the largest maximum.
-func panel(img *image.RGBA, y int, title string, bars []bar, prec int) {
-	text(img, margin, y+18, title)
+func (s *svg) panel(y int, title string, bars []bar, prec int) {
+	s.text(margin, y+18, title)
 	scale := 0.0
 	for _, b := range bars {
 		if !math.IsNaN(b.s.Max) {
@@ -80,38 +81,28 @@ func panel(img *image.RGBA, y int, title string, bars []bar, prec int) {
 		}
 	}
 	top := y + panelTitleH
-	fill(img, image.Rect(barLeft, top-4, barLeft+1, top+len(bars)*rowHeight), colAxis)
+	s.rect(barLeft, top-4, 1, len(bars)*rowHeight+4, "#bebebe")
 	for i, b := range bars {
 		row := top + i*rowHeight
 		label := b.label
 		if len(label) > labelWidth/7 {
 			label = label[:labelWidth/7-2] + ".."
 		}
-		text(img, margin, row+14, label)
+		s.text(margin, row+14, label)
 		if math.IsNaN(b.s.Median) || scale == 0 {
-			text(img, barLeft+6, row+14, "not measured")
+			s.text(barLeft+6, row+14, "not measured")
 			continue
 		}
 		x := func(v float64) int { return barLeft + int(v/scale*barWidth) }
 		c, ok := buildColors[b.build]
 		if !ok {
-			c = color.RGBA{150, 150, 150, 255}
+			c = "#969696"
 		}
-		fill(img, image.Rect(barLeft+1, row+3, x(b.s.Median), row+rowHeight-3), c)
+		s.rect(barLeft+1, row+3, x(b.s.Median)-barLeft-1, rowHeight-6, c)
 		mid := row + rowHeight/2
-		fill(img, image.Rect(x(b.s.Min), mid, x(b.s.Max)+1, mid+1), colWhisker)
-		fill(img, image.Rect(x(b.s.Min), mid-4, x(b.s.Min)+1, mid+5), colWhisker)
-		fill(img, image.Rect(x(b.s.Max), mid-4, x(b.s.Max)+1, mid+5), colWhisker)
-		text(img, x(b.s.Max)+6, row+14, fmtNum(b.s.Median, prec))
+		s.rect(x(b.s.Min), mid, x(b.s.Max)-x(b.s.Min)+1, 1, "#141414")
+		s.rect(x(b.s.Min), mid-4, 1, 9, "#141414")
+		s.rect(x(b.s.Max), mid-4, 1, 9, "#141414")
+		s.text(x(b.s.Max)+6, row+14, fmtNum(b.s.Median, prec))
 	}
-}
-
-func fill(img *image.RGBA, r image.Rectangle, c color.Color) {
-	draw.Draw(img, r, image.NewUniform(c), image.Point{}, draw.Src)
-}
-
-// text draws s with its baseline at (x, y) in a 7×13 bitmap font (ASCII).
-func text(img *image.RGBA, x, y int, s string) {
-	d := font.Drawer{Dst: img, Src: image.NewUniform(colText), Face: basicfont.Face7x13, Dot: fixed.P(x, y)}
-	d.DrawString(s)
 }
