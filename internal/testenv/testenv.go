@@ -71,6 +71,13 @@ type Database struct {
 // NewDatabase creates a database for one test and drops it when the test ends.
 func NewDatabase(t testing.TB) Database {
 	t.Helper()
+	return NewDatabaseFrom(t, "")
+}
+
+// NewDatabaseFrom is NewDatabase with a copy of the database template instead of an empty
+// database ("" is PostgreSQL's default template). Nobody may be connected to template.
+func NewDatabaseFrom(t testing.TB, template string) Database {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	admin, err := pgx.Connect(ctx, PrimaryURL)
@@ -81,7 +88,11 @@ func NewDatabase(t testing.TB) Database {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	name := "muejam_test_" + hex.EncodeToString(b)
-	if _, err := admin.Exec(ctx, "create database "+name); err != nil {
+	create := "create database " + name
+	if template != "" {
+		create += " template " + pgx.Identifier{template}.Sanitize()
+	}
+	if _, err := admin.Exec(ctx, create); err != nil {
 		t.Fatalf("creating test database: %v", err)
 	}
 	t.Cleanup(func() {

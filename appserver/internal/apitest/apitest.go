@@ -7,16 +7,24 @@ package apitest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
+	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -48,11 +56,12 @@ type Server struct {
 	client *http.Client // keeps the read-your-writes cookie, like a browser
 }
 
-// Start migrates the database, opens a router on it and serves the routes register adds.
+// Start migrates the database (a fresh copy of the migrated template unless opts names one),
+// opens a router on it and serves the routes register adds.
 func Start(t testing.TB, opts Options, register func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger)) *Server {
 	t.Helper()
 	if opts.PrimaryURL == "" {
-		db := testenv.NewDatabase(t)
+		db := testenv.NewDatabaseFrom(t, migratedTemplate(t))
 		opts.PrimaryURL, opts.ReplicaURL = db.PrimaryURL, db.ReplicaURL
 	}
 	if opts.Trusted == nil {
@@ -239,4 +248,79 @@ func DecodeJSON(t testing.TB, r *Response, dst any) {
 	if err := json.Unmarshal(r.Body, dst); err != nil {
 		t.Fatalf("decoding %s: %v", r.Body, err)
 	}
+}
+
+// template is the database holding every embedded migration that Start copies for each
+// test: copying it costs a fraction of migrating a fresh database.
+var template struct {
+	once sync.Once
+	name string
+	err  error
+}
+
+// migratedTemplate returns the name of the migrated template on the dev primary, making it
+// the first time a test process asks.
+func migratedTemplate(t testing.TB) string {
+	t.Helper()
+	template.once.Do(func() { template.name, template.err = makeTemplate() })
+	if template.err != nil {
+		t.Fatalf("the migrated template database: %v", template.err)
+	}
+	return template.name
+}
+
+// makeTemplate returns the template of the embedded migrations, named by their hash, and
+// makes it when the primary has none: migrated under a name of this process's, then renamed,
+// so that a test process running beside this one sees the template whole or not at all. It
+// stays on the dev services for the next runs; another set of migrations gets another one.
+func makeTemplate() (string, error) {
+	all, err := migrate.All()
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	for _, m := range all {
+		fmt.Fprintf(h, "%d %s\n%s\n", m.Version, m.Name, m.SQL)
+	}
+	name := "muejam_template_" + hex.EncodeToString(h.Sum(nil))[:16]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, testenv.PrimaryURL)
+	if err != nil {
+		return "", err
+	}
+	defer admin.Close(ctx)
+	var exists bool
+	if err := admin.QueryRow(ctx, "select exists (select 1 from pg_database where datname = $1)", name).Scan(&exists); err != nil || exists {
+		return name, err
+	}
+	tmp := fmt.Sprintf("%s_%d", name, os.Getpid())
+	if _, err := admin.Exec(ctx, "drop database if exists "+tmp+" with (force)"); err != nil {
+		return "", err
+	}
+	if _, err := admin.Exec(ctx, "create database "+tmp); err != nil {
+		return "", err
+	}
+	u, err := url.Parse(testenv.PrimaryURL)
+	if err != nil {
+		return "", err
+	}
+	u.Path = "/" + tmp
+	pool, err := pgxpool.New(ctx, u.String())
+	if err == nil {
+		_, err = migrate.Up(ctx, pool)
+		pool.Close()
+	}
+	if err == nil {
+		_, err = admin.Exec(ctx, "alter database "+tmp+" rename to "+name)
+	}
+	if err == nil {
+		return name, nil
+	}
+	_, _ = admin.Exec(ctx, "drop database if exists "+tmp+" with (force)") // best effort: the error below matters
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42P04" { // duplicate_database: a process beside this one made it first
+		return name, nil
+	}
+	return "", err
 }
