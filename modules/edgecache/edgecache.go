@@ -433,7 +433,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	case actOnlyIfCached:
 		lookups.WithLabelValues(h.Name, outcomeMiss).Inc()
 		w.Header().Set(HeaderStatus, cacheID+"; detail=only-if-cached")
-		return caddyhttp.Error(http.StatusGatewayTimeout, errors.New("only-if-cached: nothing stored"))
+		return caddyhttp.Error(http.StatusGatewayTimeout, errors.New("only-if-cached: nothing stored answers without the origin"))
 	case actFresh:
 		lookups.WithLabelValues(h.Name, outcomeHit).Inc()
 		detail := ""

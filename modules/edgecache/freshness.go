@@ -12,8 +12,8 @@ type action uint8
 const (
 	// actMiss: nothing usable is stored; the request goes upstream.
 	actMiss action = iota
-	// actOnlyIfCached: nothing usable is stored and the request says only-if-cached; it is
-	// answered 504 (§5.2.1.7).
+	// actOnlyIfCached: nothing stored can answer without the origin and the request says
+	// only-if-cached; it is answered 504 (§5.2.1.7).
 	actOnlyIfCached
 	// actFresh: the entry is fresh enough for the request; it is served.
 	actFresh
@@ -51,7 +51,8 @@ type decision struct {
 //   - a stale entry (not merely too old for the request's max-age or min-fresh) without
 //     must-revalidate, proxy-revalidate, s-maxage or no-cache (§4.2.4) is served within
 //     the request's max-stale, else within its stale-while-revalidate window;
-//   - anything else is revalidated, with stale-if-error when a window allows it.
+//   - anything else is revalidated, with stale-if-error when a window allows it, unless the
+//     request says only-if-cached: then it is answered 504.
 //
 // A clock that went back before the response arrived adds no resident time to its age.
 func decide(e *entry, r *http.Request, now time.Time) decision {
@@ -79,6 +80,10 @@ func decide(e *entry, r *http.Request, now time.Time) decision {
 		d.act = actStale
 	case mayServeStale && e.swr > 0 && staleness <= e.swr:
 		d.act = actStaleRevalidate
+	case req.onlyIfCached:
+		// Only a request to the origin could make the entry usable, and the client wants
+		// none: 504 (§5.2.1.7).
+		return decision{act: actOnlyIfCached, age: d.age, ttl: d.ttl}
 	default:
 		d.act = actRevalidate
 		d.staleIfError = mayServeStale &&

@@ -117,7 +117,13 @@ func TestDecide(t *testing.T) {
 		{name: "only-if-cached, fresh", e: storedAt(0, cc("max-age=60")...), req: cc("only-if-cached"), at: 10 * s,
 			want: fresh(10*s, 50*s)},
 		{name: "only-if-cached, stale", e: storedAt(0, cc("max-age=60")...), req: cc("only-if-cached"), at: 70 * s,
-			want: reval(70*s, -10*s)},
+			want: decision{act: actOnlyIfCached, age: 70 * s, ttl: -10 * s}},
+		{name: "only-if-cached, stale within max-stale", e: storedAt(0, cc("max-age=60")...), req: cc("only-if-cached, max-stale=30"), at: 70 * s,
+			want: decision{act: actStale, age: 70 * s, ttl: -10 * s}},
+		{name: "only-if-cached, stale within stale-while-revalidate", e: storedAt(0, cc("max-age=60, stale-while-revalidate=30")...),
+			req: cc("only-if-cached"), at: 70 * s, want: decision{act: actStaleRevalidate, age: 70 * s, ttl: -10 * s}},
+		{name: "only-if-cached, no-cache entry", e: storedAt(0, cc("max-age=60, no-cache")...), req: cc("only-if-cached"), at: 10 * s,
+			want: decision{act: actOnlyIfCached, age: 10 * s, ttl: 50 * s}},
 
 		{name: "stale-while-revalidate at staleness 0", e: storedAt(0, cc("max-age=10, stale-while-revalidate=30")...), at: 10 * s,
 			want: swr(10*s, 0)},
@@ -236,6 +242,7 @@ func FuzzDecide(f *testing.F) {
 			t.Fatalf("%+v: age and ttl do not match the entry's %+v", d, e)
 		}
 		forbidden := e.mustRevalidate || e.noCache
+		offline := parseDirectives(request(reqCC).Header).onlyIfCached
 		switch d.act {
 		case actFresh:
 			if d.ttl <= 0 || e.noCache {
@@ -246,13 +253,21 @@ func FuzzDecide(f *testing.F) {
 				t.Fatalf("%+v served stale (must-revalidate %v, no-cache %v)", d, e.mustRevalidate, e.noCache)
 			}
 		case actRevalidate:
+			if offline {
+				t.Fatalf("%+v for an only-if-cached request", d)
+			}
+		case actOnlyIfCached:
+			if !offline {
+				t.Fatalf("%+v for a request without only-if-cached", d)
+			}
 		default:
 			t.Fatalf("%+v for a complete entry", d)
 		}
 		if (d.staleIfError || d.requested) && d.act != actRevalidate || d.staleIfError && (d.ttl > 0 || forbidden) {
 			t.Fatalf("%+v", d)
 		}
-		if nc := decide(e, request("no-cache, "+reqCC), now); nc.act != actRevalidate || !nc.requested || nc.staleIfError {
+		nc := decide(e, request("no-cache, "+reqCC), now)
+		if offline && nc.act != actOnlyIfCached || !offline && (nc.act != actRevalidate || !nc.requested || nc.staleIfError) {
 			t.Fatalf("with no-cache: %+v", nc)
 		}
 		if at > 0 && d.act == actFresh {

@@ -327,6 +327,13 @@ func TestRequestDirectives(t *testing.T) {
 	expectCount(t, o, "/oic", 0)
 	get(t, "/oic").expect(t, 200, "o 1", "stored")
 	get(t, "/oic", "Cache-Control", "only-if-cached").expect(t, 200, "o 1", "hit")
+	// An entry only the origin could make usable again: 504, and the origin is not asked.
+	o.handle("/oicstale", numbered("s", "Cache-Control", "max-age=10", "Age", "20", "Etag", `"s"`))
+	get(t, "/oicstale").expect(t, 200, "s 1", "stored")
+	if r := get(t, "/oicstale", "Cache-Control", "only-if-cached"); r.status != http.StatusGatewayTimeout {
+		t.Fatalf("only-if-cached, a stale entry: %d %q", r.status, r.body)
+	}
+	expectCount(t, o, "/oicstale", 1)
 
 	// max-stale accepts a stale entry; must-revalidate forbids it.
 	o.handle("/maxstale", numbered("m", "Cache-Control", "max-age=10", "Age", "20", "Etag", `"m"`))
