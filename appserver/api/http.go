@@ -52,8 +52,8 @@ func parseETags(vs []string) (tags []entityTag, star bool) {
 	return tags, star
 }
 
-// Precondition is the version of a resource a write was based on. The zero value expects
-// nothing (If-Match: *).
+// Precondition is the version of a resource a write was based on, as ParsePrecondition
+// reads it. The zero value matches no version.
 type Precondition struct {
 	versions   []int64 // any of them matches; none when the header was "*"
 	any        bool
