@@ -18,20 +18,11 @@ func adapt(t *testing.T, file string, env ...string) map[string]any {
 	return adapttest.File(t, file, env...)
 }
 
-func one(t *testing.T, file string, cfg any, name string) map[string]any {
-	t.Helper()
-	hs := adapttest.Handlers(cfg, name)
-	if len(hs) != 1 {
-		t.Fatalf("%s: %d %s handlers, want 1", file, len(hs), name)
-	}
-	return hs[0]
-}
-
 // TestProductionLimitsAreDevs: production.Caddyfile enforces the same MueJam zones (names,
 // keys, events, windows, matchers) as dev.Caddyfile, which the end-to-end tests run.
 func TestProductionLimitsAreDevs(t *testing.T) {
-	dev := one(t, "dev.Caddyfile", adapt(t, "dev.Caddyfile"), "edge_rate_limit")
-	prod := one(t, "production.Caddyfile", adapt(t, "production.Caddyfile"), "edge_rate_limit")
+	dev := adapttest.Handler(t, "dev.Caddyfile", adapt(t, "dev.Caddyfile"), "edge_rate_limit")
+	prod := adapttest.Handler(t, "production.Caddyfile", adapt(t, "production.Caddyfile"), "edge_rate_limit")
 	if !reflect.DeepEqual(dev["zones"], prod["zones"]) {
 		d, _ := json.MarshalIndent(dev["zones"], "", " ")
 		p, _ := json.MarshalIndent(prod["zones"], "", " ")
@@ -97,19 +88,19 @@ func TestProductionCaddyfile(t *testing.T) {
 		{"metrics listener serves metrics only", testenv.JSONAt(metricsSrv, "routes"), `[{"handle":[{"handler":"metrics"}]}]`},
 		{"read header timeout", testenv.JSONAt(srv, "read_header_timeout"), `5000000000`},
 		{"read timeout", testenv.JSONAt(srv, "read_timeout"), `10000000000`},
-		{"client address", testenv.JSONAt(one(t, f, cfg, "client_address"), "secrets"), `["{env.CDN_ORIGIN_SECRET}"]`},
-		{"client address required", testenv.JSONAt(one(t, f, cfg, "client_address"), "require"), `true`},
+		{"client address", testenv.JSONAt(adapttest.Handler(t, f, cfg, "client_address"), "secrets"), `["{env.CDN_ORIGIN_SECRET}"]`},
+		{"client address required", testenv.JSONAt(adapttest.Handler(t, f, cfg, "client_address"), "require"), `true`},
 		{"metrics per host", testenv.JSONAt(cfg, "apps", "http", "metrics", "per_host"), `true`},
 		{"trusted proxies", testenv.JSONAt(srv, "trusted_proxies"), `{"ranges":["10.0.0.0/24","10.0.1.0/24"],"source":"static"}`},
 		{"client IP header", testenv.JSONAt(srv, "client_ip_headers"), `["X-Forwarded-For"]`},
 		{"access log encoder", testenv.JSONAt(cfg, "logging", "logs", "log0", "encoder"), `{"format":"pii_scrub","modes":{"email":"pseudonym"},"pseudonym_key":"{env.PII_PSEUDONYM_KEY}","wrap":{"format":"json"}}`},
-		{"jwt", testenv.JSONAt(one(t, f, cfg, "authentication"), "providers", "jwt"), `{"allow_anonymous":true,"audiences":["muejam-edge"],"issuers":["https://id.example.test/"],"jwks_url":"https://id.example.test/jwks.json"}`},
-		{"valkey", testenv.JSONAt(one(t, f, cfg, "edge_rate_limit"), "valkey"), `{"addresses":["valkey.muejam.internal:6379"],"cluster":true,"password":"{env.VALKEY_PASSWORD}","tls":{}}`},
-		{"fallback share", testenv.JSONAt(one(t, f, cfg, "edge_rate_limit"), "fallback_share"), `5`},
-		{"upstreams", testenv.JSONAt(one(t, f, cfg, "reverse_proxy"), "upstreams"), `[{"dial":"10.0.1.5:8081"},{"dial":"10.0.2.5:8081"}]`},
-		{"passive health only", testenv.JSONAt(one(t, f, cfg, "reverse_proxy"), "health_checks"), `{"passive":{"fail_duration":1000000000}}`},
-		{"transport", testenv.JSONAt(one(t, f, cfg, "reverse_proxy"), "transport", "protocol"), `"circuit_breaker"`},
-		{"lb_retries", testenv.JSONAt(one(t, f, cfg, "reverse_proxy"), "load_balancing", "retries"), `2`},
+		{"jwt", testenv.JSONAt(adapttest.Handler(t, f, cfg, "authentication"), "providers", "jwt"), `{"allow_anonymous":true,"audiences":["muejam-edge"],"issuers":["https://id.example.test/"],"jwks_url":"https://id.example.test/jwks.json"}`},
+		{"valkey", testenv.JSONAt(adapttest.Handler(t, f, cfg, "edge_rate_limit"), "valkey"), `{"addresses":["valkey.muejam.internal:6379"],"cluster":true,"password":"{env.VALKEY_PASSWORD}","tls":{}}`},
+		{"fallback share", testenv.JSONAt(adapttest.Handler(t, f, cfg, "edge_rate_limit"), "fallback_share"), `5`},
+		{"upstreams", testenv.JSONAt(adapttest.Handler(t, f, cfg, "reverse_proxy"), "upstreams"), `[{"dial":"10.0.1.5:8081"},{"dial":"10.0.2.5:8081"}]`},
+		{"passive health only", testenv.JSONAt(adapttest.Handler(t, f, cfg, "reverse_proxy"), "health_checks"), `{"passive":{"fail_duration":1000000000}}`},
+		{"transport", testenv.JSONAt(adapttest.Handler(t, f, cfg, "reverse_proxy"), "transport", "protocol"), `"circuit_breaker"`},
+		{"lb_retries", testenv.JSONAt(adapttest.Handler(t, f, cfg, "reverse_proxy"), "load_balancing", "retries"), `2`},
 	} {
 		if got := str(c.got); got != c.want {
 			t.Errorf("%s: %s is %s, want %s", f, c.what, got, c.want)
@@ -137,10 +128,10 @@ func TestProductionCaddyfile(t *testing.T) {
 	if !slices.Equal(requestID, []string{`["{http.request.uuid}"]`}) {
 		t.Errorf("%s: response X-Request-Id %v, want {http.request.uuid}", f, requestID)
 	}
-	if got := str(testenv.JSONAt(one(t, f, cfg, "log_append"), "value")); got != `"{http.request.uuid}"` {
+	if got := str(testenv.JSONAt(adapttest.Handler(t, f, cfg, "log_append"), "value")); got != `"{http.request.uuid}"` {
 		t.Errorf("%s: log_append value %s, want the request id", f, got)
 	}
-	cache := one(t, f, cfg, "edge_cache")
+	cache := adapttest.Handler(t, f, cfg, "edge_cache")
 	if got := str(testenv.JSONAt(cache, "valkey")); got != `{"addresses":["valkey.muejam.internal:6379"],"cluster":true,"password":"{env.VALKEY_PASSWORD}","tls":{}}` {
 		t.Errorf("%s: edge_cache valkey %s", f, got)
 	}

@@ -149,19 +149,11 @@ func TestComposeCaddyfile(t *testing.T) {
 	testenv.CheckCaddyfile(t, f, env...)
 	cfg := adapttest.File(t, f)
 
-	one := func(name string) map[string]any {
-		t.Helper()
-		hs := adapttest.Handlers(cfg, name)
-		if len(hs) != 1 {
-			t.Fatalf("%s: %d %s handlers, want 1", f, len(hs), name)
-		}
-		return hs[0]
-	}
 	str := func(v any) string { b, _ := json.Marshal(v); return string(b) }
 
 	// The limits of dev.Caddyfile, which the end-to-end tests run (and production's, which
 	// caddyfiles/production_test.go checks against dev's).
-	limit := one("edge_rate_limit")
+	limit := adapttest.Handler(t, f, cfg, "edge_rate_limit")
 	var devZones any
 	if dev := adapttest.Handlers(adapttest.File(t, devCaddyfile), "edge_rate_limit"); len(dev) == 1 {
 		devZones = dev[0]["zones"]
@@ -181,13 +173,14 @@ func TestComposeCaddyfile(t *testing.T) {
 	// Valkey and the app server are the compose services, on their container ports. The
 	// modules take Valkey as internal/valkeyconn's Config: its addresses, one server here.
 	valkey := `["valkey:` + containerPort(t, "valkey") + `"]`
-	for _, h := range []string{"edge_rate_limit", "edge_cache"} {
-		if got := str(testenv.JSONAt(one(h), "valkey", "addresses")); got != valkey {
-			t.Errorf("%s: %s valkey %s, want addresses %s (the valkey service)", f, h, str(one(h)["valkey"]), valkey)
+	for _, name := range []string{"edge_rate_limit", "edge_cache"} {
+		h := adapttest.Handler(t, f, cfg, name)
+		if got := str(testenv.JSONAt(h, "valkey", "addresses")); got != valkey {
+			t.Errorf("%s: %s valkey %s, want addresses %s (the valkey service)", f, name, str(h["valkey"]), valkey)
 		}
 	}
 	_, appPort := splitHostPort(t, appserverAddr(t, "APP_ADDR"))
-	proxy := one("reverse_proxy")
+	proxy := adapttest.Handler(t, f, cfg, "reverse_proxy")
 	if got, want := str(proxy["upstreams"]), `[{"dial":"appserver:`+appPort+`"}]`; got != want {
 		t.Errorf("%s: reverse_proxy upstreams %s, want %s (the appserver service)", f, got, want)
 	}
@@ -197,8 +190,8 @@ func TestComposeCaddyfile(t *testing.T) {
 	if got := str(testenv.JSONAt(cfg, "logging", "logs", "log0", "encoder", "format")); got != `"pii_scrub"` {
 		t.Errorf("%s: the access log encoder is %s, want pii_scrub", f, got)
 	}
-	one("circuit_breaker")
-	one("edge_cache")
+	adapttest.Handler(t, f, cfg, "circuit_breaker")
+	adapttest.Handler(t, f, cfg, "edge_cache")
 
 	// The admin API on the container's loopback; metrics on a server of their own, on a port
 	// compose publishes; the client address from CloudFront-Viewer-Address with the secret
@@ -225,7 +218,7 @@ func TestComposeCaddyfile(t *testing.T) {
 	} else if _, port, _ := net.SplitHostPort(metricsServers[0]); !slices.ContainsFunc(buildService(t, "edge").Ports, func(p string) bool { _, c, _ := parsePublished(p); return c == port }) {
 		t.Errorf("%s: metrics on %s, a port compose does not publish", f, metricsServers[0])
 	}
-	client := one("client_address")
+	client := adapttest.Handler(t, f, cfg, "client_address")
 	if got := str(client["secrets"]); got != `["{env.CDN_ORIGIN_SECRET}"]` {
 		t.Errorf("%s: client_address secrets %s, want [\"{env.CDN_ORIGIN_SECRET}\"] (read at run time, as in production)", f, got)
 	}

@@ -72,6 +72,17 @@ func Handlers(cfg any, name string) []map[string]any {
 	return found
 }
 
+// Handler returns the one object of cfg, adapted from file, whose "handler" is name; the test
+// fails when there is not exactly one.
+func Handler(t testing.TB, file string, cfg any, name string) map[string]any {
+	t.Helper()
+	hs := Handlers(cfg, name)
+	if len(hs) != 1 {
+		t.Fatalf("%s: %d %s handlers, want 1", file, len(hs), name)
+	}
+	return hs[0]
+}
+
 // HandlerOrder lists the handler names of cfg in the order requests meet them: arrays in
 // order, objects by sorted key (handlers live in arrays, so sorting keys reorders none).
 func HandlerOrder(cfg any) []string {
