@@ -106,8 +106,8 @@ test-deps:
 # The packages whose tests take longest, named first: go test starts building and running
 # packages in the order it is given them, so these run beside the many short ones instead of
 # after them (CI on 2 cores: caddyfiles ~200 s, edgecache ~60 s, dbrouter ~40-60 s, ratelimit
-# ~55 s, testenv ~30 s).
-TEST_FIRST := ./caddyfiles/ ./modules/edgecache/ ./appserver/dbrouter/ ./modules/ratelimit/ ./internal/testenv/
+# ~55 s, testenv ~30 s, drdrill ~30 s).
+TEST_FIRST := ./caddyfiles/ ./modules/edgecache/ ./modules/ratelimit/ ./appserver/dbrouter/ ./internal/testenv/ ./scripts/drdrill/
 
 TEST_LOG := $(RUN_DIR)/test.log
 TEST_FLAGS := -race -vet=all -tags $(GO_TAGS) -count=1 -timeout 8m
