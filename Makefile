@@ -114,9 +114,13 @@ TEST_FLAGS := -race -vet=all -tags $(GO_TAGS) -count=1 -timeout 8m
 .PHONY: test
 test: test-deps monitoring-tools terraform-tools fmt-check ## every test (and go vet), against real services and the built binaries
 	@mkdir -p $(RUN_DIR)
-	@echo "$(GO) test $(TEST_FLAGS) ./..., then in $(TEST_MODULES); the output also in $(TEST_LOG)"
-	@{ $(GO) test $(TEST_FLAGS) $(TEST_FIRST) ./...; rc=$$?; \
-	for m in $(TEST_MODULES); do (cd $$m && $(GO) test $(TEST_FLAGS) ./...) || rc=1; done; exit $$rc; } 2>&1 | tee $(TEST_LOG); \
+	@echo "$(GO) test $(TEST_FLAGS) ./..., and beside it in $(TEST_MODULES); the output also in $(TEST_LOG)"
+	@{ for m in $(TEST_MODULES); do n=$$(basename $$m); \
+		(cd $$m && $(GO) test $(TEST_FLAGS) ./... >$(CURDIR)/$(RUN_DIR)/test-$$n.log 2>&1; echo $$? >$(CURDIR)/$(RUN_DIR)/test-$$n.rc) & \
+	done; \
+	$(GO) test $(TEST_FLAGS) $(TEST_FIRST) ./...; rc=$$?; wait; \
+	for m in $(TEST_MODULES); do n=$$(basename $$m); cat $(RUN_DIR)/test-$$n.log; [ "$$(cat $(RUN_DIR)/test-$$n.rc)" = 0 ] || rc=1; done; \
+	exit $$rc; } 2>&1 | tee $(TEST_LOG); \
 	rc=$${PIPESTATUS[0]}; \
 	if [ $$rc -ne 0 ]; then \
 		echo "== what failed (the whole output: $(TEST_LOG))"; \
