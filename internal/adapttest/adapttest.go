@@ -1,7 +1,8 @@
 // Package adapttest runs the golden Caddyfile adapt tests of the edge's modules (each
 // testdata/adapt/*.caddyfiletest holds a Caddyfile, a line of ten dashes, and the JSON it must
-// adapt to, compared with caddytest.CompareAdapt), and adapts whole Caddyfiles with bin/caddy
-// for tests that look into the result.
+// adapt to, compared with caddytest.CompareAdapt), adapts whole Caddyfiles with bin/caddy
+// for tests that look into the result, and runs a directive's parser over a table of cases
+// (Unmarshal).
 package adapttest
 
 import (

@@ -2,24 +2,19 @@ package circuitbreaker
 
 import (
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/muejam/edge/internal/adapttest"
 )
 
 func TestUnmarshalHandler(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		input   string
-		want    Handler
-		wantErr string
-	}{
-		{name: "bare", input: `circuit_breaker`, want: Handler{}},
-		{name: "key argument", input: `circuit_breaker {http.request.host}/api`, want: Handler{Key: "{http.request.host}/api"}},
-		{name: "full", input: `circuit_breaker {
+	adapttest.Unmarshal(t, []adapttest.UnmarshalCase[Handler]{
+		{Name: "bare", Input: `circuit_breaker`, Want: Handler{}},
+		{Name: "key argument", Input: `circuit_breaker {http.request.host}/api`, Want: Handler{Key: "{http.request.host}/api"}},
+		{Name: "full", Input: `circuit_breaker {
 			key {http.request.uri.path.0}
 			max_breakers 20
 			consecutive_failures 5
@@ -39,102 +34,72 @@ func TestUnmarshalHandler(t *testing.T) {
 				timeout 2s
 				status 2xx 304
 			}
-		}`, want: Handler{Key: "{http.request.uri.path.0}", MaxBreakers: 20, Policy: Policy{
+		}`, Want: Handler{Key: "{http.request.uri.path.0}", MaxBreakers: 20, Policy: Policy{
 			ConsecutiveFailures: 5, FailureRatio: 0.5, SlowRatio: 0.25, SlowThreshold: caddy.Duration(250 * time.Millisecond),
 			MinRequests: 20, Window: caddy.Duration(30 * time.Second), OpenDuration: caddy.Duration(5 * time.Second),
 			MaxOpenDuration: caddy.Duration(time.Minute), HalfOpenProbes: 3, FailureStatus: []int{5, 429},
 			Probe: &Probe{Path: "/v1/health?deep=0", Upstreams: []string{"10.0.1.5:8081", "https://app.internal:8443", "10.0.2.5:8081"},
 				Interval: caddy.Duration(500 * time.Millisecond), Timeout: caddy.Duration(2 * time.Second), Status: []int{2, 304}},
 		}}},
-		{name: "probe without a block", input: "circuit_breaker {\n\tprobe /h\n}", wantErr: "the health endpoint), at Testfile:2"},
-		{name: "probe without a path", input: "circuit_breaker {\n\tprobe {\n\t\tupstreams a:1\n\t}\n}", wantErr: "wrong argument count"},
-		{name: "probe relative path", input: "circuit_breaker {\n\tprobe health {\n\t\tupstreams a:1\n\t}\n}", wantErr: "does not start with /, at Testfile:2"},
-		{name: "probe bad upstream", input: "circuit_breaker {\n\tprobe /h {\n\t\tupstreams app\n\t}\n}", wantErr: "not host:port or an http(s) URL, at Testfile:3"},
-		{name: "probe no upstreams", input: "circuit_breaker {\n\tprobe /h {\n\t\tupstreams\n\t}\n}", wantErr: "wrong argument count"},
-		{name: "probe bad interval", input: "circuit_breaker {\n\tprobe /h {\n\t\tupstreams a:1\n\t\tinterval 0\n\t}\n}", wantErr: "interval: \"0\" is not a positive duration, at Testfile:4"},
-		{name: "probe bad status", input: "circuit_breaker {\n\tprobe /h {\n\t\tupstreams a:1\n\t\tstatus 2xx 700\n\t}\n}", wantErr: `status: "700" is not a status code`},
-		{name: "probe unknown option", input: "circuit_breaker {\n\tprobe /h {\n\t\tupstream a:1\n\t}\n}", wantErr: `unrecognized probe option "upstream", at Testfile:3`},
-		{name: "probe twice", input: "circuit_breaker {\n\tprobe /h {\n\t\tupstreams a:1\n\t}\n\tprobe /h\n}", wantErr: "given twice, at Testfile:5"},
-		{name: "two key arguments", input: `circuit_breaker a b`, wantErr: "wrong argument count"},
-		{name: "unknown option", input: "circuit_breaker {\n\tconsecutive 5\n}", wantErr: `unrecognized circuit_breaker option "consecutive", at Testfile:2`},
-		{name: "ratio above 1", input: "circuit_breaker {\n\tfailure_ratio 1.5\n}", wantErr: "Testfile:2"},
-		{name: "percent above 100", input: "circuit_breaker {\n\tfailure_ratio 150%\n}", wantErr: "not a ratio"},
-		{name: "zero ratio", input: "circuit_breaker {\n\tslow_ratio 0\n}", wantErr: "not a ratio"},
-		{name: "zero failures", input: "circuit_breaker {\n\tconsecutive_failures 0\n}", wantErr: "at least 1"},
-		{name: "not a number", input: "circuit_breaker {\n\thalf_open_probes many\n}", wantErr: "not a whole number"},
-		{name: "bad duration", input: "circuit_breaker {\n\topen_duration soon\n}", wantErr: "not a positive duration"},
-		{name: "negative duration", input: "circuit_breaker {\n\twindow -1s\n}", wantErr: "not a positive duration"},
-		{name: "missing value", input: "circuit_breaker {\n\topen_duration\n}", wantErr: "wrong argument count"},
-		{name: "extra value", input: "circuit_breaker {\n\tmin_requests 1 2\n}", wantErr: "wrong argument count"},
-		{name: "bad status", input: "circuit_breaker {\n\tfailure_status 600\n}", wantErr: "not a status code"},
-		{name: "no status", input: "circuit_breaker {\n\tfailure_status\n}", wantErr: "wrong argument count"},
-		{name: "slow ratio without threshold", input: "circuit_breaker {\n\tslow_ratio 0.5\n}", wantErr: "slow call ratio needs a positive slow call threshold"},
-		{name: "cap below open duration", input: "circuit_breaker {\n\topen_duration 1m\n\tmax_open_duration 10s\n}", wantErr: "max open duration"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var h Handler
-			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(h, tc.want) {
-				t.Errorf("got %+v\nwant %+v", h, tc.want)
-			}
-		})
-	}
+		{Name: "probe without a block", Input: "circuit_breaker {\n\tprobe /h\n}", WantErr: "the health endpoint), at Testfile:2"},
+		{Name: "probe without a path", Input: "circuit_breaker {\n\tprobe {\n\t\tupstreams a:1\n\t}\n}", WantErr: "wrong argument count"},
+		{Name: "probe relative path", Input: "circuit_breaker {\n\tprobe health {\n\t\tupstreams a:1\n\t}\n}", WantErr: "does not start with /, at Testfile:2"},
+		{Name: "probe bad upstream", Input: "circuit_breaker {\n\tprobe /h {\n\t\tupstreams app\n\t}\n}", WantErr: "not host:port or an http(s) URL, at Testfile:3"},
+		{Name: "probe no upstreams", Input: "circuit_breaker {\n\tprobe /h {\n\t\tupstreams\n\t}\n}", WantErr: "wrong argument count"},
+		{Name: "probe bad interval", Input: "circuit_breaker {\n\tprobe /h {\n\t\tupstreams a:1\n\t\tinterval 0\n\t}\n}", WantErr: "interval: \"0\" is not a positive duration, at Testfile:4"},
+		{Name: "probe bad status", Input: "circuit_breaker {\n\tprobe /h {\n\t\tupstreams a:1\n\t\tstatus 2xx 700\n\t}\n}", WantErr: `status: "700" is not a status code`},
+		{Name: "probe unknown option", Input: "circuit_breaker {\n\tprobe /h {\n\t\tupstream a:1\n\t}\n}", WantErr: `unrecognized probe option "upstream", at Testfile:3`},
+		{Name: "probe twice", Input: "circuit_breaker {\n\tprobe /h {\n\t\tupstreams a:1\n\t}\n\tprobe /h\n}", WantErr: "given twice, at Testfile:5"},
+		{Name: "two key arguments", Input: `circuit_breaker a b`, WantErr: "wrong argument count"},
+		{Name: "unknown option", Input: "circuit_breaker {\n\tconsecutive 5\n}", WantErr: `unrecognized circuit_breaker option "consecutive", at Testfile:2`},
+		{Name: "ratio above 1", Input: "circuit_breaker {\n\tfailure_ratio 1.5\n}", WantErr: "Testfile:2"},
+		{Name: "percent above 100", Input: "circuit_breaker {\n\tfailure_ratio 150%\n}", WantErr: "not a ratio"},
+		{Name: "zero ratio", Input: "circuit_breaker {\n\tslow_ratio 0\n}", WantErr: "not a ratio"},
+		{Name: "zero failures", Input: "circuit_breaker {\n\tconsecutive_failures 0\n}", WantErr: "at least 1"},
+		{Name: "not a number", Input: "circuit_breaker {\n\thalf_open_probes many\n}", WantErr: "not a whole number"},
+		{Name: "bad duration", Input: "circuit_breaker {\n\topen_duration soon\n}", WantErr: "not a positive duration"},
+		{Name: "negative duration", Input: "circuit_breaker {\n\twindow -1s\n}", WantErr: "not a positive duration"},
+		{Name: "missing value", Input: "circuit_breaker {\n\topen_duration\n}", WantErr: "wrong argument count"},
+		{Name: "extra value", Input: "circuit_breaker {\n\tmin_requests 1 2\n}", WantErr: "wrong argument count"},
+		{Name: "bad status", Input: "circuit_breaker {\n\tfailure_status 600\n}", WantErr: "not a status code"},
+		{Name: "no status", Input: "circuit_breaker {\n\tfailure_status\n}", WantErr: "wrong argument count"},
+		{Name: "slow ratio without threshold", Input: "circuit_breaker {\n\tslow_ratio 0.5\n}", WantErr: "slow call ratio needs a positive slow call threshold"},
+		{Name: "cap below open duration", Input: "circuit_breaker {\n\topen_duration 1m\n\tmax_open_duration 10s\n}", WantErr: "max open duration"},
+	})
 }
 
 func TestUnmarshalTransport(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		input   string
-		check   func(*Transport) bool
-		wantErr string
-	}{
-		{name: "policy and http options", input: `circuit_breaker {
+	adapttest.Unmarshal(t, []adapttest.UnmarshalCase[Transport]{
+		{Name: "policy and http options", Input: `circuit_breaker {
 			consecutive_failures 3
 			http {
 				dial_timeout 2s
 				response_header_timeout 5s
 			}
-		}`, check: func(tr *Transport) bool {
-			return tr.ConsecutiveFailures == 3 && tr.DialTimeout == caddy.Duration(2*time.Second) &&
-				tr.ResponseHeaderTimeout == caddy.Duration(5*time.Second)
+		}`, Check: func(t *testing.T, tr *Transport) {
+			if tr.ConsecutiveFailures != 3 || tr.DialTimeout != caddy.Duration(2*time.Second) ||
+				tr.ResponseHeaderTimeout != caddy.Duration(5*time.Second) {
+				t.Errorf("unexpected result %+v", tr)
+			}
 		}},
-		{name: "bare", input: `circuit_breaker`, check: func(tr *Transport) bool { return reflect.DeepEqual(tr.Policy, Policy{}) }},
-		{name: "probe", input: `circuit_breaker {
+		{Name: "bare", Input: `circuit_breaker`, Check: func(t *testing.T, tr *Transport) {
+			if !reflect.DeepEqual(tr.Policy, Policy{}) {
+				t.Errorf("policy %+v, want the zero Policy", tr.Policy)
+			}
+		}},
+		{Name: "probe", Input: `circuit_breaker {
 			probe /v1/health {
 				interval 250ms
 			}
-		}`, check: func(tr *Transport) bool {
-			return reflect.DeepEqual(tr.Probe, &Probe{Path: "/v1/health", Interval: caddy.Duration(250 * time.Millisecond)})
+		}`, Check: func(t *testing.T, tr *Transport) {
+			want := &Probe{Path: "/v1/health", Interval: caddy.Duration(250 * time.Millisecond)}
+			if !reflect.DeepEqual(tr.Probe, want) {
+				t.Errorf("probe %+v, want %+v", tr.Probe, want)
+			}
 		}},
-		{name: "probe upstreams", input: "circuit_breaker {\n\tprobe /h {\n\t\tupstreams a:1\n\t}\n}", wantErr: "leave them out, at Testfile:3"},
-		{name: "argument", input: `circuit_breaker x`, wantErr: "wrong argument count"},
-		{name: "bad http option", input: "circuit_breaker {\n\thttp {\n\t\tdial_timeout never\n\t}\n}", wantErr: "Testfile:3"},
-		{name: "handler-only option", input: "circuit_breaker {\n\tmax_breakers 3\n}", wantErr: "unrecognized circuit_breaker option"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var tr Transport
-			err := tr.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !tc.check(&tr) {
-				t.Errorf("unexpected result %+v", tr)
-			}
-		})
-	}
+		{Name: "probe upstreams", Input: "circuit_breaker {\n\tprobe /h {\n\t\tupstreams a:1\n\t}\n}", WantErr: "leave them out, at Testfile:3"},
+		{Name: "argument", Input: `circuit_breaker x`, WantErr: "wrong argument count"},
+		{Name: "bad http option", Input: "circuit_breaker {\n\thttp {\n\t\tdial_timeout never\n\t}\n}", WantErr: "Testfile:3"},
+		{Name: "handler-only option", Input: "circuit_breaker {\n\tmax_breakers 3\n}", WantErr: "unrecognized circuit_breaker option"},
+	})
 }

@@ -2,7 +2,6 @@ package jwtauth
 
 import (
 	"encoding/json"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -15,15 +14,10 @@ import (
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
-	cases := []struct {
-		name    string
-		input   string
-		want    JWT
-		wantErr string
-	}{
+	adapttest.Unmarshal(t, []adapttest.UnmarshalCase[JWT]{
 		{
-			name: "everything",
-			input: `jwt {
+			Name: "everything",
+			Input: `jwt {
 				jwks_url https://id.muejam.test/.well-known/jwks.json
 				issuer https://id.muejam.test https://id2.muejam.test
 				audience muejam-edge
@@ -38,7 +32,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				cache_size 500
 				disable_cache
 			}`,
-			want: JWT{
+			Want: JWT{
 				JWKSURL:                "https://id.muejam.test/.well-known/jwks.json",
 				Issuers:                []string{"https://id.muejam.test", "https://id2.muejam.test"},
 				Audiences:              []string{"muejam-edge"},
@@ -54,13 +48,13 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			},
 		},
 		{
-			name:  "jwks file",
-			input: "jwt {\n jwks_file .run/dev-jwt/jwks.json\n}",
-			want:  JWT{JWKSFile: ".run/dev-jwt/jwks.json"},
+			Name:  "jwks file",
+			Input: "jwt {\n jwks_file .run/dev-jwt/jwks.json\n}",
+			Want:  JWT{JWKSFile: ".run/dev-jwt/jwks.json"},
 		},
 		{
-			name: "static keys",
-			input: `jwt {
+			Name: "static keys",
+			Input: `jwt {
 				key RS256 rsa-1 {
 					public_key_file /etc/muejam/rsa.pem
 				}
@@ -68,52 +62,34 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 					secret {env.JWT_SECRET}
 				}
 			}`,
-			want: JWT{Keys: []StaticKey{
+			Want: JWT{Keys: []StaticKey{
 				{ID: "rsa-1", Algorithm: "RS256", PublicKeyFile: "/etc/muejam/rsa.pem"},
 				{Algorithm: "HS256", Secret: "{env.JWT_SECRET}"},
 			}},
 		},
 		{
-			name:  "zero means the default",
-			input: "jwt {\n jwks_file a\n clock_skew 0\n jwks_refresh_interval 0\n jwks_min_refresh_interval 0\n jwks_timeout 0\n cache_size 0\n}",
-			want:  JWT{JWKSFile: "a"},
+			Name:  "zero means the default",
+			Input: "jwt {\n jwks_file a\n clock_skew 0\n jwks_refresh_interval 0\n jwks_min_refresh_interval 0\n jwks_timeout 0\n cache_size 0\n}",
+			Want:  JWT{JWKSFile: "a"},
 		},
-		{name: "no key source", input: "jwt {\n issuer x\n}", wantErr: "no key source: set jwks_file, jwks_url or keys, at Testfile:1"},
-		{name: "two key sources", input: "jwt {\n jwks_file a\n jwks_url https://b\n}", wantErr: "more than one key source"},
-		{name: "negative skew", input: "jwt {\n jwks_file a\n clock_skew -1s\n}", wantErr: `clock_skew: "-1s" is not a duration of 0 or more, at Testfile:3`},
-		{name: "skew too large", input: "jwt {\n jwks_file a\n clock_skew 1h\n}", wantErr: "clock_skew 1h0m0s is outside"},
-		{name: "bad duration", input: "jwt {\n jwks_file a\n clock_skew soon\n}", wantErr: "clock_skew: "},
-		{name: "unknown alg", input: "jwt {\n key RS512 {\n public_key_file k.pem\n }\n}", wantErr: `unknown key algorithm "RS512" (want RS256, ES256, EdDSA or HS256), at Testfile:2`},
-		{name: "none alg", input: "jwt {\n key none\n}", wantErr: `unknown key algorithm "none"`},
-		{name: "HS256 without secret", input: "jwt {\n key HS256\n}", wantErr: "HS256 needs a secret"},
-		{name: "unknown key option", input: "jwt {\n key HS256 {\n password x\n }\n}", wantErr: `unrecognized key option "password"`},
-		{name: "unknown option", input: "jwt {\n jwks_file a\n leeway 1s\n}", wantErr: `unrecognized jwt option "leeway", at Testfile:3`},
-		{name: "argument on jwt", input: "jwt foo {\n jwks_file a\n}", wantErr: "wrong argument count"},
-		{name: "jwks_file without path", input: "jwt {\n jwks_file\n}", wantErr: "wrong argument count"},
-		{name: "claim named id", input: "jwt {\n jwks_file a\n claim id sub\n}", wantErr: "not id"},
-		{name: "claim twice", input: "jwt {\n jwks_file a\n claim role\n claim role r2\n}", wantErr: "configured twice"},
-		{name: "cache size not a number", input: "jwt {\n jwks_file a\n cache_size many\n}", wantErr: "cache_size"},
-		{name: "negative cache size", input: "jwt {\n jwks_file a\n cache_size -1\n}", wantErr: `cache_size: "-1" is not a whole number of at least 0, at Testfile:3`},
-		{name: "allow_anonymous with argument", input: "jwt {\n jwks_file a\n allow_anonymous yes\n}", wantErr: "wrong argument count"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			var got JWT
-			err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err %v, want one containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("got  %+v\nwant %+v", got, tc.want)
-			}
-		})
-	}
+		{Name: "no key source", Input: "jwt {\n issuer x\n}", WantErr: "no key source: set jwks_file, jwks_url or keys, at Testfile:1"},
+		{Name: "two key sources", Input: "jwt {\n jwks_file a\n jwks_url https://b\n}", WantErr: "more than one key source"},
+		{Name: "negative skew", Input: "jwt {\n jwks_file a\n clock_skew -1s\n}", WantErr: `clock_skew: "-1s" is not a duration of 0 or more, at Testfile:3`},
+		{Name: "skew too large", Input: "jwt {\n jwks_file a\n clock_skew 1h\n}", WantErr: "clock_skew 1h0m0s is outside"},
+		{Name: "bad duration", Input: "jwt {\n jwks_file a\n clock_skew soon\n}", WantErr: "clock_skew: "},
+		{Name: "unknown alg", Input: "jwt {\n key RS512 {\n public_key_file k.pem\n }\n}", WantErr: `unknown key algorithm "RS512" (want RS256, ES256, EdDSA or HS256), at Testfile:2`},
+		{Name: "none alg", Input: "jwt {\n key none\n}", WantErr: `unknown key algorithm "none"`},
+		{Name: "HS256 without secret", Input: "jwt {\n key HS256\n}", WantErr: "HS256 needs a secret"},
+		{Name: "unknown key option", Input: "jwt {\n key HS256 {\n password x\n }\n}", WantErr: `unrecognized key option "password"`},
+		{Name: "unknown option", Input: "jwt {\n jwks_file a\n leeway 1s\n}", WantErr: `unrecognized jwt option "leeway", at Testfile:3`},
+		{Name: "argument on jwt", Input: "jwt foo {\n jwks_file a\n}", WantErr: "wrong argument count"},
+		{Name: "jwks_file without path", Input: "jwt {\n jwks_file\n}", WantErr: "wrong argument count"},
+		{Name: "claim named id", Input: "jwt {\n jwks_file a\n claim id sub\n}", WantErr: "not id"},
+		{Name: "claim twice", Input: "jwt {\n jwks_file a\n claim role\n claim role r2\n}", WantErr: "configured twice"},
+		{Name: "cache size not a number", Input: "jwt {\n jwks_file a\n cache_size many\n}", WantErr: "cache_size"},
+		{Name: "negative cache size", Input: "jwt {\n jwks_file a\n cache_size -1\n}", WantErr: `cache_size: "-1" is not a whole number of at least 0, at Testfile:3`},
+		{Name: "allow_anonymous with argument", Input: "jwt {\n jwks_file a\n allow_anonymous yes\n}", WantErr: "wrong argument count"},
+	})
 }
 
 // adapt runs the Caddyfile adapter on body as the file "Caddyfile".

@@ -6,16 +6,13 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/muejam/edge/internal/adapttest"
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
-	for _, tc := range []struct {
-		name, input string
-		wantErr     string
-		check       func(*testing.T, *Handler)
-	}{
-		{name: "zones and options", input: `edge_rate_limit {
+	adapttest.Unmarshal(t, []adapttest.UnmarshalCase[Handler]{
+		{Name: "zones and options", Input: `edge_rate_limit {
 			zone user {
 				key {http.auth.user.id}
 				events 100
@@ -29,14 +26,14 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			}
 			valkey 127.0.0.1:56379
 			fallback_share 3
-		}`, check: func(t *testing.T, h *Handler) {
+		}`, Check: func(t *testing.T, h *Handler) {
 			if len(h.Zones) != 2 || h.Zones[0].Name != "user" || h.Zones[0].Events != 100 ||
 				time.Duration(h.Zones[0].Window) != time.Minute || !h.Zones[1].DryRun ||
 				!h.Valkey.Configured() || h.Valkey.Addresses[0] != "127.0.0.1:56379" || h.FallbackShare != 3 {
 				t.Errorf("parsed %+v", h)
 			}
 		}},
-		{name: "platform options", input: `edge_rate_limit {
+		{Name: "platform options", Input: `edge_rate_limit {
 			zone global {
 				key {http.rate_limit.client_prefix}
 				events 1000
@@ -54,29 +51,29 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			valkey 10.0.0.1:6379,10.0.0.2:6379 {
 				cluster
 			}
-		}`, check: func(t *testing.T, h *Handler) {
+		}`, Check: func(t *testing.T, h *Handler) {
 			if len(h.ExemptRaw) != 2 || h.ExemptRaw[0]["path"] == nil || h.ExemptRaw[1]["remote_ip"] == nil ||
 				h.IPv4Prefix != 24 || h.IPv6Prefix != 56 || !h.Valkey.Cluster || len(h.Valkey.Addresses) != 2 {
 				t.Errorf("parsed %+v (valkey %+v)", h, h.Valkey)
 			}
 		}},
-		{name: "ipv6 prefix too long", input: `edge_rate_limit {
+		{Name: "ipv6 prefix too long", Input: `edge_rate_limit {
 			zone a {
 				key all
 				events 1
 				window 1m
 			}
 			ipv6_prefix 129
-		}`, wantErr: "more bits than an address has"},
-		{name: "ipv4 prefix zero", input: `edge_rate_limit {
+		}`, WantErr: "more bits than an address has"},
+		{Name: "ipv4 prefix zero", Input: `edge_rate_limit {
 			zone a {
 				key all
 				events 1
 				window 1m
 			}
 			ipv4_prefix 0
-		}`, wantErr: "at least 1"},
-		{name: "empty exempt", input: `edge_rate_limit {
+		}`, WantErr: "at least 1"},
+		{Name: "empty exempt", Input: `edge_rate_limit {
 			zone a {
 				key all
 				events 1
@@ -84,45 +81,45 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			}
 			exempt {
 			}
-		}`, wantErr: "at least one matcher"},
-		{name: "no zone", input: `edge_rate_limit {
+		}`, WantErr: "at least one matcher"},
+		{Name: "no zone", Input: `edge_rate_limit {
 			valkey 127.0.0.1:56379
-		}`, wantErr: "at least one zone"},
-		{name: "zero window", input: `edge_rate_limit {
+		}`, WantErr: "at least one zone"},
+		{Name: "zero window", Input: `edge_rate_limit {
 			zone a {
 				key all
 				events 1
 				window 0s
 			}
-		}`, wantErr: "window"},
-		{name: "missing window", input: `edge_rate_limit {
+		}`, WantErr: "window"},
+		{Name: "missing window", Input: `edge_rate_limit {
 			zone a {
 				key all
 				events 1
 			}
-		}`, wantErr: "window must be positive"},
-		{name: "negative events", input: `edge_rate_limit {
+		}`, WantErr: "window must be positive"},
+		{Name: "negative events", Input: `edge_rate_limit {
 			zone a {
 				key all
 				events -1
 				window 1m
 			}
-		}`, wantErr: "not a whole number of at least 1"},
-		{name: "zero events", input: `edge_rate_limit {
+		}`, WantErr: "not a whole number of at least 1"},
+		{Name: "zero events", Input: `edge_rate_limit {
 			zone a {
 				key all
 				events 0
 				window 1m
 			}
-		}`, wantErr: "at least 1"},
-		{name: "unknown placeholder", input: `edge_rate_limit {
+		}`, WantErr: "at least 1"},
+		{Name: "unknown placeholder", Input: `edge_rate_limit {
 			zone a {
 				key {http.auth.usr.id}{cookie.x}
 				events 1
 				window 1m
 			}
-		}`, wantErr: "unknown placeholder {cookie.x}"},
-		{name: "duplicate zone", input: `edge_rate_limit {
+		}`, WantErr: "unknown placeholder {cookie.x}"},
+		{Name: "duplicate zone", Input: `edge_rate_limit {
 			zone a {
 				key all
 				events 1
@@ -133,33 +130,18 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				events 1
 				window 1m
 			}
-		}`, wantErr: "defined twice"},
-		{name: "bad zone name", input: `edge_rate_limit {
+		}`, WantErr: "defined twice"},
+		{Name: "bad zone name", Input: `edge_rate_limit {
 			zone a:b {
 				key all
 				events 1
 				window 1m
 			}
-		}`, wantErr: "zone name"},
-		{name: "unknown option", input: `edge_rate_limit {
+		}`, WantErr: "zone name"},
+		{Name: "unknown option", Input: `edge_rate_limit {
 			burst 3
-		}`, wantErr: "unrecognized"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := new(Handler)
-			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			tc.check(t, h)
-		})
-	}
+		}`, WantErr: "unrecognized"},
+	})
 }
 
 // TestAdaptErrorsHaveFileAndLine: `caddy adapt`/`caddy validate` name the file and line of
