@@ -92,10 +92,6 @@ lint: fmt-check ## gofmt and go vet
 	$(GO) vet -tags $(GO_TAGS) ./...
 	@for m in $(TEST_MODULES); do echo "(cd $$m && $(GO) vet -tags $(GO_TAGS) ./...)"; (cd $$m && $(GO) vet -tags $(GO_TAGS) ./...) || exit 1; done
 
-# go test runs every go vet analyzer (-vet=all) on the packages it builds for the tests, so
-# that the code is compiled once, with -race, instead of once for vet and once for the tests.
-# The whole output is kept in .run/test.log; when a test fails, its failure lines are printed
-# again at the end, where a CI log's tail shows them.
 # The services and the binaries the tests need, made side by side: the services start (mostly
 # waiting on initdb, pg_basebackup and the cluster's handshakes) while the binaries build. The
 # tools come after: they and services.sh may both run apt-get, which takes a lock.
@@ -109,6 +105,11 @@ test-deps:
 # ~55 s, testenv ~30 s, drdrill ~30 s).
 TEST_FIRST := ./caddyfiles/ ./modules/edgecache/ ./modules/ratelimit/ ./appserver/dbrouter/ ./internal/testenv/ ./scripts/drdrill/
 
+# go test runs every go vet analyzer (-vet=all) on the packages it builds for the tests, so
+# that the code is compiled once, with -race, instead of once for vet and once for the tests.
+# The whole output is kept in .run/test.log; when a test fails, its failure lines are printed
+# again at the end, where a CI log's tail shows them. The nested modules' tests run beside the
+# root's (they are short; after it they added ~50 s), and their output follows it.
 TEST_LOG := $(RUN_DIR)/test.log
 TEST_FLAGS := -race -vet=all -tags $(GO_TAGS) -count=1 -timeout 8m
 .PHONY: test

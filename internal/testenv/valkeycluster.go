@@ -134,8 +134,10 @@ func StartStableValkeyCluster(t testing.TB) *ValkeyCluster {
 func startValkeyCluster(t testing.TB, nodeTimeout time.Duration) *ValkeyCluster {
 	t.Helper()
 	c := &ValkeyCluster{bin: lookBin(t, "valkey-server", "redis-server"), cli: lookBin(t, "valkey-cli", "redis-cli"), nodeTimeout: nodeTimeout}
-	t.Cleanup(c.killAll)
+	// Cleanups run last first: the nodes are killed, and waited for, before their directory
+	// is removed (a live node rewrites nodes.conf at any time, and the removal failed so).
 	dir := t.TempDir()
+	t.Cleanup(c.killAll)
 	for _, port := range clusterPorts(t, 6, false) {
 		c.nodes = append(c.nodes, c.startNode(t, dir, port))
 	}

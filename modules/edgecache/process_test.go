@@ -548,6 +548,16 @@ func testValkeyStoppedUnderLoad(t *testing.T, vk procOutage) {
 	procWant(t, "a new key after recovery", c.get(t, "/after/check"), "stored")
 	testenv.Eventually(t, 2*time.Second, "the new key written to Valkey", func() bool { return v.entries(t, cfg.cache) > before })
 	d := startProcNode(t, cfg)
+	// A node that has just started may not be connected to Valkey yet (under load its first
+	// lookups time out into misses): it reads a key A stored from L2 first.
+	k := 0
+	testenv.Eventually(t, 5*time.Second, "the second node reading from L2", func() bool {
+		k++
+		key, n := fmt.Sprintf("/after/warm-%d", k), v.entries(t, cfg.cache)
+		procWant(t, "a warm-up key on the first node", c.get(t, key), "stored")
+		testenv.Eventually(t, 2*time.Second, "the warm-up key written to Valkey", func() bool { return v.entries(t, cfg.cache) > n })
+		return strings.Contains(d.get(t, key).cacheStatus, "detail=l2")
+	})
 	procWant(t, "a second node reading the new key", d.get(t, "/after/check"), "hit", "detail=l2")
 	if got := origin.count("GET", "/after/check"); got != 1 {
 		t.Errorf("origin asked %d times for /after/check, want 1", got)
