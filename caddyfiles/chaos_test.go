@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/muejam/edge/internal/testenv"
 )
 
@@ -50,10 +52,11 @@ const (
 //   - the replica stopped for 8 s: every read still answers;
 //   - the primary stopped for 8 s: writes answer 503 with Retry-After, fast; reads answer;
 //   - three reloads of each node (the same config POSTed to /load, as `caddy reload --force`
-//     does): no idempotent request is lost, no request gets a 5xx the edge made, and the
-//     non-idempotent ones lost are those stock Caddy loses the same way in the same test
-//     (measured first, on two nodes running a Caddyfile of a bare reverse_proxy; docs/operators.md,
-//     "Reloads");
+//     does): no idempotent request is lost, no request gets a 5xx the edge made, and every
+//     non-idempotent one lost was lost as stock Caddy loses one (measured first in the same
+//     test, on two nodes running a Caddyfile of a bare reverse_proxy): to the race of a
+//     request with the close of an idle keep-alive connection, never applied
+//     (docs/operators.md, "Reloads");
 //   - the app killed (SIGKILL) for 8 s, then restarted on its address: every cacheable GET
 //     cached before the outage answers 200 (those past their freshness and
 //     stale-while-revalidate with Cache-Status fwd=stale), uncacheable requests get 503 (or
@@ -245,6 +248,12 @@ func chaosPrimary(t *testing.T, s *prodStack, l *loader) {
 
 // chaosReloads reloads each node three times under load: first two stock nodes (a bare
 // reverse_proxy Caddyfile, Caddy's defaults) behind a front tier of their own, then ours.
+// Ours must lose no idempotent request and answer no 5xx of its own; a POST it loses must
+// be lost as stock Caddy loses one, to the race of a request with the close of an idle
+// keep-alive connection (the front tier says so of every one), and must not have been
+// applied, so that its client may send it again. How many race is a matter of scheduling
+// (more when the machine is busy and the old server reads a request late), not of the
+// Caddyfile: the stock half's count is logged beside ours, not compared.
 func chaosReloads(t *testing.T, s *prodStack, l *loader) {
 	stock := startStockNodes(t, s)
 	prod := l.target.Load()
@@ -256,34 +265,35 @@ func chaosReloads(t *testing.T, s *prodStack, l *loader) {
 	time.Sleep(time.Second)
 	ourLost := reloadUnderLoad(t, "production.Caddyfile", prod, l)
 
-	t.Logf("reloads: stock Caddy lost %d idempotent and %d non-idempotent requests, production.Caddyfile %d and %d",
-		stockLost.idempotent, stockLost.other, ourLost.idempotent, ourLost.other)
+	t.Logf("reloads: stock Caddy lost %d idempotent and %d non-idempotent requests (%d otherwise than to the race), production.Caddyfile %d and %d (%d)",
+		stockLost.idempotent, stockLost.other, len(stockLost.unexplained), ourLost.idempotent, ourLost.other, len(ourLost.unexplained))
 	if ourLost.idempotent != 0 {
 		t.Errorf("reloads of production.Caddyfile lost %d idempotent requests, want 0", ourLost.idempotent)
 	}
 	if ourLost.edge != 0 {
 		t.Errorf("reloads of production.Caddyfile: %d 5xx made by the edge, want none", ourLost.edge)
 	}
-	if ourLost.other > stockLost.other+reloadSlack {
-		t.Errorf("reloads of production.Caddyfile lost %d non-idempotent requests, stock Caddy %d: more than the race both run explains", ourLost.other, stockLost.other)
+	for _, x := range ourLost.unexplained {
+		t.Errorf("production.Caddyfile reload: lost %s, not to the race of a request with the close of an idle connection", x)
+	}
+	if applied := shelvesNamed(t, s, ourLost.shelves); len(applied) > 0 {
+		t.Errorf("production.Caddyfile reload: the app created shelves %q whose POSTs the front tier answered 502: a client sending them again creates them twice", applied)
 	}
 }
-
-// reloadSlack is how many more non-idempotent requests ours may lose than stock Caddy in
-// one run. Both lose them the same way: Go's http.Server.Shutdown, which a reload runs on
-// the old server, closes every idle keep-alive connection at once (and drops a request it
-// reads once shutting down), and a POST the front tier is sending on such a connection at
-// that moment fails (docs/operators.md, "Reloads"). How many race it is a matter of scheduling: 0 to
-// 4 per three reloads of two nodes in 9 runs, for either.
-const reloadSlack = 6
 
 // reloadBurst is how many closed-loop clients add to the steady load during reloads.
 const reloadBurst = 6
 
 // lost counts requests that failed during reloads: idempotent ones, others, and of all
-// these the ones answered with a 5xx the edge made (not the front tier's bare 502 for a
-// connection the edge closed under the request).
-type lost struct{ idempotent, other, edge int }
+// these the ones answered with a 5xx the edge made (not the front tier's 502 for a request
+// the edge gave no answer to); unexplained are the ones that failed otherwise than to the
+// race of a request with the close of an idle connection, shelves the names of the shelves
+// whose POSTs were lost.
+type lost struct {
+	idempotent, other, edge int
+	unexplained             []sample
+	shelves                 []string
+}
 
 // reloadUnderLoad reloads every node of tg three times, ~0.5 s apart, and counts the
 // requests that failed meanwhile: a transport error, a 502 from the front tier (the edge
@@ -318,14 +328,44 @@ func reloadUnderLoad(t *testing.T, name string, tg *target, l *loader) lost {
 		} else {
 			n.other++
 		}
-		if x.err == nil && (x.status != http.StatusBadGateway || x.retryAfter != "" || x.cacheStatus != "" || x.body != "") {
+		if x.err == nil && x.frontErr == "" {
 			n.edge++
+		}
+		if x.method == http.MethodGet || !strings.HasPrefix(x.frontErr, "closed under request:") {
+			n.unexplained = append(n.unexplained, x)
+		}
+		if x.kind == kindWrite {
+			var shelf struct{ Name string }
+			if err := json.Unmarshal([]byte(x.sent), &shelf); err != nil {
+				t.Fatal(err)
+			}
+			n.shelves = append(n.shelves, shelf.Name)
 		}
 		t.Logf("%s reload: lost %s", name, x)
 	}
 	t.Logf("%s: 3 reloads of %d nodes (each %v) under load: %s; lost %d idempotent and %d other requests; the front tier re-sent %d requests on a new connection after the edge closed one",
 		name, len(tg.nodes), took, summarize(w), n.idempotent, n.other, tg.front.retried.Load()-retried)
 	return n
+}
+
+// shelvesNamed returns which of names are shelves in s's database.
+func shelvesNamed(t *testing.T, s *prodStack, names []string) []string {
+	t.Helper()
+	if len(names) == 0 {
+		return nil
+	}
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, s.primaryURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, _ := conn.Query(ctx, "select name from shelves where name = any($1) order by name", names)
+	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }
 
 // reload POSTs a node's running config to its admin API's /load, forced (Cache-Control:
@@ -677,6 +717,8 @@ type sample struct {
 	cacheStatus  string
 	retryAfter   string
 	body         string // the start of it
+	frontErr     string // the front tier's X-Test-Front-Error: how it failed to get an answer
+	sent         string // the request's body
 	err          error
 }
 
@@ -692,9 +734,13 @@ func (x sample) ok() bool {
 }
 
 func (x sample) String() string {
-	return fmt.Sprintf("%s %s %s at %s: %d %s in %v (Cache-Status %q, Retry-After %q) %s",
+	s := fmt.Sprintf("%s %s %s at %s: %d %s in %v (Cache-Status %q, Retry-After %q) %s",
 		x.kind, x.method, x.path, x.start.Format("15:04:05.000"), x.status, errString(x.err),
 		x.took.Round(100*time.Microsecond), x.cacheStatus, x.retryAfter, x.body)
+	if x.frontErr != "" {
+		s += " [front tier: " + x.frontErr + "]"
+	}
+	return s
 }
 
 func errString(err error) string {
@@ -904,9 +950,10 @@ func (l *loader) send(kind reqKind, method, path, viewer string, u *chaosUser, b
 	}
 	start := time.Now()
 	r := do(tg.client, req)
-	x := sample{kind: kind, method: method, path: path, start: start, took: time.Since(start), status: r.status, err: r.err}
+	x := sample{kind: kind, method: method, path: path, start: start, took: time.Since(start), status: r.status, sent: body, err: r.err}
 	if r.header != nil {
 		x.cacheStatus, x.retryAfter = r.header.Get("Cache-Status"), r.header.Get("Retry-After")
+		x.frontErr = r.header.Get(frontErrorHeader)
 	}
 	if !x.ok() {
 		x.body = string(r.body[:min(len(r.body), 160)])

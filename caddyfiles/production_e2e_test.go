@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -21,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -261,16 +263,26 @@ func newFrontTier(t *testing.T, ca *testenv.CA, nodes []edgeNode, secret, cdnIP 
 			xff := append(pr.In.Header.Values("X-Forwarded-For"), host, cdnIP)
 			pr.Out.Header.Set("X-Forwarded-For", strings.Join(xff, ", "))
 			pr.Out.Header.Set("X-Forwarded-Proto", "https")
-			conns := 0
-			pr.Out = pr.Out.WithContext(httptrace.WithClientTrace(pr.Out.Context(), &httptrace.ClientTrace{
-				GotConn: func(httptrace.GotConnInfo) {
-					if conns++; conns > 1 {
+			tr := &frontTrace{}
+			ctx := httptrace.WithClientTrace(pr.Out.Context(), &httptrace.ClientTrace{
+				GotConn: func(info httptrace.GotConnInfo) {
+					tr.reused = info.Reused
+					if tr.conns++; tr.conns > 1 {
 						f.retried.Add(1)
 					}
 				},
-			}))
+				GotFirstResponseByte: func() { tr.responded.Store(true) },
+			})
+			pr.Out = pr.Out.WithContext(context.WithValue(ctx, frontTraceKey{}, tr))
 		},
 		Transport: &http.Transport{MaxIdleConnsPerHost: 256},
+		// As the ALB does, a bare 502 for a request the edge gave no answer to; for the
+		// tests, X-Test-Front-Error says how it failed.
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			tr, _ := r.Context().Value(frontTraceKey{}).(*frontTrace)
+			w.Header().Set(frontErrorHeader, tr.describe(err))
+			w.WriteHeader(http.StatusBadGateway)
+		},
 	}
 	srv := httptest.NewUnstartedServer(proxy)
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
@@ -278,6 +290,37 @@ func newFrontTier(t *testing.T, ca *testenv.CA, nodes []edgeNode, secret, cdnIP 
 	t.Cleanup(srv.Close)
 	f.url = srv.URL
 	return f
+}
+
+// frontErrorHeader names the front tier's failure in its 502s: "closed under request: …"
+// for a request sent on a reused keep-alive connection that the edge closed before any byte
+// of an answer (the race of a request with the close of an idle connection, which a POST
+// cannot survive: RFC 9112 §9.3.1), "failed: …" for anything else.
+const frontErrorHeader = "X-Test-Front-Error"
+
+// frontTrace is what the front tier saw of one request to a node.
+type frontTrace struct {
+	conns     int  // connections the request was sent on
+	reused    bool // the last of them had carried requests before
+	responded atomic.Bool
+}
+
+type frontTraceKey struct{}
+
+// describe classifies err, the failure of the request tr traced, for frontErrorHeader.
+func (tr *frontTrace) describe(err error) string {
+	if tr != nil && tr.reused && !tr.responded.Load() && connClosed(err) {
+		return "closed under request: " + err.Error()
+	}
+	return "failed: " + err.Error()
+}
+
+// connClosed reports whether err is the peer closing the connection: EOF, reset, broken
+// pipe, or Go's Transport noticing the server closed an idle connection it was using.
+func connClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		strings.Contains(err.Error(), "server closed idle connection")
 }
 
 // wrongSecret returns secret with its last character changed.
