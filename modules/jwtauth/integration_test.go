@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/muejam/edge/internal/testenv/testcaddy"
 )
 
 // recordingUpstream is the app server stand-in: it records the X-Auth-User values of every
@@ -56,44 +57,35 @@ func TestThroughCaddy(t *testing.T) {
 	up := newRecordingUpstream(t)
 	upstream := strings.TrimPrefix(up.URL, "http://")
 
-	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: 2997})
-	tester.InitServer(fmt.Sprintf(`
-	{
-		admin localhost:2997
-		http_port 9180
-		https_port 9543
-	}
-	http://localhost:9180 {
-		request_header -X-Auth-User
-		route /private/* {
-			authentication {
-				jwt {
-					jwks_file %[1]s
-					issuer https://id.test
-					audience muejam-edge
-					realm muejam
-					claim role
-				}
-			}
-			reverse_proxy %[2]s {
-				header_up X-Auth-User {http.auth.user.id}
-				header_up X-Auth-Role {http.auth.user.role}
+	testcaddy.LoadSite(t, fmt.Sprintf(`	request_header -X-Auth-User
+	route /private/* {
+		authentication {
+			jwt {
+				jwks_file %[1]s
+				issuer https://id.test
+				audience muejam-edge
+				realm muejam
+				claim role
 			}
 		}
-		route /public/* {
-			authentication {
-				jwt {
-					jwks_file %[1]s
-					allow_anonymous
-				}
-			}
-			reverse_proxy %[2]s {
-				header_up X-Auth-User {http.auth.user.id}
+		reverse_proxy %[2]s {
+			header_up X-Auth-User {http.auth.user.id}
+			header_up X-Auth-Role {http.auth.user.role}
+		}
+	}
+	route /public/* {
+		authentication {
+			jwt {
+				jwks_file %[1]s
+				allow_anonymous
 			}
 		}
-		reverse_proxy %[2]s
+		reverse_proxy %[2]s {
+			header_up X-Auth-User {http.auth.user.id}
+		}
 	}
-	`, file, upstream), "caddyfile")
+	reverse_proxy %[2]s`, file, upstream))
+	client := &http.Client{Timeout: 10 * time.Second}
 
 	now := time.Now()
 	valid := sign(t, key, claimsAt(now, "alice", map[string]any{"role": "author"}))
@@ -127,14 +119,14 @@ func TestThroughCaddy(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodGet, "http://localhost:9180"+tc.path, nil)
+			req, _ := http.NewRequest(http.MethodGet, testcaddy.SiteURL+tc.path, nil)
 			req.Header.Set("X-Auth-User", "bob")  // every request tries to pass as bob
 			req.Header.Add("X-Auth-User", "root") // twice
 			if tc.token != "" {
 				req.Header.Set("Authorization", "Bearer "+tc.token)
 			}
 			_, _, before := up.last()
-			resp, err := tester.Client.Do(req)
+			resp, err := client.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
