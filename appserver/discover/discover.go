@@ -18,7 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
 	"github.com/muejam/edge/appserver/api"
@@ -155,44 +154,23 @@ func (f feedRequest) query() (string, storylist.Args) {
 	return sql.String(), args
 }
 
-// feedItem is a Summary with its author and position in the feed.
-type feedItem struct {
-	storylist.Summary
-	author string
-	pos    feedCursor
+// position returns where a feed cursor c of f's tab keeps its story's id and receives the
+// position columns of f.query (storylist.LoadPage).
+func (f feedRequest) position(c *feedCursor) (*int64, []any) {
+	c.Tab = f.tab
+	if f.tab == TabTrending {
+		return &c.ID, []any{&c.Score}
+	}
+	return &c.ID, []any{&c.At}
 }
 
 // load returns the shared page of f at page, from the app's cache or the database.
 func (h *Handler) load(ctx context.Context, f feedRequest, page api.Page) (sharedlist.Page[storylist.Summary], error) {
-	var none sharedlist.Page[storylist.Summary]
 	f, err := f.at(page)
 	if err != nil {
-		return none, err
+		return sharedlist.Page[storylist.Summary]{}, err
 	}
-	key := "discover:" + f.tab + ":" + f.tag + ":" + page.Key()
-	return sharedlist.Load(ctx, h.shared, api.Feed, key, f.tags(), func(ctx context.Context) (sharedlist.Page[storylist.Summary], error) {
-		sql, args := f.query()
-		rows, err := h.db.Reader(ctx).Query(ctx, sql, args...)
-		if err != nil {
-			return none, err
-		}
-		list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (feedItem, error) {
-			it := feedItem{pos: feedCursor{Tab: f.tab}}
-			var err error
-			if f.tab == TabTrending {
-				it.Summary, err = storylist.Scan(row, &it.author, &it.pos.Score)
-			} else {
-				it.Summary, err = storylist.Scan(row, &it.author, &it.pos.At)
-			}
-			it.pos.ID = it.ID
-			return it, err
-		})
-		if err != nil {
-			return none, err
-		}
-		sp, err := sharedlist.NewPage(page, list, func(it feedItem) string { return it.author }, func(it feedItem) any { return it.pos })
-		return storylist.Summaries(sp, func(it feedItem) storylist.Summary { return it.Summary }), err
-	})
+	return storylist.LoadPage(ctx, h.shared, h.db, "discover:"+f.tab+":"+f.tag+":"+page.Key(), f.tags(), page, f.query, f.position)
 }
 
 func (h *Handler) feed(w http.ResponseWriter, r *http.Request) error {

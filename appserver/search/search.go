@@ -86,13 +86,6 @@ type resultCursor struct {
 	ID   int64   `json:"id"`
 }
 
-// result is a story found, with its author and position; it is encoded as the Summary.
-type result struct {
-	storylist.Summary
-	author string
-	pos    resultCursor
-}
-
 // searchQuery returns the SQL and arguments of a page of results of q as everyone sees
 // them: limit rows, each a Summary, its author's id and its rank, after the position after
 // when it is not nil. The matches are ranked from the stories table alone (the GIN index,
@@ -117,35 +110,18 @@ func searchQuery(q string, after *resultCursor, limit int) (string, storylist.Ar
 // results returns the shared page of results of q at page, from the app's cache or the
 // database.
 func (h *Handler) results(ctx context.Context, q string, page api.Page) (sharedlist.Page[storylist.Summary], error) {
-	var none sharedlist.Page[storylist.Summary]
 	var after resultCursor
 	more, err := page.After(&after)
 	if err != nil {
-		return none, err
+		return sharedlist.Page[storylist.Summary]{}, err
 	}
 	cursor := &after
 	if !more {
 		cursor = nil
 	}
-	return sharedlist.Load(ctx, h.shared, api.Feed, "search:"+page.Key()+":"+q, []string{ResultsTag}, func(ctx context.Context) (sharedlist.Page[storylist.Summary], error) {
-		sql, args := searchQuery(q, cursor, page.Limit+1)
-		rows, err := h.db.Reader(ctx).Query(ctx, sql, args...)
-		if err != nil {
-			return none, err
-		}
-		list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (result, error) {
-			var res result
-			var err error
-			res.Summary, err = storylist.Scan(row, &res.author, &res.pos.Rank)
-			res.pos.ID = res.ID
-			return res, err
-		})
-		if err != nil {
-			return none, err
-		}
-		sp, err := sharedlist.NewPage(page, list, func(res result) string { return res.author }, func(res result) any { return res.pos })
-		return storylist.Summaries(sp, func(res result) storylist.Summary { return res.Summary }), err
-	})
+	return storylist.LoadPage(ctx, h.shared, h.db, "search:"+page.Key()+":"+q, []string{ResultsTag}, page,
+		func() (string, storylist.Args) { return searchQuery(q, cursor, page.Limit+1) },
+		func(c *resultCursor) (*int64, []any) { return &c.ID, []any{&c.Rank} })
 }
 
 func (h *Handler) search(w http.ResponseWriter, r *http.Request) error {

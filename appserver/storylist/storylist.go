@@ -1,15 +1,18 @@
 // Package storylist is what the lists of stories (the discovery feeds, search results)
-// share: the Summary a list shows of a story, the SQL that reads it, and a query's
-// arguments built piece by piece, with the condition that hides the stories of the authors
-// a viewer blocked.
+// share: the Summary a list shows of a story, the SQL that reads it, how a page of such a
+// list is loaded for everyone (LoadPage), and a query's arguments built piece by piece,
+// with the condition that hides the stories of the authors a viewer blocked.
 package storylist
 
 import (
+	"context"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/muejam/edge/appserver/api"
+	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/sharedlist"
 	"github.com/muejam/edge/appserver/social"
 	"github.com/muejam/edge/appserver/stories"
@@ -48,14 +51,46 @@ func Scan(row pgx.CollectableRow, extra ...any) (Summary, error) {
 	return s, err
 }
 
-// Summaries returns sp with its items as summary gives them, for a page loaded with items
-// of a richer type (one that carries its author and position).
-func Summaries[T any](sp sharedlist.Page[T], summary func(T) Summary) sharedlist.Page[Summary] {
-	out := sharedlist.Page[Summary]{Items: make([]Summary, len(sp.Items)), Authors: sp.Authors, Ends: sp.Ends, Next: sp.Next, Body: sp.Body, Tags: sp.Tags}
-	for i, it := range sp.Items {
-		out.Items[i] = summary(it)
-	}
-	return out
+// item is a Summary with its author and position in its list; it is encoded as the Summary.
+type item[C any] struct {
+	Summary
+	author string
+	pos    C
+}
+
+// LoadPage returns the page at page of a list of stories as everyone sees it, under the
+// api.Feed policy: from the app's cache under key and tags, else read through db's Reader
+// with the SQL and arguments query returns (built only then). The query yields one row more than page.Limit, each Columns followed
+// by its author's id and the columns of its position in the list, of type C, which is
+// also the cursor of the item: cursor(c) returns where c keeps the story's id, which
+// LoadPage sets from the row's, and where c receives those columns.
+func LoadPage[C any](ctx context.Context, shared *sharedlist.Shared, db *dbrouter.Router, key string, tags []string,
+	page api.Page, query func() (string, Args), cursor func(c *C) (id *int64, cols []any)) (sharedlist.Page[Summary], error) {
+	var none sharedlist.Page[Summary]
+	return sharedlist.Load(ctx, shared, api.Feed, key, tags, func(ctx context.Context) (sharedlist.Page[Summary], error) {
+		sql, args := query()
+		rows, err := db.Reader(ctx).Query(ctx, sql, args...)
+		if err != nil {
+			return none, err
+		}
+		list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (item[C], error) {
+			var it item[C]
+			id, cols := cursor(&it.pos)
+			var err error
+			it.Summary, err = Scan(row, append([]any{&it.author}, cols...)...)
+			*id = it.ID
+			return it, err
+		})
+		if err != nil {
+			return none, err
+		}
+		sp, err := sharedlist.NewPage(page, list, func(it item[C]) string { return it.author }, func(it item[C]) any { return it.pos })
+		out := sharedlist.Page[Summary]{Items: make([]Summary, len(sp.Items)), Authors: sp.Authors, Ends: sp.Ends, Next: sp.Next, Body: sp.Body, Tags: sp.Tags}
+		for i, it := range sp.Items {
+			out.Items[i] = it.Summary
+		}
+		return out, err
+	})
 }
 
 // Args are the arguments of a query built piece by piece.
