@@ -40,8 +40,8 @@ func New(db *dbrouter.Router, log *zap.Logger) *Handler {
 // Register adds the engagement routes to mux.
 func (h *Handler) Register(mux api.Mux) {
 	handle := func(f api.Handler) http.Handler { return api.Handle(h.log, f) }
-	mux.Handle("PUT /v1/stories/{id}/like", api.RequireUser(handle(h.like)))
-	mux.Handle("DELETE /v1/stories/{id}/like", api.RequireUser(handle(h.unlike)))
+	mux.Handle("PUT /v1/stories/{id}/like", api.RequireUser(handle(h.setLike(true))))
+	mux.Handle("DELETE /v1/stories/{id}/like", api.RequireUser(handle(h.setLike(false))))
 	mux.Handle("POST /v1/stories/{id}/reads", handle(h.read))
 }
 
@@ -64,24 +64,35 @@ const (
 		select exists (select 1 from story)`
 )
 
-// like records the caller's like of a public story; liking twice is liking once.
-func (h *Handler) like(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
-	uid, _ := identity.User(ctx)
-	id, err := api.PathID(r, "id")
-	if err != nil {
-		return err
+// setLike returns the handler that records the caller's like of a public story (like) or
+// takes it back (!like). Both are idempotent: liking twice is liking once, and unliking a
+// story not liked changes nothing. Only a like needs the caller's profile, made at their
+// first sight.
+func (h *Handler) setLike(like bool) api.Handler {
+	sql, action := unlikeSQL, "story.unlike"
+	if like {
+		sql, action = likeSQL, "story.like"
 	}
-	if _, err := h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		if _, err := profiles.Ensure(ctx, tx, uid); err != nil {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		ctx := r.Context()
+		uid, _ := identity.User(ctx)
+		id, err := api.PathID(r, "id")
+		if err != nil {
 			return err
 		}
-		return engage(ctx, tx, likeSQL, "story.like", id, uid)
-	}); err != nil {
-		return err
+		if _, err := h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+			if like {
+				if _, err := profiles.Ensure(ctx, tx, uid); err != nil {
+					return err
+				}
+			}
+			return engage(ctx, tx, sql, action, id, uid)
+		}); err != nil {
+			return err
+		}
+		done(w)
+		return nil
 	}
-	done(w)
-	return nil
 }
 
 // engage runs sql, likeSQL or unlikeSQL, on story id for user uid in tx, and records the
@@ -95,23 +106,6 @@ func engage(ctx context.Context, tx pgx.Tx, sql, action string, id int64, uid st
 		return api.ErrNotFound
 	}
 	return audit.Record(ctx, tx, audit.Event{Action: action, TargetType: "story", TargetID: strconv.FormatInt(id, 10)})
-}
-
-// unlike removes the caller's like of a public story, if there is one.
-func (h *Handler) unlike(w http.ResponseWriter, r *http.Request) error {
-	ctx := r.Context()
-	uid, _ := identity.User(ctx)
-	id, err := api.PathID(r, "id")
-	if err != nil {
-		return err
-	}
-	if _, err := h.db.WithTx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
-		return engage(ctx, tx, unlikeSQL, "story.unlike", id, uid)
-	}); err != nil {
-		return err
-	}
-	done(w)
-	return nil
 }
 
 // read records a read of a public story: every anonymous read, and a signed-in user's
