@@ -9,21 +9,18 @@ import (
 	"encoding/json"
 	"maps"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/muejam/edge/internal/adapttest"
 	"github.com/muejam/edge/internal/testenv"
+	"github.com/muejam/edge/internal/testenv/caddyfileread"
 )
 
 const (
@@ -37,10 +34,6 @@ const (
 	imageCaddyfile   = "../caddyfiles/production.Caddyfile"
 	composeCaddyfile = "compose.Caddyfile"
 )
-
-// caddyEnvRef matches the environment variables a Caddyfile reads: {$NAME} and {$NAME:default}
-// at parse time, {env.NAME} at run time.
-var caddyEnvRef = regexp.MustCompile(`\{(?:\$|env\.)([A-Za-z_][A-Za-z0-9_]*)`)
 
 // listenEnv names the environment variables of the app server that hold its listen addresses.
 var listenEnv = []string{"APP_ADDR", "APP_METRICS_ADDR"}
@@ -126,9 +119,9 @@ func TestEdgeCaddyfiles(t *testing.T) {
 // that the Caddyfile compose runs reads.
 func TestEdgeEnvironmentIsRead(t *testing.T) {
 	_, compose := edgeCaddyfiles(t)
-	read := caddyEnv(t, compose)
+	read := caddyfileread.Env(t, compose)
 	for name := range buildService(t, "edge").Environment {
-		if !read[name] {
+		if _, ok := read[name]; !ok {
 			t.Errorf("%s sets %s for the edge, which %s does not read (it reads %v)", composePath, name, compose, slices.Sorted(maps.Keys(read)))
 		}
 	}
@@ -298,23 +291,22 @@ func TestAppserverPorts(t *testing.T) {
 // unset; infra/terraform/terraform_test.go checks it with the environment ECS gives it.
 func TestEdgePorts(t *testing.T) {
 	image, compose := edgeCaddyfiles(t)
-	for name := range caddyEnv(t, image) {
-		t.Setenv(name, "") // restored when the test ends
-		os.Unsetenv(name)
-	}
+	caddyfileread.Setenv(t, image, nil)
 	ports := map[string][]string{}
 	for _, path := range []string{devCaddyfile, image, compose} {
-		admin, sites := caddyListeners(t, path)
-		if admin != "off" && !strings.HasPrefix(admin, "unix/") && !isLoopback(hostOf(admin)) {
-			t.Errorf("%s: the admin API listens on %s, want loopback only: it changes the running config, purges the cache and opens breakers", path, admin)
+		f := caddyfileread.Read(t, path)
+		if f.Admin != "off" && !strings.HasPrefix(f.Admin, "unix/") && !isLoopback(hostOf(f.Admin)) {
+			t.Errorf("%s: the admin API listens on %s, want loopback only: it changes the running config, purges the cache and opens breakers", path, f.Admin)
 		}
-		for _, s := range sites {
-			host, port := splitHostPort(t, s.addr)
-			if isLoopback(host) && path != devCaddyfile && !(path == image && s.metricsOnly) {
-				t.Errorf("%s listens on %s, loopback: no published port reaches it", path, s.addr)
-			}
-			if !slices.Contains(ports[path], port) {
-				ports[path] = append(ports[path], port)
+		for _, site := range f.Sites {
+			for _, addr := range site.Listen {
+				host, port := splitHostPort(t, addr)
+				if isLoopback(host) && path != devCaddyfile && !(path == image && site.MetricsOnly()) {
+					t.Errorf("%s listens on %s, loopback: no published port reaches it", path, addr)
+				}
+				if !slices.Contains(ports[path], port) {
+					ports[path] = append(ports[path], port)
+				}
 			}
 		}
 		slices.Sort(ports[path])
@@ -482,20 +474,6 @@ func edgeCaddyfiles(t *testing.T) (image, compose string) {
 	return image, compose
 }
 
-// caddyEnv returns the names of the environment variables the Caddyfile at path reads.
-func caddyEnv(t *testing.T, path string) map[string]bool {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]bool{}
-	for _, m := range caddyEnvRef.FindAllStringSubmatch(string(data), -1) {
-		names[m[1]] = true
-	}
-	return names
-}
-
 // appserverAddr returns the value the app server container has for the listen address
 // variable name: defaultConfig's, overridden by the image's ENV, then by compose.
 func appserverAddr(t *testing.T, name string) string {
@@ -527,62 +505,6 @@ func containerPort(t *testing.T, name string) string {
 		t.Fatalf("%s: service %s publishes %q", composePath, name, svc.Ports[0])
 	}
 	return port
-}
-
-// siteListener is one address a site of a Caddyfile listens on.
-type siteListener struct {
-	addr        string // host:port, the host "" for every interface
-	metricsOnly bool   // the site serves metrics and nothing else
-}
-
-// caddyListeners returns the listen address of a Caddyfile's admin API ("off" when it has
-// none) and the host:port addresses of its sites, each site address on each host of the
-// site's bind directive.
-func caddyListeners(t *testing.T, path string) (admin string, sites []siteListener) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks, err := caddyfile.Parse(path, data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin = caddy.DefaultAdminListen
-	for _, b := range blocks {
-		if len(b.Keys) == 0 { // the global options
-			for _, seg := range b.Segments {
-				if seg.Directive() == "admin" && len(seg) > 1 {
-					admin = seg[1].Text
-				}
-			}
-			continue
-		}
-		binds := []string{""}
-		metricsOnly := len(b.Segments) > 0
-		for _, seg := range b.Segments {
-			metricsOnly = metricsOnly && (seg.Directive() == "bind" || seg.Directive() == "metrics")
-			if seg.Directive() == "bind" {
-				binds = binds[:0]
-				for _, tok := range seg[1:] {
-					binds = append(binds, tok.Text)
-				}
-			}
-		}
-		for _, key := range b.GetKeysText() {
-			if !strings.Contains(key, "://") {
-				key = "//" + key
-			}
-			u, err := url.Parse(key)
-			if err != nil || u.Port() == "" {
-				t.Fatalf("%s: site address %q has no port", path, key)
-			}
-			for _, host := range binds {
-				sites = append(sites, siteListener{addr: net.JoinHostPort(host, u.Port()), metricsOnly: metricsOnly})
-			}
-		}
-	}
-	return admin, sites
 }
 
 // hostOf returns the host of a host:port address, or addr when it has no port.

@@ -5,20 +5,19 @@ import (
 	"maps"
 	"net"
 	"net/netip"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/function"
 
+	"github.com/muejam/edge/internal/testenv/caddyfileread"
 	"github.com/muejam/edge/modules/clientaddr"
 )
 
@@ -56,7 +55,7 @@ var originSecretCases = map[string]bool{
 func TestCDNOriginSecret(t *testing.T) {
 	header := clientaddr.DefaultSecretHeader
 	cf := readCaddyfile(t, edgeCaddyfile, nil)
-	client := cf.directive(t, "client_address")
+	client := cf.Directive(t, "client_address")
 	if h := blockOption(client, "secret_header"); h != nil {
 		header = h[0]
 	}
@@ -308,7 +307,7 @@ func TestCDNOriginSecret(t *testing.T) {
 		for name, v := range moduleArg(t, m, ctx, "edge", "environment").AsValueMap() {
 			taskEnv[name] = v.AsString()
 		}
-		exempt := exemptMatchers(readCaddyfile(t, edgeCaddyfile, taskEnv).directive(t, "client_address"))
+		exempt := exemptMatchers(readCaddyfile(t, edgeCaddyfile, taskEnv).Directive(t, "client_address"))
 		health := moduleArg(t, m, ctx, "alb", "health_check_path").AsString()
 		// The load balancer's subnets, and loopback for probes from inside the task.
 		proxies := append(strings.Fields(taskEnv["EDGE_TRUSTED_PROXIES"]), "127.0.0.1/8", "::1")
@@ -706,96 +705,12 @@ func deployedContext(t *testing.T, m *tfModule, dir string) *hcl.EvalContext {
 	return ctx
 }
 
-// caddyfileSite is one site block of a Caddyfile.
-type caddyfileSite struct {
-	key        string
-	listen     []string // host:port, one per host of its bind directive ("" for every interface)
-	directives []string
-	segments   []caddyfile.Segment
-}
-
-// parsedCaddyfile is a Caddyfile as Caddy reads it with a given environment.
-type parsedCaddyfile struct {
-	path  string
-	admin string // the admin API's listen address
-	sites []caddyfileSite
-}
-
 // readCaddyfile parses the Caddyfile at path with env as the environment: each variable the
 // file reads set as env says, or unset.
-func readCaddyfile(t *testing.T, path string, env map[string]string) parsedCaddyfile {
+func readCaddyfile(t *testing.T, path string, env map[string]string) caddyfileread.File {
 	t.Helper()
-	for name := range caddyEnv(t, path) {
-		if v, ok := env[name]; ok {
-			t.Setenv(name, v)
-		} else {
-			t.Setenv(name, "") // restored when the test ends
-			os.Unsetenv(name)
-		}
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sbs, err := caddyfile.Parse(path, data)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	cf := parsedCaddyfile{path: path, admin: caddy.DefaultAdminListen}
-	for _, sb := range sbs {
-		if len(sb.Keys) == 0 { // the global options
-			for _, seg := range sb.Segments {
-				if seg.Directive() == "admin" && len(seg) > 1 {
-					cf.admin = seg[1].Text
-				}
-			}
-			continue
-		}
-		binds := []string{""}
-		var directives []string
-		for _, seg := range sb.Segments {
-			directives = append(directives, seg.Directive())
-			if seg.Directive() == "bind" {
-				binds = binds[:0]
-				for _, tok := range seg[1:] {
-					binds = append(binds, tok.Text)
-				}
-			}
-		}
-		for _, key := range sb.GetKeysText() {
-			addr := key
-			if !strings.Contains(addr, "://") {
-				addr = "//" + addr
-			}
-			u, err := url.Parse(addr)
-			if err != nil || u.Port() == "" {
-				t.Fatalf("%s: site address %q has no port", path, key)
-			}
-			site := caddyfileSite{key: key, directives: directives, segments: sb.Segments}
-			for _, host := range binds {
-				site.listen = append(site.listen, net.JoinHostPort(host, u.Port()))
-			}
-			cf.sites = append(cf.sites, site)
-		}
-	}
-	return cf
-}
-
-// directive returns the one segment of name among the sites of cf.
-func (cf parsedCaddyfile) directive(t *testing.T, name string) caddyfile.Segment {
-	t.Helper()
-	var found []caddyfile.Segment
-	for _, site := range cf.sites {
-		for _, seg := range site.segments {
-			if seg.Directive() == name {
-				found = append(found, seg)
-			}
-		}
-	}
-	if len(found) != 1 {
-		t.Fatalf("%s: %d %s directives, want 1", cf.path, len(found), name)
-	}
-	return found[0]
+	caddyfileread.Setenv(t, path, env)
+	return caddyfileread.Read(t, path)
 }
 
 // blockLines returns the lines of the block of seg (a directive with a { } block) at the

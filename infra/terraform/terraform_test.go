@@ -31,6 +31,7 @@ import (
 
 	appsecrets "github.com/muejam/edge/appserver/secrets"
 	"github.com/muejam/edge/internal/testenv"
+	"github.com/muejam/edge/internal/testenv/caddyfileread"
 )
 
 const (
@@ -367,7 +368,10 @@ func TestPolicies(t *testing.T) {
 // config. The app server's TRUSTED_EDGE_CIDRS, whose default is loopback only, is set too.
 func TestContainerEnvironment(t *testing.T) {
 	read := testenv.AppServerEnv(t)
-	edgeRead := caddyEnv(t, edgeCaddyfile)
+	edgeRead := caddyfileread.Env(t, edgeCaddyfile)
+	if len(edgeRead) == 0 {
+		t.Fatalf("%s reads no environment variable", edgeCaddyfile)
+	}
 	for _, env := range environments {
 		dir := filepath.Join(environmentsDir, env)
 		m := loadModule(t, dir)
@@ -388,7 +392,7 @@ func TestContainerEnvironment(t *testing.T) {
 		}
 		edgeEnv, edgeSecrets := containerEnv(t, m, "edge"), containerSecrets(t, m, "edge")
 		for name := range edgeEnv {
-			if edgeRead[name] == "" {
+			if _, ok := edgeRead[name]; !ok {
 				t.Errorf("%s passes %s to the edge, which %s does not read", dir, name, edgeCaddyfile)
 			}
 			if edgeSecrets[name] {
@@ -397,9 +401,9 @@ func TestContainerEnvironment(t *testing.T) {
 		}
 		for name := range edgeSecrets {
 			switch edgeRead[name] {
-			case "":
+			case 0:
 				t.Errorf("%s passes the secret %s to the edge, which %s does not read", dir, name, edgeCaddyfile)
-			case "{$":
+			case caddyfileread.ParseTime:
 				t.Errorf("%s reads the secret %s as {$%[2]s}, at parse time: its value would be in the adapted config; read it as {env.%[2]s}", edgeCaddyfile, name)
 			}
 		}
@@ -485,12 +489,12 @@ func TestEdgeTask(t *testing.T) {
 
 		// The Caddyfile as the task runs it.
 		cf := readCaddyfile(t, edgeCaddyfile, taskEnv)
-		if !loopbackListen(cf.admin) {
-			t.Errorf("%s: with the task's environment, %s's admin API listens on %q, want loopback only (%s)", dir, edgeCaddyfile, cf.admin, edgeLeftAtDefault["EDGE_ADMIN_ADDR"])
+		if !loopbackListen(cf.Admin) {
+			t.Errorf("%s: with the task's environment, %s's admin API listens on %q, want loopback only (%s)", dir, edgeCaddyfile, cf.Admin, edgeLeftAtDefault["EDGE_ADMIN_ADDR"])
 		}
 		var metricsSites, otherSites int
-		for _, site := range cf.sites {
-			onlyMetrics := len(site.directives) > 0 && !slices.ContainsFunc(site.directives, func(d string) bool { return d != "bind" && d != "metrics" })
+		for _, site := range cf.Sites {
+			onlyMetrics := site.MetricsOnly()
 			want := show(sitePort)
 			if onlyMetrics {
 				metricsSites++
@@ -498,16 +502,16 @@ func TestEdgeTask(t *testing.T) {
 			} else {
 				otherSites++
 			}
-			for _, addr := range site.listen {
+			for _, addr := range site.Listen {
 				_, port, err := net.SplitHostPort(addr)
 				if err != nil || port != want {
-					t.Errorf("%s: %s site %s listens on %s, want port %s (the task's %s)", dir, edgeCaddyfile, site.key, addr, want, map[bool]string{true: "metrics_port", false: "container_port"}[onlyMetrics])
+					t.Errorf("%s: %s site %s listens on %s, want port %s (the task's %s)", dir, edgeCaddyfile, site.Key, addr, want, map[bool]string{true: "metrics_port", false: "container_port"}[onlyMetrics])
 				}
 				if loopbackListen(addr) {
-					t.Errorf("%s: %s site %s listens on %q with the task's environment: unreachable from the %s", dir, edgeCaddyfile, site.key, addr, map[bool]string{true: "monitoring group", false: "load balancer"}[onlyMetrics])
+					t.Errorf("%s: %s site %s listens on %q with the task's environment: unreachable from the %s", dir, edgeCaddyfile, site.Key, addr, map[bool]string{true: "monitoring group", false: "load balancer"}[onlyMetrics])
 				}
-				if port == portOf(cf.admin) {
-					t.Errorf("%s: %s site %s listens on the admin API's port %s", dir, edgeCaddyfile, site.key, port)
+				if port == portOf(cf.Admin) {
+					t.Errorf("%s: %s site %s listens on the admin API's port %s", dir, edgeCaddyfile, site.Key, port)
 				}
 			}
 		}
@@ -910,30 +914,6 @@ var tfLengthFunc = function.New(&function.Spec{
 		return stdlib.Length(args[0])
 	},
 })
-
-// caddyEnvRef matches the environment variables a Caddyfile reads: {$NAME} and
-// {$NAME:default} at parse time, {env.NAME} at run time.
-var caddyEnvRef = regexp.MustCompile(`(\{\$|\{env\.)([A-Za-z_][A-Za-z0-9_]*)`)
-
-// caddyEnv returns the environment variables the Caddyfile at path reads, each mapped to how:
-// "{$" when it reads it at parse time anywhere, else "{env.".
-func caddyEnv(t *testing.T, path string) map[string]string {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]string{}
-	for _, m := range caddyEnvRef.FindAllStringSubmatch(string(data), -1) {
-		if names[m[2]] != "{$" {
-			names[m[2]] = m[1]
-		}
-	}
-	if len(names) == 0 {
-		t.Fatalf("%s reads no environment variable", path)
-	}
-	return names
-}
 
 // containerEnv returns the names of the environment variables that the module call name of
 // m passes to its container (the ecs-service module's environment argument).
