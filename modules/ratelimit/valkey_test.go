@@ -251,11 +251,15 @@ func testValkeyTwoNodesShareLimit(t *testing.T, vk *valkeyconn.Config) {
 }
 
 // TestValkeyDiesAndReturns: Valkey cut mid-load (a proxy in front of it goes down): no
-// request fails, p99 of the limiter's decisions stays under the Valkey timeout, the limit
-// holds on the local windows, and once Valkey is back, decisions are shared again.
+// request fails, decisions stop calling the dead Valkey (counted), the limit holds on the
+// local windows, and once Valkey is back, decisions are shared again.
 func TestValkeyDiesAndReturns(t *testing.T) {
 	const n, win = 20, 2 * time.Second
-	timeout := 25 * time.Millisecond
+	// Longer than the default 25 ms: on a loaded machine a healthy Valkey's answer can miss
+	// that, and a request decided locally while another one's call is still in flight does
+	// not see that one (docs/operators.md, "Degraded mode"), which can pass the limit by one
+	// before the outage this test is about. The cut itself fails every call in flight.
+	timeout := 250 * time.Millisecond
 	zone := uniqueZone("fallback")
 	proxy := testenv.NewProxy(t, testenv.ValkeyAddr)
 	h := provision(t, &Handler{Valkey: standalone(proxy.Addr), ValkeyTimeout: caddy.Duration(timeout), ValkeyRetry: caddy.Duration(200 * time.Millisecond),
