@@ -534,19 +534,28 @@ func TestCoalescing(t *testing.T) {
 	var wg sync.WaitGroup
 	var bad atomic.Int64
 	var collapsed atomic.Int64
+	var mu sync.Mutex
+	var failures []string // the first few, to tell what went wrong
+	fail := func(what string) {
+		if bad.Add(1) <= 5 {
+			mu.Lock()
+			failures = append(failures, what)
+			mu.Unlock()
+		}
+	}
 	start := make(chan struct{})
 	for range clients {
 		wg.Go(func() {
 			<-start
 			resp, err := client.Get(testcaddy.SiteURL + "/cold")
 			if err != nil {
-				bad.Add(1)
+				fail(err.Error())
 				return
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != 200 || string(body) != "cold 1" {
-				bad.Add(1)
+				fail(fmt.Sprintf("%d %q (Cache-Status %q)", resp.StatusCode, body, resp.Header.Get(HeaderStatus)))
 			}
 			if strings.Contains(resp.Header.Get(HeaderStatus), "collapsed") {
 				collapsed.Add(1)
@@ -556,7 +565,7 @@ func TestCoalescing(t *testing.T) {
 	close(start)
 	wg.Wait()
 	if bad.Load() != 0 {
-		t.Fatalf("%d of %d requests failed or got another body", bad.Load(), clients)
+		t.Fatalf("%d of %d requests failed or got another body; the first: %q", bad.Load(), clients, failures)
 	}
 	expectCount(t, o, "/cold", 1)
 	t.Logf("%d requests, 1 upstream request, %d collapsed into it", clients, collapsed.Load())
