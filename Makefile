@@ -120,12 +120,12 @@ TEST_FIRST := ./caddyfiles/ ./modules/edgecache/ ./modules/ratelimit/ ./appserve
 # again at the end, where a CI log's tail shows them. The nested modules' tests run beside the
 # root's (they are short; after it they added ~50 s), and their output follows it.
 TEST_LOG := $(RUN_DIR)/test.log
-# Four packages at a time, on any number of cores: most tests wait (on PostgreSQL, Valkey,
-# processes starting, limiter windows and cache lifetimes passing), not compute; with go
-# test's default of one package per core, a 2-core machine sat half idle (4m16s of CPU over
-# a 3m50s run at -p 4, against ~7½ minutes at -p 2).
-TEST_PACKAGES_AT_ONCE := 4
-TEST_FLAGS := -race -vet=all -tags $(GO_TAGS) -count=1 -timeout 8m -p $(TEST_PACKAGES_AT_ONCE)
+# go test's default, one package per core: most tests wait rather than compute, and four
+# packages at a time on 2 cores took ~4 minutes instead of ~7½, but TestChaos's latency
+# bounds (p99 < 50 ms for an uncacheable request while the app is down) then failed in one
+# clean-clone run of five. TEST_PACKAGES_AT_ONCE=4 make test runs it that way.
+TEST_PACKAGES_AT_ONCE ?=
+TEST_FLAGS := -race -vet=all -tags $(GO_TAGS) -count=1 -timeout 8m $(if $(TEST_PACKAGES_AT_ONCE),-p $(TEST_PACKAGES_AT_ONCE))
 .PHONY: test
 test: test-deps monitoring-tools terraform-tools fmt-check ## every test (and go vet), against real services and the built binaries
 	@mkdir -p $(RUN_DIR)
