@@ -121,7 +121,7 @@ TEST_FIRST := ./caddyfiles/ ./modules/edgecache/ ./modules/ratelimit/ ./appserve
 # root's (they are short; after it they added ~50 s), and their output follows it.
 TEST_LOG := $(RUN_DIR)/test.log
 # go test's default, one package per core: most tests wait rather than compute, and four
-# packages at a time on 2 cores took ~4 minutes instead of ~7½, but TestChaos's latency
+# packages at a time on 2 cores took ~4 minutes instead of ~6, but TestChaos's latency
 # bounds (p99 < 50 ms for an uncacheable request while the app is down) then failed in one
 # clean-clone run of five. TEST_PACKAGES_AT_ONCE=4 make test runs it that way.
 TEST_PACKAGES_AT_ONCE ?=
