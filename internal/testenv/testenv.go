@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/muejam/edge/internal/freeport"
 )
 
 // Addresses of the dev services; the environment variables the app server reads override them.
@@ -165,15 +167,15 @@ func parseURL(t testing.TB, raw string) *url.URL {
 	return u
 }
 
-// FreeAddr returns a 127.0.0.1 address with a port free at the time of the call.
+// FreeAddr returns a 127.0.0.1 address with a port free at the time of the call, which no
+// other test process gets while this one lives (freeport).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // Proxy forwards TCP connections from its own address to a target. Down closes the listener
@@ -192,7 +194,7 @@ type Proxy struct {
 func NewProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	p := &Proxy{target: target, conns: map[net.Conn]struct{}{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", FreeAddr(t)) // Up listens on it again: no other process's
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/muejam/edge/internal/freeport"
 )
 
 // ValkeyClusterAddrs are the seed addresses of the shared dev Valkey Cluster that
@@ -493,10 +495,19 @@ func clusterPorts(t testing.TB, n int, consecutive bool) []int {
 			ln.Close()
 		}
 	}()
-	// hold listens on port and its bus port, keeping them until the function returns.
+	// hold locks port and its bus port for this process (freeport) and listens on both,
+	// keeping the listeners until the function returns.
 	hold := func(port int) bool {
 		var got []net.Listener
 		for _, p := range []int{port, port + 10000} {
+			if ok, err := freeport.Lock(p); err != nil {
+				t.Fatal(err)
+			} else if !ok {
+				for _, l := range got {
+					l.Close()
+				}
+				return false
+			}
 			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
 			if err != nil {
 				for _, l := range got {

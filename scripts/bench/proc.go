@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/muejam/edge/internal/freeport"
 )
 
 // reservedPorts are ports other people's tests and services on this machine use; freeAddr never
@@ -26,12 +27,10 @@ var reservedPorts = []int{2019, 2997, 2998, 2999, 8080, 8081, 9080, 9081, 9180, 
 // freeAddr returns 127.0.0.1:PORT for a port the kernel reports free and nobody reserved.
 func freeAddr() (string, error) {
 	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		port, err := freeport.Port()
 		if err != nil {
 			return "", err
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
 		if !slices.Contains(reservedPorts, port) {
 			return "127.0.0.1:" + strconv.Itoa(port), nil
 		}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -18,6 +17,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/muejam/edge/internal/freeport"
 )
 
 // The ports of the process's Caddy: its admin API, the HTTP port of LoadSite's site and the
@@ -35,14 +36,14 @@ var (
 	SiteURL = fmt.Sprintf("http://127.0.0.1:%d", HTTPPort)
 )
 
-// freePort returns a loopback port free at the time of the call.
+// freePort returns a loopback port free at the time of the call, which no other test process
+// gets while this one lives (freeport).
 func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Port()
 	if err != nil {
 		panic(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // LoadSite (re)loads Caddy with one site, http://127.0.0.1:HTTPPort bound to 127.0.0.1, whose
