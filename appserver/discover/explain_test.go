@@ -9,14 +9,14 @@ import (
 
 	"github.com/muejam/edge/appserver/api"
 	"github.com/muejam/edge/appserver/internal/apitest"
+	"github.com/muejam/edge/appserver/storylist/storylisttest"
 	"github.com/muejam/edge/appserver/trending"
 )
 
 // TestHotQueriesUseIndexes explains every query of this package on a seeded database of
 // realistic size: none may read a large table whole.
 func TestHotQueriesUseIndexes(t *testing.T) {
-	e := start(t)
-	e.Seed(t, apitest.PlanSizes)
+	e := storylisttest.StartSeeded(t, register)
 	if _, err := trending.New(e.DB, 0, zaptest.NewLogger(t)).Compute(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -16,10 +16,10 @@ import (
 
 type req = apitest.Request
 
-func start(t *testing.T) *storylisttest.Env {
-	return storylisttest.Start(t, func(mux *http.ServeMux, shared *sharedlist.Shared, log *zap.Logger) {
-		New(shared.DB, log).Register(mux)
-	})
+func start(t *testing.T) *storylisttest.Env { return storylisttest.Start(t, register) }
+
+func register(mux *http.ServeMux, shared *sharedlist.Shared, log *zap.Logger) {
+	New(shared.DB, log).Register(mux)
 }
 
 func TestLikes(t *testing.T) {

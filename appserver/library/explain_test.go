@@ -10,8 +10,7 @@ import (
 // TestHotQueriesUseIndexes explains the queries of the library on a seeded database of
 // realistic size: none may read a large table whole.
 func TestHotQueriesUseIndexes(t *testing.T) {
-	s := apitest.Start(t, apitest.Options{}, register)
-	s.Seed(t, apitest.PlanSizes)
+	s := apitest.Start(t, apitest.Options{Seeded: true}, register)
 	// The user with the most shelves, and the fullest shelf.
 	owner := apitest.Scalar[string](t, s.DB, "select owner_id from shelves group by 1 order by count(*) desc limit 1")
 	shelves := apitest.Scalar[[]int64](t, s.DB, "select array_agg(id) from shelves where owner_id = $1", owner)

@@ -20,10 +20,10 @@ import (
 
 type req = apitest.Request
 
-func start(t *testing.T) *storylisttest.Env {
-	return storylisttest.Start(t, func(mux *http.ServeMux, shared *sharedlist.Shared, log *zap.Logger) {
-		New(shared.DB, log, shared).Register(mux)
-	})
+func start(t *testing.T) *storylisttest.Env { return storylisttest.Start(t, register) }
+
+func register(mux *http.ServeMux, shared *sharedlist.Shared, log *zap.Logger) {
+	New(shared.DB, log, shared).Register(mux)
 }
 
 func TestSearch(t *testing.T) {
@@ -180,8 +180,7 @@ func TestSuggest(t *testing.T) {
 // TestHotQueriesUseIndexes explains every query of this package on a seeded database of
 // realistic size: none may read a large table whole.
 func TestHotQueriesUseIndexes(t *testing.T) {
-	e := start(t)
-	e.Seed(t, apitest.PlanSizes)
+	e := storylisttest.StartSeeded(t, register)
 	if _, err := trending.New(e.DB, 0, zaptest.NewLogger(t)).Compute(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,7 @@ import (
 // TestHotQueriesUseIndexes explains the queries of follows and blocks on a seeded database
 // of realistic size: none may read a large table whole.
 func TestHotQueriesUseIndexes(t *testing.T) {
-	s := apitest.Start(t, apitest.Options{}, register)
-	s.Seed(t, apitest.PlanSizes)
+	s := apitest.Start(t, apitest.Options{Seeded: true}, register)
 	// The users with the most followers and who follow the most.
 	popular := apitest.Scalar[string](t, s.DB, "select followee_id from follows group by 1 order by count(*) desc limit 1")
 	fan := apitest.Scalar[string](t, s.DB, "select follower_id from follows group by 1 order by count(*) desc limit 1")

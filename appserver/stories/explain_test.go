@@ -9,8 +9,7 @@ import (
 // TestHotQueriesUseIndexes explains the queries of the story and chapter pages on a seeded
 // database of realistic size: none may read a large table whole.
 func TestHotQueriesUseIndexes(t *testing.T) {
-	s := apitest.Start(t, apitest.Options{}, register)
-	s.Seed(t, apitest.PlanSizes)
+	s := apitest.Start(t, apitest.Options{Seeded: true}, register)
 	// The most prolific author, and the story with the most chapters.
 	author := apitest.Scalar[string](t, s.DB, "select author_id from stories group by 1 order by count(*) desc limit 1")
 	long := apitest.Scalar[int64](t, s.DB, "select id from stories order by chapter_seq desc limit 1")

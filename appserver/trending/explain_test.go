@@ -4,12 +4,12 @@ import (
 	"testing"
 
 	"github.com/muejam/edge/appserver/internal/apitest"
+	"github.com/muejam/edge/appserver/storylist/storylisttest"
 )
 
 // TestHotQueriesUseIndexes explains the trending job's query on a seeded database of
 // realistic size: it may not read a large table whole.
 func TestHotQueriesUseIndexes(t *testing.T) {
-	e := start(t)
-	e.Seed(t, apitest.PlanSizes)
+	e := storylisttest.StartSeeded(t, register)
 	apitest.AssertIndexed(t, e.DB, "trending job", computeTrending, Decay, Window)
 }

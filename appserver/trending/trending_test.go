@@ -23,10 +23,10 @@ import (
 type req = apitest.Request
 
 // start starts the discovery feeds, which show the scores.
-func start(t *testing.T) *storylisttest.Env {
-	return storylisttest.Start(t, func(mux *http.ServeMux, shared *sharedlist.Shared, log *zap.Logger) {
-		discover.New(shared.DB, log, shared).Register(mux)
-	})
+func start(t *testing.T) *storylisttest.Env { return storylisttest.Start(t, register) }
+
+func register(mux *http.ServeMux, shared *sharedlist.Shared, log *zap.Logger) {
+	discover.New(shared.DB, log, shared).Register(mux)
 }
 
 func TestTrendingFollowsTheDecay(t *testing.T) {

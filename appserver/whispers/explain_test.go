@@ -9,8 +9,7 @@ import (
 // TestHotQueriesUseIndexes explains the queries of the whisper feeds on a seeded database of
 // realistic size: none may read a large table whole.
 func TestHotQueriesUseIndexes(t *testing.T) {
-	s := start(t)
-	s.Seed(t, apitest.PlanSizes)
+	s := startWith(t, apitest.Options{Seeded: true})
 	// The story and the whisper with the most whispers and replies; a viewer who blocks.
 	story := apitest.Scalar[int64](t, s.DB, "select story_id from whispers where story_id is not null group by 1 order by count(*) desc limit 1")
 	parent := apitest.Scalar[int64](t, s.DB, "select id from whispers order by reply_count desc limit 1")

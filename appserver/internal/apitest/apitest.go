@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,12 +18,12 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -33,6 +32,7 @@ import (
 	"github.com/muejam/edge/appserver/identity"
 	"github.com/muejam/edge/appserver/migrate"
 	"github.com/muejam/edge/appserver/reqid"
+	"github.com/muejam/edge/appserver/seed"
 	"github.com/muejam/edge/internal/testenv"
 )
 
@@ -40,7 +40,10 @@ import (
 // the default trusted networks (loopback, where the test client runs).
 type Options struct {
 	PrimaryURL, ReplicaURL string
-	Trusted                []netip.Prefix
+	// Seeded starts on a copy of the seeded template instead of the migrated one: PlanSizes
+	// of seed data (seed.Run with seed 1), vacuumed and analyzed, for the query plan tests.
+	Seeded  bool
+	Trusted []netip.Prefix
 	// Wrap, when not nil, wraps the routes in middleware of the test's own (inside the
 	// identity and read-your-writes middleware, as the app server's are).
 	Wrap func(http.Handler) http.Handler
@@ -56,12 +59,12 @@ type Server struct {
 	client *http.Client // keeps the read-your-writes cookie, like a browser
 }
 
-// Start migrates the database (a fresh copy of the migrated template unless opts names one),
-// opens a router on it and serves the routes register adds.
+// Start migrates the database (a fresh copy of the migrated or the seeded template unless
+// opts names one), opens a router on it and serves the routes register adds.
 func Start(t testing.TB, opts Options, register func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger)) *Server {
 	t.Helper()
 	if opts.PrimaryURL == "" {
-		db := testenv.NewDatabaseFrom(t, migratedTemplate(t))
+		db := testenv.NewDatabaseFrom(t, template(t, opts.Seeded))
 		opts.PrimaryURL, opts.ReplicaURL = db.PrimaryURL, db.ReplicaURL
 	}
 	if opts.Trusted == nil {
@@ -250,30 +253,41 @@ func DecodeJSON(t testing.TB, r *Response, dst any) {
 	}
 }
 
-// template is the database holding every embedded migration that Start copies for each
-// test: copying it costs a fraction of migrating a fresh database.
-var template struct {
+// templates are the databases Start copies for each test, each made once per test process
+// when first asked for: copying one costs a fraction of migrating (and seeding) a fresh
+// database.
+var templates struct {
+	migrated, seeded made
+}
+
+// made is a database name made once.
+type made struct {
 	once sync.Once
 	name string
 	err  error
 }
 
-// migratedTemplate returns the name of the migrated template on the dev primary, making it
-// the first time a test process asks.
-func migratedTemplate(t testing.TB) string {
-	t.Helper()
-	template.once.Do(func() { template.name, template.err = makeTemplate() })
-	if template.err != nil {
-		t.Fatalf("the migrated template database: %v", template.err)
-	}
-	return template.name
+func (m *made) get(build func() (string, error)) (string, error) {
+	m.once.Do(func() { m.name, m.err = build() })
+	return m.name, m.err
 }
 
-// makeTemplate returns the template of the embedded migrations, named by their hash, and
-// makes it when the primary has none: migrated under a name of this process's, then renamed,
-// so that a test process running beside this one sees the template whole or not at all. It
-// stays on the dev services for the next runs; another set of migrations gets another one.
-func makeTemplate() (string, error) {
+// template returns the name of the migrated template on the dev primary, or with seeded the
+// template that also holds PlanSizes of seed data, making it when the primary has none.
+func template(t testing.TB, seeded bool) string {
+	t.Helper()
+	name, err := templates.migrated.get(migratedTemplate)
+	if err == nil && seeded {
+		name, err = templates.seeded.get(func() (string, error) { return seededTemplate(t, name) })
+	}
+	if err != nil {
+		t.Fatalf("the template database: %v", err)
+	}
+	return name
+}
+
+// migratedTemplate returns the template of the embedded migrations, named by their hash.
+func migratedTemplate() (string, error) {
 	all, err := migrate.All()
 	if err != nil {
 		return "", err
@@ -283,44 +297,84 @@ func makeTemplate() (string, error) {
 		fmt.Fprintf(h, "%d %s\n%s\n", m.Version, m.Name, m.SQL)
 	}
 	name := "muejam_template_" + hex.EncodeToString(h.Sum(nil))[:16]
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	return name, makeTemplate(name, "", func(ctx context.Context, pool *pgxpool.Pool) error {
+		_, err := migrate.Up(ctx, pool)
+		return err
+	})
+}
+
+// seededTemplate returns the template of the query plan tests: a copy of migrated filled
+// by seed.Run with PlanSizes and seed 1, vacuumed and analyzed (the planner knows the
+// tables, as autovacuum would have told it), named by migrated, the sizes and the seed
+// package's source.
+func seededTemplate(t testing.TB, migrated string) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%+v\n", migrated, PlanSizes)
+	src, err := filepath.Glob(filepath.Join(testenv.RepoRoot(t), "appserver", "seed", "*.go"))
+	if err != nil || len(src) == 0 {
+		return "", fmt.Errorf("the seed package's source: %v (%d files)", err, len(src))
+	}
+	for _, f := range src {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s\n%s\n", filepath.Base(f), b)
+	}
+	name := "muejam_seeded_" + hex.EncodeToString(h.Sum(nil))[:16]
+	return name, makeTemplate(name, migrated, func(ctx context.Context, pool *pgxpool.Pool) error {
+		_, err := seed.Run(ctx, pool, seed.Config{Sizes: PlanSizes, Seed: 1})
+		return err
+	})
+}
+
+// makeTemplate makes the database name, a copy of from ("" for an empty one) that fill
+// completes, unless the primary has it. It is made under a name of this process's and then
+// renamed, so that a process killed meanwhile leaves no half-made template behind, and under
+// an advisory lock on the name, so that test processes beside this one wait for it instead of
+// making it too. It stays on the dev services for the next runs; other migrations or seed
+// code get other names.
+func makeTemplate(name, from string, fill func(ctx context.Context, pool *pgxpool.Pool) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	admin, err := pgx.Connect(ctx, testenv.PrimaryURL)
 	if err != nil {
-		return "", err
+		return err
 	}
-	defer admin.Close(ctx)
+	defer admin.Close(ctx) // which releases the lock too
+	if _, err := admin.Exec(ctx, "select pg_advisory_lock(hashtext($1))", name); err != nil {
+		return err
+	}
 	var exists bool
 	if err := admin.QueryRow(ctx, "select exists (select 1 from pg_database where datname = $1)", name).Scan(&exists); err != nil || exists {
-		return name, err
+		return err
 	}
 	tmp := fmt.Sprintf("%s_%d", name, os.Getpid())
 	if _, err := admin.Exec(ctx, "drop database if exists "+tmp+" with (force)"); err != nil {
-		return "", err
+		return err
 	}
-	if _, err := admin.Exec(ctx, "create database "+tmp); err != nil {
-		return "", err
+	create := "create database " + tmp
+	if from != "" {
+		create += " template " + pgx.Identifier{from}.Sanitize()
+	}
+	if _, err := admin.Exec(ctx, create); err != nil {
+		return err
 	}
 	u, err := url.Parse(testenv.PrimaryURL)
 	if err != nil {
-		return "", err
+		return err
 	}
 	u.Path = "/" + tmp
 	pool, err := pgxpool.New(ctx, u.String())
 	if err == nil {
-		_, err = migrate.Up(ctx, pool)
+		err = fill(ctx, pool)
 		pool.Close()
 	}
 	if err == nil {
 		_, err = admin.Exec(ctx, "alter database "+tmp+" rename to "+name)
 	}
-	if err == nil {
-		return name, nil
+	if err != nil {
+		_, _ = admin.Exec(ctx, "drop database if exists "+tmp+" with (force)") // best effort: err matters
 	}
-	_, _ = admin.Exec(ctx, "drop database if exists "+tmp+" with (force)") // best effort: the error below matters
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "42P04" { // duplicate_database: a process beside this one made it first
-		return name, nil
-	}
-	return "", err
+	return err
 }

@@ -7,10 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/muejam/edge/appserver/dbrouter"
 	"github.com/muejam/edge/appserver/seed"
@@ -32,22 +30,6 @@ var PlanSizes = func() seed.Sizes {
 // sequential scan.
 var LargeTables = []string{"profiles", "stories", "chapters", "tags", "story_tags", "follows", "blocks", "shelves",
 	"shelf_items", "whispers", "whisper_likes", "story_likes", "story_reads", "story_trending"}
-
-// Seed fills the server's database (migrated, empty) with seed.Run at sizes, vacuumed and
-// analyzed: the planner knows the tables, as autovacuum would have told it.
-func (s *Server) Seed(t testing.TB, sizes seed.Sizes) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	pool, err := pgxpool.New(ctx, s.primaryURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := seed.Run(ctx, pool, seed.Config{Sizes: sizes, Seed: 1}); err != nil {
-		t.Fatalf("seeding: %v", err)
-	}
-}
 
 var seqScan = regexp.MustCompile(`Seq Scan on (\w+)`)
 

@@ -36,9 +36,19 @@ type Env struct {
 // everyone in shared's cache: an app cache manager (L1 only) that the Cache-Purge of a
 // response invalidates before it goes out, as in the app server.
 func Start(t testing.TB, register func(mux *http.ServeMux, shared *sharedlist.Shared, log *zap.Logger)) *Env {
+	return start(t, apitest.Options{}, register)
+}
+
+// StartSeeded is Start on a copy of the seeded template (apitest.Options.Seeded), for the
+// query plan tests.
+func StartSeeded(t testing.TB, register func(mux *http.ServeMux, shared *sharedlist.Shared, log *zap.Logger)) *Env {
+	return start(t, apitest.Options{Seeded: true}, register)
+}
+
+func start(t testing.TB, opts apitest.Options, register func(mux *http.ServeMux, shared *sharedlist.Shared, log *zap.Logger)) *Env {
 	c := apitest.Cache(t)
-	wrap := api.InvalidateOnPurge(c.Invalidate, zaptest.NewLogger(t))
-	return &Env{Server: apitest.Start(t, apitest.Options{Wrap: wrap}, func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger) {
+	opts.Wrap = api.InvalidateOnPurge(c.Invalidate, zaptest.NewLogger(t))
+	return &Env{Server: apitest.Start(t, opts, func(mux *http.ServeMux, db *dbrouter.Router, log *zap.Logger) {
 		register(mux, &sharedlist.Shared{Cache: c, DB: db, TTL: apitest.CacheTTLs}, log)
 	}), t: t, Cache: c}
 }
