@@ -355,3 +355,36 @@ func FuzzTargetedAndRange(f *testing.F) {
 		}
 	})
 }
+
+// A request whose lookup missed just before a flight of its variant landed, and which then
+// finds no flight to join, is answered from what the flight stored instead of asking the
+// origin again (TestCoalescing's 1,000 clients once saw a second origin request so).
+func TestMissAfterFlightLanded(t *testing.T) {
+	h, next, count := unitHandler(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "version %d", n)
+	})
+	if w := h.unitGet(t, next, "/landed"); w.Body.String() != "version 1" {
+		t.Fatalf("first request: %q", w.Body)
+	}
+	// What a request that looked up before the store does next: miss, with no flight.
+	r := httptest.NewRequest(http.MethodGet, "http://example.com/landed", nil)
+	w := httptest.NewRecorder()
+	if err := h.miss(w, r, next, h.keyer.key(r), nil); err != nil {
+		t.Fatal(err)
+	}
+	if w.Body.String() != "version 1" || count.Load() != 1 || !strings.Contains(w.Header().Get(HeaderStatus), "; hit") {
+		t.Errorf("the late miss: %q (Cache-Status %q), origin asked %d times; want the stored version 1 and 1 request",
+			w.Body, w.Header().Get(HeaderStatus), count.Load())
+	}
+	// A request that wants no stored answer still goes to the origin.
+	r = httptest.NewRequest(http.MethodGet, "http://example.com/landed", nil)
+	r.Header.Set("Cache-Control", "no-cache")
+	w = httptest.NewRecorder()
+	if err := h.miss(w, r, next, h.keyer.key(r), nil); err != nil {
+		t.Fatal(err)
+	}
+	if w.Body.String() != "version 2" || count.Load() != 2 {
+		t.Errorf("no-cache miss: %q, origin asked %d times; want version 2 from the origin", w.Body, count.Load())
+	}
+}

@@ -541,6 +541,15 @@ func (h *Handler) miss(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	fkey := l1Key(primary, secondaryKey(names, r.Header))
 	f, leader := h.store.join(fkey)
 	if leader {
+		// A flight of this variant may have landed between the lookup and the join: what
+		// it stored answers this request too, as it answered the flight's waiters.
+		if e, _ := h.store.lookupL1(primary, r.Header); e != nil && !h.store.purged(e) {
+			if d := decide(e, r, time.Now()); d.act == actFresh {
+				h.store.land(f, e)
+				lookups.WithLabelValues(h.Name, outcomeHit).Inc()
+				return serveEntry(w, r, e, d.age, d.hitStatus(""))
+			}
+		}
 		lookups.WithLabelValues(h.Name, outcomeMiss).Inc()
 		return h.forward(w, r, next, primary, f, "fwd=miss")
 	}
