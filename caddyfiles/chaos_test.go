@@ -164,11 +164,17 @@ func chaosValkey(t *testing.T, s *prodStack, l *loader) {
 	if d := lastFallback.Sub(back); d > time.Second+fallbackPoll {
 		t.Errorf("fallback decisions went on %v after Valkey's return, want ≤ 1s", d)
 	}
-	// DESIGN.md: no request waits longer than the Valkey timeout (tens of ms). Measured
-	// through the front tier, which runs in this process (stalls of its own under -race on a
-	// busy 2-core machine), so the bound is only a sanity bound; the figures are logged above.
-	if p := percentile(w, 0.99); p > time.Second {
-		t.Errorf("Valkey down: p99 latency %v, want no request waiting on Valkey (< 1s through this harness)", p)
+	// DESIGN.md: no request waits longer than the Valkey timeout (tens of ms). The edge's
+	// durations include the app's for the requests it forwards, and the machine is busy, so
+	// the bound is a sanity bound; the figures are logged.
+	edge, missing := s.edgeTook(t, w)
+	t.Logf("Valkey down: the edge took p50 %v, p99 %v, max %v (access logs; %d requests not found)",
+		quantile(edge, 0.5), quantile(edge, 0.99), quantile(edge, 1), missing)
+	if missing > 0 {
+		t.Errorf("Valkey down: %d of %d requests have no access log line with their X-Request-Id", missing, len(w))
+	}
+	if p := quantile(edge, 0.99); p > time.Second {
+		t.Errorf("Valkey down: the edge's p99 %v, want no request waiting on Valkey (< 1s)", p)
 	}
 }
 
@@ -250,10 +256,11 @@ func chaosPrimary(t *testing.T, s *prodStack, l *loader) {
 // reverse_proxy Caddyfile, Caddy's defaults) behind a front tier of their own, then ours.
 // Ours must lose no idempotent request and answer no 5xx of its own; a POST it loses must
 // be lost as stock Caddy loses one, to the race of a request with the close of an idle
-// keep-alive connection (the front tier says so of every one), and must not have been
-// applied, so that its client may send it again. How many race is a matter of scheduling
-// (more when the machine is busy and the old server reads a request late), not of the
-// Caddyfile: the stock half's count is logged beside ours, not compared.
+// keep-alive connection or to a new connection the old server's socket took as it closed
+// (the front tier says which of every one), and must not have been applied, so that its
+// client may send it again. How many race is a matter of scheduling (more when the machine
+// is busy and the old server reads a request late), not of the Caddyfile: the stock half's
+// count is logged beside ours, not compared.
 func chaosReloads(t *testing.T, s *prodStack, l *loader) {
 	stock := startStockNodes(t, s)
 	prod := l.target.Load()
@@ -274,7 +281,7 @@ func chaosReloads(t *testing.T, s *prodStack, l *loader) {
 		t.Errorf("reloads of production.Caddyfile: %d 5xx made by the edge, want none", ourLost.edge)
 	}
 	for _, x := range ourLost.unexplained {
-		t.Errorf("production.Caddyfile reload: lost %s, not to the race of a request with the close of an idle connection", x)
+		t.Errorf("production.Caddyfile reload: lost %s, not to a reload's race (an idle connection closed under it, or a new connection dropped)", x)
 	}
 	if applied := shelvesNamed(t, s, ourLost.shelves); len(applied) > 0 {
 		t.Errorf("production.Caddyfile reload: the app created shelves %q whose POSTs the front tier answered 502: a client sending them again creates them twice", applied)
@@ -287,8 +294,8 @@ const reloadBurst = 6
 // lost counts requests that failed during reloads: idempotent ones, others, and of all
 // these the ones answered with a 5xx the edge made (not the front tier's 502 for a request
 // the edge gave no answer to); unexplained are the ones that failed otherwise than to the
-// race of a request with the close of an idle connection, shelves the names of the shelves
-// whose POSTs were lost.
+// reload's races (an idle connection closed under a request, a new connection dropped before
+// any answer), shelves the names of the shelves whose POSTs were lost.
 type lost struct {
 	idempotent, other, edge int
 	unexplained             []sample
@@ -331,7 +338,7 @@ func reloadUnderLoad(t *testing.T, name string, tg *target, l *loader) lost {
 		if x.err == nil && x.frontErr == "" {
 			n.edge++
 		}
-		if x.method == http.MethodGet || !strings.HasPrefix(x.frontErr, "closed under request:") {
+		if x.method == http.MethodGet || !(strings.HasPrefix(x.frontErr, "closed under request:") || strings.HasPrefix(x.frontErr, "new connection dropped:")) {
 			n.unexplained = append(n.unexplained, x)
 		}
 		if x.kind == kindWrite {
@@ -528,8 +535,18 @@ func chaosApp(t *testing.T, s *prodStack, l *loader, cold []string) {
 	if coldN == 0 || len(uncacheable) == 0 || cached == 0 {
 		t.Errorf("app down: %d cold, %d cached and %d uncacheable requests; want some of each", coldN, cached, len(uncacheable))
 	}
-	if p99 >= 50*time.Millisecond {
-		t.Errorf("app down: uncacheable requests answered in p99 %v, want < 50ms", p99)
+	edge, missing := s.edgeTook(t, uncacheable)
+	edgeP99 := quantile(edge, 0.99)
+	t.Logf("app down: the edge took p50 %v, p99 %v, max %v over the uncacheable requests (access logs; %d not found)",
+		quantile(edge, 0.5), edgeP99, quantile(edge, 1), missing)
+	if missing > 0 {
+		t.Errorf("app down: %d of %d uncacheable requests have no access log line with their X-Request-Id", missing, len(uncacheable))
+	}
+	if edgeP99 >= 50*time.Millisecond {
+		t.Errorf("app down: the edge answered uncacheable requests in p99 %v, want < 50ms", edgeP99)
+	}
+	if p99 >= time.Second {
+		t.Errorf("app down: uncacheable requests answered in p99 %v through this harness, want < 1s", p99)
 	}
 	if firstAfter < 0 || firstAfter > 2*time.Second {
 		t.Errorf("app back: first 200 %v after its return, want ≤ 2s", firstAfter)
@@ -718,6 +735,7 @@ type sample struct {
 	retryAfter   string
 	body         string // the start of it
 	frontErr     string // the front tier's X-Test-Front-Error: how it failed to get an answer
+	requestID    string // the edge's X-Request-Id
 	sent         string // the request's body
 	err          error
 }
@@ -764,16 +782,61 @@ func slowest(samples []sample, n int) string {
 
 // percentile returns the latency at quantile q (0 to 1) of samples.
 func percentile(samples []sample, q float64) time.Duration {
-	if len(samples) == 0 {
-		return 0
-	}
 	d := make([]time.Duration, len(samples))
 	for i, x := range samples {
 		d[i] = x.took
 	}
+	return quantile(d, q)
+}
+
+// quantile returns the duration at quantile q (0 to 1) of d, which it sorts.
+func quantile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
 	slices.Sort(d)
 	i := int(q*float64(len(d))+0.5) - 1
 	return d[min(max(i, 0), len(d)-1)]
+}
+
+// edgeTook returns how long the edge nodes took over each of samples, as their access logs
+// say (the duration of the line with the sample's request id), and how many samples no line
+// is found for. Latency bounds on the edge's own behaviour are judged on these: the front
+// tier and the load run in the test's process, under -race, beside other packages' tests,
+// and their stalls are not the edge's. The logs are written in batches (at least every
+// second): it waits up to 3 s for the lines.
+func (s *prodStack) edgeTook(t *testing.T, samples []sample) (took []time.Duration, missing int) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		logged := map[string]time.Duration{}
+		for _, n := range s.nodes {
+			for line := range strings.Lines(n.proc.Output()) {
+				if !strings.Contains(line, `"request_id"`) {
+					continue
+				}
+				var entry struct {
+					RequestID string  `json:"request_id"`
+					Duration  float64 `json:"duration"`
+				}
+				if json.Unmarshal([]byte(line), &entry) == nil && entry.RequestID != "" {
+					logged[entry.RequestID] = time.Duration(entry.Duration * float64(time.Second))
+				}
+			}
+		}
+		took, missing = took[:0], 0
+		for _, x := range samples {
+			if d, ok := logged[x.requestID]; ok && x.requestID != "" {
+				took = append(took, d)
+			} else {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			return took, missing
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // summarize gives counts by kind and answer, and latencies.
@@ -953,7 +1016,7 @@ func (l *loader) send(kind reqKind, method, path, viewer string, u *chaosUser, b
 	x := sample{kind: kind, method: method, path: path, start: start, took: time.Since(start), status: r.status, sent: body, err: r.err}
 	if r.header != nil {
 		x.cacheStatus, x.retryAfter = r.header.Get("Cache-Status"), r.header.Get("Retry-After")
-		x.frontErr = r.header.Get(frontErrorHeader)
+		x.frontErr, x.requestID = r.header.Get(frontErrorHeader), r.header.Get("X-Request-Id")
 	}
 	if !x.ok() {
 		x.body = string(r.body[:min(len(r.body), 160)])

@@ -295,7 +295,10 @@ func newFrontTier(t *testing.T, ca *testenv.CA, nodes []edgeNode, secret, cdnIP 
 // frontErrorHeader names the front tier's failure in its 502s: "closed under request: …"
 // for a request sent on a reused keep-alive connection that the edge closed before any byte
 // of an answer (the race of a request with the close of an idle connection, which a POST
-// cannot survive: RFC 9112 §9.3.1), "failed: …" for anything else.
+// cannot survive: RFC 9112 §9.3.1), "new connection dropped: …" for one sent on a new
+// connection that the edge closed or reset before any byte of an answer (on a reload, a
+// connection the old server's socket took just before it closed: docs/operators.md,
+// "Reloads"), "failed: …" for anything else.
 const frontErrorHeader = "X-Test-Front-Error"
 
 // frontTrace is what the front tier saw of one request to a node.
@@ -309,10 +312,14 @@ type frontTraceKey struct{}
 
 // describe classifies err, the failure of the request tr traced, for frontErrorHeader.
 func (tr *frontTrace) describe(err error) string {
-	if tr != nil && tr.reused && !tr.responded.Load() && connClosed(err) {
+	switch {
+	case tr == nil || tr.responded.Load() || !connClosed(err):
+		return "failed: " + err.Error()
+	case tr.reused:
 		return "closed under request: " + err.Error()
+	default:
+		return "new connection dropped: " + err.Error()
 	}
-	return "failed: " + err.Error()
 }
 
 // connClosed reports whether err is the peer closing the connection: EOF, reset, broken
