@@ -131,7 +131,7 @@ TEST_LOG := $(RUN_DIR)/test.log
 # are now judged on the edge's access-log durations, but four is unmeasured since.
 TEST_PACKAGES_AT_ONCE ?= $(shell n=$$(nproc); s=$$(cat $(RUN_DIR)/race-build.seconds 2>/dev/null || echo 0); \
 	if [ "$$s" -gt 60 ]; then echo $$n; else echo $$((n + 1)); fi)
-TEST_FLAGS := -race -vet=all -tags $(GO_TAGS) -count=1 -timeout 8m -p $(TEST_PACKAGES_AT_ONCE)
+TEST_FLAGS = -race -vet=all -tags $(GO_TAGS) -count=1 -timeout 8m -p $(TEST_PACKAGES_AT_ONCE)
 .PHONY: test
 test: test-deps monitoring-tools terraform-tools fmt-check ## every test (and go vet), against real services and the built binaries
 	@mkdir -p $(RUN_DIR)
