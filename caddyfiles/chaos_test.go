@@ -259,9 +259,9 @@ func chaosPrimary(t *testing.T, s *prodStack, l *loader) {
 // socket took as it closed (a GET too: Go's Transport, like an ALB, sends a request again
 // only after a reused connection failed), or, for a POST, to the close of an idle keep-alive
 // connection under it; a lost POST must not have been applied, so that its client may send
-// it again. How many race is a matter of scheduling (more when the machine
-// is busy and the old server reads a request late), not of the Caddyfile: the stock half's
-// count is logged beside ours, not compared.
+// it again. How many race is a matter of scheduling (more when the machine is busy and the
+// old server reads a request late), not of the Caddyfile: the stock half's count is logged
+// beside ours, not compared.
 func chaosReloads(t *testing.T, s *prodStack, l *loader) {
 	stock := startStockNodes(t, s)
 	prod := l.target.Load()
