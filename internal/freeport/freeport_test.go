@@ -32,16 +32,16 @@ func TestNoPortTwice(t *testing.T) {
 		}
 		seen[p] = true
 	}
-	var any int
+	var held int
 	for p := range seen {
-		any = p
+		held = p
 		break
 	}
-	if ok, err := Lock(any); ok || err != nil {
-		t.Fatalf("Lock(%d) of a port this process holds: %v, %v; want false", any, ok, err)
+	if ok, err := Lock(held); ok || err != nil {
+		t.Fatalf("Lock(%d) of a port this process holds: %v, %v; want false", held, ok, err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestNoPortTwice$")
-	cmd.Env = append(os.Environ(), "FREEPORT_CHILD_LOCK="+strconv.Itoa(any))
+	cmd.Env = append(os.Environ(), "FREEPORT_CHILD_LOCK="+strconv.Itoa(held))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("child: %v\n%s", err, out)
@@ -54,7 +54,7 @@ func TestNoPortTwice(t *testing.T) {
 		t.Fatalf("child said %q: %v", out, err)
 	}
 	if ok || lerr != "<nil>" {
-		t.Errorf("another process locked port %d this one holds (lock=%v err=%s)", any, ok, lerr)
+		t.Errorf("another process locked port %d this one holds (lock=%v err=%s)", held, ok, lerr)
 	}
 	if perr != "<nil>" || got == 0 || seen[got] {
 		t.Errorf("another process got port %d (err %s) from Port; this one holds %d ports", got, perr, len(seen))

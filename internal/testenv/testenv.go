@@ -194,7 +194,9 @@ type Proxy struct {
 func NewProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	p := &Proxy{target: target, conns: map[net.Conn]struct{}{}}
-	ln, err := net.Listen("tcp", FreeAddr(t)) // Up listens on it again: no other process's
+	// A port from FreeAddr, not one the kernel picks: Up listens on it again after Down, and
+	// no other test process may be given it meanwhile.
+	ln, err := net.Listen("tcp", FreeAddr(t))
 	if err != nil {
 		t.Fatal(err)
 	}

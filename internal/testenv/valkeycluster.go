@@ -500,16 +500,15 @@ func clusterPorts(t testing.TB, n int, consecutive bool) []int {
 	hold := func(port int) bool {
 		var got []net.Listener
 		for _, p := range []int{port, port + 10000} {
-			if ok, err := freeport.Lock(p); err != nil {
-				t.Fatal(err)
-			} else if !ok {
-				for _, l := range got {
-					l.Close()
-				}
-				return false
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			ok, err := freeport.Lock(p)
 			if err != nil {
+				t.Fatal(err)
+			}
+			var ln net.Listener
+			if ok {
+				ln, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			}
+			if !ok || err != nil {
 				for _, l := range got {
 					l.Close()
 				}
